@@ -1,0 +1,135 @@
+"""Result and load models of a benchmark run: the contract between `autotune bench` and the tuner.
+
+A result is one JSON file: what was measured (workload, load, server config), on what
+(hardware, versions), per-request records and a summary. `summary` field names carry units.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SLO(_Strict):
+    """Latency objectives; a request is 'good' when it meets every one that is set (as vllm bench --goodput)."""
+
+    ttft_ms: Annotated[float, Field(gt=0)] | None = None
+    tpot_ms: Annotated[float, Field(gt=0)] | None = None
+    e2el_ms: Annotated[float, Field(gt=0)] | None = None
+
+
+class LoadSpec(_Strict):
+    """How requests are sent. Exactly one of concurrency (closed loop), rate_rps (open loop) or sweep."""
+
+    mode: Literal["concurrency", "rate", "sweep"]
+    concurrency: Annotated[int, Field(ge=1)] | None = None
+    rate_rps: Annotated[float, Field(gt=0)] | None = None
+    arrival: Literal["poisson", "constant"] = "poisson"
+    num_requests: Annotated[int, Field(ge=1)] | None = 200
+    duration_s: Annotated[float, Field(gt=0)] | None = None
+    warmup_requests: Annotated[int, Field(ge=0)] = 0
+    client_processes: Annotated[int, Field(ge=1, le=64)] | None = Field(
+        default=None, description="None: chosen from the load"
+    )
+    client_cpus: list[int] | None = Field(default=None, description="CPU cores the client processes are pinned to")
+    seed: int = 0
+    sweep_max_rate_rps: Annotated[float, Field(gt=0)] | None = None
+    sweep_steps: Annotated[int, Field(ge=2, le=50)] = 6
+
+    @model_validator(mode="after")
+    def _check_mode(self) -> LoadSpec:
+        if self.mode == "concurrency" and self.concurrency is None:
+            raise ValueError("mode 'concurrency' needs concurrency")
+        if self.mode == "rate" and self.rate_rps is None:
+            raise ValueError("mode 'rate' needs rate_rps")
+        if self.num_requests is None and self.duration_s is None:
+            raise ValueError("set num_requests or duration_s (a run must be bounded)")
+        return self
+
+
+class Stats(_Strict):
+    mean: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+
+class GpuSummary(_Strict):
+    """NVML figures over the measured window only."""
+
+    devices: list[str] = Field(default_factory=list)
+    samples: int = 0
+    util_mean: float | None = None
+    util_p50: float | None = None
+    util_p95: float | None = None
+    mem_used_max_mib: float | None = None
+    power_mean_w: float | None = None
+    sm_clock_mean_mhz: float | None = None
+
+
+class ClientHealth(_Strict):
+    """The load generator watching itself: a saturated client does not measure the server."""
+
+    processes: int = 1
+    cpu_util_max: float | None = Field(default=None, description="Busiest client process, fraction of one core")
+    loop_lag_p99_ms: float | None = None
+    saturated: bool = False
+    reason: str | None = None
+
+
+class Summary(_Strict):
+    completed: int = 0
+    failed: int = 0
+    duration_s: float = 0.0
+    throughput_rps: float = 0.0
+    output_tok_s: float = 0.0
+    input_tok_s: float = 0.0
+    goodput_rps: float | None = None
+    error_rate: float = 0.0
+    ttft_ms: Stats = Field(default_factory=Stats)
+    tpot_ms: Stats = Field(default_factory=Stats)
+    itl_ms: Stats = Field(default_factory=Stats)
+    e2el_ms: Stats = Field(default_factory=Stats)
+    gpu: GpuSummary | None = None
+    server: dict[str, float] = Field(default_factory=dict, description="Scraped from /metrics when present")
+    client: ClientHealth = Field(default_factory=ClientHealth)
+
+
+class RequestRecord(_Strict):
+    """One request; failures are data (error set, success False), never exceptions."""
+
+    index: int
+    send_time_s: float = Field(description="Seconds since the start of the run")
+    success: bool
+    ttft_ms: float | None = None
+    e2el_ms: float | None = None
+    itl_ms: list[float] = Field(default_factory=list)
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    error: str | None = None
+    warmup: bool = False
+
+
+class BenchResult(_Strict):
+    kind: Literal["autotune-bench-result"] = "autotune-bench-result"
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    url: str
+    workload: dict[str, Any]
+    load: LoadSpec
+    slo: SLO = Field(default_factory=SLO)
+    server_config: dict[str, Any] | None = Field(default=None, description="From /autotune/config when the server is ours")
+    simulated: bool = Field(default=False, description="True when the server reported the simulated engine")
+    versions: dict[str, str] = Field(default_factory=dict)
+    hardware: dict[str, Any] = Field(default_factory=dict)
+    summary: Summary
+    requests: list[RequestRecord] = Field(default_factory=list)
+    gpu_timeseries: list[dict[str, float]] = Field(default_factory=list)
+    sweep: list[Summary] = Field(default_factory=list, description="One summary per rate, in sweep mode")

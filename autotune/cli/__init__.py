@@ -1,0 +1,33 @@
+"""The `autotune` command: parse arguments into models, call the library, print. No logic here."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from autotune.errors import AutotuneError
+
+app = typer.Typer(
+    name="autotune",
+    help="Benchmark and tune vLLM serving of vision-language models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err_console = Console(stderr=True)
+
+
+def _register_commands() -> None:
+    # Each module adds its commands to `app`; imported here so that `autotune --help` lists them all.
+    from autotune.cli import bench, serve, tune  # noqa: F401
+
+
+def main() -> None:
+    _register_commands()
+    try:
+        app()
+    except AutotuneError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""Serving: an OpenAI-compatible server that loads a tuned config at startup."""

@@ -1,0 +1,88 @@
+"""Flat figures of a benchmark summary: the one naming used by objectives, constraints, MLflow and tables.
+
+Names carry their unit and statistic: `throughput_rps`, `ttft_ms_p99`, `gpu_util_mean`,
+`client_saturated` (0 or 1). Pure functions of a `Summary`; nothing here measures anything.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from autotune.bench.schemas import Stats, Summary
+
+LATENCY_FIELDS = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms")
+STAT_FIELDS = tuple(Stats.model_fields)
+
+MetricName = Literal[
+    "completed",
+    "failed",
+    "duration_s",
+    "throughput_rps",
+    "goodput_rps",
+    "output_tok_s",
+    "input_tok_s",
+    "error_rate",
+    "client_saturated",
+    "client_cpu_util_max",
+    "client_loop_lag_p99_ms",
+    "gpu_util_mean",
+    "gpu_mem_used_max_mib",
+    "gpu_power_mean_w",
+    "ttft_ms_mean",
+    "ttft_ms_p50",
+    "ttft_ms_p90",
+    "ttft_ms_p95",
+    "ttft_ms_p99",
+    "tpot_ms_mean",
+    "tpot_ms_p50",
+    "tpot_ms_p90",
+    "tpot_ms_p95",
+    "tpot_ms_p99",
+    "itl_ms_mean",
+    "itl_ms_p99",
+    "e2el_ms_mean",
+    "e2el_ms_p50",
+    "e2el_ms_p90",
+    "e2el_ms_p95",
+    "e2el_ms_p99",
+]
+METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
+
+
+def summary_metrics(summary: Summary) -> dict[str, float | None]:
+    """Every numeric figure of a summary, flattened (None where not measured)."""
+    figures: dict[str, float | None] = {
+        "completed": float(summary.completed),
+        "failed": float(summary.failed),
+        "duration_s": summary.duration_s,
+        "throughput_rps": summary.throughput_rps,
+        "goodput_rps": summary.goodput_rps,
+        "output_tok_s": summary.output_tok_s,
+        "input_tok_s": summary.input_tok_s,
+        "error_rate": summary.error_rate,
+    }
+    for name in LATENCY_FIELDS:
+        stats: Stats = getattr(summary, name)
+        for stat in STAT_FIELDS:
+            figures[f"{name}_{stat}"] = getattr(stats, stat)
+    client = summary.client
+    figures["client_saturated"] = 1.0 if client.saturated else 0.0
+    figures["client_processes"] = float(client.processes)
+    figures["client_cpu_util_max"] = client.cpu_util_max
+    figures["client_loop_lag_p99_ms"] = client.loop_lag_p99_ms
+    gpu = summary.gpu
+    if gpu is not None:
+        for field in ("util_mean", "util_p50", "util_p95", "mem_used_max_mib", "power_mean_w", "sm_clock_mean_mhz"):
+            figures[f"gpu_{field}"] = getattr(gpu, field)
+        figures["gpu_samples"] = float(gpu.samples)
+    for key, value in summary.server.items():
+        figures[f"server_{_safe_name(key)}"] = float(value)
+    return figures
+
+
+def numeric_only(figures: dict[str, float | None]) -> dict[str, float]:
+    return {key: float(value) for key, value in figures.items() if value is not None}
+
+
+def _safe_name(key: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in key)

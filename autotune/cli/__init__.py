@@ -19,6 +19,12 @@ app = typer.Typer(
 err_console = Console(stderr=True)
 
 
+@app.callback()
+def _root() -> None:
+    """Benchmark and tune vLLM serving of vision-language models."""
+    # A root callback keeps typer in sub-command mode even while only one command is registered.
+
+
 def _register_commands() -> None:
     # Each module adds its commands to `app`; imported here so that `autotune --help` lists them all.
     from autotune.cli import bench, serve, tune  # noqa: F401

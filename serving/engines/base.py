@@ -1,0 +1,101 @@
+"""The seams between the HTTP layer and an engine, and between `autotune serve` and a backend."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from autotune.config import EngineKind, TunedConfig
+from autotune.errors import AutotuneError
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInput:
+    """One image after preprocessing: what the engine needs to cost it."""
+
+    width: int
+    height: int
+    tokens: int
+    content_hash: str
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    request_id: str
+    prompt_tokens: int  # text + image tokens
+    max_tokens: int | None  # None: the engine's default (what is left of the context, capped)
+    images: tuple[ImageInput, ...] = ()
+    ignore_eos: bool = False
+    seed: int | None = None
+    prefix_hash: str | None = None  # shared system-prompt prefix (for prefix caching)
+    prefix_tokens: int = 0
+
+    @property
+    def image_tokens(self) -> int:
+        return sum(image.tokens for image in self.images)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEvent:
+    """One generated token; the last one has `finish_reason` set."""
+
+    text: str
+    index: int
+    finish_reason: FinishReason | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    queue_depth: int  # requests accepted but not yet running (frontend + engine waiting queue)
+    running_seqs: int
+    kv_usage: float  # 0..1
+    preemptions_total: int = 0
+    gpu_busy_fraction: float | None = None  # simulated engines only
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class RequestRejected(AutotuneError):
+    """The engine refuses a request that can never run (too long for the context, ...): a 400."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class EngineUnavailable(AutotuneError):
+    """The engine is not ready or is shutting down: a 503."""
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """An engine served by our own FastAPI app (`serving.app.create_app`)."""
+
+    kind: EngineKind
+
+    @property
+    def ready(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
+        """An async generator of tokens; closing it early aborts the request."""
+        ...
+
+    def stats(self) -> EngineStats: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+class ServingBackend(Protocol):
+    """Runs a server process for a tuned config until it is told to stop (blocks)."""
+
+    def run(self, tuned: TunedConfig) -> None: ...

@@ -1,0 +1,108 @@
+"""The simulated API frontends (pure, virtual time): where a real H100 server goes CPU-bound.
+
+Each of `api_server_count` frontends has one event loop (`Lane`: request parsing, chat template,
+detokenizing and streaming every output token) and `preprocessing_workers` workers (`WorkerPool`:
+image preprocessing), plus its own multimodal processor cache (`ImageCache`). Resources are
+reserved in virtual time: `reserve(now, cost)` returns when the work would be done.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from serving.engines.base import ImageInput
+from serving.engines.cost_model import CostModel
+
+
+class Lane:
+    """One serial resource (a frontend's event loop)."""
+
+    __slots__ = ("busy_until",)
+
+    def __init__(self) -> None:
+        self.busy_until = 0.0
+
+    def reserve(self, now: float, cost_s: float) -> float:
+        start = now if now > self.busy_until else self.busy_until
+        self.busy_until = start + cost_s
+        return self.busy_until
+
+
+class WorkerPool:
+    """`size` parallel workers; each job goes to the worker that frees up first."""
+
+    def __init__(self, size: int) -> None:
+        self._free_at = [0.0] * size
+
+    def reserve(self, now: float, cost_s: float) -> float:
+        start = max(now, heapq.heappop(self._free_at))
+        done = start + cost_s
+        heapq.heappush(self._free_at, done)
+        return done
+
+
+class ImageCache:
+    """LRU by bytes (vLLM's multimodal processor cache); capacity 0 disables it."""
+
+    def __init__(self, capacity_bytes: int) -> None:
+        self.capacity_bytes = capacity_bytes
+        self.used_bytes = 0
+        self._entries: OrderedDict[str, int] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def lookup(self, key: str, size_bytes: int) -> bool:
+        """True on a hit; a miss inserts the entry (evicting the least recently used)."""
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return True
+        self.misses += 1
+        if 0 < size_bytes <= self.capacity_bytes:
+            self._entries[key] = size_bytes
+            self.used_bytes += size_bytes
+            while self.used_bytes > self.capacity_bytes:
+                _, evicted = self._entries.popitem(last=False)
+                self.used_bytes -= evicted
+        return False
+
+
+@dataclass(slots=True)
+class Frontend:
+    lane: Lane
+    workers: WorkerPool
+    cache: ImageCache
+
+
+class Frontends:
+    """Round-robin over the simulated API servers."""
+
+    def __init__(self, cost: CostModel) -> None:
+        settings = cost.settings
+        self.cost = cost
+        self.frontends = [
+            Frontend(Lane(), WorkerPool(settings.preprocessing_workers), ImageCache(cost.image_cache_bytes))
+            for _ in range(settings.api_server_count)
+        ]
+        self._next = itertools.cycle(self.frontends)
+
+    def pick(self) -> Frontend:
+        return next(self._next)
+
+    def admit(self, frontend: Frontend, now: float, images: tuple[ImageInput, ...]) -> float:
+        """Virtual time at which the request has been parsed and its images preprocessed."""
+        done = frontend.lane.reserve(now, self.cost.request_s)
+        for image in images:
+            if frontend.cache.lookup(image.content_hash, self.cost.image_cache_entry_bytes(image.pixels)):
+                cost_s = self.cost.image_cache_hit_s
+            else:
+                cost_s = self.cost.image_preprocess_s(image.pixels)
+            done = frontend.workers.reserve(done, cost_s)
+        return done
+
+    def deliver_token(self, frontend: Frontend, now: float) -> float:
+        """Virtual time at which a generated token has been detokenized and sent."""
+        return frontend.lane.reserve(now, self.cost.streamed_token_s)

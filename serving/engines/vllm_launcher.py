@@ -1,0 +1,122 @@
+"""The vLLM backend: run vLLM's own OpenAI server in-process with our middleware.
+
+We do not re-implement vLLM's server. `autotune serve` with engine vllm writes the TunedConfig to a
+private temp file (for GET /autotune/config and the middleware's limits), exports the config's
+`env`, and calls `vllm.entrypoints.cli.main.main()` with `build_vllm_argv(...)`. vLLM spawns extra
+API servers itself (api_server_count > 1); each imports `serving.vllm_middleware` by path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import math
+import os
+import socket
+import sys
+import tempfile
+from collections.abc import Mapping
+
+from autotune.config import EngineKind, ServingSettings, TunedConfig
+from autotune.errors import EngineUnavailableError
+from serving.launch import announce_listening
+from serving.state import config_document
+from serving.vllm_middleware import API_KEY_ENV, CONFIG_ENV
+
+log = logging.getLogger("autotune.serve")
+
+MIDDLEWARE_PATH = "serving.vllm_middleware.AutotuneMiddleware"
+
+
+def vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def require_vllm() -> None:
+    if not vllm_available():
+        raise EngineUnavailableError(
+            "vLLM is not installed here: install it with pip install 'autotune[gpu]' (GPU host), "
+            "or serve the CPU stand-in with --engine simulated"
+        )
+
+
+def build_vllm_argv(tuned: TunedConfig, settings: ServingSettings) -> list[str]:
+    """`vllm serve` arguments for this config; the only place serving settings become vLLM flags."""
+    engine = tuned.engine_config
+    argv = [
+        "vllm",
+        "serve",
+        engine.model,
+        *engine.to_vllm_cli_args(),
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.port),
+        "--middleware",
+        MIDDLEWARE_PATH,
+    ]
+    if settings.allowed_image_hosts:
+        argv += ["--allowed-media-domains", *settings.allowed_image_hosts]
+    if settings.api_key is not None:
+        argv += ["--api-key", settings.api_key.get_secret_value()]
+    return argv
+
+
+def vllm_environment(tuned: TunedConfig, config_json_path: str) -> dict[str, str]:
+    """Environment for vLLM: the config's `env` wins over our defaults."""
+    settings = tuned.serving
+    env = {
+        "VLLM_USE_FLASHINFER_SAMPLER": "0",
+        # Our middleware checks image URLs once; vLLM must not follow redirects to somewhere unchecked.
+        "VLLM_MEDIA_URL_ALLOW_REDIRECTS": "0",
+        "VLLM_IMAGE_FETCH_TIMEOUT": str(max(1, math.ceil(settings.image_fetch_timeout_s))),
+        **tuned.engine_config.env,
+        CONFIG_ENV: config_json_path,
+    }
+    if settings.api_key is not None:
+        env[API_KEY_ENV] = settings.api_key.get_secret_value()
+    return env
+
+
+def write_config_json(tuned: TunedConfig) -> str:
+    """The config as served at /autotune/config (API key masked), in a file only we can read."""
+    document = config_document(tuned, {"engine": EngineKind.VLLM.value, "simulated": False})
+    descriptor, path = tempfile.mkstemp(prefix="autotune-config-", suffix=".json")
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(document, handle)
+    return path
+
+
+def free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class VllmBackend:
+    def run(self, tuned: TunedConfig) -> None:
+        require_vllm()
+        settings = tuned.serving
+        if settings.port == 0:
+            settings = settings.model_copy(update={"port": free_port(settings.host)})
+            tuned = tuned.model_copy(update={"serving": settings})
+        config_path = write_config_json(tuned)
+        try:
+            _export(vllm_environment(tuned, config_path))
+            sys.argv = build_vllm_argv(tuned, settings)
+            announce_listening(settings.host, settings.port)
+            log.info("starting vLLM: vllm serve %s (api key hidden)", tuned.engine_config.model)
+            from vllm.entrypoints.cli.main import main as vllm_main
+
+            vllm_main()
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(config_path)
+
+
+def _export(env: Mapping[str, str]) -> None:
+    for name, value in env.items():
+        os.environ[name] = value

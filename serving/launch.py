@@ -1,0 +1,118 @@
+"""`autotune serve`: load and validate the config once, say what is served, hand it to a backend."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from rich.console import Console
+from rich.logging import RichHandler
+
+from autotune.config import EngineConfig, EngineKind, TunedConfig, load_tuned_config
+from autotune.errors import ConfigError, config_error_from
+from serving.engines.base import ServingBackend
+
+log = logging.getLogger("autotune.serve")
+
+LISTENING_LINE = "autotune serve listening on http://{host}:{port}"
+
+
+class ServeOptions(BaseModel):
+    """What the `autotune serve` command line says; None means "from the config file"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    config_path: Path | None = None
+    model: str | None = None
+    engine: EngineKind | None = None
+    host: str | None = None
+    port: int | None = None
+    api_key: str | None = None
+    profile: Path | None = None
+
+
+def resolve_tuned_config(options: ServeOptions) -> TunedConfig:
+    """The config file (or `--model` with vLLM's defaults), with command-line overrides, validated once."""
+    if (options.config_path is None) == (options.model is None):
+        raise ConfigError("give exactly one of --config FILE or --model PATH")
+    if options.config_path is not None:
+        tuned = load_tuned_config(options.config_path)
+        source: str | Path = options.config_path
+    else:
+        assert options.model is not None
+        tuned = TunedConfig(engine_config=EngineConfig(model=options.model))
+        source = "command line"
+    data: dict[str, Any] = tuned.model_dump(mode="python")
+    serving = data["serving"]
+    if tuned.serving.api_key is not None:
+        serving["api_key"] = tuned.serving.api_key.get_secret_value()
+    for name in ("host", "port", "api_key"):
+        value = getattr(options, name)
+        if value is not None:
+            serving[name] = value
+    if options.engine is not None:
+        data["engine"] = options.engine
+    if options.profile is not None:
+        data["simulator_profile"] = str(options.profile)
+    if data["engine"] == EngineKind.SIMULATED:
+        data["provenance"]["engine"] = EngineKind.SIMULATED
+        data["provenance"]["simulated"] = True
+    try:
+        return TunedConfig.model_validate(data)
+    except ValidationError as exc:
+        raise config_error_from(exc, source) from None
+
+
+def configure_logging(level: str) -> None:
+    """Rich on a terminal; plain timestamped lines in a log file (what the tuner keeps per trial)."""
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        handler = RichHandler(console=Console(stderr=True), show_path=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+def describe(tuned: TunedConfig) -> None:
+    """Log what is served, where the config came from, and the engine (loudly when simulated)."""
+    engine_config = tuned.engine_config
+    provenance = tuned.provenance
+    if tuned.engine == EngineKind.SIMULATED:
+        log.warning("SIMULATED engine — not a GPU measurement (CPU stand-in; numbers are modeled)")
+    log.info("serving model %s as %r with engine %s", engine_config.model, engine_config.name_for_clients, tuned.engine.value)
+    origin = "vLLM defaults" if provenance.study is None else f"study {provenance.study!r}, trial {provenance.trial_number}"
+    log.info("config from %s, created %s", origin, provenance.created_at.isoformat(timespec="seconds"))
+    tuned_fields = engine_config.tuned_fields()
+    if tuned_fields:
+        log.info("engine settings: %s", ", ".join(f"{k}={v}" for k, v in sorted(tuned_fields.items()) if k != "env"))
+
+
+def backend_for(tuned: TunedConfig) -> ServingBackend:
+    if tuned.engine == EngineKind.VLLM:
+        from serving.engines.vllm_launcher import VllmBackend
+
+        return VllmBackend()
+    from serving.backends import SimulatedBackend
+
+    return SimulatedBackend()
+
+
+def serve(options: ServeOptions) -> None:
+    tuned = resolve_tuned_config(options)
+    configure_logging(tuned.serving.log_level)
+    describe(tuned)
+    for name, value in tuned.engine_config.env.items():
+        os.environ[name] = value
+    backend_for(tuned).run(tuned)
+
+
+def announce_listening(host: str, port: int) -> None:
+    """The parseable line `ServerProcess` waits for (plain stdout: never wrapped or decorated)."""
+    shown = f"[{host}]" if ":" in host else host
+    print(LISTENING_LINE.format(host=shown, port=port), flush=True)

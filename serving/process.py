@@ -1,0 +1,229 @@
+"""`autotune serve` as a child process: started in its own process group, stopped as a group.
+
+Production code (the tuner starts one per trial) and the test helper. The server dies with its
+parent (PR_SET_PDEATHSIG=SIGTERM on Linux) and `kill_process_group` cleans up one left behind.
+Start-up failures tell a crash (the process exited) from a timeout (it never became ready).
+Note: PDEATHSIG fires when the *thread* that started the child exits; start servers from a
+long-lived thread (the main thread).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Literal
+
+import httpx
+
+from autotune.config import EngineKind
+from autotune.errors import AutotuneError
+
+_LISTENING = re.compile(r"autotune serve listening on http://(\S+):(\d+)")
+_PR_SET_PDEATHSIG = 1
+_POLL_INTERVAL_S = 0.05
+
+
+class ServerStartError(AutotuneError):
+    def __init__(self, reason: Literal["crashed", "timeout"], log_tail: str, exit_code: int | None) -> None:
+        detail = f"exit code {exit_code}" if exit_code is not None else "still running"
+        super().__init__(f"autotune serve {reason} during start-up ({detail}); last log lines:\n{log_tail}")
+        self.reason: Literal["crashed", "timeout"] = reason
+        self.log_tail = log_tail
+        self.exit_code = exit_code
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: SIGTERM this child when the parent dies (Linux only; silently skipped elsewhere)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def kill_process_group(pgid: int, timeout_s: float = 10.0) -> bool:
+    """SIGTERM the group, wait, then SIGKILL; True if something was there to kill. Never our own group."""
+    if pgid <= 1 or pgid == os.getpgrp():
+        return False
+    if not _group_exists(pgid):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _group_exists(pgid):
+        time.sleep(_POLL_INTERVAL_S)
+    if _group_exists(pgid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+    return True
+
+
+def connect_host(host: str) -> str:
+    """Where a client on this machine connects for a server bound to `host`."""
+    bare = host.strip("[]")
+    if bare in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if bare == "::":
+        return "[::1]"
+    return f"[{bare}]" if ":" in bare else bare
+
+
+class ServerProcess:
+    """Context manager around `python -m autotune.cli serve --config FILE ...`."""
+
+    def __init__(
+        self,
+        config_path: Path,
+        *,
+        engine: EngineKind | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_path: Path,
+        startup_timeout_s: float = 600.0,
+        env: Mapping[str, str] | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        args = ["--config", str(config_path)]
+        if engine is not None:
+            args += ["--engine", EngineKind(engine).value]
+        args += ["--host", host, "--port", str(port), *extra_args]
+        self._init(args, host=host, log_path=log_path, startup_timeout_s=startup_timeout_s, env=env)
+
+    @classmethod
+    def from_serve_args(
+        cls,
+        serve_args: Sequence[str],
+        *,
+        log_path: Path,
+        host: str = "127.0.0.1",
+        startup_timeout_s: float = 600.0,
+        env: Mapping[str, str] | None = None,
+    ) -> ServerProcess:
+        """Any `autotune serve` arguments (e.g. `--model PATH --engine simulated --port 0`)."""
+        self = cls.__new__(cls)
+        self._init(list(serve_args), host=host, log_path=log_path, startup_timeout_s=startup_timeout_s, env=env)
+        return self
+
+    def _init(
+        self,
+        serve_args: list[str],
+        *,
+        host: str,
+        log_path: Path,
+        startup_timeout_s: float,
+        env: Mapping[str, str] | None,
+    ) -> None:
+        self.argv = [sys.executable, "-m", "autotune.cli", "serve", *serve_args]
+        self.host = host
+        self.log_path = Path(log_path)
+        self.startup_timeout_s = startup_timeout_s
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.base_url = ""
+        self.pid = 0
+        self.pgid = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_file: IO[bytes] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def __enter__(self) -> ServerProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._process = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+        )
+        self.pid = self._process.pid
+        self.pgid = self.pid  # start_new_session: the child leads its own group
+        try:
+            self._wait_ready(time.monotonic() + self.startup_timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, deadline: float) -> None:
+        port: str | None = None
+        with httpx.Client(timeout=2.0, trust_env=False) as client:
+            while time.monotonic() < deadline:
+                if not self.alive():
+                    raise ServerStartError("crashed", self.log_tail(), self.exit_code)
+                if port is None:
+                    match = _LISTENING.search(self._read_log())
+                    if match is not None:
+                        port = match.group(2)
+                        self.base_url = f"http://{connect_host(self.host)}:{port}"
+                if port is not None:
+                    try:
+                        if client.get(f"{self.base_url}/health").status_code == 200:
+                            return
+                    except httpx.HTTPError:
+                        pass
+                time.sleep(_POLL_INTERVAL_S)
+        if not self.alive():
+            raise ServerStartError("crashed", self.log_tail(), self.exit_code)
+        raise ServerStartError("timeout", self.log_tail(), None)
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def exit_code(self) -> int | None:
+        return None if self._process is None else self._process.poll()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM the group, wait, then SIGKILL the group; idempotent."""
+        process = self._process
+        if process is not None:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.pgid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=timeout_s)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(self.pgid, signal.SIGKILL)
+                    process.wait(timeout=10)
+            if _group_exists(self.pgid):  # children the server left behind (vLLM frontends, engine core)
+                kill_process_group(self.pgid, timeout_s=min(timeout_s, 5.0))
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    # -- logs ----------------------------------------------------------------------------------
+    def _read_log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 50) -> str:
+        return "\n".join(self._read_log().splitlines()[-lines:])

@@ -1,0 +1,85 @@
+"""ASGI middleware that vLLM's server loads with `--middleware serving.vllm_middleware.AutotuneMiddleware`.
+
+Imports without vLLM. It reads the config written by `serving.engines.vllm_launcher` (path in
+AUTOTUNE_CONFIG_JSON) and, through the shared `AutotuneGuard`:
+- answers GET /autotune/config (API key required when one is set; the key itself is masked),
+- adds `x-autotune-engine: vllm` to every response (touching only `http.response.start`),
+- refuses bodies over max_request_bytes with an OpenAI-style 413,
+- for POST bodies that contain `"http://` or `"https://` (a cheap bytes scan; only then is the JSON
+  parsed) applies the image-URL policy of `serving.security`, the same code as our own app.
+vLLM does its own auth on /v1 routes and its own error handling.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from autotune.config import TunedConfig
+from serving.asgi_guard import ASGIApp, AutotuneGuard, GuardOptions
+from serving.errors import ApiError
+from serving.security import ImageUrlPolicy, UrlRejected, resolve_checked
+
+CONFIG_ENV = "AUTOTUNE_CONFIG_JSON"
+API_KEY_ENV = "AUTOTUNE_API_KEY"
+_URL_MARKERS = (b'"http://', b'"https://')
+_URL_KEYS = frozenset({"url", "image_url", "video_url", "audio_url", "input_image"})
+
+
+def _urls(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(json path, url) for every http(s) string under a media-URL key."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key in _URL_KEYS and isinstance(value, str) and value.startswith(("http://", "https://")):
+                yield where, value
+            else:
+                yield from _urls(value, where)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _urls(value, f"{path}[{index}]")
+
+
+def make_url_check(policy: ImageUrlPolicy):  # type: ignore[no-untyped-def]
+    async def check(body: bytes) -> None:
+        if not any(marker in body for marker in _URL_MARKERS):
+            return
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return  # vLLM answers malformed JSON itself
+        for where, url in _urls(document):
+            try:
+                await resolve_checked(url, policy)
+            except UrlRejected as exc:
+                raise ApiError(400, str(exc), param=where, code="invalid_image") from None
+
+    return check
+
+
+class AutotuneMiddleware(AutotuneGuard):
+    def __init__(self, app: ASGIApp) -> None:
+        path = os.environ.get(CONFIG_ENV)
+        if not path:
+            raise RuntimeError(f"{CONFIG_ENV} is not set: start vLLM through `autotune serve --engine vllm`")
+        raw = Path(path).read_bytes()
+        document = json.loads(raw)
+        tuned = TunedConfig.model_validate(
+            {key: value for key, value in document.items() if key in TunedConfig.model_fields}
+        )
+        settings = tuned.serving
+        super().__init__(
+            app,
+            GuardOptions(
+                engine="vllm",
+                max_request_bytes=settings.max_request_bytes,
+                api_key=os.environ.get(API_KEY_ENV) or None,
+                auth_everywhere=False,
+                config_document=raw,
+                body_check=make_url_check(ImageUrlPolicy.from_settings(settings)),
+                catch_errors=False,
+            ),
+        )

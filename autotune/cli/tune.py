@@ -1,5 +1,170 @@
-"""`autotune tune` (placeholder, filled in by its issue)."""
+"""`autotune tune`, `best`, `trials`, `sync-mlflow`: parse options, call autotune.tune, print."""
 
 from __future__ import annotations
 
-from autotune.cli import app  # noqa: F401
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from autotune.cli import app
+from autotune.config import EngineKind
+
+console = Console()
+
+ExperimentsDir = Annotated[
+    Path, typer.Option("--experiments-dir", help="Folder holding one sub-folder per study")
+]
+StorageUrl = Annotated[
+    str | None, typer.Option("--storage", help="Optuna RDB URL (default: SQLite in the study folder)")
+]
+MlflowUri = Annotated[
+    str | None, typer.Option("--mlflow-uri", help="MLflow tracking URI (default: SQLite in the study folder)")
+]
+
+
+def _quiet_optuna() -> None:
+    import optuna
+
+    # The live table reports every trial; Optuna's own lines (and a traceback per failed trial) are noise.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    logging.getLogger("autotune").setLevel(logging.WARNING)
+    # The header and every table say SIMULATED; the benchmark's per-run reminder would repeat it twice a trial.
+    logging.getLogger("autotune.bench.runner").setLevel(logging.ERROR)
+
+
+@app.command()
+def tune(
+    space_file: Annotated[Path, typer.Argument(metavar="SPACE.yaml", help="Search space YAML")],
+    engine: Annotated[EngineKind | None, typer.Option("--engine", help="Default: the space's engine")] = None,
+    study: Annotated[str | None, typer.Option("--study", help="Study name (default: the space name); resumes")] = None,
+    storage: StorageUrl = None,
+    n_trials: Annotated[
+        int | None, typer.Option("--n-trials", min=0, help="Trials this run (default: the rest of the budget)")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=1, help="Stop starting trials after S seconds")] = None,
+    mlflow_uri: MlflowUri = None,
+    no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Do not log to MLflow")] = False,
+    experiments_dir: ExperimentsDir = Path("experiments"),
+    model: Annotated[str | None, typer.Option("--model", help="Replace the space's model (path or hub id)")] = None,
+    serve: Annotated[bool, typer.Option("--serve", help="Serve the best config when the study ends")] = False,
+) -> None:
+    """Tune vLLM engine settings on a workload: one served and benchmarked config per trial."""
+    from autotune.search_space import load_search_space
+    from autotune.tune.report import LiveTrialsTable
+    from autotune.tune.study import TuneSettings, counted_trials, open_study, run_tuning
+
+    space = load_search_space(space_file, model=model)
+    settings = TuneSettings(
+        study=study,
+        engine=engine,
+        storage=storage,
+        n_trials=n_trials,
+        timeout_s=timeout,
+        mlflow_uri=mlflow_uri,
+        mlflow=not no_mlflow,
+        experiments_dir=experiments_dir,
+    )
+    _quiet_optuna()
+    session = open_study(space, settings)  # errors (folder, storage, space mismatch) before anything runs
+    planned = n_trials if n_trials is not None else max(0, space.budget.n_trials - counted_trials(session.study))
+    kind = session.engine
+    label = "SIMULATED engine (not GPU measurements)" if kind is EngineKind.SIMULATED else f"{kind.value} engine"
+    console.print(f"study [bold]{session.name}[/] ({label}), objective {space.objective.kind}, folder {session.study_dir}")
+    table = LiveTrialsTable(space, console, planned=planned, title=f"{session.name}: trials")
+    with table:
+        outcome = run_tuning(space, settings, display=table, callbacks=[table])
+    if outcome.recovered:
+        console.print(f"trials {outcome.recovered}: their worker had died; marked FAIL")
+    console.print(f"trials by state: {outcome.counts}; table {outcome.trials_csv}")
+    if outcome.best_path is None:
+        console.print("[yellow]no feasible trial completed: no best config[/]")
+        raise typer.Exit(1)
+    console.print(f"best: trial {outcome.best_trial} -> {outcome.best_path}")
+    _print_best(outcome.best_path)
+    if serve:
+        from autotune.cli.serve import serve as serve_command
+
+        console.print(f"serving {outcome.best_path}")
+        serve_command(config=outcome.best_path)
+
+
+def _print_best(path: Path) -> None:
+    from autotune.config import load_tuned_config
+    from autotune.tune.report import comparison_table, tuned_fields_table
+
+    tuned = load_tuned_config(path)
+    if tuned.provenance.simulated:
+        console.print("[bold yellow]SIMULATED engine: these figures are not GPU measurements[/]")
+    console.print(comparison_table(tuned))
+    console.print(tuned_fields_table(tuned))
+
+
+@app.command()
+def best(
+    study: Annotated[str, typer.Argument(help="Study name")],
+    experiments_dir: ExperimentsDir = Path("experiments"),
+) -> None:
+    """Print a study's best config (best.yaml) and a table of vLLM defaults vs best."""
+    from autotune.errors import ConfigError
+
+    path = experiments_dir / study / "best.yaml"
+    if not path.is_file():
+        raise ConfigError(f"study {study!r}: no {path} (has the study completed a feasible trial?)")
+    console.print(path.read_text(), highlight=False, markup=False)
+    _print_best(path)
+
+
+@app.command()
+def trials(
+    study: Annotated[str, typer.Argument(help="Study name")],
+    csv: Annotated[Path | None, typer.Option("--csv", help="Write every trial to this CSV file")] = None,
+    storage: StorageUrl = None,
+    experiments_dir: ExperimentsDir = Path("experiments"),
+) -> None:
+    """List a study's trials (state, params, metrics, reasons), or export them as CSV."""
+    from rich.table import Table
+
+    from autotune.tune.report import trials_frame
+    from autotune.tune.study import reopen_study
+
+    session = reopen_study(study, experiments_dir=experiments_dir, storage=storage, mlflow=False)
+    frame = trials_frame(session.study)
+    if csv is not None:
+        csv.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(csv, index=False)
+        console.print(f"{len(frame)} trials -> {csv}")
+        return
+    columns = [c for c in frame.columns if c in ("number", "state", "reason") or c.startswith("param_")]
+    columns += [f"metric_{m}" for m in ("throughput_rps", "goodput_rps", "ttft_ms_p99") if f"metric_{m}" in frame]
+    table = Table(title=f"study {study}: {len(frame)} trials")
+    for column in columns:
+        table.add_column(column.removeprefix("param_").removeprefix("metric_"), overflow="fold")
+    for _, row in frame.iterrows():
+        table.add_row(*("-" if _missing(row[c]) else (f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c])) for c in columns))
+    console.print(table)
+
+
+def _missing(value: object) -> bool:
+    try:
+        import pandas as pd
+
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+@app.command("sync-mlflow")
+def sync_mlflow(
+    study: Annotated[str, typer.Argument(help="Study name")],
+    mlflow_uri: MlflowUri = None,
+    storage: StorageUrl = None,
+    experiments_dir: ExperimentsDir = Path("experiments"),
+) -> None:
+    """Log to MLflow the trials it lacks (after MLflow was unreachable); each trial is logged once."""
+    from autotune.tune.study import sync_mlflow as run_sync
+
+    synced = run_sync(study, experiments_dir=experiments_dir, storage=storage, mlflow_uri=mlflow_uri)
+    console.print(f"logged {len(synced)} trial(s) to MLflow: {synced}")

@@ -1,0 +1,89 @@
+"""Names of the Optuna user attributes a trial carries, and the records built from them.
+
+Trials are the source of truth (the Optuna storage): MLflow runs, tables, CSV and best.yaml are all
+built from these attributes, so a study resumed elsewhere, or synced to MLflow later, sees the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from autotune.tracking import TrialRecord, flatten
+
+CONFIG_KIND = "config_kind"  # "vllm-defaults" (trial 0) | "sampled"
+VLLM_DEFAULTS = "vllm-defaults"
+SAMPLED = "sampled"
+CONFIG_HASH = "config_hash"
+ENGINE_CONFIG = "engine_config"  # EngineConfig as JSON-able dict
+ENGINE = "engine"
+SIMULATED = "simulated"
+OUTCOME = "outcome"  # TrialOutcome: complete | failed | rejected
+FAIL_REASON = "fail_reason"
+PRUNE_REASON = "prune_reason"
+METRICS = "metrics"  # flat summary figures
+TRIAL_DIR = "trial_dir"
+RESULT_PATH = "result_path"
+TIMINGS = "timings"
+DUPLICATE_OF = "duplicate_of"
+WORKER_HOST = "worker_host"
+WORKER_PID = "worker_pid"
+WORKER_STARTED_AT = "worker_started_at"
+SERVER_PID = "server_pid"
+SERVER_PGID = "server_pgid"
+SERVER_URL = "server_url"
+MLFLOW_SYNCED = "mlflow_synced"
+MLFLOW_RUN_ID = "mlflow_run_id"
+
+WORKER_DIED = "worker died"
+
+# Study-level user attributes.
+STUDY_SPACE = "search_space"
+STUDY_SPACE_HASH = "search_space_hash"
+STUDY_ENGINE = "engine"
+STUDY_OBJECTIVE = "objective"
+
+_TRIAL_FILES = ("result.json", "server.log", "config.yaml", "trial.json")
+
+
+def trial_record(
+    *,
+    number: int,
+    state: str,
+    params: Mapping[str, Any],
+    user_attrs: Mapping[str, Any],
+    study_tags: Mapping[str, str],
+) -> TrialRecord:
+    """The MLflow view of a finished trial (from its attributes and its folder)."""
+    engine_config = user_attrs.get(ENGINE_CONFIG) or {}
+    logged_params: dict[str, Any] = {f"engine.{key}": value for key, value in flatten(engine_config).items()}
+    logged_params.update({f"param.{key}": value for key, value in params.items()})
+    logged_params[CONFIG_KIND] = user_attrs.get(CONFIG_KIND, SAMPLED)
+    metrics = {key: float(value) for key, value in (user_attrs.get(METRICS) or {}).items() if _finite(value)}
+    for key, value in (user_attrs.get(TIMINGS) or {}).items():
+        if _finite(value):
+            metrics[f"trial_{key}"] = float(value)
+    simulated = bool(user_attrs.get(SIMULATED, study_tags.get("simulated") == "true"))
+    tags = {
+        **study_tags,
+        "engine": str(user_attrs.get(ENGINE, study_tags.get("engine", ""))),
+        "simulated": "true" if simulated else "false",
+        "outcome": str(user_attrs.get(OUTCOME, "")),
+        "config_hash": str(user_attrs.get(CONFIG_HASH, "")),
+        CONFIG_KIND: str(user_attrs.get(CONFIG_KIND, SAMPLED)),
+    }
+    reason = user_attrs.get(FAIL_REASON) or user_attrs.get(PRUNE_REASON)
+    if reason:
+        tags["fail_reason"] = str(reason)[:4000]
+    if user_attrs.get(DUPLICATE_OF) is not None:
+        tags["duplicate_of"] = str(user_attrs[DUPLICATE_OF])
+    folder = user_attrs.get(TRIAL_DIR)
+    artifacts = [Path(folder) / name for name in _TRIAL_FILES] if folder else []
+    return TrialRecord(number=number, state=state, params=logged_params, metrics=metrics, tags=tags, artifacts=artifacts)
+
+
+def _finite(value: Any) -> bool:
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

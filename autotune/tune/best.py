@@ -1,0 +1,104 @@
+"""Choose the winner of a study and write it as `best.yaml`, a TunedConfig `autotune serve --config` loads.
+
+One objective: the best feasible COMPLETE trial (constraints met). Two objectives (pareto): among the
+feasible Pareto front, the highest throughput whose p99 latencies meet the SLO (every SLO field set is
+compared with the trial's p99 of that latency); when no front trial meets the SLO, the highest
+throughput on the front, and the provenance notes say so. Trial 0 (vLLM's defaults) gives the baseline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from autotune.bench.schemas import SLO
+from autotune.config import EngineConfig, EngineKind, ObjectiveRecord, Provenance, TunedConfig
+from autotune.search_space import SearchSpace
+from autotune.tune import attrs
+from autotune.tune.environment_info import hardware_info, version_info
+
+
+def _feasible(trial: FrozenTrial) -> bool:
+    return all(value <= 0.0 for value in trial.constraints.values())
+
+
+def meets_slo(metrics: dict[str, Any], slo: SLO) -> bool:
+    for name in ("ttft_ms", "tpot_ms", "e2el_ms"):
+        limit = getattr(slo, name)
+        value = metrics.get(f"{name}_p99")
+        if limit is not None and (value is None or value > limit):
+            return False
+    return True
+
+
+def select_best(study: optuna.Study, space: SearchSpace) -> tuple[FrozenTrial | None, str]:
+    """The winning trial (None when no feasible trial completed) and how it was chosen."""
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values is not None]
+    feasible = [t for t in complete if _feasible(t)]
+    if not feasible:
+        return None, "no feasible trial completed"
+    if space.objective.kind != "pareto":
+        best = max(feasible, key=lambda t: (t.values[0], -t.number))
+        return best, f"highest {space.objective.metric_names()[0]} among feasible trials"
+    front = [t for t in study.best_trials if _feasible(t)] or feasible
+    within = [t for t in front if meets_slo(t.user_attrs.get(attrs.METRICS) or {}, space.slo)]
+    pool = within or front
+    best = max(pool, key=lambda t: (t.values[0], -t.number))
+    if within:
+        return best, "highest throughput on the Pareto front meeting the SLO (p99)"
+    return best, "no Pareto-front trial meets the SLO: highest throughput on the front"
+
+
+def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
+    """Trial 0: the first COMPLETE trial of vLLM's defaults."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if trial.user_attrs.get(attrs.CONFIG_KIND) == attrs.VLLM_DEFAULTS:
+            return trial
+    return None
+
+
+def build_best_config(
+    study: optuna.Study, space: SearchSpace, engine_kind: EngineKind
+) -> TunedConfig | None:
+    best, how = select_best(study, space)
+    if best is None:
+        return None
+    engine = EngineConfig.model_validate(best.user_attrs[attrs.ENGINE_CONFIG])
+    baseline = baseline_trial(study)
+    simulated = engine_kind is EngineKind.SIMULATED or bool(best.user_attrs.get(attrs.SIMULATED))
+    objectives = [
+        ObjectiveRecord(name=name, direction=direction, value=value)
+        for name, direction, value in zip(
+            space.objective.metric_names(), space.objective.directions(), best.values or [], strict=False
+        )
+    ]
+    notes = [f"best: {how}"]
+    if baseline is None:
+        notes.append("no vLLM-defaults trial completed: no baseline")
+    if simulated:
+        notes.append("SIMULATED engine: these figures are not GPU measurements")
+    provenance = Provenance(
+        study=study.study_name,
+        trial_number=best.number,
+        engine=engine_kind,
+        simulated=simulated,
+        objectives=objectives,
+        metrics=dict(best.user_attrs.get(attrs.METRICS) or {}),
+        baseline_metrics=dict(baseline.user_attrs.get(attrs.METRICS) or {}) if baseline is not None else {},
+        workload={"name": space.workload},
+        load=space.load.model_dump(mode="json", exclude_none=True),
+        hardware=hardware_info(best.user_attrs.get(attrs.RESULT_PATH)),
+        versions=version_info(best.user_attrs.get(attrs.RESULT_PATH)),
+        notes="; ".join(notes),
+    )
+    return TunedConfig(engine=engine_kind, engine_config=engine, provenance=provenance)
+
+
+def write_best(study: optuna.Study, space: SearchSpace, engine_kind: EngineKind, study_dir: Path) -> Path | None:
+    tuned = build_best_config(study, space, engine_kind)
+    if tuned is None:
+        return None
+    return tuned.write(study_dir / "best.yaml")

@@ -1,0 +1,49 @@
+"""Hardware and versions for provenance and MLflow tags: what a benchmark result recorded, else this host."""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+_TUNER_PACKAGES = ("optuna", "mlflow")
+
+
+def _result_section(result_path: str | Path | None, key: str) -> dict[str, Any] | None:
+    if not result_path:
+        return None
+    try:
+        data = json.loads(Path(result_path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    section = data.get(key)
+    return section if isinstance(section, dict) else None
+
+
+def hardware_info(result_path: str | Path | None = None) -> dict[str, Any]:
+    """The hardware a result was measured on (from its result.json), else this host's."""
+    recorded = _result_section(result_path, "hardware")
+    if recorded is not None:
+        return recorded
+    from autotune.bench.environment import hardware
+    from autotune.telemetry import make_gpu_sampler
+
+    sampler = make_gpu_sampler(True)
+    try:
+        gpus = sampler.devices()
+    finally:
+        sampler.stop()
+    return hardware(gpus)
+
+
+def version_info(result_path: str | Path | None = None) -> dict[str, str]:
+    from autotune.bench.environment import versions
+
+    found = dict(_result_section(result_path, "versions") or versions())
+    for package in _TUNER_PACKAGES:
+        try:
+            found.setdefault(package, metadata.version(package))
+        except metadata.PackageNotFoundError:
+            continue
+    return {key: str(value) for key, value in found.items()}

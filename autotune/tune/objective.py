@@ -1,0 +1,227 @@
+"""The Optuna objective over a SearchSpace: suggest -> dedup -> TrialRunner -> values, constraints, attributes.
+
+Outcomes follow Optuna's rules: an invalid or infeasible config raises `optuna.TrialPruned` (PRUNED,
+with `prune_reason`), a trial whose server or benchmark failed raises `TrialFailed` (FAIL, with
+`fail_reason`; the study catches it and goes on), a measured trial returns its objective values and
+sets its constraints (`trial.set_constraint`, value <= 0 is feasible). A config already measured in this
+study (same canonical hash) is not served again: the stored values are told.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import optuna
+import psutil
+from optuna.trial import FrozenTrial, TrialState
+
+from autotune.config import EngineConfig, EngineKind, Provenance
+from autotune.errors import AutotuneError
+from autotune.search_space import InvalidTrialConfig, SearchSpace, config_hash
+from autotune.tracking import MlflowTracker
+from autotune.tune import attrs
+from autotune.tune.metrics import summary_metrics
+from autotune.tune.trial import ServerHandle, TrialOutcome, TrialResult, TrialRunner
+
+log = logging.getLogger(__name__)
+
+
+class TuneDisplay(Protocol):
+    """What a live view learns while a trial runs (the finished trial comes through Optuna's callbacks)."""
+
+    def trial_started(self, number: int, params: dict[str, Any]) -> None: ...
+    def phase(self, number: int, name: str) -> None: ...
+
+
+class TrialFailed(AutotuneError):
+    """A trial whose server or benchmark failed; recorded as FAIL with its reason, the study goes on."""
+
+
+def worker_identity() -> dict[str, Any]:
+    me = psutil.Process(os.getpid())
+    return {attrs.WORKER_HOST: socket.gethostname(), attrs.WORKER_PID: me.pid, attrs.WORKER_STARTED_AT: me.create_time()}
+
+
+def objective_values(space: SearchSpace, metrics: dict[str, float | None]) -> list[float]:
+    values: list[float] = []
+    for name in space.objective.metric_names():
+        value = metrics.get(name)
+        if value is None:
+            raise TrialFailed(f"objective metric {name} was not measured")
+        values.append(float(value))
+    return values
+
+
+def constraint_violations(space: SearchSpace, metrics: dict[str, float | None]) -> dict[str, float]:
+    return {constraint.key: constraint.violation(metrics) for constraint in space.constraints}
+
+
+class TuneObjective:
+    """Callable for `study.optimize`; one instance per worker process."""
+
+    def __init__(
+        self,
+        *,
+        space: SearchSpace,
+        runner: TrialRunner,
+        engine_kind: EngineKind,
+        study_name: str,
+        tracker: MlflowTracker | None = None,
+        study_tags: dict[str, str] | None = None,
+        display: TuneDisplay | None = None,
+    ) -> None:
+        self.space = space
+        self.runner = runner
+        self.engine_kind = engine_kind
+        self.study_name = study_name
+        self.tracker = tracker
+        self.study_tags = study_tags or {}
+        self.display = display
+        self._worker = worker_identity()
+        self._current: optuna.Trial | None = None
+        runner.observer = self  # the runner reports its server here, so it lands in the trial's attributes
+
+    # -- TrialObserver ----------------------------------------------------------------------------
+
+    def server_started(self, number: int, server: ServerHandle) -> None:
+        if self._current is not None and self._current.number == number:
+            self._current.set_user_attr(attrs.SERVER_PID, server.pid)
+            self._current.set_user_attr(attrs.SERVER_PGID, server.pgid)
+            self._current.set_user_attr(attrs.SERVER_URL, server.base_url)
+        if self.display is not None:
+            self.display.phase(number, "serving")
+
+    def phase(self, number: int, name: str) -> None:
+        if self.display is not None:
+            self.display.phase(number, name)
+
+    def __call__(self, trial: optuna.Trial) -> float | Sequence[float]:
+        self._current = trial
+        for key, value in self._worker.items():
+            trial.set_user_attr(key, value)
+        trial.set_user_attr(attrs.ENGINE, self.engine_kind.value)
+        trial.set_user_attr(attrs.SIMULATED, self.engine_kind is EngineKind.SIMULATED)
+        kind = trial.user_attrs.get(attrs.CONFIG_KIND, attrs.SAMPLED)
+        trial.set_user_attr(attrs.CONFIG_KIND, kind)
+        try:
+            try:
+                engine = self.space.defaults_config() if kind == attrs.VLLM_DEFAULTS else self.space.suggest(trial)
+            except InvalidTrialConfig as exc:
+                self._finish(trial, TrialOutcome.REJECTED, str(exc))
+                raise optuna.TrialPruned(str(exc)) from None
+            trial.set_user_attr(attrs.ENGINE_CONFIG, engine.model_dump(mode="json"))
+            trial.set_user_attr(attrs.CONFIG_HASH, config_hash(engine))
+            if self.display is not None:
+                self.display.trial_started(trial.number, dict(trial.params))
+            previous = _measured_before(trial, config_hash(engine))
+            if previous is not None:
+                return self._reuse(trial, previous)
+            result = self.runner.run(trial.number, engine, self._provenance(trial.number))
+            return self._record(trial, result)
+        except KeyboardInterrupt:
+            trial.set_user_attr(attrs.FAIL_REASON, "interrupted (Ctrl-C)")
+            raise
+
+    # -- outcomes ---------------------------------------------------------------------------------
+
+    def _record(self, trial: optuna.Trial, result: TrialResult) -> float | Sequence[float]:
+        trial.set_user_attr(attrs.TRIAL_DIR, result.trial_dir)
+        trial.set_user_attr(attrs.TIMINGS, result.timings.model_dump(exclude_none=True))
+        trial.set_user_attr(attrs.SIMULATED, result.simulated)
+        if result.result_path:
+            trial.set_user_attr(attrs.RESULT_PATH, result.result_path)
+        metrics: dict[str, float | None] = {}
+        if result.summary is not None:
+            metrics = summary_metrics(result.summary)
+            trial.set_user_attr(attrs.METRICS, {k: v for k, v in metrics.items() if v is not None})
+        if result.state is TrialOutcome.REJECTED:
+            self._finish(trial, result.state, result.reason or "rejected")
+            raise optuna.TrialPruned(result.reason)
+        if result.state is TrialOutcome.FAILED:
+            self._finish(trial, result.state, result.reason or "failed")
+            raise TrialFailed(result.reason or "failed")
+        try:
+            values = objective_values(self.space, metrics)
+        except TrialFailed as exc:
+            self._finish(trial, TrialOutcome.FAILED, str(exc))
+            raise
+        for key, violation in constraint_violations(self.space, metrics).items():
+            trial.set_constraint(key, violation)
+        self._finish(trial, TrialOutcome.COMPLETE, None)
+        return values[0] if len(values) == 1 else values
+
+    def _reuse(self, trial: optuna.Trial, previous: FrozenTrial) -> float | Sequence[float]:
+        trial.set_user_attr(attrs.DUPLICATE_OF, previous.number)
+        for key in (attrs.METRICS, attrs.RESULT_PATH, attrs.SIMULATED):
+            if key in previous.user_attrs:
+                trial.set_user_attr(key, previous.user_attrs[key])
+        if previous.state is TrialState.PRUNED:
+            reason = f"same config as trial {previous.number}: {previous.user_attrs.get(attrs.PRUNE_REASON)}"
+            self._finish(trial, TrialOutcome.REJECTED, reason)
+            raise optuna.TrialPruned(reason)
+        if previous.state is TrialState.FAIL:
+            reason = f"same config as trial {previous.number}: {previous.user_attrs.get(attrs.FAIL_REASON)}"
+            self._finish(trial, TrialOutcome.FAILED, reason)
+            raise TrialFailed(reason)
+        metrics = previous.user_attrs.get(attrs.METRICS) or {}
+        for key, violation in constraint_violations(self.space, metrics).items():
+            trial.set_constraint(key, violation)
+        log.info("trial %d: same config as trial %d, its values are reused", trial.number, previous.number)
+        self._finish(trial, TrialOutcome.COMPLETE, None)
+        assert previous.values is not None
+        return previous.values[0] if len(previous.values) == 1 else list(previous.values)
+
+    def _finish(self, trial: optuna.Trial, outcome: TrialOutcome, reason: str | None) -> None:
+        """Last attributes before Optuna records the state; then the MLflow run (attrs are frozen after)."""
+        trial.set_user_attr(attrs.OUTCOME, outcome.value)
+        if reason is not None:
+            key = attrs.PRUNE_REASON if outcome is TrialOutcome.REJECTED else attrs.FAIL_REASON
+            trial.set_user_attr(key, reason)
+        if self.tracker is None:
+            return
+        state = {TrialOutcome.COMPLETE: "COMPLETE", TrialOutcome.FAILED: "FAIL", TrialOutcome.REJECTED: "PRUNED"}[outcome]
+        record = attrs.trial_record(
+            number=trial.number, state=state, params=trial.params, user_attrs=trial.user_attrs, study_tags=self.study_tags
+        )
+        run_id = self.tracker.log_trial(record)
+        trial.set_user_attr(attrs.MLFLOW_SYNCED, run_id is not None)
+        if run_id is not None:
+            trial.set_user_attr(attrs.MLFLOW_RUN_ID, run_id)
+
+    def _provenance(self, number: int) -> Provenance:
+        return Provenance(
+            study=self.study_name,
+            trial_number=number,
+            engine=self.engine_kind,
+            simulated=self.engine_kind is EngineKind.SIMULATED,
+            workload={"name": self.space.workload},
+            load=self.space.load.model_dump(mode="json", exclude_none=True),
+            notes="trial config (not a tuned result)",
+        )
+
+
+def _measured_before(trial: optuna.Trial, digest: str) -> FrozenTrial | None:
+    """An earlier finished trial of this study with the same config; trials lost to dead workers don't count."""
+    for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
+        if other.number == trial.number or other.user_attrs.get(attrs.CONFIG_HASH) != digest:
+            continue
+        if other.state is TrialState.FAIL and _not_the_configs_fault(other):
+            continue
+        if other.user_attrs.get(attrs.DUPLICATE_OF) is not None and other.state is not TrialState.COMPLETE:
+            continue
+        return other
+    return None
+
+
+def _not_the_configs_fault(trial: FrozenTrial) -> bool:
+    reason = str(trial.user_attrs.get(attrs.FAIL_REASON, ""))
+    return not reason or reason.startswith((attrs.WORKER_DIED, "interrupted"))
+
+
+def engine_config_of(trial: FrozenTrial) -> EngineConfig | None:
+    data = trial.user_attrs.get(attrs.ENGINE_CONFIG)
+    return None if data is None else EngineConfig.model_validate(data)

@@ -1,0 +1,47 @@
+"""Checks before the first trial: the study folder is writable, the disk has room, the engine can run."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from autotune.config import EngineKind
+from autotune.errors import ConfigError, EngineUnavailableError
+
+MIN_FREE_GIB = 1.0
+
+
+def check_study_dir(study_dir: Path, *, min_free_gib: float = MIN_FREE_GIB) -> None:
+    """Create the folder and prove it writable; refuse when the disk is nearly full."""
+    try:
+        study_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=study_dir, prefix=".write-check-", delete=True) as handle:
+            handle.write(b"ok")
+            handle.flush()
+    except OSError as exc:
+        raise ConfigError(f"experiments folder {study_dir} is not writable: {exc.strerror or exc}") from None
+    free_gib = shutil.disk_usage(study_dir).free / 1024**3
+    if free_gib < min_free_gib:
+        raise ConfigError(
+            f"experiments folder {study_dir}: only {free_gib:.2f} GiB free on its disk "
+            f"(need at least {min_free_gib:g} GiB for trial logs and results)"
+        )
+
+
+def check_engine(engine: EngineKind) -> None:
+    if engine is EngineKind.VLLM and importlib.util.find_spec("vllm") is None:
+        raise EngineUnavailableError(
+            "engine vllm: vLLM is not installed here (install the 'gpu' extra on a GPU host), "
+            "or tune the simulated engine with --engine simulated"
+        )
+
+
+def min_free_gib() -> float:
+    """Override with AUTOTUNE_MIN_FREE_GIB (tests, small disks)."""
+    try:
+        return float(os.environ.get("AUTOTUNE_MIN_FREE_GIB", MIN_FREE_GIB))
+    except ValueError:
+        raise ConfigError("AUTOTUNE_MIN_FREE_GIB: expected a number of GiB") from None

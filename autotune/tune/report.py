@@ -1,0 +1,291 @@
+"""Views of a study: the trials table (pandas, CSV), Optuna's plots (PNG), the live rich table and ETA,
+and the default-vs-best comparison of a best.yaml."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from autotune.config import TunedConfig
+from autotune.search_space import SearchSpace
+from autotune.tune import attrs
+
+log = logging.getLogger(__name__)
+
+KEY_METRICS = ("throughput_rps", "goodput_rps", "output_tok_s", "ttft_ms_p99", "tpot_ms_p99", "e2el_ms_p99", "error_rate")
+COMPARED_METRICS = (
+    ("throughput_rps", "higher"),
+    ("goodput_rps", "higher"),
+    ("output_tok_s", "higher"),
+    ("ttft_ms_p50", "lower"),
+    ("ttft_ms_p99", "lower"),
+    ("tpot_ms_p50", "lower"),
+    ("tpot_ms_p99", "lower"),
+    ("e2el_ms_p99", "lower"),
+    ("error_rate", "lower"),
+    ("gpu_util_mean", "higher"),
+    ("gpu_mem_used_max_mib", "lower"),
+)
+
+
+def _reason(trial: FrozenTrial) -> str | None:
+    return trial.user_attrs.get(attrs.FAIL_REASON) or trial.user_attrs.get(attrs.PRUNE_REASON)
+
+
+def _duration_s(trial: FrozenTrial) -> float | None:
+    if trial.datetime_start is None or trial.datetime_complete is None:
+        return None
+    return (trial.datetime_complete - trial.datetime_start).total_seconds()
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial: state, kind, params (param_*), every metric (metric_*), values, reason, timings."""
+    rows: list[dict[str, Any]] = []
+    for trial in study.get_trials(deepcopy=False):
+        row: dict[str, Any] = {
+            "number": trial.number,
+            "state": trial.state.name,
+            "config_kind": trial.user_attrs.get(attrs.CONFIG_KIND),
+            "engine": trial.user_attrs.get(attrs.ENGINE),
+            "simulated": trial.user_attrs.get(attrs.SIMULATED),
+            "duration_s": _duration_s(trial),
+            "feasible": all(v <= 0 for v in trial.constraints.values()) if trial.constraints else None,
+            "reason": _reason(trial),
+            "duplicate_of": trial.user_attrs.get(attrs.DUPLICATE_OF),
+            "config_hash": trial.user_attrs.get(attrs.CONFIG_HASH),
+            "mlflow_synced": trial.user_attrs.get(attrs.MLFLOW_SYNCED),
+        }
+        for index, value in enumerate(trial.values or []):
+            row[f"value_{index}"] = value
+        row.update({f"param_{name}": value for name, value in trial.params.items()})
+        row.update({f"metric_{name}": value for name, value in (trial.user_attrs.get(attrs.METRICS) or {}).items()})
+        row.update({f"timing_{name}": value for name, value in (trial.user_attrs.get(attrs.TIMINGS) or {}).items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_trials_csv(study: optuna.Study, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trials_frame(study).to_csv(path, index=False)
+    return path
+
+
+def write_plots(study: optuna.Study, space: SearchSpace, out_dir: Path) -> list[Path]:
+    """Optuna's matplotlib plots: history; param importances (>= 2 complete trials, >= 2 params); Pareto front."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as optuna_plots
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    names = space.objective.metric_names()
+    jobs: list[tuple[str, Any]] = []
+    if complete:
+        if len(names) == 1:
+            jobs.append(("optimization_history.png", lambda: optuna_plots.plot_optimization_history(study, target_name=names[0])))
+        else:
+            for index, name in enumerate(names):
+                jobs.append(
+                    (f"optimization_history_{name}.png", lambda i=index, n=name: optuna_plots.plot_optimization_history(
+                        study, target=lambda t: t.values[i], target_name=n))
+                )
+            jobs.append(("pareto_front.png", lambda: optuna_plots.plot_pareto_front(study, target_names=names)))
+    varied = {name for trial in complete for name in trial.params}
+    if len(complete) >= 2 and len(varied) >= 2:
+        jobs.append(
+            ("param_importances.png", lambda: optuna_plots.plot_param_importances(
+                study, target=(lambda t: t.values[0]) if len(names) > 1 else None, target_name=names[0]))
+        )
+    written: list[Path] = []
+    for filename, draw in jobs:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                axes = draw()
+            figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+            figure.tight_layout()
+            target = out_dir / filename
+            figure.savefig(target, dpi=110)
+            plt.close(figure)
+            written.append(target)
+        except Exception as exc:  # noqa: BLE001 - a plot that cannot be drawn (too few trials) is skipped
+            log.info("plot %s skipped: %s", filename, exc)
+            plt.close("all")
+    return written
+
+
+def eta_s(durations_s: Sequence[float], remaining: int | None) -> float | None:
+    """Median trial time x trials left."""
+    if not durations_s or remaining is None:
+        return None
+    return statistics.median(durations_s) * max(remaining, 0)
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+class LiveTrialsTable:
+    """The live view of `autotune tune`: one row per trial this run, and an ETA (median trial time)."""
+
+    def __init__(self, space: SearchSpace, console: Console, *, planned: int | None, title: str) -> None:
+        self.space = space
+        self.console = console
+        self.planned = planned
+        self.title = title
+        self._param_names = list(space.parameters)[:5]
+        self._rows: list[FrozenTrial] = []
+        self._running: tuple[int, str, dict[str, Any]] | None = None
+        self._durations: list[float] = []
+        self._live: Live | None = None
+        self._started = time.monotonic()
+
+    # TuneDisplay
+    def trial_started(self, number: int, params: dict[str, Any]) -> None:
+        self._running = (number, "starting", params)
+        self._refresh()
+
+    def phase(self, number: int, name: str) -> None:
+        if self._running is not None and self._running[0] == number:
+            self._running = (number, name, self._running[2])
+            self._refresh()
+
+    # Optuna callback
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._rows.append(trial)
+        self._running = None
+        duration = _duration_s(trial)
+        if duration is not None and trial.user_attrs.get(attrs.DUPLICATE_OF) is None:
+            self._durations.append(duration)
+        if self._live is None:
+            self.console.print(self._line(trial), highlight=False)
+        self._refresh()
+
+    def __enter__(self) -> LiveTrialsTable:
+        if self.console.is_terminal:
+            self._live = Live(self.render(), console=self.console, refresh_per_second=2, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.update(self.render())
+            self._live.__exit__(*exc)
+            self._live = None
+
+    def _refresh(self) -> None:
+        if self._live is not None:
+            self._live.update(self.render())
+
+    def remaining(self) -> int | None:
+        return None if self.planned is None else self.planned - len(self._rows)
+
+    def render(self) -> Group:
+        table = Table(title=self.title, expand=False)
+        for header in ("#", *self._param_names, "thr rps", "good rps", "TTFT p99 ms", "state"):
+            table.add_column(header, justify="right" if header != "state" else "left", overflow="fold")
+        for trial in self._rows[-30:]:
+            metrics = trial.user_attrs.get(attrs.METRICS) or {}
+            table.add_row(
+                str(trial.number),
+                *(_fmt(trial.params.get(name)) for name in self._param_names),
+                _fmt(metrics.get("throughput_rps")),
+                _fmt(metrics.get("goodput_rps")),
+                _fmt(metrics.get("ttft_ms_p99"), 0),
+                _state_text(trial),
+            )
+        if self._running is not None:
+            number, phase, params = self._running
+            table.add_row(
+                str(number), *(_fmt(params.get(name)) for name in self._param_names), "", "", "", Text(phase + "...", style="cyan")
+            )
+        eta = eta_s(self._durations, self.remaining())
+        footer = Text(
+            f"{len(self._rows)} done" + (f" of {self.planned}" if self.planned is not None else "")
+            + f", elapsed {_fmt_duration(time.monotonic() - self._started)}, ETA {_fmt_duration(eta)}",
+            style="dim",
+        )
+        return Group(table, footer)
+
+    def _line(self, trial: FrozenTrial) -> str:
+        metrics = trial.user_attrs.get(attrs.METRICS) or {}
+        eta = eta_s(self._durations, self.remaining())
+        reason = _reason(trial)
+        return (
+            f"trial {trial.number} {trial.state.name} params={trial.params} "
+            f"throughput_rps={_fmt(metrics.get('throughput_rps'))} goodput_rps={_fmt(metrics.get('goodput_rps'))} "
+            f"ttft_ms_p99={_fmt(metrics.get('ttft_ms_p99'), 0)}"
+            + (f" reason={reason}" if reason else "")
+            + f" ETA {_fmt_duration(eta)}"
+        )
+
+
+def _state_text(trial: FrozenTrial) -> Text:
+    if trial.state is TrialState.COMPLETE:
+        feasible = all(v <= 0 for v in trial.constraints.values())
+        label = "complete" if feasible else "infeasible"
+        if trial.user_attrs.get(attrs.DUPLICATE_OF) is not None:
+            label += f" (= #{trial.user_attrs[attrs.DUPLICATE_OF]})"
+        return Text(label, style="green" if feasible else "yellow")
+    reason = _reason(trial) or ""
+    style = "red" if trial.state is TrialState.FAIL else "yellow"
+    return Text(f"{trial.state.name.lower()}: {reason[:80]}", style=style)
+
+
+def comparison_table(tuned: TunedConfig) -> Table:
+    """vLLM defaults (trial 0) vs the best config: each figure and the ratio best/default."""
+    provenance = tuned.provenance
+    engine = "SIMULATED engine" if provenance.simulated else tuned.engine.value
+    table = Table(title=f"study {provenance.study}: defaults vs best (trial {provenance.trial_number}, {engine})")
+    table.add_column("metric")
+    table.add_column("vLLM defaults", justify="right")
+    table.add_column("best", justify="right")
+    table.add_column("best / default", justify="right")
+    for name, better in COMPARED_METRICS:
+        best = provenance.metrics.get(name)
+        base = provenance.baseline_metrics.get(name)
+        if best is None and base is None:
+            continue
+        ratio = None if best is None or not base else best / base
+        style = ""
+        if ratio is not None and ratio != 1.0:
+            improved = ratio > 1.0 if better == "higher" else ratio < 1.0
+            style = "green" if improved else "red"
+        table.add_row(name, _fmt(base), _fmt(best), Text(f"{ratio:.2f}x" if ratio is not None else "-", style=style))
+    return table
+
+
+def tuned_fields_table(tuned: TunedConfig) -> Table:
+    table = Table(title="settings changed from vLLM's defaults")
+    table.add_column("field")
+    table.add_column("value")
+    for key, value in tuned.engine_config.tuned_fields().items():
+        table.add_row(key, str(value))
+    return table

@@ -1,0 +1,356 @@
+"""The tuning study: create or resume (by name), trial 0 = vLLM's defaults, optimize, write the results.
+
+Storage: `sqlite:///<experiments>/<study>/optuna.db` by default, any RDB URL for several workers.
+A new study gets one enqueued trial with no params (`config_kind=vllm-defaults`) so every study reports
+its speedup over vLLM's defaults. On resume, RUNNING trials of dead workers on this host are failed at
+once (heartbeats cover other hosts). TPE with constraints (`trial.set_constraint`; Optuna 5 deprecates
+`constraints_func`) for one objective, TPE multi-objective (or NSGA-II, `sampler.kind: nsga2`) for two.
+`--n-trials` counts trials of this run (as Optuna and several workers do); without it the run goes on
+until the study holds `budget.n_trials` finished trials (so a resume finishes the budget).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from pydantic import BaseModel, ConfigDict, Field
+
+from autotune.config import EngineKind
+from autotune.errors import ConfigError
+from autotune.search_space import SearchSpace
+from autotune.tracking import MlflowTracker, default_tracking_uri, flatten
+from autotune.tune import attrs
+from autotune.tune.best import build_best_config
+from autotune.tune.objective import TrialFailed, TuneDisplay, TuneObjective
+from autotune.tune.preflight import check_engine, check_study_dir, min_free_gib
+from autotune.tune.recovery import recover_dead_workers
+from autotune.tune.redact import redact_url
+from autotune.tune.report import write_plots, write_trials_csv
+from autotune.tune.storage import default_storage_url, make_storage, study_exists
+from autotune.tune.trial import TrialRunner
+
+log = logging.getLogger(__name__)
+
+STUDY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class TuneSettings(BaseModel):
+    """How one `autotune tune` run goes (the CLI's options; the space says what is tuned)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    study: Annotated[str, Field(pattern=STUDY_NAME_PATTERN)] | None = Field(default=None, description="Default: space name")
+    engine: EngineKind | None = Field(default=None, description="Default: the space's engine")
+    storage: str | None = Field(default=None, description="Optuna RDB URL; default SQLite in the study folder")
+    n_trials: Annotated[int, Field(ge=0)] | None = Field(default=None, description="Trials this run; default: the budget's rest")
+    timeout_s: Annotated[float, Field(gt=0)] | None = None
+    mlflow_uri: str | None = Field(default=None, description="Default: SQLite in the study folder")
+    mlflow: bool = True
+    experiments_dir: Path = Path("experiments")
+
+
+class TuneOutcome(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    study: str
+    study_dir: Path
+    storage: str = Field(description="Password masked")
+    engine: EngineKind
+    best_path: Path | None
+    best_trial: int | None
+    trials_csv: Path
+    plots: list[Path]
+    counts: dict[str, int]
+    recovered: list[int] = Field(default_factory=list, description="Trials failed because their worker died")
+    ran: int = 0
+
+
+class StudySession:
+    """An opened study and what goes with it (folder, engine, MLflow)."""
+
+    def __init__(
+        self, *, space: SearchSpace, study: optuna.Study, study_dir: Path, storage_url: str, engine: EngineKind,
+        tracker: MlflowTracker | None,
+    ) -> None:
+        self.space = space
+        self.study = study
+        self.study_dir = study_dir
+        self.storage_url = storage_url
+        self.engine = engine
+        self.tracker = tracker
+
+    @property
+    def name(self) -> str:
+        return self.study.study_name
+
+    def study_tags(self) -> dict[str, str]:
+        simulated = self.engine is EngineKind.SIMULATED
+        return {
+            "study": self.name,
+            "search_space": self.space.name,
+            "engine": self.engine.value,
+            "simulated": "true" if simulated else "false",
+            "objective": self.space.objective.kind,
+            "workload": self.space.workload,
+            "optuna_storage": redact_url(self.storage_url),
+        }
+
+
+def study_dir_for(experiments_dir: Path, study: str) -> Path:
+    return experiments_dir / study
+
+
+def _make_sampler(space: SearchSpace, already: int) -> optuna.samplers.BaseSampler:
+    seed = None if space.sampler.seed is None else space.sampler.seed + already  # a resume draws new points
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if space.sampler.kind == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if space.sampler.kind == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, space.sampler.n_startup_trials))
+        return optuna.samplers.TPESampler(
+            seed=seed,
+            n_startup_trials=space.sampler.n_startup_trials,
+            multivariate=True,
+            group=True,  # conditional parameters: model each co-occurring group
+            constant_liar=True,  # several workers do not pile onto one point
+        )
+
+
+def open_study(space: SearchSpace, settings: TuneSettings, *, create: bool = True) -> StudySession:
+    """Create or resume the study; checks the folder, storage, the space is the same as the stored one."""
+    name = settings.study or space.name
+    study_dir = study_dir_for(settings.experiments_dir, name).resolve()
+    check_study_dir(study_dir, min_free_gib=min_free_gib())
+    storage_url = settings.storage or default_storage_url(study_dir)
+    storage = make_storage(storage_url)
+    exists = study_exists(storage, name)
+    if not exists and not create:
+        raise ConfigError(f"study {name!r}: not found in {redact_url(storage_url)}")
+    engine = settings.engine or space.engine
+    already = len(storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False)) if exists else 0
+    directions = space.objective.directions()
+    study = optuna.create_study(
+        study_name=name, storage=storage, sampler=_make_sampler(space, already), directions=directions, load_if_exists=True
+    )
+    if [d.name.lower() for d in study.directions] != directions:
+        raise ConfigError(f"study {name!r} optimizes {len(study.directions)} objective(s) in the storage; the space asks {directions}")
+    stored_hash = study.user_attrs.get(attrs.STUDY_SPACE_HASH)
+    if stored_hash is None:
+        study.set_user_attr(attrs.STUDY_SPACE_HASH, space.content_hash())
+        study.set_user_attr(attrs.STUDY_SPACE, space.model_dump(mode="json"))
+        study.set_user_attr(attrs.STUDY_ENGINE, engine.value)
+        study.set_user_attr(attrs.STUDY_OBJECTIVE, space.objective.model_dump(mode="json"))
+    elif stored_hash != space.content_hash():
+        raise ConfigError(
+            f"study {name!r} was created from a different search space (parameters, engine base, workload, load, SLO "
+            "or objective changed): use another --study name, or the original space"
+        )
+    stored_engine = study.user_attrs.get(attrs.STUDY_ENGINE)
+    if stored_engine is not None and stored_engine != engine.value:
+        raise ConfigError(f"study {name!r} measures the {stored_engine} engine; this run asks {engine.value}")
+    tracker = None
+    if settings.mlflow:
+        tracker = MlflowTracker(
+            settings.mlflow_uri or default_tracking_uri(study_dir), study=name, artifact_dir=study_dir / "mlartifacts"
+        )
+    return StudySession(space=space, study=study, study_dir=study_dir, storage_url=storage_url, engine=engine, tracker=tracker)
+
+
+def reopen_study(
+    name: str, *, experiments_dir: Path, storage: str | None = None, mlflow_uri: str | None = None, mlflow: bool = True
+) -> StudySession:
+    """An existing study with the space it was created from (for `best`, `trials`, `sync-mlflow`)."""
+    study_dir = study_dir_for(experiments_dir, name).resolve()
+    storage_url = storage or default_storage_url(study_dir)
+    if storage is None and not (study_dir / "optuna.db").is_file():
+        raise ConfigError(f"study {name!r}: no {study_dir / 'optuna.db'} (give --storage or --experiments-dir)")
+    rdb = make_storage(storage_url, heartbeat=False)
+    if not study_exists(rdb, name):
+        raise ConfigError(f"study {name!r}: not found in {redact_url(storage_url)}")
+    study = optuna.load_study(study_name=name, storage=rdb)
+    data = study.user_attrs.get(attrs.STUDY_SPACE)
+    if data is None:
+        raise ConfigError(f"study {name!r} was not created by autotune tune (no search space stored)")
+    space = SearchSpace.model_validate(data)
+    engine = EngineKind(study.user_attrs.get(attrs.STUDY_ENGINE, space.engine.value))
+    tracker = (
+        MlflowTracker(mlflow_uri or default_tracking_uri(study_dir), study=name, artifact_dir=study_dir / "mlartifacts")
+        if mlflow
+        else None
+    )
+    return StudySession(space=space, study=study, study_dir=study_dir, storage_url=storage_url, engine=engine, tracker=tracker)
+
+
+def _config_was_at_fault(trial: FrozenTrial) -> bool:
+    reason = str(trial.user_attrs.get(attrs.FAIL_REASON, ""))
+    return not reason.startswith((attrs.WORKER_DIED, "interrupted"))
+
+
+def counted_trials(study: optuna.Study) -> int:
+    """Finished trials that count against the budget (those lost to a dead worker or Ctrl-C do not)."""
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+    return sum(1 for t in finished if t.state is not TrialState.FAIL or _config_was_at_fault(t))
+
+
+def ensure_defaults_trial(study: optuna.Study) -> bool:
+    """Enqueue vLLM's defaults unless the study has them (done, queued, running). True when enqueued."""
+    for trial in study.get_trials(deepcopy=False):
+        if trial.user_attrs.get(attrs.CONFIG_KIND) != attrs.VLLM_DEFAULTS:
+            continue
+        if trial.state is not TrialState.FAIL or _config_was_at_fault(trial):
+            return False
+    study.enqueue_trial({}, user_attrs={attrs.CONFIG_KIND: attrs.VLLM_DEFAULTS})
+    return True
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops the study like Ctrl-C: the running trial's server is stopped and the trial marked."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_tuning(
+    space: SearchSpace,
+    settings: TuneSettings,
+    *,
+    display: TuneDisplay | None = None,
+    callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] | None = None,
+    runner_factory: Callable[..., TrialRunner] = TrialRunner,
+) -> TuneOutcome:
+    """Run (or resume) the study to its budget and write best.yaml, trials.csv, plots, MLflow."""
+    from autotune.bench.workload import resolve_workload
+
+    session = open_study(space, settings)
+    check_engine(session.engine)
+    workload = resolve_workload(space.workload)  # a bad workload fails before any trial
+    study = session.study
+    recovered = recover_dead_workers(study)
+    ensure_defaults_trial(study)
+    if session.tracker is not None:
+        session.tracker.start_study(tags=session.study_tags(), params=_study_params(space))
+        _sync_missing(session)  # trials finished while MLflow was down or by a dead worker
+    runner = runner_factory(
+        study_dir=session.study_dir,
+        engine_kind=session.engine,
+        workload=workload,
+        load=space.load,
+        slo=space.slo,
+        settings=space.trial,
+    )
+    objective = TuneObjective(
+        space=space,
+        runner=runner,
+        engine_kind=session.engine,
+        study_name=session.name,
+        tracker=session.tracker,
+        study_tags=session.study_tags(),
+        display=display,
+    )
+    n_trials = settings.n_trials if settings.n_trials is not None else max(0, space.budget.n_trials - counted_trials(study))
+    timeout_s = settings.timeout_s or space.budget.timeout_s
+    before = len(study.trials)
+    log.info("study %s: %d trial(s) to run (storage %s)", session.name, n_trials, redact_url(session.storage_url))
+    interrupted = False
+    try:
+        with _sigterm_as_interrupt():
+            if n_trials > 0:
+                study.optimize(objective, n_trials=n_trials, timeout=timeout_s, catch=(TrialFailed,), callbacks=callbacks)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        outcome = finalize(session, recovered=recovered, ran=len(study.trials) - before, interrupted=interrupted)
+    return outcome
+
+
+def finalize(session: StudySession, *, recovered: list[int] | None = None, ran: int = 0, interrupted: bool = False) -> TuneOutcome:
+    """best.yaml, trials.csv, plots; the parent MLflow run gets them. Safe to call on a partial study."""
+    study, space = session.study, session.space
+    tuned = build_best_config(study, space, session.engine)
+    best_path = tuned.write(session.study_dir / "best.yaml") if tuned is not None else None
+    csv_path = write_trials_csv(study, session.study_dir / "trials.csv")
+    plots = write_plots(study, space, session.study_dir / "plots")
+    if session.tracker is not None:
+        files = [csv_path, *plots] + ([best_path] if best_path is not None else [])
+        metrics = {}
+        if tuned is not None:
+            metrics = {k: float(v) for k, v in tuned.provenance.metrics.items() if v is not None}
+        tags = {"best_trial": str(tuned.provenance.trial_number) if tuned is not None else "none"}
+        session.tracker.log_study_results(files=files, metrics=metrics, tags=tags)
+        session.tracker.finish_study("KILLED" if interrupted else "FINISHED")
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    return TuneOutcome(
+        study=session.name,
+        study_dir=session.study_dir,
+        storage=redact_url(session.storage_url),
+        engine=session.engine,
+        best_path=best_path,
+        best_trial=tuned.provenance.trial_number if tuned is not None else None,
+        trials_csv=csv_path,
+        plots=plots,
+        counts=counts,
+        recovered=recovered or [],
+        ran=ran,
+    )
+
+
+def _study_params(space: SearchSpace) -> dict[str, Any]:
+    data = space.model_dump(mode="json", exclude={"parameters", "description"})
+    params = flatten(data)
+    params["parameters"] = ", ".join(space.parameters)
+    return params
+
+
+def _sync_missing(session: StudySession) -> list[int]:
+    """Log to MLflow every finished trial it lacks (idempotent: MLflow is asked which exist)."""
+    tracker = session.tracker
+    if tracker is None:
+        return []
+    logged = tracker.logged_trials()
+    if logged is None:
+        return []
+    synced: list[int] = []
+    tags = session.study_tags()
+    for trial in session.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
+        if trial.number in logged:
+            continue
+        record = attrs.trial_record(
+            number=trial.number, state=trial.state.name, params=trial.params, user_attrs=trial.user_attrs, study_tags=tags
+        )
+        if tracker.log_trial(record) is not None:
+            synced.append(trial.number)
+    return synced
+
+
+def sync_mlflow(name: str, *, experiments_dir: Path, storage: str | None = None, mlflow_uri: str | None = None) -> list[int]:
+    """`autotune sync-mlflow`: log the trials MLflow lacks, then the study's files on the parent run."""
+    session = reopen_study(name, experiments_dir=experiments_dir, storage=storage, mlflow_uri=mlflow_uri)
+    assert session.tracker is not None
+    if session.tracker.start_study(tags=session.study_tags(), params=_study_params(session.space)) is None:
+        raise ConfigError(f"MLflow at {session.tracker.shown_uri} is unreachable: nothing synced")
+    synced = _sync_missing(session)
+    finalize(session)
+    return synced

@@ -1,0 +1,352 @@
+"""One trial: EngineConfig -> feasibility check -> config.yaml -> `autotune serve` -> warm-up -> benchmark -> stop.
+
+What is tuned is what is served: the trial writes the TunedConfig that `autotune serve --config` loads,
+and starts exactly that. Every way a trial can go wrong (infeasible config, server crash, OOM, start-up
+timeout, hang or stop mid-benchmark) becomes a `TrialResult` with a state and a reason; nothing here
+raises for a bad config. Files land in `<study_dir>/trials/<number>/`:
+config.yaml, server.log, result.json (BenchResult), trial.json (TrialResult).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from autotune.bench.schemas import SLO, BenchResult, LoadSpec, Summary
+from autotune.config import EngineConfig, EngineKind, Provenance, TunedConfig
+from autotune.errors import AutotuneError, ConfigError
+from autotune.memory_model import MemoryEstimate, ModelInfo, estimate_memory
+from autotune.search_space import TrialSettings, config_hash
+
+log = logging.getLogger(__name__)
+
+_OOM_MARKERS = ("cuda out of memory", "out of memory", "outofmemoryerror")
+
+
+class TrialOutcome(StrEnum):
+    COMPLETE = "complete"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+
+class TrialTimings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    startup_s: float | None = None
+    warmup_s: float | None = None
+    measure_s: float | None = None
+    stop_s: float | None = None
+    total_s: float = 0.0
+
+
+class TrialResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    number: int
+    state: TrialOutcome
+    reason: str | None = None
+    engine: EngineKind
+    simulated: bool
+    config_hash: str
+    trial_dir: str
+    config_path: str | None = None
+    result_path: str | None = None
+    log_path: str | None = None
+    log_tail: str | None = None
+    summary: Summary | None = None
+    memory: MemoryEstimate | None = None
+    gpu_memory_released: bool | None = Field(default=None, description="None: not checked (no NVML)")
+    timings: TrialTimings = Field(default_factory=TrialTimings)
+
+
+class ServerHandle(Protocol):
+    """What a trial needs of a running server (serving.process.ServerProcess)."""
+
+    base_url: str
+    pid: int
+    pgid: int
+
+    def alive(self) -> bool: ...
+    def log_tail(self, lines: int = 50) -> str: ...
+    def stop(self, timeout_s: float = 30) -> Any: ...
+
+
+class TrialObserver(Protocol):
+    def server_started(self, number: int, server: ServerHandle) -> None: ...
+    def phase(self, number: int, name: str) -> None: ...
+
+
+class _NullObserver:
+    def server_started(self, number: int, server: ServerHandle) -> None:
+        pass
+
+    def phase(self, number: int, name: str) -> None:
+        pass
+
+
+# The benchmark entry point: (url, workload, load, slo, model=..., telemetry=...) -> BenchResult (async).
+BenchmarkFunc = Callable[..., Any]
+
+
+def _default_benchmark() -> BenchmarkFunc:
+    from autotune.bench.runner import run_benchmark
+
+    return run_benchmark
+
+
+def check_feasibility(
+    engine: EngineConfig, settings: TrialSettings, gpu_memory_gib: float | None
+) -> tuple[str | None, MemoryEstimate | None]:
+    """(reason it cannot start, estimate) before any server starts; (None, None) when it cannot be judged."""
+    if gpu_memory_gib is None:
+        return None, None
+    try:
+        model = ModelInfo.from_model_dir(engine.model)
+    except ConfigError as exc:
+        log.info("no memory pre-check for %s: %s", engine.model, exc)
+        return None, None
+    estimate = estimate_memory(engine, model, gpu_memory_gib, settings.activation_reserve_gib)
+    utilization = engine.gpu_memory_utilization if engine.gpu_memory_utilization is not None else 0.9
+    budget_gib = gpu_memory_gib * utilization
+    if estimate.weights_gib + settings.activation_reserve_gib > budget_gib:
+        return (
+            f"infeasible: weights ({estimate.weights_gib:.1f} GiB) plus activation reserve "
+            f"({settings.activation_reserve_gib:.1f} GiB) exceed gpu_memory_utilization {utilization} "
+            f"x {gpu_memory_gib:.1f} GiB = {budget_gib:.1f} GiB",
+            estimate,
+        )
+    max_model_len = engine.max_model_len or model.max_position_embeddings
+    if estimate.kv_capacity_tokens < max_model_len:
+        return (
+            f"infeasible: the KV cache would hold {estimate.kv_capacity_tokens} tokens, less than one "
+            f"max_model_len sequence ({max_model_len} tokens)",
+            estimate,
+        )
+    return None, estimate
+
+
+def gpu_total_memory_gib() -> float | None:
+    """The first GPU's total memory (NVML); None without one."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - no NVML is a normal case
+        return None
+    try:
+        return float(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(0)).total) / 1024**3
+    except Exception:  # noqa: BLE001
+        return None
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _gpu_memory_used_mib() -> float | None:
+    from autotune.telemetry import gpu_memory_used_mib
+
+    used = gpu_memory_used_mib()
+    return None if used is None else float(sum(used))
+
+
+def find_oom(text: str | None) -> str | None:
+    """The log line reporting GPU out-of-memory, if any."""
+    for line in (text or "").splitlines():
+        if any(marker in line.lower() for marker in _OOM_MARKERS):
+            return line.strip()[:300]
+    return None
+
+
+class TrialRunner:
+    """Runs one EngineConfig end to end on loopback; `run` always returns a TrialResult."""
+
+    def __init__(
+        self,
+        *,
+        study_dir: Path,
+        engine_kind: EngineKind,
+        workload: Any,
+        load: LoadSpec,
+        slo: SLO,
+        settings: TrialSettings,
+        observer: TrialObserver | None = None,
+        benchmark: BenchmarkFunc | None = None,
+        server_factory: Callable[..., Any] | None = None,
+    ) -> None:
+        self.study_dir = study_dir
+        self.engine_kind = engine_kind
+        self.workload = workload
+        self.load = load
+        self.slo = slo
+        self.settings = settings
+        self.observer = observer or _NullObserver()
+        self._benchmark = benchmark
+        self._server_factory = server_factory
+        self._gpu_memory_gib = settings.gpu_memory_gib if settings.gpu_memory_gib is not None else gpu_total_memory_gib()
+
+    def trial_dir(self, number: int) -> Path:
+        return self.study_dir / "trials" / str(number)
+
+    def run(self, number: int, engine: EngineConfig, provenance: Provenance) -> TrialResult:
+        started = time.monotonic()
+        folder = self.trial_dir(number)
+        if folder.exists():  # a study recreated under the same name: never mix old files in
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        result = TrialResult(
+            number=number,
+            state=TrialOutcome.COMPLETE,
+            engine=self.engine_kind,
+            simulated=self.engine_kind is EngineKind.SIMULATED,
+            config_hash=config_hash(engine),
+            trial_dir=str(folder),
+        )
+        reason, estimate = check_feasibility(engine, self.settings, self._gpu_memory_gib)
+        result.memory = estimate
+        if reason is not None:
+            result.state, result.reason = TrialOutcome.REJECTED, reason
+        else:
+            self._serve_and_measure(number, engine, provenance, folder, result)
+        result.timings.total_s = round(time.monotonic() - started, 3)
+        (folder / "trial.json").write_text(result.model_dump_json(indent=2))
+        log.info("trial %d %s%s", number, result.state, f": {result.reason}" if result.reason else "")
+        return result
+
+    def _serve_and_measure(
+        self, number: int, engine: EngineConfig, provenance: Provenance, folder: Path, result: TrialResult
+    ) -> None:
+        from serving.process import ServerProcess, ServerStartError
+
+        tuned = TunedConfig(engine=self.engine_kind, engine_config=engine, provenance=provenance)
+        config_path = tuned.write(folder / "config.yaml")
+        log_path = folder / "server.log"
+        result.config_path, result.log_path = str(config_path), str(log_path)
+        before_mib = _gpu_memory_used_mib()
+        factory = self._server_factory or ServerProcess
+        self.observer.phase(number, "starting")
+        t0 = time.monotonic()
+        try:
+            with factory(
+                config_path,
+                engine=self.engine_kind.value,
+                log_path=log_path,
+                startup_timeout_s=self.settings.startup_timeout_s,
+            ) as server:
+                result.timings.startup_s = round(time.monotonic() - t0, 3)
+                self.observer.server_started(number, server)
+                self._measure(number, engine, server, folder, result)
+                result.log_tail = server.log_tail(lines=50)
+                self.observer.phase(number, "stopping")
+                t_stop = time.monotonic()
+                server.stop(timeout_s=self.settings.stop_timeout_s)
+                result.timings.stop_s = round(time.monotonic() - t_stop, 3)
+        except ServerStartError as exc:
+            result.timings.startup_s = round(time.monotonic() - t0, 3)
+            result.log_tail = exc.log_tail
+            oom = find_oom(exc.log_tail)
+            code = f", exit code {exc.exit_code}" if getattr(exc, "exit_code", None) is not None else ""
+            what = "timed out at start" if exc.reason == "timeout" else f"crashed at start{code}"
+            result.state = TrialOutcome.FAILED
+            result.reason = f"out of GPU memory at start: {oom}" if oom else f"server {what}: {_last_line(exc.log_tail)}"
+        if result.state is TrialOutcome.FAILED and result.reason and "out of" not in result.reason:
+            oom = find_oom(result.log_tail)
+            if oom:
+                result.reason = f"out of GPU memory: {oom}"
+        result.gpu_memory_released = self._wait_gpu_release(before_mib)
+
+    def _measure(self, number: int, engine: EngineConfig, server: ServerHandle, folder: Path, result: TrialResult) -> None:
+        benchmark = self._benchmark or _default_benchmark()
+        model = engine.name_for_clients
+        try:
+            if self.settings.warmup_requests > 0:
+                self.observer.phase(number, "warm-up")
+                t_warm = time.monotonic()
+                warm = _warmup_load(self.load, self.settings.warmup_requests)
+                asyncio.run(
+                    asyncio.wait_for(
+                        benchmark(server.base_url, self.workload, warm, self.slo, model=model, telemetry=False),
+                        timeout=self.settings.measure_timeout_s,
+                    )
+                )
+                result.timings.warmup_s = round(time.monotonic() - t_warm, 3)
+            if not server.alive():
+                result.state = TrialOutcome.FAILED
+                result.reason = f"server exited during warm-up: {_last_line(server.log_tail(lines=20))}"
+                return
+            self.observer.phase(number, "measuring")
+            t_measure = time.monotonic()
+            bench: BenchResult = asyncio.run(
+                asyncio.wait_for(
+                    benchmark(server.base_url, self.workload, self.load, self.slo, model=model, telemetry=True),
+                    timeout=self.settings.measure_timeout_s,
+                )
+            )
+            result.timings.measure_s = round(time.monotonic() - t_measure, 3)
+        except TimeoutError:
+            result.state = TrialOutcome.FAILED
+            result.reason = (
+                f"benchmark did not finish within {self.settings.measure_timeout_s:g} s (server stalled or hung)"
+            )
+            return
+        except (AutotuneError, OSError) as exc:
+            result.state = TrialOutcome.FAILED
+            result.reason = f"benchmark failed: {type(exc).__name__}: {exc}"[:500]
+            return
+        result_path = folder / "result.json"
+        result_path.write_text(bench.model_dump_json(indent=2))
+        result.result_path = str(result_path)
+        result.summary = bench.summary
+        result.simulated = result.simulated or bench.simulated
+        summary = bench.summary
+        if not server.alive():
+            result.state = TrialOutcome.FAILED
+            result.reason = f"server exited during the benchmark: {_last_line(server.log_tail(lines=20))}"
+        elif summary.completed == 0:
+            first_error = next((r.error for r in bench.requests if r.error), None)
+            result.state = TrialOutcome.FAILED
+            result.reason = f"no request succeeded ({summary.failed} failed; first error: {first_error})"[:500]
+
+    def _wait_gpu_release(self, before_mib: float | None) -> bool | None:
+        """Poll GPU memory back to its pre-trial level (with a deadline); None when it cannot be read."""
+        if before_mib is None:
+            return None
+        deadline = time.monotonic() + self.settings.gpu_release_timeout_s
+        while True:
+            now_mib = _gpu_memory_used_mib()
+            if now_mib is None:
+                return None
+            if now_mib <= before_mib + self.settings.gpu_release_tolerance_mib:
+                return True
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "GPU memory not released after the trial: %.0f MiB used, %.0f MiB before", now_mib, before_mib
+                )
+                return False
+            time.sleep(0.5)
+
+
+def _warmup_load(load: LoadSpec, requests: int) -> LoadSpec:
+    concurrency = min(load.concurrency or 8, requests)
+    return LoadSpec(
+        mode="concurrency",
+        concurrency=max(1, concurrency),
+        num_requests=requests,
+        warmup_requests=0,
+        seed=load.seed + 1,
+        client_processes=1,
+    )
+
+
+def _last_line(text: str | None) -> str:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "(no log output)"

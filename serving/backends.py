@@ -53,7 +53,7 @@ class SimulatedBackend:
             log_level=settings.log_level,
             access_log=settings.log_level == "debug",
             lifespan="on",
-            timeout_graceful_shutdown=5,
+            timeout_graceful_shutdown=2,
             log_config=None,
         )
         server = uvicorn.Server(config)

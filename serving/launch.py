@@ -19,6 +19,7 @@ from serving.engines.base import ServingBackend
 log = logging.getLogger("autotune.serve")
 
 LISTENING_LINE = "autotune serve listening on http://{host}:{port}"
+MASKED_KEY = "**********"  # what TunedConfig files hold instead of a real API key
 
 
 class ServeOptions(BaseModel):
@@ -54,6 +55,11 @@ def resolve_tuned_config(options: ServeOptions) -> TunedConfig:
         value = getattr(options, name)
         if value is not None:
             serving[name] = value
+    if serving.get("api_key") == MASKED_KEY:
+        raise ConfigError(
+            f"{source}: serving.api_key is masked ({MASKED_KEY}) in the file; "
+            "give the key with --api-key or the AUTOTUNE_API_KEY environment variable"
+        )
     if options.engine is not None:
         data["engine"] = options.engine
     if options.profile is not None:

@@ -69,11 +69,19 @@ def kill_process_group(pgid: int, timeout_s: float = 10.0) -> bool:
         os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and _group_exists(pgid):
+        _reap(pgid)
         time.sleep(_POLL_INTERVAL_S)
     if _group_exists(pgid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
     return True
+
+
+def _reap(pgid: int) -> None:
+    """Collect exited members of the group that are our own children (else they linger as zombies)."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-pgid, os.WNOHANG)[0] > 0:
+            pass
 
 
 def connect_host(host: str) -> str:

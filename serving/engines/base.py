@@ -86,6 +86,10 @@ class Engine(Protocol):
 
     async def stop(self) -> None: ...
 
+    def check(self, request: GenerationRequest) -> GenerationRequest:
+        """Resolve defaults (max_tokens) and refuse what can never run (`RequestRejected`), without waiting."""
+        ...
+
     def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
         """An async generator of tokens; closing it early aborts the request."""
         ...

@@ -122,6 +122,9 @@ class SimulatedEngine:
                 seq.token.queue.put_nowait(_STOPPED)
 
     # -- requests ------------------------------------------------------------------------------
+    def check(self, request: GenerationRequest) -> GenerationRequest:
+        return self.scheduler.resolve(request)
+
     async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
         if not self._ready or self._loop is None:
             raise EngineUnavailable("the engine is not ready")
@@ -156,9 +159,9 @@ class SimulatedEngine:
                 delay = deliver_at - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                finished = event.finish_reason is not None  # before yielding: the consumer may stop here
                 yield event
-                if event.finish_reason is not None:
-                    finished = True
+                if finished:
                     return
         finally:
             if finished:

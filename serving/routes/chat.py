@@ -22,8 +22,10 @@ from serving.state import AppState, get_state
 router = APIRouter()
 
 
-@router.post("/v1/chat/completions")
-async def chat_completions(request: Request, state: Annotated[AppState, Depends(get_state)]):  # type: ignore[no-untyped-def]
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(
+    request: Request, state: Annotated[AppState, Depends(get_state)]
+) -> StreamingResponse | JSONResponse:
     arrived = time.monotonic()
     try:
         body = ChatCompletionRequest.model_validate_json(await request.body())
@@ -46,73 +48,63 @@ async def chat_completions(request: Request, state: Annotated[AppState, Depends(
         raise ApiError(503, "The engine is not ready", type="service_unavailable_error", code=503)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     generation = await state.preparer.prepare(body, completion_id)
-    events = state.engine.generate(generation)
-    first = await _first_event(events)  # engine refusals become a 4xx before any byte is sent
-    state.metrics.ttft.observe(time.monotonic() - arrived)
+    try:
+        generation = state.engine.check(generation)  # refusals are a 4xx before any byte is sent
+    except RequestRejected as exc:
+        raise ApiError(400, str(exc), param=exc.param, code="invalid_value") from None
     created = int(time.time())
+    state.metrics.prompt_tokens.inc(generation.prompt_tokens)
     if body.stream:
         state.metrics.count_request(200)
+        writer = ChunkWriter(completion_id, state.model_name, created)
         return StreamingResponse(
-            _stream(state, events, first, generation, ChunkWriter(completion_id, state.model_name, created)),
+            _stream(state, generation, writer, arrived),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache"},
         )
-    async with aclosing(events):
-        texts = [first.text]
-        last = first
-        while last.finish_reason is None:
-            last = await anext(events)
-            texts.append(last.text)
+    texts: list[str] = []
+    last: TokenEvent | None = None
+    try:
+        async with aclosing(state.engine.generate(generation)) as events:  # type: ignore[type-var]
+            async for last in events:
+                if not texts:
+                    state.metrics.ttft.observe(time.monotonic() - arrived)
+                texts.append(last.text)
+    except EngineUnavailable as exc:
+        raise ApiError(503, str(exc), type="service_unavailable_error", code=503) from None
+    finally:
+        state.metrics.output_tokens.inc(len(texts))
     state.metrics.count_request(200)
-    state.metrics.output_tokens.inc(len(texts))
-    state.metrics.prompt_tokens.inc(generation.prompt_tokens)
     return JSONResponse(
         completion_body(
-            completion_id, state.model_name, created, "".join(texts), last.finish_reason, generation.prompt_tokens, len(texts)
+            completion_id,
+            state.model_name,
+            created,
+            "".join(texts),
+            last.finish_reason if last is not None else None,
+            generation.prompt_tokens,
+            len(texts),
         )
     )
 
 
-async def _first_event(events: AsyncIterator[TokenEvent]) -> TokenEvent:
-    try:
-        return await anext(events)
-    except RequestRejected as exc:
-        await _close(events)
-        raise ApiError(400, str(exc), param=exc.param, code="invalid_value") from None
-    except EngineUnavailable as exc:
-        await _close(events)
-        raise ApiError(503, str(exc), type="service_unavailable_error", code=503) from None
-    except StopAsyncIteration:
-        raise ApiError(503, "The engine produced no output", type="service_unavailable_error", code=503) from None
-
-
-async def _close(events: AsyncIterator[TokenEvent]) -> None:
-    aclose = getattr(events, "aclose", None)
-    if aclose is not None:
-        await aclose()
-
-
 async def _stream(
-    state: AppState,
-    events: AsyncIterator[TokenEvent],
-    first: TokenEvent,
-    generation: GenerationRequest,
-    writer: ChunkWriter,
+    state: AppState, generation: GenerationRequest, writer: ChunkWriter, arrived: float
 ) -> AsyncIterator[str]:
-    count = 1
-    async with aclosing(events):  # type: ignore[type-var]
-        yield writer.role() + writer.token(first.text, first.finish_reason)
-        last = first
-        try:
-            while last.finish_reason is None:
-                last = await anext(events)
+    """Role chunk, one chunk per token (the last carries finish_reason), a usage chunk, [DONE]."""
+    count = 0
+    yield writer.role()
+    try:
+        async with aclosing(state.engine.generate(generation)) as events:  # type: ignore[type-var]
+            async for event in events:
+                if count == 0:
+                    state.metrics.ttft.observe(time.monotonic() - arrived)
                 count += 1
-                yield writer.token(last.text, last.finish_reason)
-        except EngineUnavailable as exc:
-            yield "data: " + json.dumps(error_body(str(exc), type="service_unavailable_error", code=503)) + "\n\n"
-            return
-        finally:
-            state.metrics.output_tokens.inc(count)
-            state.metrics.prompt_tokens.inc(generation.prompt_tokens)
+                yield writer.token(event.text, event.finish_reason)
+    except EngineUnavailable as exc:
+        yield "data: " + json.dumps(error_body(str(exc), type="service_unavailable_error", code=503)) + "\n\n"
+        return
+    finally:
+        state.metrics.output_tokens.inc(count)
     yield writer.usage(generation.prompt_tokens, count)
     yield SSE_DONE

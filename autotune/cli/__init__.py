@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from autotune.errors import AutotuneError
 
@@ -35,5 +36,6 @@ def main() -> None:
     try:
         app()
     except AutotuneError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # escape(): messages may hold brackets (pip install 'autotune[gpu]') that are not markup
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -1,0 +1,103 @@
+"""`autotune serve` validates its config at start-up and says clearly what is wrong."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from autotune.config import EngineKind
+from autotune.errors import ConfigError, EngineUnavailableError
+from helpers.servers import MODEL_DIR
+from serving.engines.vllm_launcher import VllmBackend, vllm_available
+from serving.launch import ServeOptions, resolve_tuned_config
+
+
+def serve_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "autotune.cli", "serve", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_invalid_kv_cache_dtype_names_the_field_and_allowed_values(tmp_path: Path) -> None:
+    config = write_yaml(
+        tmp_path / "bad.yaml", {"engine": "simulated", "engine_config": {"model": MODEL_DIR, "kv_cache_dtype": "fp4"}}
+    )
+    result = serve_cli("--config", str(config), "--port", "0")
+    assert result.returncode == 2
+    assert "engine_config.kv_cache_dtype" in result.stderr
+    assert "'auto'" in result.stderr and "'fp8'" in result.stderr and "fp4" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "listening" not in result.stdout
+
+
+def test_vllm_engine_without_vllm_is_a_clear_error() -> None:
+    if vllm_available():
+        pytest.skip("vLLM is installed here")
+    result = serve_cli("--model", MODEL_DIR, "--port", "0")
+    assert result.returncode == 2
+    assert "pip install 'autotune[gpu]'" in result.stderr and "--engine simulated" in result.stderr
+
+
+def test_preprocessing_workers_need_the_cache_off(tmp_path: Path) -> None:
+    config = write_yaml(
+        tmp_path / "bad.yaml",
+        {"engine": "simulated", "engine_config": {"model": MODEL_DIR, "preprocessing_workers": 4}},
+    )
+    with pytest.raises(ConfigError, match="mm_processor_cache_gb"):
+        resolve_tuned_config(ServeOptions(config_path=config))
+    fixed = write_yaml(
+        tmp_path / "ok.yaml",
+        {"engine": "simulated", "engine_config": {"model": MODEL_DIR, "preprocessing_workers": 4, "mm_processor_cache_gb": 0}},
+    )
+    assert resolve_tuned_config(ServeOptions(config_path=fixed)).engine_config.preprocessing_workers == 4
+
+
+def test_needs_exactly_one_of_config_and_model(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="exactly one"):
+        resolve_tuned_config(ServeOptions())
+    with pytest.raises(ConfigError, match="exactly one"):
+        resolve_tuned_config(ServeOptions(config_path=tmp_path / "x.yaml", model=MODEL_DIR))
+
+
+def test_model_alone_serves_vllm_defaults_and_overrides_apply() -> None:
+    tuned = resolve_tuned_config(
+        ServeOptions(model=MODEL_DIR, engine=EngineKind.SIMULATED, host="0.0.0.0", port=0, api_key="k")
+    )
+    assert tuned.engine_config.tuned_fields() == {}
+    assert tuned.engine == EngineKind.SIMULATED
+    assert tuned.provenance.simulated is True and tuned.provenance.engine == EngineKind.SIMULATED
+    assert (tuned.serving.host, tuned.serving.port) == ("0.0.0.0", 0)
+    assert tuned.serving.api_key is not None and tuned.serving.api_key.get_secret_value() == "k"
+
+
+def test_bad_override_names_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"serving\.port"):
+        resolve_tuned_config(ServeOptions(model=MODEL_DIR, port=70000))
+
+
+def test_masked_key_in_a_file_must_be_given_again(tmp_path: Path) -> None:
+    config = write_yaml(
+        tmp_path / "tuned.yaml",
+        {"engine": "simulated", "engine_config": {"model": MODEL_DIR}, "serving": {"api_key": "**********"}},
+    )
+    with pytest.raises(ConfigError, match="AUTOTUNE_API_KEY"):
+        resolve_tuned_config(ServeOptions(config_path=config))
+    tuned = resolve_tuned_config(ServeOptions(config_path=config, api_key="real"))
+    assert tuned.serving.api_key is not None and tuned.serving.api_key.get_secret_value() == "real"
+
+
+def test_vllm_backend_checks_for_vllm_before_anything_else() -> None:
+    if vllm_available():
+        pytest.skip("vLLM is installed here")
+    tuned = resolve_tuned_config(ServeOptions(model=MODEL_DIR))
+    with pytest.raises(EngineUnavailableError, match="--engine simulated"):
+        VllmBackend().run(tuned)

@@ -54,6 +54,7 @@ def tune(
     """Tune vLLM engine settings on a workload: one served and benchmarked config per trial."""
     from autotune.search_space import load_search_space
     from autotune.tune.report import LiveTrialsTable
+    from autotune.tune.preflight import check_engine
     from autotune.tune.study import TuneSettings, counted_trials, open_study, run_tuning
 
     space = load_search_space(space_file, model=model)
@@ -68,6 +69,7 @@ def tune(
         experiments_dir=experiments_dir,
     )
     _quiet_optuna()
+    check_engine(engine or space.engine)
     session = open_study(space, settings)  # errors (folder, storage, space mismatch) before anything runs
     planned = n_trials if n_trials is not None else max(0, space.budget.n_trials - counted_trials(session.study))
     kind = session.engine

@@ -146,7 +146,7 @@ def open_study(space: SearchSpace, settings: TuneSettings, *, create: bool = Tru
     stored_hash = study.user_attrs.get(attrs.STUDY_SPACE_HASH)
     if stored_hash is None:
         study.set_user_attr(attrs.STUDY_SPACE_HASH, space.content_hash())
-        study.set_user_attr(attrs.STUDY_SPACE, space.model_dump(mode="json"))
+        study.set_user_attr(attrs.STUDY_SPACE, space.model_dump(mode="json", exclude_unset=True))  # `otherwise` keeps meaning "unset"
         study.set_user_attr(attrs.STUDY_ENGINE, engine.value)
         study.set_user_attr(attrs.STUDY_OBJECTIVE, space.objective.model_dump(mode="json"))
     elif stored_hash != space.content_hash():
@@ -157,6 +157,8 @@ def open_study(space: SearchSpace, settings: TuneSettings, *, create: bool = Tru
     stored_engine = study.user_attrs.get(attrs.STUDY_ENGINE)
     if stored_engine is not None and stored_engine != engine.value:
         raise ConfigError(f"study {name!r} measures the {stored_engine} engine; this run asks {engine.value}")
+    if create:
+        ensure_defaults_trial(study)  # trial 0 of a new study; again if a dead worker lost it
     tracker = None
     if settings.mlflow:
         tracker = MlflowTracker(
@@ -201,6 +203,10 @@ def counted_trials(study: optuna.Study) -> int:
     return sum(1 for t in finished if t.state is not TrialState.FAIL or _config_was_at_fault(t))
 
 
+def _finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)))
+
+
 def ensure_defaults_trial(study: optuna.Study) -> bool:
     """Enqueue vLLM's defaults unless the study has them (done, queued, running). True when enqueued."""
     for trial in study.get_trials(deepcopy=False):
@@ -241,12 +247,12 @@ def run_tuning(
     """Run (or resume) the study to its budget and write best.yaml, trials.csv, plots, MLflow."""
     from autotune.bench.workload import resolve_workload
 
-    session = open_study(space, settings)
-    check_engine(session.engine)
+    check_engine(settings.engine or space.engine)  # before the study records an engine
     workload = resolve_workload(space.workload)  # a bad workload fails before any trial
+    session = open_study(space, settings)
     study = session.study
     recovered = recover_dead_workers(study)
-    ensure_defaults_trial(study)
+    ensure_defaults_trial(study)  # after recovery: a defaults trial lost to a dead worker is queued again
     if session.tracker is not None:
         session.tracker.start_study(tags=session.study_tags(), params=_study_params(space))
         _sync_missing(session)  # trials finished while MLflow was down or by a dead worker
@@ -269,7 +275,7 @@ def run_tuning(
     )
     n_trials = settings.n_trials if settings.n_trials is not None else max(0, space.budget.n_trials - counted_trials(study))
     timeout_s = settings.timeout_s or space.budget.timeout_s
-    before = len(study.trials)
+    before = _finished(study)
     log.info("study %s: %d trial(s) to run (storage %s)", session.name, n_trials, redact_url(session.storage_url))
     interrupted = False
     try:
@@ -280,7 +286,7 @@ def run_tuning(
         interrupted = True
         raise
     finally:
-        outcome = finalize(session, recovered=recovered, ran=len(study.trials) - before, interrupted=interrupted)
+        outcome = finalize(session, recovered=recovered, ran=_finished(study) - before, interrupted=interrupted)
     return outcome
 
 

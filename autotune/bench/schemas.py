@@ -81,11 +81,14 @@ class ClientHealth(_Strict):
     processes: int = 1
     cpu_util_max: float | None = Field(default=None, description="Busiest client process, fraction of one core")
     loop_lag_p99_ms: float | None = None
+    send_lag_p99_ms: float | None = Field(default=None, description="Open loop: how late requests left vs their schedule")
     saturated: bool = False
     reason: str | None = None
 
 
 class Summary(_Strict):
+    offered_rate_rps: float | None = Field(default=None, description="Open loop: the scheduled request rate")
+    concurrency: int | None = Field(default=None, description="Closed loop: the number of concurrent streams")
     completed: int = 0
     failed: int = 0
     duration_s: float = 0.0
@@ -116,6 +119,7 @@ class RequestRecord(_Strict):
     output_tokens: int | None = None
     error: str | None = None
     warmup: bool = False
+    phase: int = Field(default=0, description="Sweep: 0 the max-throughput run, 1.. the rates; else 0")
 
 
 class BenchResult(_Strict):

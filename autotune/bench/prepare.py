@@ -1,0 +1,120 @@
+"""Render benchmark requests (JSON bodies as bytes, images inlined) before the measured window.
+
+Request `i` of a workload is a pure function of (workload, i, model name): the same seed gives the
+same bytes, in any process and any order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from autotune.bench.client import PreparedRequest
+from autotune.bench.dataset import DatasetEntry, load_dataset
+from autotune.bench.images import data_url, image_bytes, mime_for
+from autotune.bench.text import TokenCounter, fit_to_tokens, load_token_counter, make_text
+from autotune.bench.workload import DatasetSpec, SyntheticSpec, Workload
+
+_SHARED_PREFIX_STREAM = 1_000_000_007  # seed stream of the shared system prompt, apart from request streams
+
+
+def _rng(*keys: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([abs(k) for k in keys]))
+
+
+def _body(workload: Workload, model_name: str, messages: list[dict[str, Any]], max_tokens: int) -> bytes:
+    body: dict[str, Any] = {
+        "model": model_name,
+        "messages": messages,
+        "max_tokens": max_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if workload.ignore_eos:
+        body["ignore_eos"] = True
+    body.update(workload.extra_body)
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class _SyntheticRenderer:
+    def __init__(self, workload: Workload, spec: SyntheticSpec) -> None:
+        self.workload = workload
+        self.spec = spec
+        self.count: TokenCounter | None = load_token_counter(spec.tokenizer) if spec.tokenizer else None
+        self._images: dict[tuple[int, int, int], str] = {}
+        self._prefixes: dict[int, str] = {}
+
+    def _text(self, num_tokens: int, rng: np.random.Generator) -> str:
+        text = make_text(num_tokens, rng)
+        return fit_to_tokens(text, num_tokens, self.count, rng) if self.count and num_tokens else text
+
+    def _shared_prefix(self, num_tokens: int) -> str:
+        if num_tokens not in self._prefixes:
+            self._prefixes[num_tokens] = self._text(num_tokens, _rng(self.workload.seed, _SHARED_PREFIX_STREAM))
+        return self._prefixes[num_tokens]
+
+    def _image_url(self, width: int, height: int, image_seed: int) -> str:
+        key = (width, height, image_seed)
+        if key not in self._images:
+            spec = self.spec.images
+            assert spec is not None
+            data = image_bytes(width, height, image_seed, spec.format, spec.jpeg_quality)
+            self._images[key] = data_url(data, mime_for(spec.format))
+        return self._images[key]
+
+    def render(self, index: int, model_name: str) -> PreparedRequest:
+        rng = _rng(self.workload.seed, index)
+        input_tokens = max(1, self.spec.input_tokens.sample(rng))
+        max_tokens = max(1, self.spec.output_tokens.sample(rng))
+        shared = round(input_tokens * self.spec.shared_prefix_fraction)
+        messages: list[dict[str, Any]] = []
+        if shared:
+            messages.append({"role": "system", "content": self._shared_prefix(shared)})
+        content: list[dict[str, Any]] = []
+        images = self.spec.images
+        count = images.count.sample(rng) if images else 0
+        for slot in range(count):
+            assert images is not None
+            size = images.sizes[int(rng.integers(0, len(images.sizes)))]
+            serial = index * 64 + slot
+            if images.pool_size is not None:
+                serial %= images.pool_size
+            image_seed = int(_rng(self.workload.seed, serial, 7).integers(0, 2**31 - 1))
+            content.append({"type": "image_url", "image_url": {"url": self._image_url(size.width, size.height, image_seed)}})
+        content.append({"type": "text", "text": self._text(input_tokens - shared, rng)})
+        messages.append({"role": "user", "content": content})
+        body = _body(self.workload, model_name, messages, max_tokens)
+        return PreparedRequest(index=index, body=body, max_tokens=max_tokens, text_tokens=input_tokens, images=count)
+
+
+class _DatasetRenderer:
+    def __init__(self, workload: Workload, spec: DatasetSpec) -> None:
+        self.workload = workload
+        self.spec = spec
+        self.entries: list[DatasetEntry] = load_dataset(spec.path)
+        self.order = np.arange(len(self.entries))
+        if spec.shuffle:
+            self.order = _rng(workload.seed, 11).permutation(len(self.entries))
+
+    def render(self, index: int, model_name: str) -> PreparedRequest:
+        entry = self.entries[int(self.order[index % len(self.entries)])]
+        max_tokens = entry.max_tokens or max(1, self.spec.output_tokens.sample(_rng(self.workload.seed, index)))
+        body = _body(self.workload, model_name, entry.messages, max_tokens)
+        return PreparedRequest(index=index, body=body, max_tokens=max_tokens, images=entry.images)
+
+
+def request_renderer(workload: Workload) -> Callable[[int, str], PreparedRequest]:
+    """`render(index, model_name)`; loads the dataset (and checks it) once."""
+    if workload.synthetic is not None:
+        return _SyntheticRenderer(workload, workload.synthetic).render
+    assert workload.dataset is not None
+    return _DatasetRenderer(workload, workload.dataset).render
+
+
+def build_requests(workload: Workload, n: int, model_name: str, *, first_index: int = 0) -> list[PreparedRequest]:
+    """Requests `first_index .. first_index + n - 1`, bodies rendered to bytes."""
+    render = request_renderer(workload)
+    return [render(index, model_name) for index in range(first_index, first_index + n)]

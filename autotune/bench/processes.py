@@ -1,0 +1,209 @@
+"""Run worker plans: in this event loop (one client process) or in spawned client processes.
+
+Protocol with spawned processes (multiprocessing "spawn"): each child warms up, reports "ready",
+waits for the parent's go with a shared wall-clock start instant, runs its window, reports
+progress every `_PROGRESS_EVERY_S` and finally its WorkerReport. A child that dies is an error
+of the benchmark itself (AutotuneError), not of the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import os
+import queue
+import resource
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from autotune.bench.worker import Worker, WorkerPlan, WorkerReport
+from autotune.errors import AutotuneError
+
+_START_MARGIN_S = 0.05
+_PROGRESS_EVERY_S = 0.25
+_POLL_S = 0.2
+
+
+class ClientProcessError(AutotuneError):
+    """A client process of the load generator failed (a bug or a resource limit, not the server)."""
+
+
+@dataclass(slots=True)
+class PhaseRun:
+    reports: list[WorkerReport]
+    start_wall: float
+    start_monotonic: float
+    end_monotonic: float
+
+
+def raise_open_files_limit() -> None:
+    """Open-loop runs may hold one connection per in-flight request."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+    except (ValueError, OSError):
+        pass
+
+
+BeforeWindow = Callable[[], Awaitable[None]]
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def _run_in_process(plan: WorkerPlan, on_done: Callable[[], None], before_window: BeforeWindow) -> PhaseRun:
+    raise_open_files_limit()
+    async with Worker(plan, on_done) as worker:
+        warmup = await worker.run_warmup()
+        await before_window()
+        start_wall = time.time() + _START_MARGIN_S
+        start_monotonic = time.monotonic() + _START_MARGIN_S
+        report = await worker.run_window(start_wall)
+    report.warmup_outcomes = warmup
+    return PhaseRun([report], start_wall, start_monotonic, time.monotonic())
+
+
+def _child_main(plan: WorkerPlan, messages: Any, go: Any, start_wall: Any) -> None:
+    """Entry point of a spawned client process."""
+    try:
+        if plan.cpus:
+            os.sched_setaffinity(0, plan.cpus)
+        raise_open_files_limit()
+        asyncio.run(_child_async(plan, messages, go, start_wall))
+    except BaseException:
+        messages.put(("failed", plan.worker_id, traceback.format_exc(limit=8)))
+
+
+async def _child_async(plan: WorkerPlan, messages: Any, go: Any, start_wall: Any) -> None:
+    loop = asyncio.get_running_loop()
+    done = sent = 0
+
+    def count() -> None:
+        nonlocal done
+        done += 1
+
+    def flush_progress() -> None:
+        nonlocal sent
+        if done > sent:
+            messages.put(("progress", plan.worker_id, done - sent))
+            sent = done
+
+    async def report_progress() -> None:
+        while True:
+            await asyncio.sleep(_PROGRESS_EVERY_S)
+            flush_progress()
+
+    async with Worker(plan, count) as worker:
+        warmup = await worker.run_warmup()
+        messages.put(("ready", plan.worker_id, None))
+        parent = mp.parent_process()
+        while not await loop.run_in_executor(None, go.wait, _POLL_S):
+            if parent is not None and not parent.is_alive():
+                return
+        reporter = asyncio.create_task(report_progress())
+        report = await worker.run_window(start_wall.value)
+        reporter.cancel()
+    report.warmup_outcomes = warmup
+    flush_progress()
+    messages.put(("done", plan.worker_id, report))
+
+
+class _Children:
+    def __init__(self, plans: list[WorkerPlan]) -> None:
+        ctx = mp.get_context("spawn")
+        self.messages = ctx.Queue()
+        self.go = ctx.Event()
+        self.start_wall = ctx.Value("d", 0.0)
+        self.processes = [
+            ctx.Process(
+                target=_child_main,
+                args=(plan, self.messages, self.go, self.start_wall),
+                name=f"autotune-bench-client-{plan.worker_id}",
+                daemon=True,
+            )
+            for plan in plans
+        ]
+
+    def start(self) -> None:
+        for process in self.processes:
+            process.start()
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+        for process in self.processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
+
+    def _check_alive(self, waiting_for: set[int]) -> None:
+        for worker_id in waiting_for:
+            process = self.processes[worker_id]
+            if not process.is_alive() and process.exitcode not in (None, 0):
+                raise ClientProcessError(f"client process {worker_id} exited with code {process.exitcode}")
+
+    async def next_message(self, waiting_for: set[int]) -> tuple[str, int, Any]:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                return await loop.run_in_executor(None, self.messages.get, True, _POLL_S)
+            except queue.Empty:
+                self._check_alive(waiting_for)
+
+
+async def _run_in_children(plans: list[WorkerPlan], on_done: Callable[[], None], before_window: BeforeWindow) -> PhaseRun:
+    children = _Children(plans)
+    children.start()
+    try:
+        waiting = set(range(len(plans)))
+        while waiting:
+            kind, worker_id, payload = await children.next_message(waiting)
+            if kind == "failed":
+                raise ClientProcessError(f"client process {worker_id} failed:\n{payload}")
+            if kind == "ready":
+                waiting.discard(worker_id)
+        await before_window()
+        start_wall = time.time() + _START_MARGIN_S
+        start_monotonic = time.monotonic() + _START_MARGIN_S
+        children.start_wall.value = start_wall
+        children.go.set()
+        reports: dict[int, WorkerReport] = {}
+        waiting = set(range(len(plans)))
+        while waiting:
+            kind, worker_id, payload = await children.next_message(waiting)
+            if kind == "failed":
+                raise ClientProcessError(f"client process {worker_id} failed:\n{payload}")
+            if kind == "progress":
+                for _ in range(payload):
+                    on_done()
+            elif kind == "done":
+                reports[worker_id] = payload
+                waiting.discard(worker_id)
+        end_monotonic = time.monotonic()
+        return PhaseRun([reports[i] for i in sorted(reports)], start_wall, start_monotonic, end_monotonic)
+    finally:
+        children.stop()
+
+
+async def run_plans(
+    plans: list[WorkerPlan],
+    *,
+    spawn: bool,
+    on_done: Callable[[], None] | None = None,
+    before_window: BeforeWindow | None = None,
+) -> PhaseRun:
+    """Warm up every plan, call `before_window`, start all windows at one instant, return the reports."""
+    callback = on_done or (lambda: None)
+    hook = before_window or _nothing
+    if not spawn:
+        if len(plans) != 1:
+            raise ValueError("in-process mode runs exactly one plan")
+        return await _run_in_process(plans[0], callback, hook)
+    return await _run_in_children(plans, callback, hook)

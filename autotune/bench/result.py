@@ -1,0 +1,63 @@
+"""Benchmark result files: write, load, and view as a pandas DataFrame (one row per request)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from pydantic import ValidationError
+
+from autotune.bench.metrics import tpot_ms
+from autotune.bench.schemas import BenchResult
+from autotune.errors import ConfigError, config_error_from
+
+
+def save_result(result: BenchResult, path: str | Path) -> Path:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(result.model_dump_json(indent=1))
+    tmp.replace(target)
+    return target
+
+
+def load_result(path: str | Path) -> BenchResult:
+    source = Path(path)
+    try:
+        text = source.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
+    try:
+        return BenchResult.model_validate_json(text)
+    except ValidationError as exc:
+        raise config_error_from(exc, source) from None
+
+
+def result_to_dataframe(result: BenchResult) -> pd.DataFrame:
+    """One row per request (warm-up included, flagged), with TPOT and ITL mean/max per request."""
+    rows = []
+    for record in result.requests:
+        gaps = record.itl_ms
+        rows.append(
+            {
+                "index": record.index,
+                "phase": record.phase,
+                "warmup": record.warmup,
+                "send_time_s": record.send_time_s,
+                "success": record.success,
+                "ttft_ms": record.ttft_ms,
+                "tpot_ms": tpot_ms(record),
+                "itl_mean_ms": sum(gaps) / len(gaps) if gaps else None,
+                "itl_max_ms": max(gaps) if gaps else None,
+                "e2el_ms": record.e2el_ms,
+                "input_tokens": record.input_tokens,
+                "output_tokens": record.output_tokens,
+                "error": record.error,
+            }
+        )
+    frame = pd.DataFrame(rows, columns=[
+        "index", "phase", "warmup", "send_time_s", "success", "ttft_ms", "tpot_ms", "itl_mean_ms",
+        "itl_max_ms", "e2el_ms", "input_tokens", "output_tokens", "error",
+    ])
+    frame.attrs.update({"url": result.url, "simulated": result.simulated, "workload": result.workload.get("name")})
+    return frame

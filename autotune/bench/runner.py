@@ -1,0 +1,290 @@
+"""Run a benchmark: discover the server, prepare requests, drive the load, summarize, record.
+
+Public API (the tuner calls these):
+    await run_benchmark(url, workload, load, slo, *, model=None, api_key=None, telemetry=True, progress=False)
+    run_benchmark_sync(...)  # the same, from synchronous code
+
+Modes (LoadSpec.mode): `concurrency` (closed loop), `rate` (open loop, Poisson or constant
+arrivals), `sweep` (GuideLLM-style: a closed-loop run at high concurrency measures the max rate,
+then open-loop runs at rates from max/steps up to max, stopping once the server falls behind
+(completions < 90% of the offered rate), errors rise by 5 points, or the client saturates).
+Request bodies are rendered before each measured window; warm-up requests run first and are
+recorded but excluded from the summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import httpx
+
+from autotune.bench.client import Outcome, PreparedRequest
+from autotune.bench.discovery import ServerInfo, auth_headers, discover_server
+from autotune.bench.environment import hardware, versions
+from autotune.bench.health import assess
+from autotune.bench.metrics import completion_rate_rps, compute_summary
+from autotune.bench.prepare import request_renderer
+from autotune.bench.processes import run_plans
+from autotune.bench.progress import NoProgress, ProgressReporter, RichProgress
+from autotune.bench.schedule import (
+    arrival_offsets_s,
+    choose_client_processes,
+    deal_round_robin,
+    split_evenly,
+)
+from autotune.bench.schemas import SLO, BenchResult, LoadSpec, RequestRecord, Summary
+from autotune.bench.server_metrics import MetricsPoller
+from autotune.bench.worker import WorkerPlan
+from autotune.bench.workload import Workload
+from autotune.telemetry import GpuSampler, make_gpu_sampler
+
+log = logging.getLogger(__name__)
+
+SWEEP_CONCURRENCY = 64
+"""Closed-loop concurrency of the sweep's max-throughput run when LoadSpec.concurrency is unset."""
+SWEEP_MIN_ACHIEVED_FRACTION = 0.9
+SWEEP_MAX_ERROR_RISE = 0.05
+CLOSED_LOOP_POOL_MIN = 64
+CLOSED_LOOP_POOL_MAX = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseLoad:
+    """One measured window: a closed loop at `concurrency` or an open loop at `rate_rps`."""
+
+    index: int
+    kind: Literal["closed", "open"]
+    concurrency: int | None = None
+    rate_rps: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"concurrency {self.concurrency}" if self.kind == "closed" else f"rate {self.rate_rps:.2f} req/s"
+
+
+@dataclass(slots=True)
+class PhaseResult:
+    summary: Summary
+    records: list[RequestRecord]
+
+
+def _record(outcome: Outcome) -> RequestRecord:
+    return RequestRecord.model_validate(dataclasses.asdict(outcome))
+
+
+class _Benchmark:
+    def __init__(
+        self, server: ServerInfo, workload: Workload, load: LoadSpec, slo: SLO, api_key: str | None,
+        sampler: GpuSampler, progress: ProgressReporter,
+    ) -> None:
+        self.server = server
+        self.workload = workload
+        self.load = load
+        self.slo = slo
+        self.sampler = sampler
+        self.progress = progress
+        self.api_key = api_key
+        self.headers = {"Content-Type": "application/json", **auth_headers(api_key)}
+        self.chat_url = f"{server.base_url}/v1/chat/completions"
+        self.render = request_renderer(workload)
+        self.next_index = 0
+        self.first_window_monotonic: float | None = None
+
+    def _build(self, count: int) -> list[PreparedRequest]:
+        first = self.next_index
+        self.next_index += count
+        return [self.render(index, self.server.model) for index in range(first, first + count)]
+
+    def _processes(self, phase: PhaseLoad) -> int:
+        if self.load.client_processes is not None:
+            return self.load.client_processes
+        return choose_client_processes(
+            concurrency=phase.concurrency, rate_rps=phase.rate_rps, client_cpus=self.load.client_cpus
+        )
+
+    def _plans(self, phase: PhaseLoad, warmup_count: int) -> list[WorkerPlan]:
+        load = self.load
+        processes = self._processes(phase)
+        warmup = self._build(warmup_count)
+        offsets: list[float] | None = None
+        cycle_stride: int | None = None
+        if phase.kind == "open":
+            assert phase.rate_rps is not None
+            offsets = arrival_offsets_s(
+                phase.rate_rps, load.arrival, seed=load.seed + phase.index,
+                num_requests=load.num_requests, duration_s=load.duration_s,
+            )
+            requests = self._build(len(offsets))
+        else:
+            assert phase.concurrency is not None
+            processes = min(processes, phase.concurrency)
+            if load.num_requests is not None:
+                requests = self._build(load.num_requests)
+            else:  # bounded by duration only: a pool of bodies, reused with fresh indexes
+                pool = min(max(4 * phase.concurrency, CLOSED_LOOP_POOL_MIN), CLOSED_LOOP_POOL_MAX)
+                requests = self._build(pool)
+                cycle_stride = pool
+        cpus = load.client_cpus
+        concurrencies = split_evenly(phase.concurrency, processes) if phase.concurrency else [None] * processes
+        if phase.kind == "open":
+            assert offsets is not None
+            request_parts = deal_round_robin(requests, processes)
+            offset_parts: list[list[float] | None] = list(deal_round_robin(offsets, processes))
+        else:
+            counts = split_evenly(len(requests), processes)
+            starts = [sum(counts[:i]) for i in range(processes)]
+            request_parts = [requests[s : s + c] for s, c in zip(starts, counts, strict=True)]
+            offset_parts = [None] * processes
+        warmup_parts = deal_round_robin(warmup, processes)
+        return [
+            WorkerPlan(
+                worker_id=i,
+                chat_url=self.chat_url,
+                headers=self.headers,
+                requests=request_parts[i],
+                offsets_s=offset_parts[i],
+                concurrency=concurrencies[i],
+                duration_s=load.duration_s,
+                cycle_stride=cycle_stride,
+                warmup=warmup_parts[i],
+                warmup_concurrency=max(1, min(len(warmup_parts[i]), concurrencies[i] or 8)),
+                phase=phase.index,
+                cpus=None if not cpus else ([cpus[i % len(cpus)]] if len(cpus) >= processes else list(cpus)),
+            )
+            for i in range(processes)
+        ]
+
+    async def run_phase(self, phase: PhaseLoad, warmup_count: int = 0) -> PhaseResult:
+        plans = self._plans(phase, warmup_count)
+        spawn = len(plans) > 1 or bool(self.load.client_cpus)
+        total = None if phase.kind == "closed" and self.load.num_requests is None else sum(len(p.requests) for p in plans)
+        self.progress.phase(f"{'SIMULATED ' if self.server.simulated else ''}{phase.label}", total)
+        log.info("phase %d: %s, %d client process(es)", phase.index, phase.label, len(plans))
+        async with httpx.AsyncClient(headers=auth_headers(self.api_key)) as client:
+            poller = MetricsPoller(client, f"{self.server.base_url}/metrics")
+            try:
+                run = await run_plans(plans, spawn=spawn, on_done=self.progress.advance, before_window=poller.start)
+            finally:
+                await poller.stop()
+        if self.first_window_monotonic is None:
+            self.first_window_monotonic = run.start_monotonic
+        outcomes = [o for report in run.reports for o in (*report.warmup_outcomes, *report.outcomes)]
+        records = sorted((_record(o) for o in outcomes), key=lambda r: (not r.warmup, r.send_time_s, r.index))
+        self.next_index = max([self.next_index, *(r.index + 1 for r in records)])
+        summary = compute_summary(records, self.slo, offered_rate_rps=phase.rate_rps, concurrency=phase.concurrency)
+        summary = summary.model_copy(
+            update={
+                "client": assess([report.health for report in run.reports]),
+                "gpu": self.sampler.summarize(run.start_monotonic, run.end_monotonic),
+                "server": poller.summary(),
+            }
+        )
+        if summary.client.saturated:
+            log.warning("client saturated during %s: %s", phase.label, summary.client.reason)
+        return PhaseResult(summary, records)
+
+    async def run(self) -> tuple[Summary, list[Summary], list[RequestRecord]]:
+        load = self.load
+        if load.mode == "concurrency":
+            result = await self.run_phase(PhaseLoad(0, "closed", concurrency=load.concurrency), load.warmup_requests)
+            return result.summary, [], result.records
+        if load.mode == "rate":
+            result = await self.run_phase(PhaseLoad(0, "open", rate_rps=load.rate_rps), load.warmup_requests)
+            return result.summary, [], result.records
+        return await self._sweep()
+
+    async def _sweep(self) -> tuple[Summary, list[Summary], list[RequestRecord]]:
+        load = self.load
+        records: list[RequestRecord] = []
+        top: Summary | None = None
+        max_rate = load.sweep_max_rate_rps
+        warmup = load.warmup_requests
+        if max_rate is None:
+            first = await self.run_phase(PhaseLoad(0, "closed", concurrency=load.concurrency or SWEEP_CONCURRENCY), warmup)
+            warmup = 0
+            top, records = first.summary, list(first.records)
+            max_rate = first.summary.throughput_rps
+            if not max_rate:
+                log.warning("sweep: the max-throughput run completed nothing; no rates to sweep")
+                return top, [], records
+        steps: list[Summary] = []
+        base_error: float | None = None
+        for k in range(1, load.sweep_steps + 1):
+            rate = max_rate * k / load.sweep_steps
+            step = await self.run_phase(PhaseLoad(k, "open", rate_rps=rate), warmup)
+            warmup = 0
+            steps.append(step.summary)
+            records.extend(step.records)
+            base_error = step.summary.error_rate if base_error is None else base_error
+            achieved = completion_rate_rps(step.records)
+            if step.summary.client.saturated:
+                log.warning("sweep stopped at %.2f req/s: the client saturated", rate)
+                break
+            if achieved is not None and achieved < SWEEP_MIN_ACHIEVED_FRACTION * rate:
+                log.info("sweep stopped at %.2f req/s: achieved %.2f req/s (server saturated)", rate, achieved)
+                break
+            if step.summary.error_rate > base_error + SWEEP_MAX_ERROR_RISE:
+                log.info("sweep stopped at %.2f req/s: error rate %.1f%%", rate, 100 * step.summary.error_rate)
+                break
+        return top or steps[-1], steps, records
+
+
+async def run_benchmark(
+    url: str,
+    workload: Workload,
+    load: LoadSpec,
+    slo: SLO,
+    *,
+    model: str | None = None,
+    api_key: str | None = None,
+    telemetry: bool = True,
+    progress: bool = False,
+) -> BenchResult:
+    """Benchmark the OpenAI-compatible server at `url`; `model=None` asks /v1/models."""
+    server = await discover_server(url, model=model, api_key=api_key)
+    if server.simulated:
+        log.warning("the server runs the SIMULATED engine: results are not GPU measurements")
+    sampler = make_gpu_sampler(telemetry)
+    reporter: ProgressReporter = RichProgress() if progress else NoProgress()
+    sampler.start()
+    try:
+        bench = _Benchmark(server, workload, load, slo, api_key, sampler, reporter)
+        summary, sweep, records = await bench.run()
+    finally:
+        sampler.stop()
+        reporter.close()
+    return BenchResult(
+        url=server.base_url,
+        workload=workload.model_dump(mode="json"),
+        load=load,
+        slo=slo,
+        server_config=server.config,
+        simulated=server.simulated,
+        versions=versions(sampler.driver_version()),
+        hardware={**hardware(sampler.devices()), "gpu_telemetry": "nvml" if sampler.available else sampler.reason},
+        summary=summary,
+        requests=records,
+        gpu_timeseries=sampler.timeseries(bench.first_window_monotonic),
+        sweep=sweep,
+    )
+
+
+def run_benchmark_sync(
+    url: str,
+    workload: Workload,
+    load: LoadSpec,
+    slo: SLO,
+    *,
+    model: str | None = None,
+    api_key: str | None = None,
+    telemetry: bool = True,
+    progress: bool = False,
+) -> BenchResult:
+    """`run_benchmark` from synchronous code (starts its own event loop)."""
+    return asyncio.run(
+        run_benchmark(url, workload, load, slo, model=model, api_key=api_key, telemetry=telemetry, progress=progress)
+    )

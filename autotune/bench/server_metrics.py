@@ -1,0 +1,133 @@
+"""Server-side figures from the Prometheus `/metrics` endpoint, for the measured window.
+
+Gauges (requests waiting/running, KV-cache usage) are polled during the window: mean and max.
+Counters (tokens, preemptions, prefix/multimodal cache hits) and the queue-time histogram are
+read before and after: the window's increase. Names are matched without their namespace, so
+vLLM's `vllm:num_requests_waiting` and ours (`autotune_num_requests_waiting` or
+`autotune:num_requests_waiting`) both count; several label sets (engines) are summed, except
+KV-cache usage which is averaged. A server without /metrics gives an empty dict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+GAUGES_SUMMED = ("num_requests_waiting", "num_requests_running")
+GAUGES_AVERAGED = ("kv_cache_usage_perc", "gpu_cache_usage_perc")
+COUNTERS = (
+    "prompt_tokens_total",
+    "generation_tokens_total",
+    "num_preemptions_total",
+    "prefix_cache_queries_total",
+    "prefix_cache_hits_total",
+    "mm_cache_queries_total",
+    "mm_cache_hits_total",
+    "request_queue_time_seconds_sum",
+    "request_queue_time_seconds_count",
+)
+
+
+def _base_name(name: str) -> str:
+    name = name.rsplit(":", 1)[-1]
+    return name.removeprefix("autotune_")
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """The figures we track from one scrape (absent ones are left out)."""
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    tracked = set(GAUGES_SUMMED) | set(GAUGES_AVERAGED) | set(COUNTERS)
+    try:
+        families = list(text_string_to_metric_families(text))
+    except (ValueError, TypeError):
+        return {}
+    for family in families:
+        for sample in family.samples:
+            name = _base_name(sample.name)
+            if name not in tracked:
+                continue
+            sums[name] = sums.get(name, 0.0) + float(sample.value)
+            counts[name] = counts.get(name, 0) + 1
+    values = dict(sums)
+    for name in GAUGES_AVERAGED:
+        if name in values:
+            values[name] /= counts[name]
+    if "gpu_cache_usage_perc" in values and "kv_cache_usage_perc" not in values:
+        values["kv_cache_usage_perc"] = values.pop("gpu_cache_usage_perc")
+    return values
+
+
+def summarize_window(before: dict[str, float], during: list[dict[str, float]], after: dict[str, float]) -> dict[str, float]:
+    """Gauge mean/max over the polls; counter increases over the window; derived rates."""
+    result: dict[str, float] = {}
+    for name in (*GAUGES_SUMMED, "kv_cache_usage_perc"):
+        values = [poll[name] for poll in during if name in poll]
+        if values:
+            result[f"{name}_mean"] = sum(values) / len(values)
+            result[f"{name}_max"] = max(values)
+    delta = {name.removesuffix("_total"): after[name] - before[name] for name in COUNTERS if name in before and name in after}
+    for name in ("prompt_tokens", "generation_tokens", "num_preemptions", "prefix_cache_queries", "prefix_cache_hits", "mm_cache_queries", "mm_cache_hits"):
+        if name in delta:
+            result[name] = delta[name]
+    for kind in ("prefix_cache", "mm_cache"):
+        queries = delta.get(f"{kind}_queries")
+        if queries:
+            result[f"{kind}_hit_rate"] = delta.get(f"{kind}_hits", 0.0) / queries
+    count = delta.get("request_queue_time_seconds_count")
+    if count:
+        result["queue_time_ms_mean"] = 1000.0 * delta.get("request_queue_time_seconds_sum", 0.0) / count
+    return result
+
+
+class MetricsPoller:
+    """Scrapes `/metrics` before, during (every `interval_s`) and after the window."""
+
+    def __init__(self, client: httpx.AsyncClient, url: str, interval_s: float = 0.5) -> None:
+        self.client = client
+        self.url = url
+        self.interval_s = interval_s
+        self.available = True
+        self.before: dict[str, float] = {}
+        self.during: list[dict[str, float]] = []
+        self.after: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def scrape(self) -> dict[str, float]:
+        if not self.available:
+            return {}
+        try:
+            response = await self.client.get(self.url, timeout=5.0)
+        except httpx.HTTPError:
+            return {}
+        if response.status_code != 200:
+            self.available = False  # no /metrics here: stop asking
+            return {}
+        return parse_metrics(response.text)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            figures = await self.scrape()
+            if figures:
+                self.during.append(figures)
+
+    async def start(self) -> None:
+        """Scrape the counters' starting values and poll the gauges until `stop()`."""
+        self.before = await self.scrape()
+        self._task = asyncio.create_task(self._poll())
+
+    async def stop(self) -> None:
+        """Stop polling and scrape the counters' final values (a no-op if never started)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        self.after = await self.scrape()
+
+    def summary(self) -> dict[str, float]:
+        return summarize_window(self.before, self.during, self.after) if self.available else {}

@@ -1,0 +1,168 @@
+"""One client process's share of the load: warm-up, then the measured window (closed or open loop).
+
+Runs in the caller's event loop (one client process) or in a spawned process (see processes.py).
+All processes start their window at the same wall-clock instant given by the parent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from autotune.bench.client import Outcome, PreparedRequest, stream_chat
+from autotune.bench.health import CpuMeter, LoopLagMonitor, ProcessHealth, percentile
+
+BURN_ENV = "AUTOTUNE_BENCH_TEST_BURN_MS"
+"""Test hook: busy-wait this many ms per received chunk, to starve the client deliberately."""
+
+
+@dataclass(slots=True)
+class WorkerPlan:
+    worker_id: int
+    chat_url: str
+    headers: dict[str, str]
+    requests: list[PreparedRequest]
+    offsets_s: list[float] | None = None
+    """Open loop: send time of each request, seconds from the window start. None: closed loop."""
+    concurrency: int | None = None
+    duration_s: float | None = None
+    cycle_stride: int | None = None
+    """Closed loop bounded by duration only: reuse the requests, adding this to indexes each round."""
+    warmup: list[PreparedRequest] = field(default_factory=list)
+    warmup_concurrency: int = 1
+    phase: int = 0
+    cpus: list[int] | None = None
+    connect_timeout_s: float = 30.0
+    read_timeout_s: float = 300.0
+    """No byte for this long fails the request."""
+
+
+@dataclass(slots=True)
+class WorkerReport:
+    worker_id: int
+    outcomes: list[Outcome]
+    health: ProcessHealth
+    warmup_outcomes: list[Outcome] = field(default_factory=list)
+
+
+class Worker:
+    def __init__(self, plan: WorkerPlan, on_done: Callable[[], None] | None = None) -> None:
+        self.plan = plan
+        self.on_done = on_done
+        self.burn_s = float(os.environ.get(BURN_ENV, "0") or 0) / 1000.0
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Worker:
+        plan = self.plan
+        limit = 0 if plan.offsets_s is not None else max(plan.concurrency or 1, plan.warmup_concurrency)
+        connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, keepalive_timeout=75, ttl_dns_cache=300)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=plan.connect_timeout_s, sock_read=plan.read_timeout_s)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _send(self, request: PreparedRequest, t0: float, warmup: bool = False) -> Outcome:
+        assert self._session is not None
+        return await stream_chat(
+            self._session,
+            self.plan.chat_url,
+            request,
+            headers=self.plan.headers,
+            t0=t0,
+            warmup=warmup,
+            phase=self.plan.phase,
+            burn_s_per_chunk=self.burn_s,
+        )
+
+    async def run_warmup(self) -> list[Outcome]:
+        """Warm-up requests (also opens keep-alive connections); recorded, never measured."""
+        pending = iter(self.plan.warmup)
+        outcomes: list[Outcome] = []
+        t0 = time.perf_counter()
+
+        async def user() -> None:
+            for request in pending:
+                outcomes.append(await self._send(request, t0, warmup=True))
+
+        await asyncio.gather(*(user() for _ in range(max(1, self.plan.warmup_concurrency))))
+        return outcomes
+
+    async def run_window(self, start_wall: float) -> WorkerReport:
+        """Wait for the shared start instant, then send this process's share of the load."""
+        t0 = time.perf_counter() + (start_wall - time.time())
+        await asyncio.sleep(max(0.0, t0 - time.perf_counter()))
+        monitor, cpu = LoopLagMonitor(), CpuMeter()
+        monitor.start()
+        cpu.start()
+        send_lags_ms: list[float] = []
+        if self.plan.offsets_s is None:
+            outcomes = await self._closed_loop(t0)
+        else:
+            outcomes = await self._open_loop(t0, send_lags_ms)
+        cpu_util, wall_s = cpu.stop()
+        await monitor.stop()
+        health = ProcessHealth(
+            worker_id=self.plan.worker_id,
+            cpu_util=cpu_util,
+            wall_s=wall_s,
+            loop_lag_p99_ms=percentile(monitor.lags_ms, 99),
+            send_lag_p99_ms=percentile(send_lags_ms, 99),
+            samples=len(monitor.lags_ms),
+        )
+        return WorkerReport(worker_id=self.plan.worker_id, outcomes=outcomes, health=health)
+
+    def _closed_loop_requests(self) -> Iterator[PreparedRequest]:
+        yield from self.plan.requests
+        stride = self.plan.cycle_stride
+        if stride is None or not self.plan.requests:
+            return
+        round_ = 1
+        while True:
+            for request in self.plan.requests:
+                yield dataclasses.replace(request, index=request.index + round_ * stride)
+            round_ += 1
+
+    async def _closed_loop(self, t0: float) -> list[Outcome]:
+        pending = self._closed_loop_requests()
+        deadline = None if self.plan.duration_s is None else t0 + self.plan.duration_s
+        outcomes: list[Outcome] = []
+
+        async def user() -> None:
+            while deadline is None or time.perf_counter() < deadline:
+                request = next(pending, None)
+                if request is None:
+                    return
+                outcomes.append(await self._send(request, t0))
+                if self.on_done is not None:
+                    self.on_done()
+
+        await asyncio.gather(*(user() for _ in range(self.plan.concurrency or 1)))
+        return outcomes
+
+    async def _open_loop(self, t0: float, send_lags_ms: list[float]) -> list[Outcome]:
+        assert self.plan.offsets_s is not None
+        tasks: list[asyncio.Task[Outcome]] = []
+
+        def done(_: asyncio.Task[Outcome]) -> None:
+            if self.on_done is not None:
+                self.on_done()
+
+        for request, offset in zip(self.plan.requests, self.plan.offsets_s, strict=True):
+            due = t0 + offset
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            send_lags_ms.append(max(0.0, (time.perf_counter() - due) * 1000.0))
+            task = asyncio.create_task(self._send(request, t0))
+            task.add_done_callback(done)
+            tasks.append(task)
+        return list(await asyncio.gather(*tasks))

@@ -1,0 +1,139 @@
+"""Workloads: what each benchmark request asks for. YAML-loadable, built-ins by name.
+
+Two kinds:
+- `synthetic`: generated prompts (deterministic word text, see `text.py`) and images
+  (deterministic pictures, see `images.py`), lengths fixed or drawn from a distribution, with an
+  optional shared system prompt (`shared_prefix_fraction`) so prefix caching matters.
+- `dataset`: a JSONL file of OpenAI chat `messages` (see `dataset.py`).
+
+Built-ins live in `autotune/workloads/<name>.yaml`.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from autotune.bench.distributions import FixedInt, IntDistribution
+from autotune.bench.images import ImageFormat
+from autotune.config import read_yaml_mapping
+from autotune.errors import ConfigError, config_error_from
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+
+
+def _size_from_text(value: Any) -> Any:
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if not match:
+            raise ValueError(f"expected WIDTHxHEIGHT such as 448x448 (got {value!r})")
+        return {"width": int(match.group(1)), "height": int(match.group(2))}
+    return value
+
+
+class ImageSize(_Strict):
+    width: Annotated[int, Field(ge=16, le=8192)]
+    height: Annotated[int, Field(ge=16, le=8192)]
+
+
+class ImageSpec(_Strict):
+    """Images per request and how they look. Each image picks one of `sizes` uniformly."""
+
+    count: IntDistribution = FixedInt(value=1)
+    sizes: Annotated[list[Annotated[ImageSize, BeforeValidator(_size_from_text)]], Field(min_length=1)] = Field(
+        default_factory=lambda: [ImageSize(width=448, height=448)]
+    )
+    format: ImageFormat = "jpeg"
+    jpeg_quality: Annotated[int, Field(ge=1, le=95)] = 85
+    pool_size: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        description="None: every image is distinct (no server-side image cache hits); N: images repeat from N distinct ones",
+    )
+
+
+class SyntheticSpec(_Strict):
+    input_tokens: IntDistribution = Field(description="Prompt text tokens (template and image tokens not included)")
+    output_tokens: IntDistribution
+    images: ImageSpec | None = Field(default=None, description="None: text only")
+    shared_prefix_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        default=0.0, description="Share of the prompt text sent as one system prompt common to every request"
+    )
+    tokenizer: str | None = Field(
+        default=None, description="tokenizer.json or a model folder: fit text lengths exactly (needs `tokenizers`)"
+    )
+
+
+class DatasetSpec(_Strict):
+    path: str = Field(description="JSONL file; relative paths are relative to the workload file")
+    output_tokens: IntDistribution = Field(
+        default=FixedInt(value=128), description="max_tokens for lines that do not set their own"
+    )
+    shuffle: bool = False
+
+
+class Workload(_Strict):
+    name: str
+    kind: Literal["synthetic", "dataset"]
+    description: str = ""
+    seed: int = 0
+    ignore_eos: bool = Field(default=True, description="Ask the server to generate exactly max_tokens")
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict, description="Added to every request body, e.g. {temperature: 0}"
+    )
+    synthetic: SyntheticSpec | None = None
+    dataset: DatasetSpec | None = None
+
+    @model_validator(mode="after")
+    def _section_matches_kind(self) -> Workload:
+        if self.kind == "synthetic" and (self.synthetic is None or self.dataset is not None):
+            raise ValueError("kind 'synthetic' needs a 'synthetic' section and no 'dataset' section")
+        if self.kind == "dataset" and (self.dataset is None or self.synthetic is not None):
+            raise ValueError("kind 'dataset' needs a 'dataset' section and no 'synthetic' section")
+        reserved = {"model", "messages", "stream"} & set(self.extra_body)
+        if reserved:
+            raise ValueError(f"extra_body may not set {sorted(reserved)} (the benchmark sets them)")
+        return self
+
+
+def builtin_workloads() -> list[str]:
+    folder = resources.files("autotune") / "workloads"
+    return sorted(entry.name.removesuffix(".yaml") for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+
+
+def workload_from_mapping(data: dict[str, Any], source: str | Path, base_dir: Path | None = None) -> Workload:
+    try:
+        workload = Workload.model_validate(data)
+    except ValidationError as exc:
+        raise config_error_from(exc, source) from None
+    if workload.dataset is not None and base_dir is not None and not Path(workload.dataset.path).is_absolute():
+        resolved = (base_dir / workload.dataset.path).resolve()
+        workload = workload.model_copy(update={"dataset": workload.dataset.model_copy(update={"path": str(resolved)})})
+    return workload
+
+
+def load_workload(path: str | Path) -> Workload:
+    source = Path(path)
+    return workload_from_mapping(read_yaml_mapping(source), source, base_dir=source.resolve().parent)
+
+
+def resolve_workload(name_or_path: str | Path) -> Workload:
+    """A workload file, or a built-in by name (`vlm-chat`, `text-chat`, `vlm-multi-image`)."""
+    candidate = Path(name_or_path)
+    if candidate.is_file():
+        return load_workload(candidate)
+    name = str(name_or_path)
+    if name in builtin_workloads():
+        with resources.as_file(resources.files("autotune") / "workloads" / f"{name}.yaml") as path:
+            return load_workload(path)
+    raise ConfigError(
+        f"workload {name!r}: not a file and not a built-in (built-ins: {', '.join(builtin_workloads())})"
+    )

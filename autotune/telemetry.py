@@ -1,0 +1,256 @@
+"""GPU telemetry: an NVML sampler in a background thread, or an honest "not available".
+
+`make_gpu_sampler()` returns an `NvmlSampler` when NVML works, else a `NotAvailableSampler`
+whose summary is None (never zeros). The NVML module is injectable (`nvml=`) so tests pass a fake.
+Samples every `interval_s` (default 0.1 s, 10 Hz): utilization %, memory used MiB, power W,
+SM clock MHz, per device. Window marks (`mark_window_start/end`, or `summarize(start, end)`
+with `time.monotonic()` bounds) make the summary cover only the measured window; the whole
+time series is kept. Per sample, across devices: utilization and SM clock are averaged, memory
+and power are summed (a tensor-parallel engine uses them all).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from autotune.bench.schemas import GpuSummary
+
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class GpuSample:
+    t_monotonic: float
+    device: int
+    util_pct: float | None
+    mem_used_mib: float | None
+    power_w: float | None
+    sm_clock_mhz: float | None
+
+
+class GpuSampler(Protocol):
+    available: bool
+    reason: str | None
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def devices(self) -> list[str]: ...
+    def driver_version(self) -> str | None: ...
+    def mark_window_start(self) -> None: ...
+    def mark_window_end(self) -> None: ...
+    def summary(self) -> GpuSummary | None: ...
+    def summarize(self, start: float, end: float) -> GpuSummary | None: ...
+    def timeseries(self, origin: float | None = None) -> list[dict[str, float]]: ...
+
+
+def _import_nvml() -> Any:
+    import pynvml  # nvidia-ml-py
+
+    return pynvml
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class NotAvailableSampler:
+    """No GPU telemetry here: every figure is None, with the reason."""
+
+    available = False
+
+    def __init__(self, reason: str = "not available") -> None:
+        self.reason: str | None = reason
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+    def devices(self) -> list[str]:
+        return []
+
+    def driver_version(self) -> str | None:
+        return None
+
+    def mark_window_start(self) -> None: ...
+    def mark_window_end(self) -> None: ...
+
+    def summary(self) -> GpuSummary | None:
+        return None
+
+    def summarize(self, start: float, end: float) -> GpuSummary | None:
+        return None
+
+    def timeseries(self, origin: float | None = None) -> list[dict[str, float]]:
+        return []
+
+
+class NvmlSampler:
+    available = True
+    reason: str | None = None
+
+    def __init__(self, nvml: Any | None = None, *, interval_s: float = 0.1, device_indices: list[int] | None = None) -> None:
+        self.nvml = nvml if nvml is not None else _import_nvml()
+        self.interval_s = interval_s
+        self.nvml.nvmlInit()
+        count = self.nvml.nvmlDeviceGetCount()
+        self._indices = device_indices if device_indices is not None else list(range(count))
+        self._handles = [self.nvml.nvmlDeviceGetHandleByIndex(i) for i in self._indices]
+        self._names = [_text(self.nvml.nvmlDeviceGetName(h)) for h in self._handles]
+        try:
+            self._driver: str | None = _text(self.nvml.nvmlSystemGetDriverVersion())
+        except Exception:
+            self._driver = None
+        self._samples: list[GpuSample] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._window: tuple[float | None, float | None] = (None, None)
+
+    def devices(self) -> list[str]:
+        return list(self._names)
+
+    def driver_version(self) -> str | None:
+        return self._driver
+
+    def _read(self, call: str, handle: Any, *args: Any) -> Any:
+        try:
+            return getattr(self.nvml, call)(handle, *args)
+        except Exception:  # a figure this device does not report stays None
+            return None
+
+    def sample_once(self) -> None:
+        now = time.monotonic()
+        batch = []
+        for position, handle in enumerate(self._handles):
+            util = self._read("nvmlDeviceGetUtilizationRates", handle)
+            memory = self._read("nvmlDeviceGetMemoryInfo", handle)
+            power_mw = self._read("nvmlDeviceGetPowerUsage", handle)
+            clock = self._read("nvmlDeviceGetClockInfo", handle, getattr(self.nvml, "NVML_CLOCK_SM", 1))
+            batch.append(
+                GpuSample(
+                    t_monotonic=now,
+                    device=self._indices[position],
+                    util_pct=None if util is None else float(util.gpu),
+                    mem_used_mib=None if memory is None else memory.used / _MIB,
+                    power_w=None if power_mw is None else power_mw / 1000.0,
+                    sm_clock_mhz=None if clock is None else float(clock),
+                )
+            )
+        with self._lock:
+            self._samples.extend(batch)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.sample_once()
+            self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="autotune-nvml-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=5)
+            self._thread = None
+        try:
+            self.nvml.nvmlShutdown()
+        except Exception:
+            pass
+
+    def mark_window_start(self) -> None:
+        self._window = (time.monotonic(), None)
+
+    def mark_window_end(self) -> None:
+        self._window = (self._window[0], time.monotonic())
+
+    def summary(self) -> GpuSummary | None:
+        start, end = self._window
+        return self.summarize(start if start is not None else -np.inf, end if end is not None else np.inf)
+
+    def summarize(self, start: float, end: float) -> GpuSummary | None:
+        with self._lock:
+            window = [s for s in self._samples if start <= s.t_monotonic <= end]
+        by_time: dict[float, list[GpuSample]] = {}
+        for sample in window:
+            by_time.setdefault(sample.t_monotonic, []).append(sample)
+
+        def per_sample(field: str, combine: Any) -> list[float]:
+            values = []
+            for group in by_time.values():
+                present = [getattr(s, field) for s in group if getattr(s, field) is not None]
+                if present:
+                    values.append(float(combine(present)))
+            return values
+
+        util = per_sample("util_pct", np.mean)
+        memory = per_sample("mem_used_mib", np.sum)
+        power = per_sample("power_w", np.sum)
+        clock = per_sample("sm_clock_mhz", np.mean)
+        return GpuSummary(
+            devices=self.devices(),
+            samples=len(by_time),
+            util_mean=float(np.mean(util)) if util else None,
+            util_p50=float(np.percentile(util, 50)) if util else None,
+            util_p95=float(np.percentile(util, 95)) if util else None,
+            mem_used_max_mib=max(memory) if memory else None,
+            power_mean_w=float(np.mean(power)) if power else None,
+            sm_clock_mean_mhz=float(np.mean(clock)) if clock else None,
+        )
+
+    def timeseries(self, origin: float | None = None) -> list[dict[str, float]]:
+        """Every sample; `t_s` is seconds from `origin` (default: the window start, else the first sample)."""
+        with self._lock:
+            samples = list(self._samples)
+        if origin is None:
+            origin = self._window[0] if self._window[0] is not None else (samples[0].t_monotonic if samples else 0.0)
+        rows = []
+        for s in samples:
+            row = {"t_s": round(s.t_monotonic - origin, 4), "device": float(s.device)}
+            for name in ("util_pct", "mem_used_mib", "power_w", "sm_clock_mhz"):
+                value = getattr(s, name)
+                if value is not None:
+                    row[name] = round(value, 3)
+            rows.append(row)
+        return rows
+
+
+def make_gpu_sampler(enabled: bool = True, *, nvml: Any | None = None, interval_s: float = 0.1) -> GpuSampler:
+    """An NVML sampler when NVML works and sees a GPU, else NotAvailableSampler with the reason."""
+    if not enabled:
+        return NotAvailableSampler("disabled")
+    try:
+        sampler = NvmlSampler(nvml, interval_s=interval_s)
+    except Exception as exc:
+        return NotAvailableSampler(f"NVML not available: {type(exc).__name__}: {exc}".strip())
+    if not sampler.devices():
+        sampler.stop()
+        return NotAvailableSampler("NVML sees no GPU")
+    return sampler
+
+
+def gpu_memory_used_mib(nvml: Any | None = None) -> list[float] | None:
+    """Memory used on each GPU now, in MiB; None when NVML is not available (the tuner checks release)."""
+    try:
+        module = nvml if nvml is not None else _import_nvml()
+        module.nvmlInit()
+    except Exception:
+        return None
+    try:
+        count = module.nvmlDeviceGetCount()
+        return [module.nvmlDeviceGetMemoryInfo(module.nvmlDeviceGetHandleByIndex(i)).used / _MIB for i in range(count)]
+    except Exception:
+        return None
+    finally:
+        try:
+            module.nvmlShutdown()
+        except Exception:
+            pass

@@ -80,7 +80,9 @@ class AutotuneGuard:
         try:
             if self._key is not None and method != "OPTIONS" and self._needs_key(path):
                 if not self._key_matches(scope):
-                    raise ApiError(401, "Invalid or missing API key", type="authentication_error", code="invalid_api_key")
+                    raise ApiError(
+                        401, "Invalid or missing API key", type="authentication_error", code="invalid_api_key"
+                    )
             if path == CONFIG_PATH and self.options.config_document is not None:
                 await self._respond(send_with_header, 200, self.options.config_document)
                 return

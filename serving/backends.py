@@ -39,9 +39,7 @@ class SimulatedBackend:
 
         fault = FaultPlan.from_env(os.environ)
         profile = SimulatorProfile.load(tuned.simulator_profile)
-        log.warning(
-            "simulator profile %s (%s)", profile.name, "calibrated" if profile.calibrated else "NOT calibrated"
-        )
+        log.warning("simulator profile %s (%s)", profile.name, "calibrated" if profile.calibrated else "NOT calibrated")
         engine = SimulatedEngine(tuned.engine_config, profile, fault=fault)
         app = create_app(tuned, engine)
         settings = tuned.serving

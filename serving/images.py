@@ -99,7 +99,9 @@ async def fetch_image(url: str, policy: ImageUrlPolicy, client: httpx.AsyncClien
             for _ in range(MAX_REDIRECTS + 1):
                 target = await resolve_checked(url, policy)
                 address = target.addresses[0]
-                ip_host = f"[{address}]" if isinstance(ipaddress.ip_address(address), ipaddress.IPv6Address) else address
+                ip_host = (
+                    f"[{address}]" if isinstance(ipaddress.ip_address(address), ipaddress.IPv6Address) else address
+                )
                 parts = target.url
                 direct = urlunsplit((parts.scheme, f"{ip_host}:{target.port}", parts.path or "/", parts.query, ""))
                 default_port = 443 if parts.scheme == "https" else 80

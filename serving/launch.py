@@ -64,9 +64,6 @@ def resolve_tuned_config(options: ServeOptions) -> TunedConfig:
         data["engine"] = options.engine
     if options.profile is not None:
         data["simulator_profile"] = str(options.profile)
-    if data["engine"] == EngineKind.SIMULATED:
-        data["provenance"]["engine"] = EngineKind.SIMULATED
-        data["provenance"]["simulated"] = True
     try:
         return TunedConfig.model_validate(data)
     except ValidationError as exc:
@@ -91,8 +88,12 @@ def describe(tuned: TunedConfig) -> None:
     provenance = tuned.provenance
     if tuned.engine == EngineKind.SIMULATED:
         log.warning("SIMULATED engine — not a GPU measurement (CPU stand-in; numbers are modeled)")
-    log.info("serving model %s as %r with engine %s", engine_config.model, engine_config.name_for_clients, tuned.engine.value)
-    origin = "vLLM defaults" if provenance.study is None else f"study {provenance.study!r}, trial {provenance.trial_number}"
+    log.info(
+        "serving model %s as %r with engine %s", engine_config.model, engine_config.name_for_clients, tuned.engine.value
+    )
+    origin = (
+        "vLLM defaults" if provenance.study is None else f"study {provenance.study!r}, trial {provenance.trial_number}"
+    )
     log.info("config from %s, created %s", origin, provenance.created_at.isoformat(timespec="seconds"))
     tuned_fields = engine_config.tuned_fields()
     if tuned_fields:

@@ -64,11 +64,16 @@ class ServingMetrics:
             "autotune_requests", "Chat requests by HTTP status", ["engine", "status"], registry=self.registry
         )
         self.errors = Counter(
-            "autotune_request_errors", "Chat requests answered with an error, by type", ["engine", "type"],
+            "autotune_request_errors",
+            "Chat requests answered with an error, by type",
+            ["engine", "type"],
             registry=self.registry,
         )
         self.ttft = Histogram(
-            "autotune_time_to_first_token_seconds", "Server-side TTFT", ["engine"], buckets=TTFT_BUCKETS_S,
+            "autotune_time_to_first_token_seconds",
+            "Server-side TTFT",
+            ["engine"],
+            buckets=TTFT_BUCKETS_S,
             registry=self.registry,
         ).labels(engine_label)
         self.output_tokens = Counter(

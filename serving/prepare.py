@@ -52,7 +52,9 @@ class RequestPreparer:
                     if isinstance(part, TextPart):
                         text_tokens += self.counter.count(part.text)
                     elif isinstance(part, ImagePart):
-                        pending.append(_PendingImage(part.image_url.url, f"messages[{m_index}].content[{p_index}].image_url.url"))
+                        pending.append(
+                            _PendingImage(part.image_url.url, f"messages[{m_index}].content[{p_index}].image_url.url")
+                        )
             if m_index == 0 and message.role in ("system", "developer") and isinstance(content, str):
                 prefix_hash = hashlib.blake2b(content.encode(), digest_size=16).hexdigest()
                 prefix_tokens = text_tokens

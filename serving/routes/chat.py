@@ -33,7 +33,11 @@ async def chat_completions(
         raise from_validation_error(exc) from None
     if body.model != state.model_name:
         raise ApiError(
-            404, f"The model `{body.model}` does not exist.", type="not_found_error", param="model", code="model_not_found"
+            404,
+            f"The model `{body.model}` does not exist.",
+            type="not_found_error",
+            param="model",
+            code="model_not_found",
         )
     max_queued = state.tuned.serving.max_queued_requests
     if state.engine.stats().queue_depth >= max_queued:

@@ -37,7 +37,9 @@ def write_simulated_config(
     return tuned.write(path)
 
 
-def image_chat(image_url: str, *, text: str = "Describe the image.", max_tokens: int = 8, **extra: Any) -> dict[str, Any]:
+def image_chat(
+    image_url: str, *, text: str = "Describe the image.", max_tokens: int = 8, **extra: Any
+) -> dict[str, Any]:
     return {
         "model": MODEL_NAME,
         "messages": [

@@ -5,13 +5,12 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from serving_testlib import MODEL_NAME, data_url, image_chat, png_bytes, sse_json, write_simulated_config
 
-from autotune.config import EngineConfig, ServingSettings
+from autotune.config import ServingSettings
 from helpers.servers import MODEL_DIR, running_server_process
 from serving.process import ServerProcess
 from serving.tokens import IMAGE_WRAPPER_TOKENS, VisionGrid, image_tokens
@@ -73,9 +72,15 @@ def test_models_lists_the_served_name(client: httpx.Client) -> None:
 def test_image_chat_counts_image_tokens(client: httpx.Client) -> None:
     text_only = client.post(
         "/v1/chat/completions",
-        json={"model": MODEL_NAME, "messages": [{"role": "user", "content": [{"type": "text", "text": "Describe the image."}]}], "max_tokens": 4},
+        json={
+            "model": MODEL_NAME,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "Describe the image."}]}],
+            "max_tokens": 4,
+        },
     )
-    with_image = client.post("/v1/chat/completions", json=image_chat(data_url(png_bytes(448, 448)), max_tokens=6, ignore_eos=True))
+    with_image = client.post(
+        "/v1/chat/completions", json=image_chat(data_url(png_bytes(448, 448)), max_tokens=6, ignore_eos=True)
+    )
     assert text_only.status_code == 200 and with_image.status_code == 200, with_image.text
     body = with_image.json()
     assert body["object"] == "chat.completion"
@@ -129,13 +134,21 @@ def test_config_endpoint_shows_simulated_and_masks_the_key(client: httpx.Client)
 
 
 def test_metrics_after_requests(client: httpx.Client) -> None:
-    client.post("/v1/chat/completions", json={"model": MODEL_NAME, "messages": [{"role": "user", "content": "x"}], "max_tokens": 2})
+    client.post(
+        "/v1/chat/completions",
+        json={"model": MODEL_NAME, "messages": [{"role": "user", "content": "x"}], "max_tokens": 2},
+    )
     text = client.get("/metrics").text
     assert 'autotune_requests_total{engine="simulated",status="200"}' in text
     assert "autotune_time_to_first_token_seconds_bucket" in text
     assert "autotune_output_tokens_total" in text
-    for gauge in ("autotune_queue_depth", "autotune_running_seqs", "autotune_kv_cache_usage_ratio",
-                  "autotune_simulated_gpu_busy_fraction", "vllm:num_requests_running"):
+    for gauge in (
+        "autotune_queue_depth",
+        "autotune_running_seqs",
+        "autotune_kv_cache_usage_ratio",
+        "autotune_simulated_gpu_busy_fraction",
+        "vllm:num_requests_running",
+    ):
         assert f'{gauge}{{engine="simulated"}}' in text, gauge
 
 
@@ -175,8 +188,10 @@ def test_malformed_json(client: httpx.Client) -> None:
         ({"temperature": 9}, "temperature"),
         ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
         ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
-        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": 5}}]}]},
-         "messages[0].content[0].image_url.url"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": 5}}]}]},
+            "messages[0].content[0].image_url.url",
+        ),
         ({"messages": []}, "messages"),
         ({"n": 2}, "n"),
         ({"frobnicate": True}, "frobnicate"),

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from serving_testlib import MODEL_NAME, write_simulated_config
 
-from autotune.config import EngineConfig, ServingSettings
+from autotune.config import EngineConfig, EngineKind, ServingSettings, TunedConfig
 from helpers.servers import MODEL_DIR, running_server_process
 from serving.process import ServerProcess, ServerStartError, kill_process_group
 
@@ -61,7 +61,7 @@ def test_hang_at_start_is_reported_as_timeout(tmp_path: Path) -> None:
         [*SIMULATED, "--port", "0"],
         log_path=tmp_path / "serve.log",
         env={"AUTOTUNE_SIMULATED_FAULT": "hang_at_start"},
-        startup_timeout_s=3,
+        startup_timeout_s=2,
     )
     with pytest.raises(ServerStartError) as caught:
         server.start()
@@ -69,12 +69,50 @@ def test_hang_at_start_is_reported_as_timeout(tmp_path: Path) -> None:
     assert not server.alive()  # stopped after the timeout
 
 
+def test_health_is_503_until_the_engine_is_ready(tmp_path: Path) -> None:
+    env = {**os.environ, "AUTOTUNE_SIMULATED_FAULT": "hang_at_start", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "autotune.cli", "serve", *SIMULATED, "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # the first stdout line is the listening line
+        base_url = line.strip().rsplit(" ", 1)[-1]
+        assert base_url.startswith("http://127.0.0.1:"), line
+
+        def health() -> int | None:
+            try:
+                return httpx.get(f"{base_url}/health", trust_env=False).status_code
+            except httpx.HTTPError:
+                return None
+
+        assert wait_until(lambda: health() is not None)
+        assert health() == 503
+    finally:
+        kill_process_group(process.pid)
+        process.wait(timeout=10)
+
+
+def test_engine_override_serves_a_vllm_config_simulated(tmp_path: Path) -> None:
+    config = TunedConfig(engine_config=EngineConfig(model=MODEL_DIR, max_model_len=4096)).write(tmp_path / "t.yaml")
+    with ServerProcess(config, engine=EngineKind.SIMULATED, log_path=tmp_path / "serve.log") as server:
+        document = httpx.get(f"{server.base_url}/autotune/config", trust_env=False).json()
+    assert document["engine"] == "simulated" and document["simulated"] is True
+    assert document["engine_details"]["simulated"] is True
+
+
 def test_fault_from_the_config_env_crashes_after_n_requests(tmp_path: Path) -> None:
     config = write_simulated_config(
         tmp_path / "tuned.yaml",
-        engine_config=EngineConfig(model=MODEL_DIR, max_model_len=4096, env={"AUTOTUNE_SIMULATED_FAULT": "crash_after_requests:2"}),
+        engine_config=EngineConfig(
+            model=MODEL_DIR, max_model_len=4096, env={"AUTOTUNE_SIMULATED_FAULT": "crash_after_requests:2"}
+        ),
     )
-    with running_server_process(["--config", str(config)]) as server, httpx.Client(base_url=server.base_url, trust_env=False) as client:
+    with (
+        running_server_process(["--config", str(config)]) as server,
+        httpx.Client(base_url=server.base_url, trust_env=False) as client,
+    ):
         for _ in range(2):
             assert client.post("/v1/chat/completions", json=chat()).status_code == 200
         assert wait_until(lambda: not server.alive())
@@ -96,9 +134,10 @@ def test_queue_bound_answers_429_with_retry_after(tmp_path: Path) -> None:
         engine_config=EngineConfig(model=MODEL_DIR, max_model_len=4096, max_num_seqs=1),
         serving=ServingSettings(max_queued_requests=1),
     )
-    with running_server_process(["--config", str(config)]) as server, httpx.Client(
-        base_url=server.base_url, trust_env=False, timeout=30
-    ) as client:
+    with (
+        running_server_process(["--config", str(config)]) as server,
+        httpx.Client(base_url=server.base_url, trust_env=False, timeout=30) as client,
+    ):
         long = chat(max_tokens=3000, ignore_eos=True, stream=True)
         with client.stream("POST", "/v1/chat/completions", json=long) as running:
             assert running.status_code == 200
@@ -120,7 +159,11 @@ def test_queue_bound_answers_429_with_retry_after(tmp_path: Path) -> None:
 
 def test_kill_process_group_cleans_up_a_left_behind_server() -> None:
     child = subprocess.Popen(
-        [sys.executable, "-c", "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"],
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)",
+        ],
         start_new_session=True,
     )
     try:

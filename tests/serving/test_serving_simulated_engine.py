@@ -99,8 +99,10 @@ def test_crash_after_requests_exits_the_process() -> None:
 
     async def scenario() -> None:
         sim = SimulatedEngine(
-            EngineConfig(model=MODEL_DIR, max_model_len=4096), PROFILE,
-            fault=parse_fault("crash_after_requests:2"), exit_process=exits.append,
+            EngineConfig(model=MODEL_DIR, max_model_len=4096),
+            PROFILE,
+            fault=parse_fault("crash_after_requests:2"),
+            exit_process=exits.append,
         )
         await sim.start()
         try:
@@ -129,7 +131,10 @@ def test_real_time_matches_the_virtual_time_model() -> None:
 
     def make(index: int) -> GenerationRequest:
         return GenerationRequest(
-            request_id=f"r{index}", prompt_tokens=262, max_tokens=32, ignore_eos=True,
+            request_id=f"r{index}",
+            prompt_tokens=262,
+            max_tokens=32,
+            ignore_eos=True,
             images=(ImageInput(448, 448, 198, f"img{index}"),),
         )
 

@@ -104,9 +104,7 @@ def test_chunked_prefill_splits_a_long_prompt() -> None:
 
 
 def test_without_chunked_prefill_a_long_prompt_waits_for_a_free_budget() -> None:
-    scheduler = BatchScheduler(
-        cost(max_model_len=2048, max_num_batched_tokens=2048, enable_chunked_prefill=False)
-    )
+    scheduler = BatchScheduler(cost(max_model_len=2048, max_num_batched_tokens=2048, enable_chunked_prefill=False))
     scheduler.add(GenerationRequest(request_id="a", prompt_tokens=1500, max_tokens=8))
     scheduler.add(GenerationRequest(request_id="b", prompt_tokens=1500, max_tokens=8))
     first = scheduler.step()

@@ -140,7 +140,12 @@ def test_oversized_bodies_get_413(make_client) -> None:  # type: ignore[no-untyp
 
 @pytest.mark.parametrize(
     "url",
-    ["http://127.0.0.1/cat.png", "https://10.0.0.1/cat.png", "http://169.254.169.254/latest/meta-data/", "http://[::1]/x"],
+    [
+        "http://127.0.0.1/cat.png",
+        "https://10.0.0.1/cat.png",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/x",
+    ],
 )
 def test_private_image_urls_are_refused_before_vllm_sees_them(make_client, url: str) -> None:  # type: ignore[no-untyped-def]
     async def scenario() -> None:

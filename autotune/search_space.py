@@ -487,7 +487,7 @@ def _semantic_issues(space: SearchSpace) -> list[str]:
         targets.setdefault(target, name)
         declared.append(name)
     allowed_quant = get_args(Quantization)
-    for key, variant in space.model_variants.items():
+    for key in space.model_variants:
         if key not in allowed_quant:
             issues.append(f"model_variants.{key}: not a quantization method; allowed: {', '.join(allowed_quant)}")
     if space.objective.kind == "goodput" and all(

@@ -53,8 +53,8 @@ def tune(
 ) -> None:
     """Tune vLLM engine settings on a workload: one served and benchmarked config per trial."""
     from autotune.search_space import load_search_space
-    from autotune.tune.report import LiveTrialsTable
     from autotune.tune.preflight import check_engine
+    from autotune.tune.report import LiveTrialsTable
     from autotune.tune.study import TuneSettings, counted_trials, open_study, run_tuning
 
     space = load_search_space(space_file, model=model)
@@ -77,7 +77,7 @@ def tune(
     console.print(f"study [bold]{session.name}[/] ({label}), objective {space.objective.kind}, folder {session.study_dir}")
     table = LiveTrialsTable(space, console, planned=planned, title=f"{session.name}: trials")
     with table:
-        outcome = run_tuning(space, settings, display=table, callbacks=[table])
+        outcome = run_tuning(space, settings, display=table, callbacks=[table], session=session)
     if outcome.recovered:
         console.print(f"trials {outcome.recovered}: their worker had died; marked FAIL")
     console.print(f"trials by state: {outcome.counts}; table {outcome.trials_csv}")

@@ -15,7 +15,6 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
 from autotune.errors import ConfigError
-from autotune.tune import attrs
 from autotune.tune.redact import redact_url
 
 log = logging.getLogger(__name__)
@@ -67,10 +66,3 @@ def study_exists(storage: RDBStorage, name: str) -> bool:
     except KeyError:
         return False
     return True
-
-
-def describe(url: str) -> str:
-    return redact_url(url)
-
-
-__all__ = ["attrs", "default_storage_url", "describe", "make_storage", "study_exists"]

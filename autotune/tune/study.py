@@ -86,14 +86,31 @@ class StudySession:
         self.storage_url = storage_url
         self.engine = engine
         self.tracker = tracker
+        self._environment_tags: dict[str, str] | None = None
 
     @property
     def name(self) -> str:
         return self.study.study_name
 
+    def environment_tags(self) -> dict[str, str]:
+        """This worker's hardware and versions (JSON), computed once."""
+        if self._environment_tags is None:
+            import json
+
+            from autotune.tune.environment_info import hardware_info, version_info
+
+            hardware = hardware_info()
+            self._environment_tags = {
+                "hardware": json.dumps(hardware, sort_keys=True, default=str),
+                "gpus": ", ".join(map(str, hardware.get("gpus") or [])) or "none",
+                "versions": json.dumps(version_info(), sort_keys=True),
+            }
+        return self._environment_tags
+
     def study_tags(self) -> dict[str, str]:
         simulated = self.engine is EngineKind.SIMULATED
         return {
+            **self.environment_tags(),
             "study": self.name,
             "search_space": self.space.name,
             "engine": self.engine.value,
@@ -243,13 +260,17 @@ def run_tuning(
     display: TuneDisplay | None = None,
     callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] | None = None,
     runner_factory: Callable[..., TrialRunner] = TrialRunner,
+    session: StudySession | None = None,
 ) -> TuneOutcome:
-    """Run (or resume) the study to its budget and write best.yaml, trials.csv, plots, MLflow."""
+    """Run (or resume) the study to its budget and write best.yaml, trials.csv, plots, MLflow.
+
+    `session`: a study already opened with `open_study(space, settings)` (else it is opened here).
+    """
     from autotune.bench.workload import resolve_workload
 
     check_engine(settings.engine or space.engine)  # before the study records an engine
     workload = resolve_workload(space.workload)  # a bad workload fails before any trial
-    session = open_study(space, settings)
+    session = session or open_study(space, settings)
     study = session.study
     recovered = recover_dead_workers(study)
     ensure_defaults_trial(study)  # after recovery: a defaults trial lost to a dead worker is queued again

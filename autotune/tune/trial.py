@@ -10,6 +10,7 @@ config.yaml, server.log, result.json (BenchResult), trial.json (TrialResult).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import time
@@ -146,10 +147,8 @@ def gpu_total_memory_gib() -> float | None:
     except Exception:  # noqa: BLE001
         return None
     finally:
-        try:
+        with contextlib.suppress(Exception):
             pynvml.nvmlShutdown()
-        except Exception:  # noqa: BLE001
-            pass
 
 
 def _gpu_memory_used_mib() -> float | None:

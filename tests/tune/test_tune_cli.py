@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import QUICK_SPACE
 
-from autotune.config import Provenance, TunedConfig, EngineConfig
+from autotune.config import EngineConfig, Provenance, TunedConfig
 from autotune.tune.report import comparison_table, eta_s
 
 

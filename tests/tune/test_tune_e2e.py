@@ -117,6 +117,7 @@ def test_mlflow_has_the_study_and_its_trials(quick_study: tuple[Path, subprocess
     assert len(parents) == 1 and len(trials) == 10
     assert set(trials["tags.mlflow.parentRunId"]) == {parents.iloc[0]["run_id"]}
     assert set(runs["tags.simulated"]) == {"true"} and set(runs["tags.engine"]) == {"simulated"}
+    assert trials["tags.versions"].str.contains('"optuna"').all() and trials["tags.hardware"].str.contains("cpu_count").all()
     complete = trials[trials["tags.trial_state"] == "COMPLETE"]
     assert (complete["metrics.throughput_rps"] > 0).all() and complete["metrics.ttft_ms_p99"].notna().all()
     assert complete["params.engine.max_model_len"].eq("8192").all()

@@ -1,0 +1,155 @@
+"""The trial runner's outcomes with the server and benchmark replaced at their boundaries (no processes)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autotune.bench.schemas import SLO, BenchResult, LoadSpec, RequestRecord, Summary
+from autotune.config import EngineConfig, EngineKind, Provenance, load_tuned_config
+from autotune.search_space import TrialSettings
+from autotune.tune import trial as trial_module
+from autotune.tune.trial import TrialOutcome, TrialRunner, check_feasibility, find_oom
+from serving.process import ServerStartError
+
+MODEL = "/work/shared/models/qwen3-vl-4b-instruct"
+LOAD = LoadSpec(mode="concurrency", concurrency=2, num_requests=4)
+
+
+class FakeServer:
+    def __init__(self, config_path: Path, *, alive_after_bench: bool = True, **_: Any) -> None:
+        self.config_path = config_path
+        self.base_url, self.pid, self.pgid = "http://127.0.0.1:9", 4242, 4242
+        self.alive_after_bench = alive_after_bench
+        self.benchmarked = False
+        self.stopped = False
+
+    def __enter__(self) -> FakeServer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def alive(self) -> bool:
+        return self.alive_after_bench or not self.benchmarked
+
+    def log_tail(self, lines: int = 50) -> str:
+        return "INFO ready\nERROR engine core died" if not self.alive() else "INFO ready"
+
+    def stop(self, timeout_s: float = 30) -> None:
+        self.stopped = True
+
+
+def _runner(tmp_path: Path, *, server: Any, benchmark: Any, **settings: Any) -> TrialRunner:
+    return TrialRunner(
+        study_dir=tmp_path, engine_kind=EngineKind.SIMULATED, workload={"name": "w"}, load=LOAD, slo=SLO(ttft_ms=100),
+        settings=TrialSettings(**{"warmup_requests": 1, **settings}), server_factory=server, benchmark=benchmark,
+    )
+
+
+def _bench(servers: list[FakeServer], *, completed: int = 4) -> Any:
+    async def benchmark(url: str, workload: Any, load: LoadSpec, slo: SLO, **_: Any) -> BenchResult:
+        servers[-1].benchmarked = load.num_requests == LOAD.num_requests
+        records = [RequestRecord(index=0, send_time_s=0.0, success=False, error="connection refused")]
+        return BenchResult(
+            url=url, workload={}, load=load, slo=slo, simulated=True, requests=[] if completed else records,
+            summary=Summary(completed=completed, failed=load.num_requests - completed, throughput_rps=2.0),
+        )
+
+    return benchmark
+
+
+def _factory(servers: list[FakeServer], **options: Any) -> Any:
+    def make(config_path: Path, **kwargs: Any) -> FakeServer:
+        servers.append(FakeServer(config_path, **options, **kwargs))
+        return servers[-1]
+
+    return make
+
+
+def test_feasibility_rejects_weights_and_short_kv_cache() -> None:
+    settings = TrialSettings()
+    weights, _ = check_feasibility(EngineConfig(model=MODEL, max_model_len=8192), settings, gpu_memory_gib=8.0)
+    assert weights is not None and "weights" in weights
+    long_context = EngineConfig(model=MODEL, max_model_len=131072, gpu_memory_utilization=0.3)
+    kv, estimate = check_feasibility(long_context, settings, gpu_memory_gib=79.19)
+    assert kv is not None and "less than one max_model_len sequence (131072 tokens)" in kv
+    assert estimate is not None and estimate.kv_capacity_tokens < 131072
+    fits, _ = check_feasibility(EngineConfig(model=MODEL, max_model_len=8192), settings, gpu_memory_gib=79.19)
+    assert fits is None
+    assert check_feasibility(EngineConfig(model="hub/id"), settings, gpu_memory_gib=8.0) == (None, None)
+
+
+def test_complete_trial_writes_what_it_served(tmp_path: Path) -> None:
+    servers: list[FakeServer] = []
+    runner = _runner(tmp_path, server=_factory(servers), benchmark=_bench(servers))
+    engine = EngineConfig(model=MODEL, max_num_seqs=7)
+    result = runner.run(3, engine, Provenance(study="s", trial_number=3))
+    assert result.state is TrialOutcome.COMPLETE and result.summary is not None
+    assert load_tuned_config(servers[0].config_path).engine_config == engine  # what is tuned is what is served
+    assert BenchResult.model_validate_json(Path(result.result_path).read_text()).summary.throughput_rps == 2.0
+    assert servers[0].stopped and result.timings.measure_s is not None and result.timings.warmup_s is not None
+    assert (tmp_path / "trials" / "3" / "trial.json").is_file()
+
+
+def test_infeasible_config_starts_no_server(tmp_path: Path) -> None:
+    servers: list[FakeServer] = []
+    runner = _runner(tmp_path, server=_factory(servers), benchmark=_bench(servers), gpu_memory_gib=8.0)
+    result = runner.run(0, EngineConfig(model=MODEL, max_model_len=8192), Provenance())
+    assert result.state is TrialOutcome.REJECTED and "weights" in (result.reason or "") and servers == []
+
+
+def test_oom_at_start_is_named(tmp_path: Path) -> None:
+    def crash(config_path: Path, **_: Any) -> Any:
+        raise ServerStartError("crashed", "loading\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB", 1)
+
+    result = _runner(tmp_path, server=crash, benchmark=_bench([])).run(0, EngineConfig(model=MODEL), Provenance())
+    assert result.state is TrialOutcome.FAILED
+    assert result.reason is not None and result.reason.startswith("out of GPU memory at start: torch.OutOfMemoryError")
+    assert find_oom("all fine") is None
+
+
+def test_server_dying_mid_benchmark_fails_the_trial(tmp_path: Path) -> None:
+    servers: list[FakeServer] = []
+    runner = _runner(tmp_path, server=_factory(servers, alive_after_bench=False), benchmark=_bench(servers))
+    result = runner.run(0, EngineConfig(model=MODEL), Provenance())
+    assert result.state is TrialOutcome.FAILED
+    assert result.reason == "server exited during the benchmark: ERROR engine core died"
+
+
+def test_no_successful_request_fails_the_trial(tmp_path: Path) -> None:
+    servers: list[FakeServer] = []
+    runner = _runner(tmp_path, server=_factory(servers), benchmark=_bench(servers, completed=0))
+    result = runner.run(0, EngineConfig(model=MODEL), Provenance())
+    assert result.state is TrialOutcome.FAILED and "first error: connection refused" in (result.reason or "")
+
+
+def test_hung_benchmark_is_cut_by_the_measure_timeout(tmp_path: Path) -> None:
+    servers: list[FakeServer] = []
+
+    async def hang(*args: Any, **kwargs: Any) -> BenchResult:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    runner = _runner(tmp_path, server=_factory(servers), benchmark=hang, measure_timeout_s=0.2, warmup_requests=0)
+    result = runner.run(0, EngineConfig(model=MODEL), Provenance())
+    assert result.state is TrialOutcome.FAILED and "did not finish within 0.2 s" in (result.reason or "")
+    assert servers[0].stopped
+
+
+@pytest.mark.parametrize(
+    ("readings", "timeout_s", "released"),
+    [([1000.0, 9000.0, 4000.0, 1200.0], 30.0, True), ([1000.0, 9000.0, 9000.0], 0.0, False), ([None], 30.0, None)],
+)
+def test_gpu_memory_release_is_polled_back_to_the_pre_trial_level(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, readings: list[float | None], timeout_s: float, released: bool | None
+) -> None:
+    queue = list(readings)
+    monkeypatch.setattr(trial_module, "_gpu_memory_used_mib", lambda: queue.pop(0) if len(queue) > 1 else queue[0])
+    monkeypatch.setattr(trial_module.time, "sleep", lambda s: None)  # NVML is faked: no real time passes
+    servers: list[FakeServer] = []
+    runner = _runner(tmp_path, server=_factory(servers), benchmark=_bench(servers), gpu_release_timeout_s=timeout_s)
+    assert runner.run(0, EngineConfig(model=MODEL), Provenance()).gpu_memory_released is released

@@ -59,8 +59,8 @@ def build_vllm_argv(tuned: TunedConfig, settings: ServingSettings) -> list[str]:
     ]
     if settings.allowed_image_hosts:
         argv += ["--allowed-media-domains", *settings.allowed_image_hosts]
-    if settings.api_key is not None:
-        argv += ["--api-key", settings.api_key.get_secret_value()]
+    # The API key reaches vLLM through VLLM_API_KEY (vllm_environment), never the command line,
+    # where any local user could read it from the process list.
     return argv
 
 
@@ -77,6 +77,7 @@ def vllm_environment(tuned: TunedConfig, config_json_path: str) -> dict[str, str
     }
     if settings.api_key is not None:
         env[API_KEY_ENV] = settings.api_key.get_secret_value()
+        env["VLLM_API_KEY"] = settings.api_key.get_secret_value()
     return env
 
 

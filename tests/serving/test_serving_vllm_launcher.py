@@ -42,10 +42,11 @@ def test_argv_runs_vllm_serve_with_the_engine_args_and_our_middleware() -> None:
     assert "--api-key" not in argv and "--allowed-media-domains" not in argv
 
 
-def test_argv_carries_the_key_and_the_host_allow_list() -> None:
+def test_argv_carries_the_host_allow_list_but_never_the_key() -> None:
     config = tuned(api_key="sekret", allowed_image_hosts=["images.example.com", "cdn.example.org"])
     argv = build_vllm_argv(config, config.serving)
-    assert flag_value(argv, "--api-key") == "sekret"
+    assert "--api-key" not in argv and "sekret" not in argv  # readable by anyone in the process list
+    assert vllm_environment(config, "/tmp/c.json")["VLLM_API_KEY"] == "sekret"
     start = argv.index("--allowed-media-domains") + 1
     assert argv[start : start + 2] == ["images.example.com", "cdn.example.org"]
 

@@ -79,6 +79,14 @@ def completion_rate_rps(records: Sequence[RequestRecord]) -> float | None:
     return (len(ends) - 1) / (ends[-1] - ends[0])
 
 
+def send_rate_rps(records: Sequence[RequestRecord]) -> float | None:
+    """Rate at which the measured requests were actually sent, first to last send."""
+    sends = sorted(r.send_time_s for r in measured(records))
+    if len(sends) < 2 or sends[-1] <= sends[0]:
+        return None
+    return (len(sends) - 1) / (sends[-1] - sends[0])
+
+
 def compute_summary(
     records: Sequence[RequestRecord],
     slo: SLO | None = None,

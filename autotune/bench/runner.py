@@ -7,7 +7,7 @@ Public API (the tuner calls these):
 Modes (LoadSpec.mode): `concurrency` (closed loop), `rate` (open loop, Poisson or constant
 arrivals), `sweep` (GuideLLM-style: a closed-loop run at high concurrency measures the max rate,
 then open-loop runs at rates from max/steps up to max, stopping once the server falls behind
-(completions < 90% of the offered rate), errors rise by 5 points, or the client saturates).
+(requests complete at < 90% of the rate they were sent, first to last), errors rise by 5 points, or the client saturates).
 Request bodies are rendered before each measured window; warm-up requests run first and are
 recorded but excluded from the summary.
 """
@@ -26,7 +26,7 @@ from autotune.bench.client import Outcome, PreparedRequest
 from autotune.bench.discovery import ServerInfo, auth_headers, discover_server
 from autotune.bench.environment import hardware, versions
 from autotune.bench.health import assess
-from autotune.bench.metrics import completion_rate_rps, compute_summary
+from autotune.bench.metrics import completion_rate_rps, compute_summary, send_rate_rps
 from autotune.bench.prepare import request_renderer
 from autotune.bench.processes import run_plans
 from autotune.bench.progress import NoProgress, ProgressReporter, RichProgress
@@ -220,12 +220,12 @@ class _Benchmark:
             steps.append(step.summary)
             records.extend(step.records)
             base_error = step.summary.error_rate if base_error is None else base_error
-            achieved = completion_rate_rps(step.records)
+            achieved, sent = completion_rate_rps(step.records), send_rate_rps(step.records)
             if step.summary.client.saturated:
                 log.warning("sweep stopped at %.2f req/s: the client saturated", rate)
                 break
-            if achieved is not None and achieved < SWEEP_MIN_ACHIEVED_FRACTION * rate:
-                log.info("sweep stopped at %.2f req/s: achieved %.2f req/s (server saturated)", rate, achieved)
+            if achieved is not None and sent is not None and achieved < SWEEP_MIN_ACHIEVED_FRACTION * sent:
+                log.info("sweep stopped at %.2f req/s: completions %.2f/s < sends %.2f/s (server saturated)", rate, achieved, sent)
                 break
             if step.summary.error_rate > base_error + SWEEP_MAX_ERROR_RISE:
                 log.info("sweep stopped at %.2f req/s: error rate %.1f%%", rate, 100 * step.summary.error_rate)

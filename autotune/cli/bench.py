@@ -1,5 +1,76 @@
-"""`autotune bench` (placeholder, filled in by its issue)."""
+"""`autotune bench`: drive an OpenAI-compatible server with a workload and report/save the result."""
 
 from __future__ import annotations
 
-from autotune.cli import app  # noqa: F401
+import logging
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from autotune.cli import app
+
+
+@app.command()
+def bench(
+    url: Annotated[str, typer.Option(help="Server base URL, e.g. http://127.0.0.1:8000")],
+    workload: Annotated[str, typer.Option(help="Built-in name (vlm-chat, text-chat, vlm-multi-image) or a YAML file")] = "vlm-chat",
+    concurrency: Annotated[int | None, typer.Option(help="Closed loop: this many concurrent streams")] = None,
+    rate: Annotated[float | None, typer.Option(help="Open loop: requests per second")] = None,
+    sweep: Annotated[bool, typer.Option("--sweep", help="Find the max rate, then sweep rates up to it")] = False,
+    arrival: Annotated[Literal["poisson", "constant"], typer.Option(help="Open-loop arrivals")] = "poisson",
+    num_requests: Annotated[int | None, typer.Option(help="Requests per measured run (default 200 unless --duration)")] = None,
+    duration: Annotated[float | None, typer.Option(help="Seconds per measured run")] = None,
+    warmup: Annotated[int, typer.Option(help="Warm-up requests, excluded from the figures")] = 0,
+    processes: Annotated[int | None, typer.Option(help="Client processes (default: chosen from the load)")] = None,
+    client_cpus: Annotated[str | None, typer.Option(help="Pin client processes to these CPUs, e.g. 0-3")] = None,
+    slo: Annotated[list[str] | None, typer.Option(help="Goodput SLO, repeatable: ttft_ms=2000, tpot_ms=50, e2el_ms=...")] = None,
+    sweep_steps: Annotated[int, typer.Option(help="Rates in a sweep")] = 6,
+    max_rate: Annotated[float | None, typer.Option(help="Sweep: skip the max-throughput run and use this max rate")] = None,
+    seed: Annotated[int, typer.Option(help="Arrival-time seed")] = 0,
+    model: Annotated[str | None, typer.Option(help="Model name to request (default: the server's first)")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="AUTOTUNE_API_KEY", help="Bearer token")] = None,
+    telemetry: Annotated[bool, typer.Option(help="Sample GPUs with NVML")] = True,
+    output: Annotated[Path | None, typer.Option(help="Write the result JSON here")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
+) -> None:
+    """Benchmark an OpenAI-compatible chat server (throughput, TTFT/TPOT/ITL, goodput, GPU)."""
+    from autotune.bench.options import parse_cpu_list, parse_slo
+    from autotune.bench.report import print_report
+    from autotune.bench.result import save_result
+    from autotune.bench.runner import run_benchmark_sync
+    from autotune.bench.schemas import LoadSpec
+    from autotune.bench.workload import resolve_workload
+    from autotune.errors import ConfigError, config_error_from
+
+    modes = [name for name, chosen in (("concurrency", concurrency is not None), ("rate", rate is not None), ("sweep", sweep)) if chosen]
+    if len(modes) != 1:
+        raise ConfigError("choose exactly one of --concurrency N, --rate R or --sweep" + (f" (got {', '.join(modes)})" if modes else ""))
+    try:
+        load = LoadSpec(
+            mode=modes[0],  # type: ignore[arg-type]
+            concurrency=concurrency,
+            rate_rps=rate,
+            arrival=arrival,
+            num_requests=num_requests if num_requests is not None or duration is not None else 200,
+            duration_s=duration,
+            warmup_requests=warmup,
+            client_processes=processes,
+            client_cpus=parse_cpu_list(client_cpus) if client_cpus else None,
+            seed=seed,
+            sweep_max_rate_rps=max_rate,
+            sweep_steps=sweep_steps,
+        )
+    except ValidationError as exc:
+        raise config_error_from(exc, "options") from None
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    result = run_benchmark_sync(
+        url, resolve_workload(workload), load, parse_slo(slo or []),
+        model=model, api_key=api_key, telemetry=telemetry, progress=not quiet,
+    )
+    print_report(result, Console())
+    if output is not None:
+        save_result(result, output)
+        Console(stderr=True).print(f"result written to {output}")

@@ -13,10 +13,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import signal
 import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 from aiohttp import web
+
+START_DEADLINE_S = 20.0
 
 
 def _chunk(payload: dict) -> bytes:
@@ -146,6 +156,51 @@ async def serve(args: argparse.Namespace) -> None:
     await site.start()
     print(f"fake server listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
     await asyncio.Event().wait()
+
+
+@contextlib.contextmanager
+def launch(*args: str) -> Iterator[str]:
+    """Run this server in its own process with CLI `args`; yield its URL once /health answers; stop it."""
+    with launch_process(*args) as (url, _pid):
+        yield url
+
+
+@contextlib.contextmanager
+def launch_process(*args: str) -> Iterator[tuple[str, int]]:
+    """As `launch`, yielding (url, pid)."""
+    import httpx
+
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "listening on" in line:
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        if not ready.wait(START_DEADLINE_S):
+            raise RuntimeError(f"fake server did not start: {''.join(lines)}")
+        url = next(line for line in lines if "listening on" in line).rsplit(" ", 1)[-1].strip()
+        deadline = time.monotonic() + START_DEADLINE_S
+        while httpx.get(f"{url}/health", timeout=2).status_code != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError("fake server never became healthy")
+        yield url, process.pid
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,93 @@
+"""Terminal report of a benchmark result (rich tables). Simulated results say so in the title;
+a saturated client is shown in red, since its figures describe the client as much as the server."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from autotune.bench.schemas import BenchResult, Stats, Summary
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def _stats_row(table: Table, name: str, stats: Stats) -> None:
+    table.add_row(name, *(_num(getattr(stats, key)) for key in ("mean", "p50", "p90", "p99", "max")))
+
+
+def summary_table(summary: Summary, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    for column in ("mean", "p50", "p90", "p99", "max"):
+        table.add_column(column, justify="right")
+    _stats_row(table, "TTFT ms", summary.ttft_ms)
+    _stats_row(table, "TPOT ms", summary.tpot_ms)
+    _stats_row(table, "ITL ms", summary.itl_ms)
+    _stats_row(table, "E2E latency ms", summary.e2el_ms)
+    return table
+
+
+def totals_table(summary: Summary) -> Table:
+    table = Table(show_header=False, box=None)
+    table.add_column("name")
+    table.add_column("value", justify="right")
+    load = f"{summary.concurrency} concurrent" if summary.concurrency else f"{_num(summary.offered_rate_rps, 2)} req/s offered"
+    rows = [
+        ("load", load),
+        ("requests ok / failed", f"{summary.completed} / {summary.failed} ({summary.error_rate:.1%} errors)"),
+        ("duration s", _num(summary.duration_s, 2)),
+        ("throughput req/s", _num(summary.throughput_rps, 2)),
+        ("goodput req/s", _num(summary.goodput_rps, 2)),
+        ("output tok/s", _num(summary.output_tok_s)),
+        ("input tok/s", _num(summary.input_tok_s)),
+    ]
+    gpu = summary.gpu
+    if gpu is None:
+        rows.append(("GPU", "not available"))
+    else:
+        rows.append(("GPU util % mean / p95", f"{_num(gpu.util_mean)} / {_num(gpu.util_p95)}"))
+        rows.append(("GPU memory max MiB", _num(gpu.mem_used_max_mib, 0)))
+        rows.append(("GPU power mean W", _num(gpu.power_mean_w)))
+    for name, value in summary.server.items():
+        rows.append((f"server {name}", _num(value, 3)))
+    client = summary.client
+    rows.append(
+        ("client", f"{client.processes} process(es), CPU max {_num(None if client.cpu_util_max is None else 100 * client.cpu_util_max)}%, "
+         f"loop lag p99 {_num(client.loop_lag_p99_ms)} ms")
+    )
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def sweep_table(steps: list[Summary]) -> Table:
+    table = Table(title="sweep", title_justify="left")
+    for column in ("offered req/s", "throughput req/s", "errors", "goodput req/s", "TTFT p50 ms", "TPOT p50 ms", "client"):
+        table.add_column(column, justify="right")
+    for step in steps:
+        table.add_row(
+            _num(step.offered_rate_rps, 2), _num(step.throughput_rps, 2), f"{step.error_rate:.1%}",
+            _num(step.goodput_rps, 2), _num(step.ttft_ms.p50), _num(step.tpot_ms.p50),
+            "[red]SATURATED[/]" if step.client.saturated else "ok",
+        )
+    return table
+
+
+def print_report(result: BenchResult, console: Console | None = None) -> None:
+    console = console or Console()
+    label = "[bold yellow]SIMULATED engine (not a GPU measurement)[/] " if result.simulated else ""
+    title = f"{label}{result.workload.get('name', '?')} @ {result.url}"
+    console.print(summary_table(result.summary, title))
+    console.print(totals_table(result.summary))
+    if result.sweep:
+        console.print(sweep_table(result.sweep))
+    saturated = [s.client for s in (result.summary, *result.sweep) if s.client.saturated]
+    for client in saturated[:1]:
+        console.print(
+            f"[bold red]CLIENT SATURATED: {client.reason}. These figures measure the load generator, not only the server.[/]"
+        )
+    failed = [r for r in result.requests if not r.success and not r.warmup]
+    if failed:
+        console.print(f"[red]{len(failed)} failed request(s); first error: {failed[0].error}[/]")

@@ -3,9 +3,10 @@
 Gauges (requests waiting/running, KV-cache usage) are polled during the window: mean and max.
 Counters (tokens, preemptions, prefix/multimodal cache hits) and the queue-time histogram are
 read before and after: the window's increase. Names are matched without their namespace, so
-vLLM's `vllm:num_requests_waiting` and ours (`autotune_num_requests_waiting` or
-`autotune:num_requests_waiting`) both count; several label sets (engines) are summed, except
-KV-cache usage which is averaged. A server without /metrics gives an empty dict.
+vLLM's `vllm:num_requests_waiting` and ours (serving/metrics.py exports the vLLM gauge names,
+plus `autotune_preemptions_total`, `autotune_output_tokens_total`, `autotune_prompt_tokens_total`)
+both count; several label sets (engines) are summed, except KV-cache usage and the simulated
+engine's modeled GPU busy fraction, which are averaged. A server without /metrics gives an empty dict.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 GAUGES_SUMMED = ("num_requests_waiting", "num_requests_running")
-GAUGES_AVERAGED = ("kv_cache_usage_perc", "gpu_cache_usage_perc")
+GAUGES_AVERAGED = ("kv_cache_usage_perc", "gpu_cache_usage_perc", "simulated_gpu_busy_fraction")
 COUNTERS = (
     "prompt_tokens_total",
     "generation_tokens_total",
@@ -30,9 +31,16 @@ COUNTERS = (
 )
 
 
+ALIASES = {
+    # our server's own names (serving/metrics.py) for the same figures
+    "preemptions_total": "num_preemptions_total",
+    "output_tokens_total": "generation_tokens_total",
+}
+
+
 def _base_name(name: str) -> str:
-    name = name.rsplit(":", 1)[-1]
-    return name.removeprefix("autotune_")
+    name = name.rsplit(":", 1)[-1].removeprefix("autotune_")
+    return ALIASES.get(name, name)
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -63,7 +71,7 @@ def parse_metrics(text: str) -> dict[str, float]:
 def summarize_window(before: dict[str, float], during: list[dict[str, float]], after: dict[str, float]) -> dict[str, float]:
     """Gauge mean/max over the polls; counter increases over the window; derived rates."""
     result: dict[str, float] = {}
-    for name in (*GAUGES_SUMMED, "kv_cache_usage_perc"):
+    for name in (*GAUGES_SUMMED, "kv_cache_usage_perc", "simulated_gpu_busy_fraction"):
         values = [poll[name] for poll in during if name in poll]
         if values:
             result[f"{name}_mean"] = sum(values) / len(values)
@@ -85,10 +93,11 @@ def summarize_window(before: dict[str, float], during: list[dict[str, float]], a
 class MetricsPoller:
     """Scrapes `/metrics` before, during (every `interval_s`) and after the window."""
 
-    def __init__(self, client: httpx.AsyncClient, url: str, interval_s: float = 0.5) -> None:
+    def __init__(self, client: httpx.AsyncClient, url: str, interval_s: float = 0.5, first_poll_s: float = 0.1) -> None:
         self.client = client
         self.url = url
         self.interval_s = interval_s
+        self.first_poll_s = first_poll_s
         self.available = True
         self.before: dict[str, float] = {}
         self.during: list[dict[str, float]] = []
@@ -108,8 +117,10 @@ class MetricsPoller:
         return parse_metrics(response.text)
 
     async def _poll(self) -> None:
+        delay = min(self.first_poll_s, self.interval_s)  # a first look soon, for short windows
         while True:
-            await asyncio.sleep(self.interval_s)
+            await asyncio.sleep(delay)
+            delay = self.interval_s
             figures = await self.scrape()
             if figures:
                 self.during.append(figures)

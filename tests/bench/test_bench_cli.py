@@ -1,0 +1,141 @@
+"""`autotune bench` CLI, result files and DataFrames; integration with `autotune serve --engine simulated`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from autotune.bench.options import parse_cpu_list, parse_slo
+from autotune.bench.result import load_result, result_to_dataframe
+from autotune.bench.runner import run_benchmark_sync
+from autotune.bench.schemas import SLO, LoadSpec
+from autotune.bench.workload import resolve_workload
+from autotune.cli import _register_commands, app
+from autotune.errors import ConfigError
+
+MODEL_DIR = Path("/work/shared/models/qwen3-vl-4b-instruct")
+SERVE_DEADLINE_S = 60.0
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "160"}
+    return subprocess.run(
+        [sys.executable, "-m", "autotune.cli", "bench", *args], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def test_cli_writes_a_result_that_loads_as_a_dataframe(tmp_path: Path, start_fake_server) -> None:
+    url = start_fake_server("--simulated", "--ttft-ms", "2", "--itl-ms", "1")
+    out = tmp_path / "result.json"
+    done = _cli(
+        "--url", url, "--workload", "vlm-chat", "--concurrency", "2", "--num-requests", "4", "--warmup", "1",
+        "--slo", "ttft_ms=2000", "--slo", "tpot_ms=50", "--output", str(out), "--quiet",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "SIMULATED" in done.stdout and "TTFT ms" in done.stdout and "goodput req/s" in done.stdout
+    result = load_result(out)
+    assert result.simulated is True and result.slo == SLO(ttft_ms=2000, tpot_ms=50)
+    assert result.workload["name"] == "vlm-chat" and result.load.warmup_requests == 1
+    frame = result_to_dataframe(result)
+    assert len(frame) == 5 and int(frame["warmup"].sum()) == 1
+    assert frame.loc[~frame["warmup"], "success"].all()
+    assert (frame.loc[~frame["warmup"], "output_tokens"] == 128).all()
+    assert frame["tpot_ms"].notna().all() and frame.attrs["simulated"] is True
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--concurrency", "2", "--rate", "3"], "exactly one of --concurrency N, --rate R or --sweep"),
+        (["--rate", "0"], "rate_rps: Input should be greater than 0"),
+        (["--rate", "1", "--slo", "latency=3"], "NAME one of ttft_ms, tpot_ms, e2el_ms"),
+        (["--rate", "1", "--client-cpus", "a-b"], "--client-cpus"),
+        (["--rate", "1", "--workload", "nope"], "not a file and not a built-in"),
+    ],
+)
+def test_cli_rejects_bad_options_with_a_clear_message(args: list[str], message: str) -> None:
+    done = _cli("--url", "http://127.0.0.1:9", *args)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cli_help_lists_the_modes() -> None:
+    _register_commands()
+    help_text = CliRunner().invoke(app, ["bench", "--help"], env={"COLUMNS": "200"}).output
+    for option in ("--concurrency", "--rate", "--sweep", "--slo", "--client-cpus", "--output"):
+        assert option in help_text
+
+
+def test_option_parsers() -> None:
+    assert parse_cpu_list("0-2,5") == [0, 1, 2, 5]
+    assert parse_slo(["ttft_ms=2000", "tpot:50"]) == SLO(ttft_ms=2000, tpot_ms=50)
+    with pytest.raises(ConfigError, match="greater than 0"):
+        parse_slo(["e2el_ms=-1"])
+
+
+def test_load_result_names_the_file_on_bad_input(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"kind": "autotune-bench-result", "url": "x"}))
+    with pytest.raises(ConfigError, match=re.escape(str(bad))):
+        load_result(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_result(tmp_path / "missing.json")
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_against_autotune_serve_simulated() -> None:
+    """The real serving app with the simulated engine; skipped when `autotune serve` cannot start here."""
+    if not MODEL_DIR.is_dir():
+        pytest.skip("model skeleton not present")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "autotune.cli", "serve", "--engine", "simulated", "--model", str(MODEL_DIR), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    found: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            match = re.search(r"autotune serve listening on (http://\S+)", line)
+            if match:
+                found.append(match.group(1))
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        if not ready.wait(SERVE_DEADLINE_S) or process.poll() is not None:
+            pytest.skip("autotune serve --engine simulated did not start")
+        deadline = time.monotonic() + SERVE_DEADLINE_S
+        while not _healthy(found[0]):  # the URL is logged before the app is ready
+            if time.monotonic() > deadline or process.poll() is not None:
+                pytest.skip("autotune serve --engine simulated never became ready")
+            time.sleep(0.05)  # polling interval, not a fixed wait
+        load = LoadSpec(mode="concurrency", concurrency=2, num_requests=4, warmup_requests=1)
+        result = run_benchmark_sync(found[0], resolve_workload("vlm-chat"), load, SLO(), telemetry=False)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    assert result.simulated is True and result.server_config is not None
+    assert result.summary.completed == 4 and result.summary.failed == 0
+    assert all(r.output_tokens == 128 and r.input_tokens and r.input_tokens > 64 for r in result.requests if r.success)
+    assert result.summary.ttft_ms.p50 is not None and result.summary.server

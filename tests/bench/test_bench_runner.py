@@ -1,0 +1,80 @@
+"""run_benchmark end to end against the fake server: processes, self-watch, labels, sweep."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from autotune.bench.discovery import ServerUnreachableError
+from autotune.bench.runner import run_benchmark, run_benchmark_sync
+from autotune.bench.schemas import SLO, LoadSpec
+from autotune.bench.worker import BURN_ENV
+from autotune.bench.workload import Workload, resolve_workload
+
+
+def _workload(output_tokens: int = 4, input_tokens: int = 16) -> Workload:
+    data = resolve_workload("text-chat").model_dump()
+    data["synthetic"].update(input_tokens=input_tokens, output_tokens=output_tokens)
+    return Workload.model_validate(data)
+
+
+def test_two_client_processes_return_merged_records(quick_server: str) -> None:
+    load = LoadSpec(mode="concurrency", concurrency=4, num_requests=20, client_processes=2, warmup_requests=2)
+    result = run_benchmark_sync(quick_server, _workload(), load, SLO(), telemetry=False)
+    measured = [r for r in result.requests if not r.warmup]
+    assert len(measured) == 20 and result.summary.completed == 20
+    assert len({r.index for r in result.requests}) == 22  # unique across processes, warm-up included
+    assert result.summary.client.processes == 2 and result.summary.client.cpu_util_max is not None
+
+
+def test_open_loop_across_two_processes_keeps_the_whole_schedule(quick_server: str) -> None:
+    load = LoadSpec(mode="rate", rate_rps=50.0, arrival="constant", num_requests=20, client_processes=2)
+    result = run_benchmark_sync(quick_server, _workload(), load, SLO(), telemetry=False)
+    sends = sorted(r.send_time_s for r in result.requests)
+    assert len(sends) == 20
+    assert all(abs(actual - i / 50.0) < 0.03 for i, actual in enumerate(sends))
+
+
+def test_starved_client_is_flagged_saturated(quick_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    light = run_benchmark_sync(quick_server, _workload(), LoadSpec(mode="concurrency", concurrency=1, num_requests=4), SLO(), telemetry=False)
+    assert light.summary.client.cpu_util_max < 0.9
+    monkeypatch.setenv(BURN_ENV, "40")  # busy-wait 40 ms per received chunk: the event loop is blocked
+    result = run_benchmark_sync(quick_server, _workload(), LoadSpec(mode="concurrency", concurrency=2, num_requests=4), SLO(), telemetry=False)
+    client = result.summary.client
+    assert client.saturated is True
+    assert client.loop_lag_p99_ms > 25.0 and "loop lag" in client.reason
+    assert result.summary.completed == 4  # still measured, but flagged
+
+
+def test_simulated_server_is_labeled_and_its_config_recorded(start_fake_server) -> None:
+    url = start_fake_server("--simulated", "--ttft-ms", "300", "--itl-ms", "1")
+    result = run_benchmark_sync(url + "/v1/", _workload(), LoadSpec(mode="concurrency", concurrency=1, num_requests=2), SLO(), telemetry=False)
+    assert result.simulated is True and result.server_config == {"engine": "simulated", "simulated": True, "model": "fake-model"}
+    assert result.url == url
+    assert result.summary.server["num_requests_running_max"] >= 1.0
+    assert result.summary.server["generation_tokens"] == 8.0  # 2 requests x 4 tokens, window only
+
+
+def test_plain_server_is_not_simulated_and_missing_metrics_are_empty(start_fake_server) -> None:
+    url = start_fake_server("--no-metrics", "--model", "other-model")
+    result = run_benchmark_sync(url, _workload(), LoadSpec(mode="concurrency", concurrency=1, num_requests=2), SLO(), telemetry=False)
+    assert result.simulated is False and result.server_config is None and result.summary.server == {}
+    assert result.summary.gpu is None  # no GPU here: "not available", never zeros
+    assert result.versions["python"] and result.versions["aiohttp"] and result.hardware["cpu_count"] >= 1
+
+
+def test_sweep_measures_the_max_then_rates_up_to_it(quick_server: str) -> None:
+    load = LoadSpec(mode="sweep", concurrency=4, num_requests=8, sweep_steps=2)
+    result = run_benchmark_sync(quick_server, _workload(), load, SLO(ttft_ms=1000), telemetry=False)
+    assert result.summary.concurrency == 4 and result.summary.throughput_rps > 0
+    rates = [step.offered_rate_rps for step in result.sweep]
+    assert 1 <= len(rates) <= 2 and rates == sorted(rates)
+    assert rates[0] == pytest.approx(result.summary.throughput_rps / 2)
+    assert {r.phase for r in result.requests} == set(range(len(rates) + 1))
+    assert len({r.index for r in result.requests}) == len(result.requests)
+
+
+def test_unreachable_server_is_a_clear_error() -> None:
+    with pytest.raises(ServerUnreachableError, match="cannot reach http://127.0.0.1:9/v1/models"):
+        asyncio.run(run_benchmark("http://127.0.0.1:9", _workload(), LoadSpec(mode="concurrency", concurrency=1), SLO()))

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import QUICK_SPACE
+from tune_helpers import QUICK_SPACE
 
 from autotune.config import EngineConfig, Provenance, TunedConfig
 from autotune.tune.report import comparison_table, eta_s

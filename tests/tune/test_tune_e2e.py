@@ -16,10 +16,11 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from conftest import QUICK_SPACE, space_from
 from optuna.trial import TrialState
+from tune_helpers import QUICK_SPACE, space_from
 
 from autotune.config import load_tuned_config
+from autotune.errors import ConfigError
 from autotune.tracking import default_tracking_uri
 from autotune.tune import attrs
 from autotune.tune.storage import make_storage
@@ -201,8 +202,8 @@ def test_sigkill_mid_trial_then_resume(quick_space_data: dict[str, Any], tmp_pat
                 continue
             try:
                 trials = _load(study_dir, "killed").get_trials(deepcopy=False)
-            except (KeyError, optuna.exceptions.StorageInternalError):
-                continue
+            except (KeyError, ConfigError, optuna.exceptions.StorageInternalError):
+                continue  # the tuner is still creating the database or the study
             complete = {t.number: t.values for t in trials if t.state is TrialState.COMPLETE}
             running = [t for t in trials if t.state is TrialState.RUNNING and attrs.SERVER_URL in t.user_attrs]
             if not complete or not running:

@@ -7,13 +7,19 @@ from typing import Any
 
 import optuna
 import pytest
-from conftest import FakeRunner, space_from
 from optuna.trial import TrialState
+from tune_helpers import FakeRunner, space_from
 
 from autotune.config import EngineKind, load_tuned_config
 from autotune.errors import ConfigError
 from autotune.tune import attrs
-from autotune.tune.study import TuneSettings, counted_trials, open_study, reopen_study, run_tuning
+from autotune.tune.study import (
+    TuneSettings,
+    counted_trials,
+    open_study,
+    reopen_study,
+    run_tuning,
+)
 
 
 def _settings(tmp_path: Path, **extra: Any) -> TuneSettings:

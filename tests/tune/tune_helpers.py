@@ -1,4 +1,6 @@
-"""Fixtures of the tuning tests: the shipped quick space as data, and a fake trial runner (no servers)."""
+"""Helpers of the tuning tests: the shipped quick space, and a fake trial runner (no servers).
+
+A module with its own name (not `conftest`): several test folders have a conftest.py."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from autotune.bench.schemas import Stats, Summary
@@ -18,8 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 QUICK_SPACE = REPO / "search_spaces" / "simulated-quick.yaml"
 
 
-@pytest.fixture
-def quick_space_data() -> dict[str, Any]:
+def quick_space_mapping() -> dict[str, Any]:
     """search_spaces/simulated-quick.yaml as a mapping (tests derive variants from it)."""
     return copy.deepcopy(yaml.safe_load(QUICK_SPACE.read_text()))
 

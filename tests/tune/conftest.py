@@ -1,0 +1,13 @@
+"""Fixtures of the tuning tests (helpers live in tune_helpers.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from tune_helpers import quick_space_mapping
+
+
+@pytest.fixture
+def quick_space_data() -> dict[str, Any]:
+    return quick_space_mapping()

@@ -89,7 +89,8 @@ class ProcessHealth:
     loop_lag_p99_ms: float | None
     send_lag_p99_ms: float | None = None
     samples: int = 0
-    notes: list[str] = field(default_factory=list)
+    cpus: list[int] = field(default_factory=list)
+    """The CPUs this process was allowed to run on."""
 
 
 def assess(processes: list[ProcessHealth]) -> ClientHealth:

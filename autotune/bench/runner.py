@@ -244,7 +244,13 @@ async def run_benchmark(
     telemetry: bool = True,
     progress: bool = False,
 ) -> BenchResult:
-    """Benchmark the OpenAI-compatible server at `url`; `model=None` asks /v1/models."""
+    """Benchmark the OpenAI-compatible server at `url`; `model=None` asks /v1/models.
+
+    Raises ServerUnreachableError when the server cannot be asked anything; request failures
+    during the run are data (records with `error`). With more than one client process (or
+    `client_cpus`) the clients are spawned processes: a script calling this needs the usual
+    `if __name__ == "__main__":` guard of multiprocessing.
+    """
     server = await discover_server(url, model=model, api_key=api_key)
     if server.simulated:
         log.warning("the server runs the SIMULATED engine: results are not GPU measurements")

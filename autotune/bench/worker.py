@@ -117,6 +117,7 @@ class Worker:
             loop_lag_p99_ms=percentile(monitor.lags_ms, 99),
             send_lag_p99_ms=percentile(send_lags_ms, 99),
             samples=len(monitor.lags_ms),
+            cpus=sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [],
         )
         return WorkerReport(worker_id=self.plan.worker_id, outcomes=outcomes, health=health)
 

@@ -39,9 +39,10 @@ def test_cli_writes_a_result_that_loads_as_a_dataframe(tmp_path: Path, start_fak
     out = tmp_path / "result.json"
     done = _cli(
         "--url", url, "--workload", "vlm-chat", "--concurrency", "2", "--num-requests", "4", "--warmup", "1",
-        "--slo", "ttft_ms=2000", "--slo", "tpot_ms=50", "--output", str(out), "--quiet",
+        "--slo", "ttft_ms=2000", "--slo", "tpot_ms=50", "--output", str(out),
     )
     assert done.returncode == 0, done.stderr
+    assert "SIMULATED concurrency 2" in done.stderr and "4/4" in done.stderr  # the progress bar
     assert "SIMULATED" in done.stdout and "TTFT ms" in done.stdout and "goodput req/s" in done.stdout
     result = load_result(out)
     assert result.simulated is True and result.slo == SLO(ttft_ms=2000, tpot_ms=50)

@@ -78,3 +78,21 @@ def test_sweep_measures_the_max_then_rates_up_to_it(quick_server: str) -> None:
 def test_unreachable_server_is_a_clear_error() -> None:
     with pytest.raises(ServerUnreachableError, match="cannot reach http://127.0.0.1:9/v1/models"):
         asyncio.run(run_benchmark("http://127.0.0.1:9", _workload(), LoadSpec(mode="concurrency", concurrency=1), SLO()))
+
+
+def test_spawned_client_is_pinned_to_client_cpus(quick_server: str) -> None:
+    import json
+
+    from autotune.bench.client import PreparedRequest
+    from autotune.bench.processes import run_plans
+    from autotune.bench.worker import WorkerPlan
+
+    body = json.dumps({"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "stream": True})
+    plan = WorkerPlan(
+        worker_id=0, chat_url=f"{quick_server}/v1/chat/completions", headers={},
+        requests=[PreparedRequest(index=i, body=body.encode(), max_tokens=2) for i in range(3)], concurrency=1, cpus=[0],
+    )
+    run = asyncio.run(run_plans([plan], spawn=True))
+    (report,) = run.reports
+    assert report.health.cpus == [0]
+    assert [o.index for o in report.outcomes] == [0, 1, 2] and all(o.success for o in report.outcomes)

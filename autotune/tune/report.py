@@ -283,7 +283,7 @@ def comparison_table(tuned: TunedConfig) -> Table:
 
 
 def tuned_fields_table(tuned: TunedConfig) -> Table:
-    table = Table(title="settings changed from vLLM's defaults")
+    table = Table(title="settings passed to vLLM (the rest: vLLM's defaults)")
     table.add_column("field")
     table.add_column("value")
     for key, value in tuned.engine_config.tuned_fields().items():

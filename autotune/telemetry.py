@@ -11,6 +11,7 @@ and power are summed (a tensor-parallel engine uses them all).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -96,8 +97,7 @@ class NvmlSampler:
         self.nvml = nvml if nvml is not None else _import_nvml()
         self.interval_s = interval_s
         self.nvml.nvmlInit()
-        count = self.nvml.nvmlDeviceGetCount()
-        self._indices = device_indices if device_indices is not None else list(range(count))
+        self._indices = device_indices if device_indices is not None else visible_device_indices(self.nvml)
         self._handles = [self.nvml.nvmlDeviceGetHandleByIndex(i) for i in self._indices]
         self._names = [_text(self.nvml.nvmlDeviceGetName(h)) for h in self._handles]
         try:
@@ -237,6 +237,31 @@ def make_gpu_sampler(enabled: bool = True, *, nvml: Any | None = None, interval_
     return sampler
 
 
+def visible_device_indices(nvml: Any, visible: str | None = None) -> list[int]:
+    """NVML indices of the GPUs this process may use: NVML sees every GPU, CUDA only CUDA_VISIBLE_DEVICES.
+
+    With one tuning worker per GPU on a host, each worker must watch (and wait for the release of) its
+    own GPU only. Entries may be indices or UUIDs (`GPU-...`, prefixes allowed), as CUDA accepts them.
+    """
+    count = nvml.nvmlDeviceGetCount()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+    if visible is None or not visible.strip():
+        return list(range(count))
+    uuids: list[str] | None = None
+    chosen: list[int] = []
+    for entry in (item.strip() for item in visible.split(",")):
+        if entry.isdigit():
+            index = int(entry)
+        else:
+            if uuids is None:
+                uuids = [_text(nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(i))) for i in range(count)]
+            index = next((i for i, uuid in enumerate(uuids) if entry and uuid.startswith(entry)), -1)
+        if not 0 <= index < count:
+            break  # CUDA ignores this entry and every one after it
+        chosen.append(index)
+    return chosen
+
+
 def gpu_memory_used_mib(nvml: Any | None = None) -> list[float] | None:
     """Memory used on each GPU now, in MiB; None when NVML is not available (the tuner checks release)."""
     try:
@@ -245,8 +270,8 @@ def gpu_memory_used_mib(nvml: Any | None = None) -> list[float] | None:
     except Exception:
         return None
     try:
-        count = module.nvmlDeviceGetCount()
-        return [module.nvmlDeviceGetMemoryInfo(module.nvmlDeviceGetHandleByIndex(i)).used / _MIB for i in range(count)]
+        indices = visible_device_indices(module)
+        return [module.nvmlDeviceGetMemoryInfo(module.nvmlDeviceGetHandleByIndex(i)).used / _MIB for i in indices]
     except Exception:
         return None
     finally:

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from autotune.telemetry import NotAvailableSampler, NvmlSampler, gpu_memory_used_mib, make_gpu_sampler
+from autotune.telemetry import NotAvailableSampler, NvmlSampler, gpu_memory_used_mib, make_gpu_sampler, visible_device_indices
 
 MIB = 1024 * 1024
 
@@ -38,6 +38,9 @@ class FakeNvml:
 
     def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
         return index
+
+    def nvmlDeviceGetUUID(self, handle: int) -> str:
+        return f"GPU-0000{handle}-abcd"
 
     def nvmlDeviceGetName(self, handle: int) -> bytes:
         return f"Fake H100 #{handle}".encode()
@@ -125,3 +128,22 @@ def test_gpu_memory_used_mib_per_device() -> None:
     nvml = FakeNvml()
     assert gpu_memory_used_mib(nvml) == [1000.0, 2000.0]
     assert nvml.inits == nvml.shutdowns == 1
+
+
+@pytest.mark.parametrize(
+    ("visible", "expected"),
+    [(None, [0, 1]), ("", [0, 1]), ("1", [1]), ("1,0", [1, 0]), ("GPU-00001", [1]), ("0,7,1", [0]), ("-1", [])],
+)
+def test_only_the_gpus_cuda_may_use_are_watched(
+    monkeypatch: pytest.MonkeyPatch, visible: str | None, expected: list[int]
+) -> None:
+    # One tuning worker per GPU: each watches its own card, as CUDA_VISIBLE_DEVICES names it.
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    nvml = FakeNvml()
+    assert visible_device_indices(nvml) == expected
+    assert gpu_memory_used_mib(nvml) == [1000.0 + 1000.0 * i for i in expected]
+    if expected:
+        assert NvmlSampler(nvml).devices() == [f"Fake H100 #{i}" for i in expected]

@@ -7,9 +7,10 @@ export MODEL=${MODEL:-/root/models/qwen3-vl-4b-instruct}
 export OUT=${OUT:-$PWD/experiments/_out}
 mkdir -p "$OUT"
 NCPU=$(nproc)
+export PORT=${PORT:-8000}
 # Server and load generator on separate cores: the last quarter (at least 2) for the client.
-export CLIENT_CPUS="$(( NCPU - (NCPU/4 > 2 ? NCPU/4 : 2) ))-$(( NCPU - 1 ))"
-export SERVER_CPUS="0-$(( NCPU - (NCPU/4 > 2 ? NCPU/4 : 2) - 1 ))"
+export CLIENT_CPUS=${CLIENT_CPUS:-"$(( NCPU - (NCPU/4 > 2 ? NCPU/4 : 2) ))-$(( NCPU - 1 ))"}
+export SERVER_CPUS=${SERVER_CPUS:-"0-$(( NCPU - (NCPU/4 > 2 ? NCPU/4 : 2) - 1 ))"}
 autotune() { python3 -m autotune.cli "$@"; }
 wait_ready() {  # wait_ready URL PID LIMIT_S: poll /health until 200, or fail if the process died
   local url=$1 pid=$2 limit=${3:-400} t0=$SECONDS

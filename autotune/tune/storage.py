@@ -7,10 +7,13 @@ after the grace period by the next worker to start a trial; on this host `recove
 from __future__ import annotations
 
 import logging
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
@@ -21,6 +24,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL_S = 15
 GRACE_PERIOD_S = 60
+_CREATE_ATTEMPTS = 5
 
 
 def default_storage_url(study_dir: Path) -> str:
@@ -34,22 +38,30 @@ def make_storage(url: str, *, heartbeat: bool = True) -> RDBStorage:
         engine_kwargs["connect_args"] = {"timeout": 60}
     else:
         engine_kwargs["pool_pre_ping"] = True
-    try:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=HEARTBEAT_INTERVAL_S if heartbeat else None,
-                grace_period=GRACE_PERIOD_S if heartbeat else None,
-                heartbeat_stale_trial_callback=_stale_trial_callback if heartbeat else None,
-            )
-    except ImportError as exc:
-        raise ConfigError(f"storage {redact_url(url)}: missing database driver ({exc})") from None
-    except Exception as exc:  # sqlalchemy errors: bad URL, unreachable server
-        raise ConfigError(f"storage {redact_url(url)}: {type(exc).__name__}: {exc}".replace(url, redact_url(url))) from None
+    last: Exception | None = None
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=HEARTBEAT_INTERVAL_S if heartbeat else None,
+                    grace_period=GRACE_PERIOD_S if heartbeat else None,
+                    heartbeat_stale_trial_callback=_stale_trial_callback if heartbeat else None,
+                )
+        except ImportError as exc:
+            raise ConfigError(f"storage {redact_url(url)}: missing database driver ({exc})") from None
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as exc:
+            # Workers starting together on a fresh database race to create its tables: try again.
+            last = exc
+            time.sleep(0.2 * (attempt + 1))
+        except Exception as exc:  # sqlalchemy errors: bad URL, unknown dialect
+            last = exc
+            break
+    assert last is not None
+    message = f"storage {redact_url(url)}: {type(last).__name__}: {last}".replace(url, redact_url(url))
+    raise ConfigError(message.splitlines()[0] if len(message) > 600 else message)
 
 
 def _stale_trial_callback(study: optuna.Study, trial: FrozenTrial) -> None:

@@ -92,3 +92,24 @@ def test_worker_alive_tells_a_recycled_pid() -> None:
     assert not worker_alive(me.pid, me.create_time() - 1000)
     pid, started = _dead_process()
     assert not worker_alive(pid, started)
+
+
+def test_workers_starting_together_on_a_fresh_database_all_get_a_storage(tmp_path: Path) -> None:
+    """Several workers create the tables of one new database at once (a race Optuna leaves to its caller)."""
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    errors: list[BaseException] = []
+
+    def open_and_create(index: int) -> None:
+        try:
+            storage = make_storage(url, heartbeat=False)
+            optuna.create_study(study_name="shared", storage=storage, load_if_exists=True)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    workers = [threading.Thread(target=open_and_create, args=(i,)) for i in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert errors == []
+    assert len(optuna.get_all_study_names(storage=url)) == 1

@@ -3,8 +3,9 @@
 Cheap by design: it touches `http.response.start` only (to add `x-autotune-engine`) and passes
 response bodies through untouched, so streaming is not slowed. Request bodies of POST/PUT/PATCH
 are read once here (bounded by `max_request_bytes`: Content-Length first, then a running count) and
-replayed to the app. Optionally it checks the API key, answers GET /autotune/config, checks image
-URLs in JSON bodies, and turns an escaped exception into an OpenAI-style 500.
+replayed to the app. Optionally it checks the API key (every method; constant-time comparison),
+answers GET /autotune/config, checks image URLs in JSON bodies, and turns an escaped exception
+into an OpenAI-style 500.
 """
 
 from __future__ import annotations
@@ -78,12 +79,19 @@ class AutotuneGuard:
         path: str = scope.get("path", "")
         method: str = scope.get("method", "GET")
         try:
-            if self._key is not None and method != "OPTIONS" and self._needs_key(path):
+            # Every method, OPTIONS included: no route of ours needs a CORS preflight, and an exempt
+            # OPTIONS once served the config document without the key.
+            if self._key is not None and self._needs_key(path):
                 if not self._key_matches(scope):
                     raise ApiError(
                         401, "Invalid or missing API key", type="authentication_error", code="invalid_api_key"
                     )
             if path == CONFIG_PATH and self.options.config_document is not None:
+                if method != "GET":
+                    raise ApiError(
+                        405, f"Method {method} not allowed on {CONFIG_PATH} (GET only)", code="method_not_allowed",
+                        headers={"Allow": "GET"},
+                    )
                 await self._respond(send_with_header, 200, self.options.config_document)
                 return
             if method in _BODY_METHODS:

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import Request
 
 from autotune.config import TunedConfig
+from autotune.tune.redact import redact_mapping
 from serving.engines.base import Engine
 from serving.metrics import ServingMetrics
 from serving.prepare import RequestPreparer
@@ -27,8 +28,13 @@ class AppState:
 
 
 def config_document(tuned: TunedConfig, engine_description: dict[str, Any]) -> dict[str, Any]:
-    """GET /autotune/config: the loaded TunedConfig (API key masked) plus what is serving it."""
+    """GET /autotune/config: the loaded TunedConfig plus what is serving it. Secrets are masked: the API key,
+    engine env values and engine args whose name looks secret (HF_TOKEN, ...) and passwords in URLs, since
+    clients copy this document into benchmark results."""
     document = tuned.model_dump(mode="json")
+    engine_config = document["engine_config"]
+    for name in ("env", "extra_engine_args"):
+        engine_config[name] = redact_mapping(engine_config.get(name) or {})
     simulated = bool(engine_description.get("simulated", False))
     document["engine"] = engine_description.get("engine", tuned.engine.value)
     document["simulated"] = simulated

@@ -22,6 +22,7 @@ from autotune.errors import AutotuneError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix: the last 32 bits are IPv4
 
 
 class UrlRejected(AutotuneError):
@@ -51,9 +52,23 @@ class ResolvedUrl:
 
 
 def forbidden_reason(address: IPAddress) -> str | None:
-    """Why an address may not be fetched from, or None when it is public."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Why an address may not be fetched from, or None when it is public.
+
+    IPv6 addresses that carry an IPv4 address (mapped ::ffff:a.b.c.d, 6to4 2002:AABB:CCDD::, NAT64
+    64:ff9b::a.b.c.d) are judged by that IPv4 address too; deprecated site-local fec0::/10 is refused."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        else:
+            embedded = address.sixtofour
+            if embedded is None and address in _NAT64:
+                embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+            if embedded is not None:
+                inner = forbidden_reason(embedded)
+                if inner is not None:
+                    return f"{inner} (embedded in {address})"
+            if address.is_site_local:
+                return "site-local"
     if address.is_loopback:
         return "loopback"
     if address.is_link_local:

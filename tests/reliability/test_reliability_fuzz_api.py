@@ -15,10 +15,10 @@ from collections.abc import Iterator
 import httpx
 import psutil
 import pytest
-from fuzz_requests import FuzzRequest, fuzz_requests
+from reliability_fuzz import FuzzRequest, fuzz_requests
 from hypothesis import HealthCheck, given, settings
 from reliability.reliability_record import Outcome, current_test, record_outcome
-from simulated_setup import MODEL_NAME, fast_profile, write_config
+from reliability_sim import MODEL_NAME, fast_profile, write_config
 
 from helpers.servers import running_server_process
 from serving.process import ServerProcess

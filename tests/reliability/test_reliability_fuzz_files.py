@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from fuzz_requests import json_values
+from reliability_fuzz import json_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reliability.reliability_record import Outcome, current_test, record_outcome

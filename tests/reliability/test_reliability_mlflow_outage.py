@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
-from network import TcpProxy, mlflow_server
+from reliability_net import TcpProxy, mlflow_server
 from optuna.trial import FrozenTrial, TrialState
 from reliability.reliability_record import Outcome, current_test, record_outcome
-from study_setup import cli, load_trials, running_trial_with_server, start_cli, wait_for, write_space
+from reliability_study import cli, load_trials, running_trial_with_server, start_cli, wait_for, write_space
 
 from autotune.tracking import EXPERIMENT_NAME, TAG_ROLE, TAG_STUDY, TAG_TRIAL
 from autotune.tune import attrs

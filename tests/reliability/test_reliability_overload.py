@@ -22,7 +22,7 @@ import httpx
 import psutil
 import pytest
 from reliability.reliability_record import Outcome, current_test, record_outcome
-from simulated_setup import MODEL_NAME, write_config, write_profile
+from reliability_sim import MODEL_NAME, write_config, write_profile
 
 from helpers.servers import running_server_process
 from serving.process import ServerProcess
@@ -81,7 +81,7 @@ async def _send(client: httpx.AsyncClient) -> Answer:
     return Answer(response.status_code, time.monotonic() - started, response.headers.get("retry-after"))
 
 
-async def _sustainable_rate(client: httpx.AsyncClient, duration_s: float = 5.0) -> float:
+async def _sustainable_rate(client: httpx.AsyncClient, duration_s: float = 4.0) -> float:
     """Completed requests per second with the batch kept full (closed loop, no 429s)."""
     done = 0
     deadline = time.monotonic() + duration_s
@@ -151,7 +151,7 @@ async def _overload(server: ServerProcess) -> dict[str, object]:
             assert time.monotonic() - ended < 30, answer
             await asyncio.sleep(0.1)
         recovery_s = time.monotonic() - ended
-        gentle = await _open_loop(client, sustainable / 2, 4.0)
+        gentle = await _open_loop(client, sustainable / 2, 3.0)
         stop.set()
         await watcher
     return {

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 from reliability.reliability_record import Outcome, current_test, record_outcome
-from study_setup import (
+from reliability_study import (
     cli,
     completed_requests,
     force_kill,

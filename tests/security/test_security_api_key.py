@@ -105,6 +105,18 @@ def test_the_key_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -
     results = [
         guard._key_matches({"headers": [(b"authorization", f"Bearer {candidate}".encode())]}) for candidate in candidates
     ]
+    record_outcome(
+        Outcome(
+            scenario="API key candidates of every length and prefix go through hmac.compare_digest",
+            category="security",
+            tried=len(candidates),
+            unit="candidates",
+            lost=len(candidates) - len(compared),
+            lost_meaning="a candidate judged without the constant-time comparison (early return)",
+            expected="one compare_digest per candidate, against the configured key",
+            test=current_test(),
+        )
+    )
     assert results == [True] + [False] * (len(candidates) - 1)
     assert len(compared) == len(candidates)  # no early return on a length or prefix mismatch
     assert all(b == API_KEY.encode() for _, b in compared)
@@ -145,6 +157,18 @@ def test_vllm_middleware_guards_the_config_route_for_every_method(
         shown = asyncio.run(scenario())
     finally:
         path.unlink(missing_ok=True)
+    record_outcome(
+        Outcome(
+            scenario="vLLM middleware: /autotune/config without the right key (7 methods x 11 bad headers)",
+            category="security",
+            tried=len(METHODS) * len(BAD_AUTHORIZATION),
+            unit="requests",
+            lost=len(leaks),
+            lost_meaning="the config document (or a 200) returned without the key",
+            expected="401 (or 405 for methods other than GET); env secrets masked in the document",
+            test=current_test(),
+        )
+    )
     assert not leaks, leaks
     assert shown.status_code == 200 and shown.json()["engine"] == "vllm"
     assert "hf_secretvalue123" not in shown.text and shown.json()["engine_config"]["env"]["HF_TOKEN"] == "***"

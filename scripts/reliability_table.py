@@ -1,0 +1,101 @@
+"""Render the reliability table of docs/reliability.md from the outcomes the tests recorded.
+
+    AUTOTUNE_RELIABILITY_DIR=experiments/reliability .venv/bin/python -m pytest tests/reliability tests/security
+    .venv/bin/python scripts/reliability_table.py [experiments/reliability] [docs/reliability.md]
+
+Each JSON file under the record folder is one scenario (written by tests/reliability/reliability_record.py).
+The table replaces what lies between the two marker comments in the document; the prose around it stays.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+BEGIN = "<!-- reliability-table:begin -->"
+END = "<!-- reliability-table:end -->"
+CATEGORY_ORDER = ("fault", "bad input", "load", "security")
+KEY_DETAILS = (
+    "sustainable_rps", "offered_rps", "served", "refused_429_503", "max_waiting", "max_queued_requests",
+    "health_failures", "rss_before_mib", "rss_max_mib", "recovery_s", "fail_reason", "refused", "accepted",
+    "slowest_request_s", "slowest_s", "rss_growth_mib", "finished_before_kills", "trials_total",
+    "seconds_from_cut_to_study_end", "examples", "leaks",
+)
+
+
+def load_outcomes(folder: Path) -> list[dict[str, Any]]:
+    outcomes = [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+    if not outcomes:
+        raise SystemExit(f"{folder}: no recorded outcomes (run the tests with AUTOTUNE_RELIABILITY_DIR={folder})")
+    rank = {name: index for index, name in enumerate(CATEGORY_ORDER)}
+    return sorted(outcomes, key=lambda o: (rank.get(o["category"], len(rank)), o["scenario"]))
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _details(details: dict[str, Any]) -> str:
+    statuses = [f"{key.removeprefix('status_')}: {value}" for key, value in details.items() if key.startswith("status_")]
+    shown = ([f"HTTP {', '.join(statuses)}"] if statuses else []) + [
+        f"{key}={details[key]}" for key in KEY_DETAILS if key in details
+    ]
+    return "; ".join(shown)
+
+
+def _times(tried: int, unit: str) -> str:
+    if tried == 1 and unit.endswith("s") and " " not in unit:
+        unit = unit[:-1]  # 1 trial, 1 run
+    return f"{tried} {unit}"
+
+
+def render(outcomes: list[dict[str, Any]]) -> str:
+    lines = [
+        "| Kind | What was tried | Times | Lost | Lost would mean | Checked instead | Figures | Test |",
+        "|---|---|---:|---:|---|---|---|---|",
+    ]
+    for outcome in outcomes:
+        test = outcome["test"].rsplit("::", 1)
+        lines.append(
+            "| "
+            + " | ".join(
+                _cell(value)
+                for value in (
+                    outcome["category"],
+                    outcome["scenario"],
+                    _times(outcome["tried"], outcome["unit"]),
+                    f"**{outcome['lost']}**",
+                    outcome["lost_meaning"],
+                    outcome["expected"],
+                    _details(outcome.get("details", {})),
+                    f"`{Path(test[0]).name}::{test[-1]}`",
+                )
+            )
+            + " |"
+        )
+    total_lost = sum(o["lost"] for o in outcomes)
+    newest = max(o["recorded_at"] for o in outcomes)[:19].replace("T", " ")
+    lines += ["", f"{len(outcomes)} scenarios, {total_lost} lost in all; recorded {newest} UTC."]
+    return "\n".join(lines)
+
+
+def write_table(document: Path, table: str) -> None:
+    text = document.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{document}: add the markers {BEGIN} and {END} where the table goes")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    document.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
+
+
+def main(argv: list[str]) -> None:
+    folder = Path(argv[0]) if argv else Path("experiments/reliability")
+    document = Path(argv[1]) if len(argv) > 1 else Path("docs/reliability.md")
+    write_table(document, render(load_outcomes(folder)))
+    print(f"{document}: table of {folder}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

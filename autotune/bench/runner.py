@@ -50,6 +50,8 @@ SWEEP_MIN_ACHIEVED_FRACTION = 0.9
 SWEEP_MAX_ERROR_RISE = 0.05
 CLOSED_LOOP_POOL_MIN = 64
 CLOSED_LOOP_POOL_MAX = 2048
+REQUESTS_PER_SEED = 10_000_000
+"""Request indexes owned by one seed: seed k renders requests k * REQUESTS_PER_SEED onwards."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +93,10 @@ class _Benchmark:
         self.headers = {"Content-Type": "application/json", **auth_headers(api_key)}
         self.chat_url = f"{server.base_url}/v1/chat/completions"
         self.render = request_renderer(workload)
-        self.next_index = 0
+        # Each seed owns its own block of request indexes: runs against the same server with different
+        # seeds (the tuner's warm-up and measurement, successive CLI runs) never repeat an image or prompt,
+        # so vLLM's prefix and multimodal caches cannot flatter the second run.
+        self.next_index = load.seed * REQUESTS_PER_SEED
         self.first_window_monotonic: float | None = None
 
     def _build(self, count: int) -> list[PreparedRequest]:

@@ -29,7 +29,7 @@ def bench(
     slo: Annotated[list[str] | None, typer.Option(help="Goodput SLO, repeatable: ttft_ms=2000, tpot_ms=50, e2el_ms=...")] = None,
     sweep_steps: Annotated[int, typer.Option(help="Rates in a sweep")] = 6,
     max_rate: Annotated[float | None, typer.Option(help="Sweep: skip the max-throughput run and use this max rate")] = None,
-    seed: Annotated[int, typer.Option(help="Arrival-time seed")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of arrival times and requests; runs with different seeds send different images")] = 0,
     model: Annotated[str | None, typer.Option(help="Model name to request (default: the server's first)")] = None,
     api_key: Annotated[str | None, typer.Option(envvar="AUTOTUNE_API_KEY", help="Bearer token")] = None,
     telemetry: Annotated[bool, typer.Option(help="Sample GPUs with NVML")] = True,

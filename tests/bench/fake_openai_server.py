@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import signal
 import socket
@@ -42,6 +43,7 @@ class FakeServer:
         self.generated = 0
         self.body_bytes = 0
         self.models: list[str] = []
+        self.image_digests: list[str] = []
 
     def _error(self, status: int, message: str) -> web.Response:
         body = {"error": {"message": message, "type": "injected_error", "param": None, "code": status}}
@@ -54,6 +56,11 @@ class FakeServer:
         self.body_bytes += len(raw)
         body = json.loads(raw)
         self.models.append(body.get("model"))
+        for message in body.get("messages") or []:
+            for part in message.get("content") if isinstance(message.get("content"), list) else []:
+                if isinstance(part, dict) and part.get("type") == "image_url":
+                    url = str((part.get("image_url") or {}).get("url", ""))
+                    self.image_digests.append(hashlib.sha256(url.encode()).hexdigest()[:16])
         args = self.args
         if args.fail_every and number % args.fail_every == 0:
             return self._error(args.fail_status, f"injected failure {args.fail_status}")
@@ -110,7 +117,8 @@ class FakeServer:
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response(
             {"received": self.received, "max_in_flight": self.max_in_flight, "generated": self.generated,
-             "body_bytes": self.body_bytes, "models": sorted(set(self.models))}
+             "body_bytes": self.body_bytes, "models": sorted(set(self.models)),
+             "images": len(self.image_digests), "distinct_images": len(set(self.image_digests))}
         )
 
     async def health(self, request: web.Request) -> web.Response:

@@ -96,3 +96,22 @@ def test_spawned_client_is_pinned_to_client_cpus(quick_server: str) -> None:
     (report,) = run.reports
     assert report.health.cpus == [0]
     assert [o.index for o in report.outcomes] == [0, 1, 2] and all(o.success for o in report.outcomes)
+
+
+def test_runs_with_different_seeds_never_repeat_an_image(start_fake_server) -> None:
+    # A repeated image is a prefix- and multimodal-cache hit on vLLM: a second run (or the measured run after a
+    # warm-up) would look faster than real traffic. Each seed owns its own requests.
+    import httpx
+
+    url = start_fake_server("--ttft-ms", "1", "--itl-ms", "1")
+    data = resolve_workload("vlm-chat").model_dump()
+    data["synthetic"].update(output_tokens=2, input_tokens=8)
+    data["synthetic"]["images"]["sizes"] = ["32x32"]
+    workload = Workload.model_validate(data)
+    for seed in (0, 1):
+        load = LoadSpec(mode="concurrency", concurrency=2, num_requests=6, warmup_requests=2, seed=seed)
+        run_benchmark_sync(url, workload, load, SLO(), telemetry=False)
+    stats = httpx.get(f"{url}/stats").json()
+    assert stats["images"] == 16 and stats["distinct_images"] == 16
+    run_benchmark_sync(url, workload, LoadSpec(mode="concurrency", concurrency=2, num_requests=6, seed=1), SLO(), telemetry=False)
+    assert httpx.get(f"{url}/stats").json()["distinct_images"] == 16  # the same seed repeats itself exactly

@@ -20,7 +20,7 @@ python3 scripts/gpu/stream_chat.py http://127.0.0.1:$PORT > "$OUT/stream-chat-$N
 B="taskset -c $CLIENT_CPUS python3 -m autotune.cli bench --url http://127.0.0.1:$PORT --workload vlm-chat --slo ttft_ms=2000 --slo tpot_ms=50"
 for c in ${CONCURRENCIES:-16 128 256}; do
   n=$(( c < 64 ? 400 : c * 8 ))
-  $B --concurrency $c --num-requests $n --warmup $(( c < 32 ? 32 : c )) --output "$OUT/bench-$NAME-c$c.json" 2>&1 | tail -25
+  $B --concurrency $c --num-requests $n --warmup $(( c < 32 ? 32 : c )) --seed $c --output "$OUT/bench-$NAME-c$c.json" 2>&1 | tail -25
   if [ "$c" = 16 ] && [ -z "${SKIP_VLLM_BENCH:-}" ]; then
     taskset -c "$CLIENT_CPUS" python3 -m vllm.entrypoints.cli.main bench serve --backend openai-chat --endpoint /v1/chat/completions \
       --port $PORT --model q --tokenizer "$MODEL" --dataset-name random-mm --random-mm-base-items-per-request 1 \

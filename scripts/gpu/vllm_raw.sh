@@ -18,6 +18,6 @@ wait_ready http://127.0.0.1:$PORT $pid 420 || { tail -40 "$OUT/serve-$NAME.log";
 echo "startup_s=$(( SECONDS - t0 ))" | tee "$OUT/startup-$NAME.txt"
 B="taskset -c $CLIENT_CPUS python3 -m autotune.cli bench --url http://127.0.0.1:$PORT --workload vlm-chat --slo ttft_ms=2000 --slo tpot_ms=50"
 for c in ${CONCURRENCIES:-128 256}; do
-  $B --concurrency $c --num-requests $(( c * 8 )) --warmup $c --output "$OUT/bench-$NAME-c$c.json" 2>&1 | tail -25
+  $B --concurrency $c --num-requests $(( c * 8 )) --warmup $c --seed $c --output "$OUT/bench-$NAME-c$c.json" 2>&1 | tail -25
 done
 kill $pid; wait $pid 2>/dev/null

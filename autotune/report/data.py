@@ -1,0 +1,149 @@
+"""What a report shows, gathered from the study (Optuna attributes) and the trials' result.json files."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from autotune.bench.metrics import measured, tpot_ms
+from autotune.bench.schemas import RequestRecord
+from autotune.config import EngineKind
+from autotune.tune import attrs
+from autotune.tune.best import baseline_trial, select_best
+from autotune.tune.report import COMPARED_METRICS
+from autotune.tune.study import StudySession
+
+log = logging.getLogger(__name__)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrialRun(_Strict):
+    """One measured trial as the report needs it: figures plus per-request latencies and GPU samples."""
+
+    number: int
+    label: str = Field(description="'vLLM defaults' or 'best'")
+    params: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    ttft_ms: list[float] = Field(default_factory=list)
+    tpot_ms: list[float] = Field(default_factory=list)
+    e2el_ms: list[float] = Field(default_factory=list)
+    gpu_timeseries: list[dict[str, float]] = Field(default_factory=list)
+    result_path: Path | None = Field(default=None, description="None when result.json was not found")
+
+
+class ComparisonRow(_Strict):
+    metric: str
+    better: str = Field(description="'higher' or 'lower'")
+    default: float | None
+    best: float | None
+
+    @property
+    def ratio(self) -> float | None:
+        if self.default is None or self.best is None or self.default == 0:
+            return None
+        return self.best / self.default
+
+
+class TrialIssue(_Strict):
+    number: int
+    state: str
+    reason: str
+
+
+class ReportData(_Strict):
+    study: str
+    engine: EngineKind
+    simulated: bool
+    objective: str
+    objective_names: list[str]
+    workload: str
+    n_trials: int
+    counts: dict[str, int]
+    best_how: str
+    default: TrialRun | None
+    best: TrialRun | None
+    comparison: list[ComparisonRow]
+    issues: list[TrialIssue]
+
+
+def _result_path(trial: FrozenTrial, study_dir: Path) -> Path | None:
+    """The trial's result.json: its recorded path, else the same file in this study folder (moved studies)."""
+    candidates = [study_dir / "trials" / str(trial.number) / "result.json"]
+    recorded = trial.user_attrs.get(attrs.RESULT_PATH)
+    if recorded:
+        candidates.insert(0, Path(recorded))
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def load_run(trial: FrozenTrial, label: str, study_dir: Path) -> TrialRun:
+    metrics = {k: float(v) for k, v in (trial.user_attrs.get(attrs.METRICS) or {}).items() if isinstance(v, (int, float))}
+    run = TrialRun(number=trial.number, label=label, params=dict(trial.params), metrics=metrics)
+    path = _result_path(trial, study_dir)
+    if path is None:
+        return run
+    try:
+        data = json.loads(path.read_text())
+        records = measured(RequestRecord.model_validate(r) for r in data.get("requests") or [])
+    except (OSError, ValueError, ValidationError) as exc:
+        log.warning("trial %d: %s unreadable (%s); no latency curves", trial.number, path, exc)
+        return run
+    ok = [r for r in records if r.success]
+    run.ttft_ms = [r.ttft_ms for r in ok if r.ttft_ms is not None]
+    run.e2el_ms = [r.e2el_ms for r in ok if r.e2el_ms is not None]
+    run.tpot_ms = [v for v in (tpot_ms(r) for r in ok) if v is not None]
+    run.gpu_timeseries = list(data.get("gpu_timeseries") or [])
+    run.result_path = path
+    return run
+
+
+def _issues(session: StudySession) -> list[TrialIssue]:
+    issues: list[TrialIssue] = []
+    for trial in session.study.get_trials(deepcopy=False, states=(TrialState.FAIL, TrialState.PRUNED)):
+        reason = trial.user_attrs.get(attrs.FAIL_REASON) or trial.user_attrs.get(attrs.PRUNE_REASON) or "no reason recorded"
+        issues.append(TrialIssue(number=trial.number, state=trial.state.name, reason=str(reason)))
+    return issues
+
+
+def gather(session: StudySession) -> ReportData:
+    study, space = session.study, session.space
+    trials = study.get_trials(deepcopy=False)
+    counts: dict[str, int] = {}
+    for trial in trials:
+        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    baseline = baseline_trial(study)
+    best, how = select_best(study, space)
+    default_run = load_run(baseline, "vLLM defaults", session.study_dir) if baseline is not None else None
+    best_run = load_run(best, "best", session.study_dir) if best is not None else None
+    comparison = [
+        ComparisonRow(
+            metric=name,
+            better=better,
+            default=default_run.metrics.get(name) if default_run else None,
+            best=best_run.metrics.get(name) if best_run else None,
+        )
+        for name, better in COMPARED_METRICS
+    ]
+    simulated = session.engine is EngineKind.SIMULATED or any(bool(t.user_attrs.get(attrs.SIMULATED)) for t in trials)
+    return ReportData(
+        study=session.name,
+        engine=session.engine,
+        simulated=simulated,
+        objective=space.objective.kind,
+        objective_names=space.objective.metric_names(),
+        workload=space.workload,
+        n_trials=len(trials),
+        counts=counts,
+        best_how=how,
+        default=default_run,
+        best=best_run,
+        comparison=[row for row in comparison if row.default is not None or row.best is not None],
+        issues=_issues(session),
+    )

@@ -1,0 +1,121 @@
+"""Report documents: Markdown (PNG files beside it) and self-contained HTML (PNGs as base64)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Sequence
+
+from autotune.report.data import ReportData
+from autotune.report.figures import Figure
+
+SIMULATED_BANNER = "SIMULATED engine — not GPU measurements"
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _summary_lines(data: ReportData) -> list[str]:
+    counts = ", ".join(f"{state} {n}" for state, n in sorted(data.counts.items()))
+    lines = [
+        f"Engine: {data.engine.value}{' (SIMULATED)' if data.simulated else ''}; workload: {data.workload}; "
+        f"objective: {data.objective} ({', '.join(data.objective_names)})",
+        f"Trials: {data.n_trials} ({counts})",
+    ]
+    if data.best is not None:
+        lines.append(f"Best: trial {data.best.number} ({data.best_how})")
+    else:
+        lines.append(f"Best: none ({data.best_how})")
+    if data.default is None:
+        lines.append("No vLLM-defaults trial completed: no baseline")
+    return lines
+
+
+def _comparison_rows(data: ReportData) -> list[list[str]]:
+    return [[row.metric, row.better, _num(row.default), _num(row.best), _ratio(row.ratio)] for row in data.comparison]
+
+
+COMPARISON_HEADER = ["metric", "better", "default (trial 0)", "best", "best / default"]
+
+
+def _best_params(data: ReportData) -> list[list[str]]:
+    return [[name, str(value)] for name, value in sorted((data.best.params if data.best else {}).items())]
+
+
+def to_markdown(data: ReportData, figures: Sequence[Figure], image_names: dict[str, str]) -> str:
+    out: list[str] = [f"# Study {data.study}", ""]
+    if data.simulated:
+        out += [f"> **{SIMULATED_BANNER}**", ""]
+    out += [f"- {line}" for line in _summary_lines(data)] + [""]
+
+    def table(header: list[str], rows: list[list[str]]) -> None:
+        out.append("| " + " | ".join(header) + " |")
+        out.append("|" + "---|" * len(header))
+        out.extend("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows)
+        out.append("")
+
+    out += ["## vLLM defaults vs best", ""]
+    table(COMPARISON_HEADER, _comparison_rows(data))
+    if data.best is not None and data.best.params:
+        out += [f"Best trial {data.best.number} parameters:", ""]
+        table(["parameter", "value"], _best_params(data))
+    for figure in figures:
+        out += [f"## {figure.title}", ""]
+        if figure.name in image_names:
+            out += [f"![{figure.title}]({image_names[figure.name]})", ""]
+        else:
+            out += [figure.note or "n/a", ""]
+    out += ["## Failed and pruned trials", ""]
+    if data.issues:
+        table(["trial", "state", "reason"], [[str(i.number), i.state, i.reason] for i in data.issues])
+    else:
+        out += ["None.", ""]
+    return "\n".join(out)
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+td:first-child,th:first-child{text-align:left}.banner{background:#b00020;color:#fff;padding:12px;font-weight:bold;
+font-size:1.3em;text-align:center}img{max-width:100%}.note{color:#666;font-style:italic}
+"""
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def to_html(data: ReportData, figures: Sequence[Figure]) -> str:
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Study {html.escape(data.study)}</title>",
+             f"<style>{_CSS}</style></head><body>"]
+    if data.simulated:
+        parts.append(f"<div class='banner'>{html.escape(SIMULATED_BANNER)}</div>")
+    parts.append(f"<h1>Study {html.escape(data.study)}</h1><ul>")
+    parts += [f"<li>{html.escape(line)}</li>" for line in _summary_lines(data)]
+    parts.append("</ul><h2>vLLM defaults vs best</h2>")
+    parts.append(_html_table(COMPARISON_HEADER, _comparison_rows(data)))
+    if data.best is not None and data.best.params:
+        parts.append(f"<p>Best trial {data.best.number} parameters:</p>" + _html_table(["parameter", "value"], _best_params(data)))
+    for figure in figures:
+        parts.append(f"<h2>{html.escape(figure.title)}</h2>")
+        if figure.png is not None:
+            encoded = base64.b64encode(figure.png).decode("ascii")
+            parts.append(f"<img alt='{html.escape(figure.title)}' src='data:image/png;base64,{encoded}'>")
+        else:
+            parts.append(f"<p class='note'>{html.escape(figure.note or 'n/a')}</p>")
+    parts.append("<h2>Failed and pruned trials</h2>")
+    if data.issues:
+        parts.append(_html_table(["trial", "state", "reason"], [[str(i.number), i.state, i.reason] for i in data.issues]))
+    else:
+        parts.append("<p>None.</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -5,6 +5,13 @@ with `prune_reason`), a trial whose server or benchmark failed raises `TrialFail
 `fail_reason`; the study catches it and goes on), a measured trial returns its objective values and
 sets its constraints (`trial.set_constraint`, value <= 0 is feasible). A config already measured in this
 study (same canonical hash) is not served again: the stored values are told.
+
+Several workers: a trial claims its config before serving it (`config_claim` attribute, set after its
+`config_hash`). A config that a RUNNING trial of another worker serves or may serve is not served twice:
+the later trial is PRUNED "duplicate of trial N" (N keeps measuring it; waiting for N would idle a GPU for
+a whole trial). Who serves: a trial defers to a twin that has claimed, and to any lower-numbered twin; it
+claims only once every higher-numbered undecided twin has decided (they never wait on lower ones, so no
+two trials wait on each other), or after CLAIM_WAIT_S when such a twin's worker stalls.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -28,6 +36,12 @@ from autotune.tune.metrics import summary_metrics
 from autotune.tune.trial import ServerHandle, TrialOutcome, TrialResult, TrialRunner
 
 log = logging.getLogger(__name__)
+
+CONFIG_CLAIM = "config_claim"  # "serving" | "duplicate": a trial's decision about its config (several workers)
+CLAIM_SERVING = "serving"
+CLAIM_DUPLICATE = "duplicate"
+CLAIM_WAIT_S = 30.0
+CLAIM_POLL_S = 0.2
 
 
 class TuneDisplay(Protocol):
@@ -120,6 +134,15 @@ class TuneObjective:
             previous = _measured_before(trial, config_hash(engine))
             if previous is not None:
                 return self._reuse(trial, previous)
+            serving_twin = claim_config(trial, config_hash(engine))
+            if serving_twin is not None:
+                previous = _measured_before(trial, config_hash(engine))  # the twin may have finished meanwhile
+                if previous is not None:
+                    return self._reuse(trial, previous)
+                reason = f"duplicate of trial {serving_twin} (same config, running in another worker)"
+                trial.set_user_attr(attrs.DUPLICATE_OF, serving_twin)
+                self._finish(trial, TrialOutcome.REJECTED, reason)
+                raise optuna.TrialPruned(reason)
             result = self.runner.run(trial.number, engine, self._provenance(trial.number))
             return self._record(trial, result)
         except KeyboardInterrupt:
@@ -215,6 +238,39 @@ def _measured_before(trial: optuna.Trial, digest: str) -> FrozenTrial | None:
             continue
         return other
     return None
+
+
+def claim_config(trial: optuna.Trial, digest: str, *, wait_s: float = CLAIM_WAIT_S) -> int | None:
+    """Claim `digest` for this trial: None when it is ours to serve, else the number of the RUNNING twin that serves it.
+
+    Call after the trial's `config_hash` is stored (set, then read: of two racing twins at least one sees the other).
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        done = _measured_before(trial, digest)
+        if done is not None:
+            return _defer(trial, done.number)
+        twins = [
+            other
+            for other in trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if other.number != trial.number and other.user_attrs.get(attrs.CONFIG_HASH) == digest
+        ]
+        claimed = [t.number for t in twins if t.user_attrs.get(CONFIG_CLAIM) == CLAIM_SERVING]
+        if claimed:
+            return _defer(trial, min(claimed))
+        lower = [t.number for t in twins if t.number < trial.number and t.user_attrs.get(CONFIG_CLAIM) != CLAIM_DUPLICATE]
+        if lower:
+            return _defer(trial, min(lower))
+        undecided = [t for t in twins if t.number > trial.number and CONFIG_CLAIM not in t.user_attrs]
+        if not undecided or time.monotonic() >= deadline:
+            trial.set_user_attr(CONFIG_CLAIM, CLAIM_SERVING)
+            return None
+        time.sleep(CLAIM_POLL_S)  # a higher-numbered twin is deciding (it never waits on us): storage poll
+
+
+def _defer(trial: optuna.Trial, twin: int) -> int:
+    trial.set_user_attr(CONFIG_CLAIM, CLAIM_DUPLICATE)  # a lower twin waiting on our decision sees it
+    return twin
 
 
 def _not_the_configs_fault(trial: FrozenTrial) -> bool:

@@ -125,21 +125,75 @@ def study_dir_for(experiments_dir: Path, study: str) -> Path:
     return experiments_dir / study
 
 
-def _make_sampler(space: SearchSpace, already: int) -> optuna.samplers.BaseSampler:
-    seed = None if space.sampler.seed is None else space.sampler.seed + already  # a resume draws new points
+SEED_STRIDE = 1_000_003  # a prime: (seed, trial number) pairs map to distinct RNG seeds
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler's RNG seed for one trial: a pure function of the configured seed and the trial number."""
+    return (seed * SEED_STRIDE + number) % 2**32
+
+
+class _PerTrialSeed:
+    """Mixin: reseed the sampler's RNGs from (configured seed, trial number) before each trial.
+
+    Trial numbers are handed out by the storage, so two workers never draw with the same seed even when
+    they start at once with the same history (a fixed per-process seed made them sample the same point),
+    and a single worker stays reproducible: the same seed gives the same trials, first run or resumed.
+    Uses Optuna's RNG attributes (`_rng`, `_random_sampler`), the ones its own `reseed_rng()` resets.
+    """
+
+    _base_seed: int
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        seed = trial_seed(self._base_seed, trial.number)
+        for sampler in (self, getattr(self, "_random_sampler", None)):
+            rng = getattr(sampler, "_rng", None)
+            if rng is not None:
+                rng.rng.seed(seed)
+        super().before_trial(study, trial)  # type: ignore[misc]
+
+
+class _SeededTPE(_PerTrialSeed, optuna.samplers.TPESampler):
+    pass
+
+
+class _SeededNSGAII(_PerTrialSeed, optuna.samplers.NSGAIISampler):
+    pass
+
+
+class _SeededRandom(_PerTrialSeed, optuna.samplers.RandomSampler):
+    pass
+
+
+def _make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
+    """The space's sampler. With `sampler.seed` set, each trial's draws are seeded by (seed, trial number):
+    reproducible for one worker, distinct across workers sharing the study. Without a seed, every
+    process draws from fresh entropy."""
+    seed = space.sampler.seed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if space.sampler.kind == "random":
-            return optuna.samplers.RandomSampler(seed=seed)
-        if space.sampler.kind == "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, space.sampler.n_startup_trials))
-        return optuna.samplers.TPESampler(
-            seed=seed,
-            n_startup_trials=space.sampler.n_startup_trials,
-            multivariate=True,
-            group=True,  # conditional parameters: model each co-occurring group
-            constant_liar=True,  # several workers do not pile onto one point
-        )
+            sampler: optuna.samplers.BaseSampler = (
+                optuna.samplers.RandomSampler() if seed is None else _SeededRandom(seed=seed)
+            )
+        elif space.sampler.kind == "nsga2":
+            population = max(4, space.sampler.n_startup_trials)
+            sampler = (
+                optuna.samplers.NSGAIISampler(population_size=population)
+                if seed is None
+                else _SeededNSGAII(seed=seed, population_size=population)
+            )
+        else:
+            options: dict[str, Any] = {
+                "n_startup_trials": space.sampler.n_startup_trials,
+                "multivariate": True,
+                "group": True,  # conditional parameters: model each co-occurring group
+                "constant_liar": True,  # several workers do not pile onto one point
+            }
+            sampler = optuna.samplers.TPESampler(**options) if seed is None else _SeededTPE(seed=seed, **options)
+    if seed is not None:
+        sampler._base_seed = seed  # type: ignore[attr-defined]
+    return sampler
 
 
 def open_study(space: SearchSpace, settings: TuneSettings, *, create: bool = True) -> StudySession:
@@ -153,10 +207,9 @@ def open_study(space: SearchSpace, settings: TuneSettings, *, create: bool = Tru
     if not exists and not create:
         raise ConfigError(f"study {name!r}: not found in {redact_url(storage_url)}")
     engine = settings.engine or space.engine
-    already = len(storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False)) if exists else 0
     directions = space.objective.directions()
     study = optuna.create_study(
-        study_name=name, storage=storage, sampler=_make_sampler(space, already), directions=directions, load_if_exists=True
+        study_name=name, storage=storage, sampler=_make_sampler(space), directions=directions, load_if_exists=True
     )
     if [d.name.lower() for d in study.directions] != directions:
         raise ConfigError(f"study {name!r} optimizes {len(study.directions)} objective(s) in the storage; the space asks {directions}")
@@ -352,16 +405,28 @@ def _study_params(space: SearchSpace) -> dict[str, Any]:
 
 
 def _sync_missing(session: StudySession) -> list[int]:
-    """Log to MLflow every finished trial it lacks (idempotent: MLflow is asked which exist)."""
+    """Log to MLflow every finished trial it lacks (idempotent: MLflow is asked which exist).
+
+    Several workers: a trial's own worker logs it before Optuna records its state, so the finished trials are
+    read BEFORE MLflow is asked (the other order let a trial finished in between be logged a second time);
+    trials whose worker recorded `mlflow_synced` are skipped; MLflow is asked again right before each log.
+    """
     tracker = session.tracker
     if tracker is None:
+        return []
+    finished = session.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+    missing = [t for t in finished if t.user_attrs.get(attrs.MLFLOW_SYNCED) is not True]
+    if not missing:
         return []
     logged = tracker.logged_trials()
     if logged is None:
         return []
     synced: list[int] = []
     tags = session.study_tags()
-    for trial in session.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
+    for trial in missing:
+        if trial.number in logged:
+            continue
+        logged = tracker.logged_trials() or logged  # another worker syncing at the same time
         if trial.number in logged:
             continue
         record = attrs.trial_record(

@@ -3,21 +3,27 @@
 Default store: `sqlite:///<experiments>/<study>/mlflow.db`, artifacts under `<experiments>/<study>/mlartifacts`;
 any tracking URI (an MLflow server) may be given instead. MLflow being unreachable never stops a study:
 every call here returns None after logging a warning, and `autotune sync-mlflow` logs what is missing later.
-A trial is logged once: its run is found again by the tags (study, trial number) before one is created.
+A trial is logged once, also with several worker processes: its run is looked up by the tags (study, trial
+number) before one is created, and after logging the run looks again: when two processes created one each,
+every process keeps the same one (a finished run first, then the earliest) and a loser deletes its own.
+Nothing printed here holds the tracking URI's password: MLflow's "View run at URL" lines are switched off
+and messages from MLflow's loggers and exceptions pass through `redact_text`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from autotune.tune.redact import redact_mapping, redact_url
+from autotune.tune.redact import redact_mapping, redact_text, redact_url
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -91,8 +97,12 @@ class MlflowTracker:
         # A remote server that stops answering must not hold a trial for minutes of retries.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+        # MLflow prints "View run ... at http://user:PASSWORD@host/..." to stdout after each run otherwise.
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
         try:
             from mlflow.tracking import MlflowClient
+
+            install_log_redaction()  # after the import: MLflow sets up its handler then
 
             client = MlflowClient(tracking_uri=self.tracking_uri)
             experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
@@ -128,24 +138,60 @@ class MlflowTracker:
     def _start_study(self, client: MlflowClient, tags: dict[str, str], params: dict[str, Any]) -> str:
         if self._parent_run_id is not None:
             return self._parent_run_id
-        found = client.search_runs(
-            [self._experiment_id or "0"],
-            filter_string=f"tags.`{TAG_STUDY}` = '{self.study}' and tags.`{TAG_ROLE}` = 'study'",
-            max_results=1,
-        )
-        if found:
-            run_id = found[0].info.run_id
+        with self._creation_lock():
+            found = client.search_runs([self._experiment_id or "0"], filter_string=self._study_filter(), max_results=50)
+            created = None
+            if not found:
+                created = client.create_run(
+                    self._experiment_id or "0",
+                    run_name=f"study-{self.study}",
+                    tags={**_clean_tags(tags), TAG_STUDY: self.study, TAG_ROLE: "study"},
+                ).info.run_id
+        if created is None:
+            run_id = _kept_run(found)
             client.update_run(run_id, status="RUNNING")
         else:
-            run = client.create_run(
-                self._experiment_id or "0",
-                run_name=f"study-{self.study}",
-                tags={**_clean_tags(tags), TAG_STUDY: self.study, TAG_ROLE: "study"},
-            )
-            run_id = run.info.run_id
+            run_id = created
             _log_batch(client, run_id, params=params, metrics={})
+            run_id = self._keep_one(client, self._study_filter(), run_id)
         self._parent_run_id = run_id
         return run_id
+
+    @contextlib.contextmanager
+    def _creation_lock(self) -> Iterator[None]:
+        """Serializes "look up, else create" across processes for a local SQLite store (an flock on a file
+        next to the database). Remote stores get no lock; `_keep_one` settles duplicates there."""
+        path = _sqlite_path(self.tracking_uri)
+        if path is None:
+            yield
+            return
+        with open(path.with_name(path.name + ".autotune-lock"), "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _study_filter(self) -> str:
+        return f"tags.`{TAG_STUDY}` = '{self.study}' and tags.`{TAG_ROLE}` = 'study'"
+
+    def _trial_filter(self, number: int) -> str:
+        return f"tags.`{TAG_STUDY}` = '{self.study}' and tags.`{TAG_ROLE}` = 'trial' and tags.`{TAG_TRIAL}` = '{number}'"
+
+    def _keep_one(self, client: MlflowClient, filter_string: str, mine: str) -> str:
+        """Another process may have created the same run meanwhile: all agree on one, a loser deletes its own.
+
+        The kept run: a terminated one first (it was kept by its creator already), then the earliest started
+        (run id breaks ties). Returns the kept run's id.
+        """
+        found = client.search_runs([self._experiment_id or "0"], filter_string=filter_string, max_results=50)
+        if len(found) <= 1:
+            return mine
+        kept = _kept_run(found)
+        if kept != mine:
+            log.info("MLflow: run %s duplicated run %s (another worker); deleted", mine, kept)
+            client.delete_run(mine)
+        return kept
 
     def log_trial(self, record: TrialRecord) -> str | None:
         """One nested run for a finished trial; logged once (an existing run is returned as is)."""
@@ -153,9 +199,6 @@ class MlflowTracker:
 
     def _log_trial(self, client: MlflowClient, record: TrialRecord) -> str:
         parent = self._parent_run_id or self._start_study(client, {}, {})
-        existing = self._trial_run(client, record.number)
-        if existing is not None:
-            return existing
         tags = {
             **_clean_tags(record.tags),
             TAG_STUDY: self.study,
@@ -164,24 +207,24 @@ class MlflowTracker:
             "trial_state": record.state,
             "mlflow.parentRunId": parent,
         }
-        run = client.create_run(self._experiment_id or "0", run_name=f"trial-{record.number}", tags=tags)
-        run_id = run.info.run_id
+        with self._creation_lock():  # look up and create as one step (processes sharing a SQLite store)
+            existing = self._trial_run(client, record.number)
+            if existing is not None:
+                return existing
+            run_id = client.create_run(self._experiment_id or "0", run_name=f"trial-{record.number}", tags=tags).info.run_id
         _log_batch(client, run_id, params=record.params, metrics=record.metrics)
         for path in record.artifacts:
             if path.is_file():
                 client.log_artifact(run_id, str(path))
+        kept = self._keep_one(client, self._trial_filter(record.number), run_id)
+        if kept != run_id:
+            return kept
         client.set_terminated(run_id, status="FINISHED" if record.state == "COMPLETE" else "FAILED")
         return run_id
 
     def _trial_run(self, client: MlflowClient, number: int) -> str | None:
-        found = client.search_runs(
-            [self._experiment_id or "0"],
-            filter_string=(
-                f"tags.`{TAG_STUDY}` = '{self.study}' and tags.`{TAG_ROLE}` = 'trial' and tags.`{TAG_TRIAL}` = '{number}'"
-            ),
-            max_results=1,
-        )
-        return found[0].info.run_id if found else None
+        found = client.search_runs([self._experiment_id or "0"], filter_string=self._trial_filter(number), max_results=50)
+        return _kept_run(found) if found else None
 
     def logged_trials(self) -> set[int] | None:
         """Trial numbers that already have a run (None when MLflow is unreachable)."""
@@ -233,6 +276,20 @@ class MlflowTracker:
             client.set_terminated(self._parent_run_id, status=status)
 
 
+def _sqlite_path(uri: str) -> Path | None:
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return None
+    path = Path(uri[len(prefix) :].split("?", 1)[0])
+    return path if path.parent.is_dir() else None
+
+
+def _kept_run(runs: Iterable[Any]) -> str:
+    """Of duplicate runs, the one every process keeps: a terminated one, else the earliest started."""
+    ordered = sorted(runs, key=lambda run: (run.info.status == "RUNNING", run.info.start_time or 0, run.info.run_id))
+    return str(ordered[0].info.run_id)
+
+
 def _log_batch(client: MlflowClient, run_id: str, *, params: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
     from mlflow.entities import Metric, Param
 
@@ -255,15 +312,46 @@ def _clean_tags(tags: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _http_reachable(uri: str) -> bool:
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
     import httpx
 
+    parts = urlsplit(uri)
+    auth = None
+    if parts.username is not None or parts.password is not None:  # credentials apart: httpx logs the URL
+        auth = httpx.BasicAuth(unquote(parts.username or ""), unquote(parts.password or ""))
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        parts = parts._replace(netloc=netloc + (f":{parts.port}" if parts.port else ""))
     try:
-        response = httpx.get(uri.rstrip("/") + "/health", timeout=3.0)
+        response = httpx.get(urlunsplit(parts).rstrip("/") + "/health", timeout=3.0, auth=auth)
     except httpx.HTTPError:
         return False
     return response.status_code < 500
 
 
 def _short(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
+    text = redact_text(f"{type(exc).__name__}: {exc}")
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+class RedactingFilter(logging.Filter):
+    """Masks URL passwords in a record's message (MLflow's loggers quote tracking URIs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact_text(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def install_log_redaction() -> None:
+    """Once per process: records reaching MLflow's handler or the root handlers lose URL passwords.
+
+    Filters go on handlers: a logger's own filters do not apply to records of its child loggers.
+    """
+    for logger in (logging.getLogger("mlflow"), logging.getLogger()):
+        for handler in logger.handlers:
+            if not any(isinstance(item, RedactingFilter) for item in handler.filters):
+                handler.addFilter(RedactingFilter())

@@ -9,6 +9,16 @@ function that turns parameter values into an EngineConfig; an invalid combinatio
 Parameter names may be dotted to reach into dict fields of EngineConfig
 (`mm_processor_kwargs.use_fast`, `env.VLLM_X`, `extra_engine_args.foo`); a parameter may also set
 another field with `field:` (two parameters can tune one field under different conditions).
+
+Secrets in the engine env (HF_TOKEN, ...) never reach a file: an env value may be written `${VAR}` and is
+expanded only in the server process's environment (from the tuner's own environment, which trial servers
+inherit); trial config.yaml, best.yaml, the study storage and MLflow keep the placeholder. A literal value
+under a secret-looking key (`engine_base.env.HF_TOKEN: hf_...` or `fixed: {env.HF_TOKEN: ...}`) is turned
+into `${HF_TOKEN}` when the space is parsed, and its value kept apart (`SearchSpace.secret_env`, exported to
+the tuner's environment by the tune preflight). Tuned parameters should not carry secrets.
+
+A study remembers `content_hash()` of its space, which ignores where the checkout lives: paths are hashed
+as written in the YAML (relative to its folder) or given with --model, not as resolved.
 """
 
 from __future__ import annotations
@@ -19,12 +29,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from autotune.bench.schemas import SLO, LoadSpec
 from autotune.config import EngineConfig, EngineKind, Quantization, read_yaml_mapping
 from autotune.errors import AutotuneError, ConfigError, format_validation_error
 from autotune.tune.metrics import MetricName
+from autotune.tune.redact import hide_secret_env, is_secret_key, placeholder_name
 
 if TYPE_CHECKING:
     import optuna
@@ -309,6 +320,14 @@ class SearchSpace(_Strict):
     sampler: SamplerSettings = Field(default_factory=SamplerSettings)
     trial: TrialSettings = Field(default_factory=TrialSettings)
 
+    _secret_env: dict[str, str] = PrivateAttr(default_factory=dict)
+    _given_paths: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def secret_env(self) -> dict[str, str]:
+        """Secret env values written literally in the YAML (now `${KEY}` placeholders in the space)."""
+        return dict(self._secret_env)
+
     @model_validator(mode="after")
     def _check_semantics(self) -> SearchSpace:
         issues = _semantic_issues(self)
@@ -330,9 +349,22 @@ class SearchSpace(_Strict):
         return engine_config_from_params(self, {}, tuned=False)
 
     def content_hash(self) -> str:
-        """Identity of what a study measures (budget and sampler excluded): resumes must match it."""
+        """Identity of what a study measures (budget and sampler excluded): resumes must match it.
+
+        Paths count as written in the YAML (or given with --model), so a study resumes from another checkout.
+        """
         data = self.model_dump(mode="json", exclude={"budget", "description", "sampler"})
+        for location, given in self._given_paths.items():
+            set_path(data, location, given)
         return _sha(data)
+
+    def legacy_content_hash(self) -> str:
+        """The hash studies recorded before `content_hash` became location-independent (resolved paths)."""
+        return _sha(self.model_dump(mode="json", exclude={"budget", "description", "sampler"}))
+
+    def matches_hash(self, stored: str) -> bool:
+        """A stored study hash is this space's, under either the current or the earlier rule."""
+        return stored in (self.content_hash(), self.legacy_content_hash())
 
 
 def engine_config_from_params(space: SearchSpace, params: Mapping[str, Any], *, tuned: bool = True) -> EngineConfig:
@@ -522,13 +554,18 @@ def _resolve_path(value: str, base_dir: Path) -> str:
     return value
 
 
-def _resolve_paths(data: dict[str, Any], base_dir: Path, model: str | None) -> dict[str, Any]:
+def _resolve_paths(
+    data: dict[str, Any], base_dir: Path, model: str | None, given: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Paths made usable from here; `given` gets {dotted location: the path as written} for the hash."""
+    given = {} if given is None else given
     data = dict(data)
     base = data.get("engine_base")
     old_model: str | None = None
     if isinstance(base, dict) and isinstance(base.get("model"), str):
         base = dict(base)
         old_model = _resolve_path(base["model"], base_dir)
+        given["engine_base.model"] = model or base["model"]
         base["model"] = _resolve_path(model, Path.cwd()) if model else old_model
         data["engine_base"] = base
     variants = data.get("model_variants")
@@ -540,26 +577,58 @@ def _resolve_paths(data: dict[str, Any], base_dir: Path, model: str | None) -> d
                 entry = dict(entry)
                 for field in ("model", "tokenizer"):
                     if isinstance(entry.get(field), str):
+                        given[f"model_variants.{key}.{field}"] = entry[field]
                         entry[field] = _resolve_path(entry[field], base_dir)
                 if model and old_model and entry.get("tokenizer") == old_model:
                     entry["tokenizer"] = base["model"]  # the same model staged elsewhere (--model)
+                    given[f"model_variants.{key}.tokenizer"] = model
             resolved[key] = entry
         data["model_variants"] = resolved
     workload = data.get("workload")
     if isinstance(workload, str) and workload.endswith((".yaml", ".yml", ".json")):
+        given["workload"] = workload
         data["workload"] = _resolve_path(workload, base_dir)
     return data
+
+
+def _hide_secrets(data: dict[str, Any]) -> dict[str, str]:
+    """Literal secret env values (engine_base.env, fixed env.*) become `${KEY}`; returns {KEY: value}."""
+    secrets: dict[str, str] = {}
+    base = data.get("engine_base")
+    if isinstance(base, dict) and isinstance(base.get("env"), dict):
+        env, found = hide_secret_env({str(k): v for k, v in base["env"].items()})
+        data["engine_base"] = {**base, "env": env}
+        secrets.update(found)
+    fixed = data.get("fixed")
+    if isinstance(fixed, dict):
+        cleaned = dict(fixed)
+        for path, value in fixed.items():
+            parts = str(path).split(".")
+            if len(parts) == 2 and parts[0] == "env" and is_secret_key(parts[1]) and isinstance(value, str):
+                if value and placeholder_name(value) is None:
+                    cleaned[path] = "${" + parts[1] + "}"
+                    secrets[parts[1]] = value
+        data["fixed"] = cleaned
+    return secrets
 
 
 def parse_search_space(
     data: Mapping[str, Any], *, source: str | Path | None = None, base_dir: Path | None = None, model: str | None = None
 ) -> SearchSpace:
-    """Validate a mapping into a SearchSpace; paths resolve against `base_dir`; every error is a ConfigError."""
-    resolved = _resolve_paths(dict(data), base_dir or Path.cwd(), model)
+    """Validate a mapping into a SearchSpace; paths resolve against `base_dir`; every error is a ConfigError.
+
+    Literal secret env values become `${KEY}` placeholders (their values: `space.secret_env`).
+    """
+    given: dict[str, str] = {}
+    resolved = _resolve_paths(dict(data), base_dir or Path.cwd(), model, given)
+    secrets = _hide_secrets(resolved)
     try:
-        return SearchSpace.model_validate(resolved)
+        space = SearchSpace.model_validate(resolved)
     except ValidationError as exc:
         raise ConfigError(_render_errors(exc, source)) from None
+    space._given_paths = given
+    space._secret_env = secrets
+    return space
 
 
 def load_search_space(path: str | Path, *, model: str | None = None) -> SearchSpace:

@@ -14,6 +14,7 @@ from rich.logging import RichHandler
 
 from autotune.config import EngineConfig, EngineKind, TunedConfig, load_tuned_config
 from autotune.errors import ConfigError, config_error_from
+from autotune.tune.redact import expand_env
 from serving.engines.base import ServingBackend
 
 log = logging.getLogger("autotune.serve")
@@ -114,8 +115,8 @@ def serve(options: ServeOptions) -> None:
     tuned = resolve_tuned_config(options)
     configure_logging(tuned.serving.log_level)
     describe(tuned)
-    for name, value in tuned.engine_config.env.items():
-        os.environ[name] = value
+    # `${VAR}` env values (secrets) are expanded here only, from this process's environment; files keep them.
+    os.environ.update(expand_env(tuned.engine_config.env, os.environ))
     backend_for(tuned).run(tuned)
 
 

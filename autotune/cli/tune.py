@@ -53,7 +53,7 @@ def tune(
 ) -> None:
     """Tune vLLM engine settings on a workload: one served and benchmarked config per trial."""
     from autotune.search_space import load_search_space
-    from autotune.tune.preflight import check_engine
+    from autotune.tune.preflight import check_engine, prepare_engine_env
     from autotune.tune.report import LiveTrialsTable
     from autotune.tune.study import TuneSettings, counted_trials, open_study, run_tuning
 
@@ -70,6 +70,7 @@ def tune(
     )
     _quiet_optuna()
     check_engine(engine or space.engine)
+    prepare_engine_env(space)  # literal secrets -> this process's environment; every ${VAR} set
     session = open_study(space, settings)  # errors (folder, storage, space mismatch) before anything runs
     planned = n_trials if n_trials is not None else max(0, space.budget.n_trials - counted_trials(session.study))
     kind = session.engine

@@ -1,4 +1,5 @@
-"""Checks before the first trial: the study folder is writable, the disk has room, the engine can run."""
+"""Checks before the first trial: the study folder is writable, the disk has room, the engine can run,
+every `${VAR}` of the engine env is set."""
 
 from __future__ import annotations
 
@@ -6,10 +7,16 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import MutableMapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autotune.config import EngineKind
 from autotune.errors import ConfigError, EngineUnavailableError
+from autotune.tune.redact import missing_env_placeholders
+
+if TYPE_CHECKING:
+    from autotune.search_space import SearchSpace
 
 MIN_FREE_GIB = 1.0
 
@@ -45,3 +52,16 @@ def min_free_gib() -> float:
         return float(os.environ.get("AUTOTUNE_MIN_FREE_GIB", MIN_FREE_GIB))
     except ValueError:
         raise ConfigError("AUTOTUNE_MIN_FREE_GIB: expected a number of GiB") from None
+
+
+def prepare_engine_env(space: SearchSpace, environ: MutableMapping[str, str] | None = None) -> None:
+    """Put the space's literal secrets into the tuner's environment (trial servers inherit it, files keep
+    `${KEY}`), then require every `${VAR}` of the defaults config's env to be set."""
+    target = os.environ if environ is None else environ
+    target.update(space.secret_env)
+    missing = missing_env_placeholders(space.defaults_config().env, target)
+    if missing:
+        raise ConfigError(
+            "engine env: " + ", ".join(missing) + " not set in the environment of `autotune tune` "
+            "(trial servers take `${VAR}` values from it)"
+        )

@@ -22,6 +22,7 @@ from rich.text import Text
 from autotune.config import TunedConfig
 from autotune.search_space import SearchSpace
 from autotune.tune import attrs
+from autotune.tune.redact import redact_mapping, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -208,28 +209,36 @@ class LiveTrialsTable:
         return None if self.planned is None else self.planned - len(self._rows)
 
     def render(self) -> Group:
+        """The table (number, state, key params, throughput, goodput, p99 TTFT, duration) and the ETA line."""
         table = Table(title=self.title, expand=False)
-        for header in ("#", *self._param_names, "thr rps", "good rps", "TTFT p99 ms", "state"):
-            table.add_column(header, justify="right" if header != "state" else "left", overflow="fold")
+        table.add_column("#", justify="right")
+        table.add_column("state", overflow="fold")
+        for name in self._param_names:
+            table.add_column(name, justify="right", overflow="fold")
+        for header in ("thr rps", "good rps", "TTFT p99 ms", "duration"):
+            table.add_column(header, justify="right")
         for trial in self._rows[-30:]:
             metrics = trial.user_attrs.get(attrs.METRICS) or {}
             table.add_row(
                 str(trial.number),
+                _state_text(trial),
                 *(_fmt(trial.params.get(name)) for name in self._param_names),
                 _fmt(metrics.get("throughput_rps")),
                 _fmt(metrics.get("goodput_rps")),
                 _fmt(metrics.get("ttft_ms_p99"), 0),
-                _state_text(trial),
+                _fmt_duration(_duration_s(trial)) if _duration_s(trial) is not None else "-",
             )
         if self._running is not None:
             number, phase, params = self._running
             table.add_row(
-                str(number), *(_fmt(params.get(name)) for name in self._param_names), "", "", "", Text(phase + "...", style="cyan")
+                str(number), Text(phase + "...", style="cyan"), *(_fmt(params.get(name)) for name in self._param_names),
+                "", "", "", "",
             )
         eta = eta_s(self._durations, self.remaining())
         footer = Text(
             f"{len(self._rows)} done" + (f" of {self.planned}" if self.planned is not None else "")
-            + f", elapsed {_fmt_duration(time.monotonic() - self._started)}, ETA {_fmt_duration(eta)}",
+            + f", elapsed {_fmt_duration(time.monotonic() - self._started)}, ETA {_fmt_duration(eta)}"
+            + " (median trial time x trials left)",
             style="dim",
         )
         return Group(table, footer)
@@ -239,7 +248,7 @@ class LiveTrialsTable:
         eta = eta_s(self._durations, self.remaining())
         reason = _reason(trial)
         return (
-            f"trial {trial.number} {trial.state.name} params={trial.params} "
+            f"trial {trial.number} {trial.state.name} params={redact_mapping(trial.params)} "
             f"throughput_rps={_fmt(metrics.get('throughput_rps'))} goodput_rps={_fmt(metrics.get('goodput_rps'))} "
             f"ttft_ms_p99={_fmt(metrics.get('ttft_ms_p99'), 0)}"
             + (f" reason={reason}" if reason else "")
@@ -282,10 +291,20 @@ def comparison_table(tuned: TunedConfig) -> Table:
     return table
 
 
+def shown_tuned_fields(tuned: TunedConfig) -> dict[str, Any]:
+    """The tuned fields as printed: env and extra_engine_args values whose key looks secret are masked
+    (the same rule as /autotune/config), URL passwords too."""
+    fields = tuned.engine_config.tuned_fields()
+    for name in ("env", "extra_engine_args"):
+        if isinstance(fields.get(name), dict):
+            fields[name] = redact_mapping(fields[name])
+    return {key: redact_url(value) if isinstance(value, str) else value for key, value in fields.items()}
+
+
 def tuned_fields_table(tuned: TunedConfig) -> Table:
     table = Table(title="settings passed to vLLM (the rest: vLLM's defaults)")
     table.add_column("field")
     table.add_column("value")
-    for key, value in tuned.engine_config.tuned_fields().items():
+    for key, value in shown_tuned_fields(tuned).items():
         table.add_row(key, str(value))
     return table

@@ -5,6 +5,7 @@ and starts exactly that. Every way a trial can go wrong (infeasible config, serv
 timeout, hang or stop mid-benchmark) becomes a `TrialResult` with a state and a reason; nothing here
 raises for a bad config. Files land in `<study_dir>/trials/<number>/`:
 config.yaml, server.log, result.json (BenchResult), trial.json (TrialResult).
+config.yaml keeps `${VAR}` env placeholders; the server expands them from the environment it inherits.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -26,6 +28,7 @@ from autotune.config import EngineConfig, EngineKind, Provenance, TunedConfig
 from autotune.errors import AutotuneError, ConfigError
 from autotune.memory_model import MemoryEstimate, ModelInfo, estimate_memory
 from autotune.search_space import TrialSettings, config_hash
+from autotune.tune.redact import hide_secret_env, missing_env_placeholders
 
 log = logging.getLogger(__name__)
 
@@ -134,21 +137,27 @@ def check_feasibility(
     return None, estimate
 
 
-def gpu_total_memory_gib() -> float | None:
-    """The first GPU's total memory (NVML); None without one."""
-    try:
-        import pynvml
+def gpu_total_memory_gib(nvml: Any | None = None) -> float | None:
+    """Total memory of this worker's GPU (the first of CUDA_VISIBLE_DEVICES, as NVML numbers them); None
+    without NVML or a visible GPU. With one worker per GPU, each judges feasibility on its own card."""
+    from autotune.telemetry import visible_device_indices
 
-        pynvml.nvmlInit()
+    try:
+        if nvml is None:
+            import pynvml as nvml
+        nvml.nvmlInit()
     except Exception:  # noqa: BLE001 - no NVML is a normal case
         return None
     try:
-        return float(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(0)).total) / 1024**3
+        indices = visible_device_indices(nvml)
+        if not indices:
+            return None
+        return float(nvml.nvmlDeviceGetMemoryInfo(nvml.nvmlDeviceGetHandleByIndex(indices[0])).total) / 1024**3
     except Exception:  # noqa: BLE001
         return None
     finally:
         with contextlib.suppress(Exception):
-            pynvml.nvmlShutdown()
+            nvml.nvmlShutdown()
 
 
 def _gpu_memory_used_mib() -> float | None:
@@ -226,7 +235,15 @@ class TrialRunner:
     ) -> None:
         from serving.process import ServerProcess, ServerStartError
 
-        tuned = TunedConfig(engine=self.engine_kind, engine_config=engine, provenance=provenance)
+        missing = missing_env_placeholders(engine.env, os.environ)
+        if missing:
+            result.state = TrialOutcome.FAILED
+            result.reason = f"engine env: {', '.join(missing)} not set in the tuner's environment"
+            return
+        # A literal secret (a space stored before placeholders) goes to the server's environment, not the file.
+        file_env, secret_env = hide_secret_env(engine.env)
+        written = engine.model_copy(update={"env": file_env}) if secret_env else engine
+        tuned = TunedConfig(engine=self.engine_kind, engine_config=written, provenance=provenance)
         config_path = tuned.write(folder / "config.yaml")
         log_path = folder / "server.log"
         result.config_path, result.log_path = str(config_path), str(log_path)
@@ -240,6 +257,7 @@ class TrialRunner:
                 engine=self.engine_kind.value,
                 log_path=log_path,
                 startup_timeout_s=self.settings.startup_timeout_s,
+                **({"env": secret_env} if secret_env else {}),
             ) as server:
                 result.timings.startup_s = round(time.monotonic() - t0, 3)
                 self.observer.server_started(number, server)

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 
 from autotune.config import EngineKind, ServingSettings, TunedConfig
 from autotune.errors import EngineUnavailableError
+from autotune.tune.redact import expand_env
 from serving.launch import announce_listening
 from serving.state import config_document
 from serving.vllm_middleware import API_KEY_ENV, CONFIG_ENV
@@ -72,7 +73,7 @@ def vllm_environment(tuned: TunedConfig, config_json_path: str) -> dict[str, str
         # Our middleware checks image URLs once; vLLM must not follow redirects to somewhere unchecked.
         "VLLM_MEDIA_URL_ALLOW_REDIRECTS": "0",
         "VLLM_IMAGE_FETCH_TIMEOUT": str(max(1, math.ceil(settings.image_fetch_timeout_s))),
-        **tuned.engine_config.env,
+        **expand_env(tuned.engine_config.env, os.environ),  # `${VAR}` placeholders: from our environment
         CONFIG_ENV: config_json_path,
     }
     if settings.api_key is not None:

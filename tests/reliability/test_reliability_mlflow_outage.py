@@ -180,16 +180,6 @@ def test_no_secret_in_mlflow_params_tags_or_study_results(outage: OutageStudy) -
     assert not leaks, leaks
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "autotune/tracking.py and the tune CLI print secrets: MlflowTracker warnings embed the MLflow exception "
-        "text, which holds the tracking URI with its password (`_short(exc)`); MLflow's own 'View run at "
-        "http://user:PASSWORD@...' lines reach stdout; the 'settings passed to vLLM' table "
-        "(autotune/tune/report.py tuned_fields_table) prints engine env values such as HF_TOKEN; "
-        "`autotune sync-mlflow` prints the same 'View run' lines"
-    ),
-)
 def test_no_secret_in_the_cli_output(outage: OutageStudy) -> None:
     sync_output = outage.synced.stdout + outage.synced.stderr + outage.again.stdout + outage.again.stderr
     leaks = _leaks({"autotune tune output": outage.tune_log, "autotune sync-mlflow output": sync_output})
@@ -200,7 +190,7 @@ def test_no_secret_in_the_cli_output(outage: OutageStudy) -> None:
             tried=2,
             unit="CLI outputs",
             lost=len(leaks),
-            lost_meaning="an output holding the MLflow URI password or the HF_TOKEN (open bug: test is xfail)",
+            lost_meaning="an output holding the MLflow URI password or the HF_TOKEN",
             expected="both masked",
             test=current_test(),
             details={"leaks": "; ".join(leaks)},

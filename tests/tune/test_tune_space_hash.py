@@ -1,0 +1,45 @@
+"""A study's space hash does not depend on where the checkout lives, and still catches a changed space."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+from tune_helpers import QUICK_SPACE
+
+from autotune.search_space import load_search_space
+
+MODEL = (QUICK_SPACE.parent / "../../shared/models/qwen3-vl-4b-instruct").resolve()
+
+
+def _checkout(root: Path, **changes: object) -> Path:
+    """A copy of the quick space in <root>/search_spaces, its model under <root>/models (relative path)."""
+    (root / "search_spaces").mkdir(parents=True)
+    (root / "models").mkdir()
+    (root / "models" / "qwen").mkdir()  # only its path matters here
+    data = yaml.safe_load(QUICK_SPACE.read_text())
+    data["engine_base"]["model"] = "../models/qwen"
+    data["workload"] = "./w.yaml"
+    data.update(changes)
+    shutil.copy(QUICK_SPACE, root / "search_spaces" / "w.yaml")  # any file: only its path is hashed
+    path = root / "search_spaces" / "space.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_hash_is_the_same_from_two_checkout_paths(tmp_path: Path) -> None:
+    here = load_search_space(_checkout(tmp_path / "gpu-host" / "repo"))
+    there = load_search_space(_checkout(tmp_path / "laptop" / "elsewhere"))
+    assert here.engine_base.model != there.engine_base.model  # resolved paths differ...
+    assert here.content_hash() == there.content_hash()  # ...the study identity does not
+    assert here.legacy_content_hash() != there.legacy_content_hash()
+    assert here.matches_hash(here.legacy_content_hash())  # studies recorded with the earlier hash resume
+
+
+def test_hash_still_changes_with_the_space(tmp_path: Path) -> None:
+    base = load_search_space(_checkout(tmp_path / "a"))
+    other_load = load_search_space(_checkout(tmp_path / "b", load={"mode": "concurrency", "concurrency": 3, "num_requests": 9}))
+    other_model = load_search_space(_checkout(tmp_path / "c"), model=str(MODEL))
+    assert len({base.content_hash(), other_load.content_hash(), other_model.content_hash()}) == 3
+    assert not base.matches_hash(other_load.content_hash())

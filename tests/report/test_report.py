@@ -1,0 +1,119 @@
+"""`autotune report` on a small simulated study built in-process (fake runner writing result.json files)."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tune_helpers import FakeRunner, quick_space_mapping, space_from
+from typer.testing import CliRunner
+
+from autotune.bench.schemas import BenchResult, LoadSpec, RequestRecord
+from autotune.config import EngineConfig, Provenance
+from autotune.report import ReportFormat, gather, write_report
+from autotune.report.render import SIMULATED_BANNER
+from autotune.tune.study import TuneSettings, open_study, reopen_study, run_tuning
+from autotune.tune.trial import TrialOutcome, TrialResult
+
+STUDY = "report-study"
+
+
+class RecordingRunner(FakeRunner):
+    """FakeRunner that also writes a result.json: per-request latencies and a GPU series scaled by max_num_seqs."""
+
+    def run(self, number: int, engine: EngineConfig, provenance: Provenance) -> TrialResult:
+        result = super().run(number, engine, provenance)
+        if result.state is not TrialOutcome.COMPLETE or result.summary is None:
+            return result
+        seqs = engine.max_num_seqs or 4
+        records = [
+            RequestRecord(index=i, send_time_s=i * 0.1, success=True, ttft_ms=10.0 * seqs + i,
+                          e2el_ms=100.0 * seqs + i, output_tokens=11, itl_ms=[1.0] * 10)
+            for i in range(20)
+        ]
+        gpu = [{"t_s": i * 0.5, "device": 0.0, "util_pct": float(min(100, 5 * seqs)), "mem_used_mib": 1000.0} for i in range(5)]
+        bench = BenchResult(url="http://127.0.0.1:1", workload={"name": "vlm-chat"}, load=LoadSpec(mode="concurrency", concurrency=8, num_requests=20),
+                            simulated=True, summary=result.summary, requests=records, gpu_timeseries=gpu)
+        path = Path(result.trial_dir) / "result.json"
+        path.write_text(bench.model_dump_json())
+        result.result_path = str(path)
+        return result
+
+
+def _space(**changes: Any) -> Any:
+    data = quick_space_mapping()
+    data.update(changes)
+    return space_from(data)
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("experiments")
+    space, settings = _space(), TuneSettings(study=STUDY, experiments_dir=root, mlflow=False, n_trials=6)
+    session = open_study(space, settings)
+    session.study.enqueue_trial({"gpu_memory_utilization": 0.15})  # the fake runner rejects it: one PRUNED trial
+    run_tuning(space, settings, runner_factory=RecordingRunner, session=session)
+    return root / STUDY
+
+
+def _pngs(html: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html)]
+
+
+def test_html_is_self_contained_with_banner_table_and_figures(study_dir: Path) -> None:
+    outcome = write_report(STUDY, experiments_dir=study_dir.parent, formats=[ReportFormat.HTML])
+    html = outcome.files[0].read_text()
+    assert outcome.simulated and SIMULATED_BANNER in html
+    assert "default (trial 0)" in html and "best / default" in html
+    pngs = _pngs(html)
+    assert len(pngs) >= 4 and all(p.startswith(b"\x89PNG") for p in pngs)  # history, importances, CDFs, GPU
+    assert "n/a: one objective" in html  # goodput: no Pareto front
+    assert "<img" in html and "src='http" not in html and 'src="http' not in html  # nothing fetched from elsewhere
+
+
+def test_comparison_ratio_and_curves_come_from_the_trials(study_dir: Path) -> None:
+    session = reopen_study(STUDY, experiments_dir=study_dir.parent, mlflow=False)
+    data = gather(session)
+    assert data.default is not None and data.best is not None and data.default.number == 0
+    row = next(r for r in data.comparison if r.metric == "goodput_rps")
+    assert row.ratio == pytest.approx(row.best / row.default)
+    best_trial = session.study.trials[data.best.number]
+    assert row.best == pytest.approx(best_trial.user_attrs["metrics"]["goodput_rps"])
+    assert len(data.best.ttft_ms) == 20 and len(data.best.tpot_ms) == 20  # from result.json records
+    assert data.best.gpu_timeseries and data.default.gpu_timeseries
+
+
+def test_markdown_has_png_files_beside_it_and_lists_pruned_trials(study_dir: Path, tmp_path: Path) -> None:
+    outcome = write_report(STUDY, experiments_dir=study_dir.parent, formats=[ReportFormat.MD], output_dir=tmp_path)
+    markdown = (tmp_path / "report.md").read_text()
+    for name in re.findall(r"!\[[^]]*\]\(([^)]+)\)", markdown):
+        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
+    session = reopen_study(STUDY, experiments_dir=study_dir.parent, mlflow=False)
+    bad = [t for t in session.study.trials if t.state.name in ("PRUNED", "FAIL")]
+    assert bad
+    for trial in bad:
+        assert f"| {trial.number} | {trial.state.name} | {trial.user_attrs['prune_reason']}" in markdown
+    assert SIMULATED_BANNER in markdown and outcome.simulated
+
+
+def test_pareto_study_draws_the_front_and_few_trials_skip_importances(tmp_path: Path) -> None:
+    space = _space(objective={"kind": "pareto"}, name="pareto-study")
+    run_tuning(space, TuneSettings(study="p", experiments_dir=tmp_path, mlflow=False, n_trials=2), runner_factory=RecordingRunner)
+    html = write_report("p", experiments_dir=tmp_path).files[0].read_text()
+    assert "<h2>Pareto front</h2>\n<img" in html
+    assert "complete sampled trial(s), at least 2 needed" in html or "<h2>Parameter importances" in html
+
+
+def test_cli_report_and_unknown_study(study_dir: Path, tmp_path: Path) -> None:
+    from autotune.cli import _register_commands, app
+
+    _register_commands()
+    ok = CliRunner().invoke(app, ["report", STUDY, "--experiments-dir", str(study_dir.parent), "--output", str(tmp_path),
+                                  "--format", "html", "--format", "md"])
+    assert ok.exit_code == 0, ok.output
+    assert (tmp_path / "report.html").is_file() and (tmp_path / "report.md").is_file()
+    bad = CliRunner().invoke(app, ["report", STUDY, "--format", "pdf"])
+    assert bad.exit_code != 0 and "pdf" in bad.output

@@ -104,13 +104,16 @@ class MlflowTracker:
 
             install_log_redaction()  # after the import: MLflow sets up its handler then
 
-            client = MlflowClient(tracking_uri=self.tracking_uri)
-            experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
-            if experiment is None:
-                location = self.artifact_dir.resolve().as_uri() if self.artifact_dir is not None else None
-                self._experiment_id = client.create_experiment(EXPERIMENT_NAME, artifact_location=location)
-            else:
-                self._experiment_id = experiment.experiment_id
+            # Workers starting together on a new SQLite store would race MLflow's schema migration
+            # ("Online migration expected to match one row"): create the store and experiment one at a time.
+            with self._creation_lock():
+                client = MlflowClient(tracking_uri=self.tracking_uri)
+                experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+                if experiment is None:
+                    location = self.artifact_dir.resolve().as_uri() if self.artifact_dir is not None else None
+                    self._experiment_id = client.create_experiment(EXPERIMENT_NAME, artifact_location=location)
+                else:
+                    self._experiment_id = experiment.experiment_id
         except Exception as exc:  # noqa: BLE001 - any MLflow failure degrades to "not synced"
             self._reachable = False
             log.warning("MLflow at %s failed (%s): the study goes on unsynced", self.shown_uri, _short(exc))
@@ -165,6 +168,7 @@ class MlflowTracker:
         if path is None:
             yield
             return
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(path.with_name(path.name + ".autotune-lock"), "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:

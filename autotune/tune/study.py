@@ -30,7 +30,7 @@ from autotune.tracking import MlflowTracker, default_tracking_uri, flatten
 from autotune.tune import attrs
 from autotune.tune.best import build_best_config
 from autotune.tune.objective import TrialFailed, TuneDisplay, TuneObjective
-from autotune.tune.preflight import check_engine, check_study_dir, min_free_gib
+from autotune.tune.preflight import check_engine, check_study_dir, min_free_gib, prepare_engine_env
 from autotune.tune.recovery import recover_dead_workers
 from autotune.tune.redact import redact_url
 from autotune.tune.report import write_plots, write_trials_csv
@@ -219,7 +219,7 @@ def open_study(space: SearchSpace, settings: TuneSettings, *, create: bool = Tru
         study.set_user_attr(attrs.STUDY_SPACE, space.model_dump(mode="json", exclude_unset=True))  # `otherwise` keeps meaning "unset"
         study.set_user_attr(attrs.STUDY_ENGINE, engine.value)
         study.set_user_attr(attrs.STUDY_OBJECTIVE, space.objective.model_dump(mode="json"))
-    elif stored_hash != space.content_hash():
+    elif not space.matches_hash(stored_hash):
         raise ConfigError(
             f"study {name!r} was created from a different search space (parameters, engine base, workload, load, SLO "
             "or objective changed): use another --study name, or the original space"
@@ -322,6 +322,7 @@ def run_tuning(
     from autotune.bench.workload import resolve_workload
 
     check_engine(settings.engine or space.engine)  # before the study records an engine
+    prepare_engine_env(space)  # literal secrets -> this process's environment; every ${VAR} set (idempotent)
     workload = resolve_workload(space.workload)  # a bad workload fails before any trial
     session = session or open_study(space, settings)
     study = session.study

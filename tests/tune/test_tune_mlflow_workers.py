@@ -50,3 +50,24 @@ def test_concurrent_workers_log_each_trial_once(tmp_path: Path) -> None:
     # every worker was told the run that was kept
     assert all(ids == returned[0] for ids in returned), returned
     assert returned[0][0] == parents["run_id"].iloc[0]
+
+
+def _connect_fresh(uri: str, barrier: multiprocessing.synchronize.Barrier, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    barrier.wait(timeout=60)
+    queue.put(MlflowTracker(uri, study="fresh")._connect() is not None)
+
+
+def test_workers_creating_a_new_store_at_once_all_connect(tmp_path: Path) -> None:
+    # Two workers starting a new study create the SQLite store together; MLflow's schema migration must not
+    # leave one of them "unreachable" (it would then log none of its trials).
+    uri = default_tracking_uri(tmp_path)
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(WORKERS)
+    queue = context.Queue()
+    processes = [context.Process(target=_connect_fresh, args=(uri, barrier, queue)) for _ in range(WORKERS)]
+    for process in processes:
+        process.start()
+    connected = [queue.get(timeout=100) for _ in processes]
+    for process in processes:
+        process.join(timeout=30)
+    assert connected == [True] * WORKERS

@@ -49,7 +49,8 @@ def _die_with_parent() -> None:
         pass
 
 
-def _group_exists(pgid: int) -> bool:
+def process_group_exists(pgid: int) -> bool:
+    """Whether any process of group `pgid` is still alive (zombies included)."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -63,15 +64,15 @@ def kill_process_group(pgid: int, timeout_s: float = 10.0) -> bool:
     """SIGTERM the group, wait, then SIGKILL; True if something was there to kill. Never our own group."""
     if pgid <= 1 or pgid == os.getpgrp():
         return False
-    if not _group_exists(pgid):
+    if not process_group_exists(pgid):
         return False
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _group_exists(pgid):
+    while time.monotonic() < deadline and process_group_exists(pgid):
         _reap(pgid)
         time.sleep(_POLL_INTERVAL_S)
-    if _group_exists(pgid):
+    if process_group_exists(pgid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
     return True
@@ -220,7 +221,7 @@ class ServerProcess:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(self.pgid, signal.SIGKILL)
                     process.wait(timeout=10)
-            if _group_exists(self.pgid):  # children the server left behind (vLLM frontends, engine core)
+            if process_group_exists(self.pgid):  # children the server left behind (vLLM frontends, engine core)
                 kill_process_group(self.pgid, timeout_s=min(timeout_s, 5.0))
         if self._log_file is not None:
             self._log_file.close()

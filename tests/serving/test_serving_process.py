@@ -14,7 +14,7 @@ from serving_testlib import MODEL_NAME, write_simulated_config
 
 from autotune.config import EngineConfig, EngineKind, ServingSettings, TunedConfig
 from helpers.servers import MODEL_DIR, running_server_process
-from serving.process import ServerProcess, ServerStartError, kill_process_group
+from serving.process import ServerProcess, ServerStartError, kill_process_group, process_group_exists
 
 SIMULATED = ["--model", MODEL_DIR, "--engine", "simulated"]
 
@@ -168,16 +168,9 @@ def test_kill_process_group_cleans_up_a_left_behind_server() -> None:
     )
     try:
         assert kill_process_group(child.pid, timeout_s=5)
-        assert not _group_alive(child.pid)  # the child and its grandchild are gone
+        assert not process_group_exists(child.pid)  # the child and its grandchild are gone
     finally:
         if child.poll() is None:
             child.kill()
     assert not kill_process_group(os.getpgrp())  # never our own group
 
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True

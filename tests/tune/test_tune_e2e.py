@@ -25,7 +25,7 @@ from autotune.tracking import default_tracking_uri
 from autotune.tune import attrs
 from autotune.tune.storage import make_storage
 from autotune.tune.study import TuneSettings, open_study, run_tuning
-from serving.process import ServerProcess
+from serving.process import ServerProcess, process_group_exists
 
 pytestmark = pytest.mark.slow
 
@@ -38,17 +38,10 @@ def _cli(*args: str, timeout_s: float = 240) -> subprocess.CompletedProcess[str]
     )
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
 
 def _wait_group_gone(pgid: int, timeout_s: float = 15) -> bool:
     deadline = time.monotonic() + timeout_s
-    while _group_alive(pgid):
+    while process_group_exists(pgid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)

@@ -18,14 +18,8 @@ from optuna.trial import TrialState
 from autotune.tune import attrs
 from autotune.tune.recovery import recover_dead_workers, worker_alive
 from autotune.tune.storage import make_storage
+from serving.process import process_group_exists
 
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _dead_process() -> tuple[int, float]:
@@ -76,9 +70,9 @@ def test_dead_worker_trial_is_failed_and_its_server_group_killed(tmp_path: Path)
         assert trials[elsewhere.number].state is TrialState.RUNNING
         reaper.join(timeout=15)
         deadline = time.monotonic() + 10
-        while _group_alive(left_server.pid) and time.monotonic() < deadline:
+        while process_group_exists(left_server.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _group_alive(left_server.pid)
+        assert not process_group_exists(left_server.pid)
         assert recover_dead_workers(study) == []  # idempotent
     finally:
         if left_server.poll() is None:

@@ -23,7 +23,9 @@ from autotune.bench.workload import resolve_workload
 from autotune.cli import _register_commands, app
 from autotune.errors import ConfigError
 
-MODEL_DIR = Path("/work/shared/models/qwen3-vl-4b-instruct")
+from helpers.servers import MODEL_DIR as SHARED_MODEL_DIR
+
+MODEL_DIR = Path(SHARED_MODEL_DIR)
 SERVE_DEADLINE_S = 60.0
 
 

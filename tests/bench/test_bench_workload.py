@@ -16,7 +16,9 @@ from autotune.bench.prepare import build_requests
 from autotune.bench.workload import builtin_workloads, load_workload, resolve_workload
 from autotune.errors import ConfigError
 
-MODEL_DIR = Path("/work/shared/models/qwen3-vl-4b-instruct")
+from helpers.servers import MODEL_DIR as SHARED_MODEL_DIR
+
+MODEL_DIR = Path(SHARED_MODEL_DIR)
 
 
 def _body(request) -> dict:

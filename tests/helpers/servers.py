@@ -20,7 +20,8 @@ from pathlib import Path
 
 from serving.process import ServerProcess
 
-MODEL_DIR = "/work/shared/models/qwen3-vl-4b-instruct"
+# The skeleton lies in `shared/` beside the checkout (as on the developers' machines and in CI).
+MODEL_DIR = str(Path(__file__).resolve().parents[3] / "shared" / "models" / "qwen3-vl-4b-instruct")
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from autotune.tune import trial as trial_module
 from autotune.tune.trial import TrialOutcome, TrialRunner, check_feasibility, find_oom
 from serving.process import ServerStartError
 
-MODEL = "/work/shared/models/qwen3-vl-4b-instruct"
+from helpers.servers import MODEL_DIR as MODEL
 LOAD = LoadSpec(mode="concurrency", concurrency=2, num_requests=4)
 
 

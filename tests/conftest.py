@@ -7,6 +7,9 @@ helpers import as `from helpers.servers import running_server`.
 from __future__ import annotations
 
 import functools
+import socket
+import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -33,3 +36,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def tripwire() -> Iterator[tuple[int, list[object]]]:
+    """A loopback listener that records every connection made to it: (port, accepted peers)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.1)
+    accepted: list[object] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, peer = listener.accept()
+            except OSError:
+                continue
+            accepted.append(peer)
+            connection.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1], accepted
+    stop.set()
+    thread.join(timeout=2)
+    listener.close()

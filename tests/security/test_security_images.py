@@ -17,9 +17,7 @@ from __future__ import annotations
 import asyncio
 import io
 import ipaddress
-import socket
 import struct
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -137,33 +135,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     ).write(tmp_path_factory.mktemp("images") / "tuned.yaml")
     with running_server_process(["--config", str(config)]) as process:
         yield process
-
-
-@pytest.fixture
-def tripwire() -> Iterator[tuple[int, list[object]]]:
-    """A loopback listener that records every connection made to it."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    listener.settimeout(0.1)
-    accepted: list[object] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                connection, peer = listener.accept()
-            except OSError:
-                continue
-            accepted.append(peer)
-            connection.close()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1], accepted
-    stop.set()
-    thread.join(timeout=2)
-    listener.close()
 
 
 def _chat(url: str) -> dict[str, object]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 
 import httpx
@@ -263,33 +261,6 @@ def test_bad_base64(client: httpx.Client) -> None:
 
 def test_unsupported_image_scheme(client: httpx.Client) -> None:
     assert_openai_error(client.post("/v1/chat/completions", json=image_chat("file:///etc/passwd")), 400)
-
-
-@pytest.fixture
-def tripwire() -> Iterator[tuple[int, list[object]]]:
-    """A loopback listener that records any connection made to it."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    listener.settimeout(0.2)
-    accepted: list[object] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                continue
-            accepted.append(conn)
-            conn.close()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1], accepted
-    stop.set()
-    thread.join(timeout=2)
-    listener.close()
 
 
 def test_private_image_urls_are_refused_without_connecting(

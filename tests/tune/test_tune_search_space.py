@@ -227,3 +227,14 @@ def test_config_hash_is_canonical() -> None:
     assert config_hash(first) == config_hash(reordered)
     assert config_hash(first) != config_hash(engine_config_from_params(space, {**params, "max_num_seqs": 9}))
     assert config_hash(space.defaults_config()) != config_hash(first)
+
+
+def test_two_gpu_space_tunes_tensor_parallelism() -> None:
+    space = load_search_space(SPACES / "qwen3-vl-4b-2gpu.yaml")
+    assert space.to_distributions()["tensor_parallel_size"] == optuna.distributions.CategoricalDistribution([1, 2])
+    params = {name: _first_value(spec) for name, spec in space.parameters.items()}
+    params.update(tensor_parallel_size=2, quantization=None, enable_chunked_prefill=True, preprocessing_workers=1)
+    args = engine_config_from_params(space, params).to_vllm_cli_args()
+    assert args[args.index("--tensor-parallel-size") + 1] == "2"
+    params["tensor_parallel_size"] = 1
+    assert "--tensor-parallel-size" not in engine_config_from_params(space, params).to_vllm_cli_args()

@@ -19,28 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from autotune.bench.images import data_url
 from autotune.errors import ConfigError, format_validation_error
+from serving.schemas import ContentPart, ImagePart, TextPart  # the wire format our server accepts: one definition
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class TextPart(_Strict):
-    type: Literal["text"]
-    text: str
-
-
-class ImageURL(_Strict):
-    url: Annotated[str, Field(min_length=1)]
-    detail: Literal["auto", "low", "high"] | None = None
-
-
-class ImagePart(_Strict):
-    type: Literal["image_url"]
-    image_url: ImageURL
-
-
-ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 
 
 class ChatMessage(_Strict):

@@ -216,10 +216,11 @@ class ModelVariant(_Strict):
 
 
 class Objective(_Strict):
-    """goodput: maximize goodput_rps under the SLO; throughput: maximize throughput_rps;
+    """goodput: maximize goodput_rps under the SLO; slo_rate: maximize the highest request rate sustained
+    within the SLO's p99s (needs load mode slo_rate); throughput: maximize throughput_rps;
     pareto: maximize throughput_rps and minimize a p99 latency (two objectives)."""
 
-    kind: Literal["goodput", "throughput", "pareto"] = "goodput"
+    kind: Literal["goodput", "slo_rate", "throughput", "pareto"] = "goodput"
     latency_metric: Literal["e2el_ms_p99", "ttft_ms_p99"] = Field(
         default="e2el_ms_p99", description="The latency minimized by 'pareto'"
     )
@@ -232,6 +233,8 @@ class Objective(_Strict):
     def metric_names(self) -> list[str]:
         if self.kind == "goodput":
             return ["goodput_rps"]
+        if self.kind == "slo_rate":
+            return ["slo_rate_rps"]
         if self.kind == "throughput":
             return ["throughput_rps"]
         return ["throughput_rps", self.latency_metric]
@@ -522,10 +525,15 @@ def _semantic_issues(space: SearchSpace) -> list[str]:
     for key in space.model_variants:
         if key not in allowed_quant:
             issues.append(f"model_variants.{key}: not a quantization method; allowed: {', '.join(allowed_quant)}")
-    if space.objective.kind == "goodput" and all(
+    if space.objective.kind in ("goodput", "slo_rate") and all(
         getattr(space.slo, name) is None for name in ("ttft_ms", "tpot_ms", "e2el_ms")
     ):
-        issues.append("objective: goodput needs an slo with at least one of ttft_ms, tpot_ms, e2el_ms")
+        issues.append(f"objective: {space.objective.kind} needs an slo with at least one of ttft_ms, tpot_ms, e2el_ms")
+    if (space.objective.kind == "slo_rate") != (space.load.mode == "slo_rate"):
+        issues.append(
+            f"objective: {space.objective.kind} with load.mode {space.load.mode}: the slo_rate objective and the "
+            "slo_rate load mode go together (the mode measures slo_rate_rps)"
+        )
     try:
         engine_config_from_params(space, {}, tuned=False)
     except InvalidTrialConfig as exc:

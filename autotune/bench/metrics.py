@@ -123,3 +123,30 @@ def compute_summary(
         itl_ms=describe([gap for record in ok for gap in record.itl_ms]),
         e2el_ms=describe([record.e2el_ms for record in ok if record.e2el_ms is not None]),
     )
+
+
+SLO_RATE_MIN_COMPLETION_FRACTION = 0.9
+"""A rate is sustained when requests complete at >= this fraction of the rate they were sent."""
+SLO_RATE_MAX_ERROR_RATE = 0.01
+
+
+def slo_p99_verdict(summary: Summary, records: Sequence[RequestRecord], slo: SLO) -> str | None:
+    """None when this open-loop window sustained its rate within the SLO's p99s, else why not.
+
+    Sustained: the error rate is at most 1%, completions kept pace with sends (a growing queue means the
+    server fell behind, whatever the latencies of the requests that did finish), and each p99 set in the
+    SLO (TTFT, TPOT, end-to-end) is within its bound.
+    """
+    if summary.completed == 0:
+        return "no request completed"
+    if summary.error_rate > SLO_RATE_MAX_ERROR_RATE:
+        return f"error rate {100 * summary.error_rate:.1f}% > {100 * SLO_RATE_MAX_ERROR_RATE:.0f}%"
+    achieved, sent = completion_rate_rps(records), send_rate_rps(records)
+    if achieved is not None and sent is not None and achieved < SLO_RATE_MIN_COMPLETION_FRACTION * sent:
+        return f"fell behind: completions {achieved:.2f}/s < {SLO_RATE_MIN_COMPLETION_FRACTION:.0%} of sends {sent:.2f}/s"
+    for name in ("ttft_ms", "tpot_ms", "e2el_ms"):
+        bound = getattr(slo, name)
+        p99 = getattr(summary, name).p99
+        if bound is not None and (p99 is None or p99 > bound):
+            return f"{name} p99 {p99 if p99 is None else round(p99, 1)} > {bound:g}"
+    return None

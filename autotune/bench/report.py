@@ -40,6 +40,7 @@ def totals_table(summary: Summary) -> Table:
         ("duration s", _num(summary.duration_s, 2)),
         ("throughput req/s", _num(summary.throughput_rps, 2)),
         ("goodput req/s", _num(summary.goodput_rps, 2)),
+        *([("highest rate within SLO p99s req/s", _num(summary.slo_rate_rps, 2))] if summary.slo_rate_rps is not None else []),
         ("output tok/s", _num(summary.output_tok_s)),
         ("input tok/s", _num(summary.input_tok_s)),
     ]
@@ -62,14 +63,17 @@ def totals_table(summary: Summary) -> Table:
     return table
 
 
-def sweep_table(steps: list[Summary]) -> Table:
-    table = Table(title="sweep", title_justify="left")
-    for column in ("offered req/s", "throughput req/s", "errors", "goodput req/s", "TTFT p50 ms", "TPOT p50 ms", "client"):
+def sweep_table(steps: list[Summary], title: str = "sweep") -> Table:
+    table = Table(title=title, title_justify="left")
+    columns = ("load", "throughput req/s", "errors", "goodput req/s", "TTFT p50 / p99 ms", "TPOT p50 / p99 ms", "client")
+    for column in columns:
         table.add_column(column, justify="right")
     for step in steps:
+        load = f"{_num(step.offered_rate_rps, 2)} req/s" if step.offered_rate_rps else f"{step.concurrency} concurrent"
         table.add_row(
-            _num(step.offered_rate_rps, 2), _num(step.throughput_rps, 2), f"{step.error_rate:.1%}",
-            _num(step.goodput_rps, 2), _num(step.ttft_ms.p50), _num(step.tpot_ms.p50),
+            load, _num(step.throughput_rps, 2), f"{step.error_rate:.1%}",
+            _num(step.goodput_rps, 2), f"{_num(step.ttft_ms.p50)} / {_num(step.ttft_ms.p99)}",
+            f"{_num(step.tpot_ms.p50)} / {_num(step.tpot_ms.p99)}",
             "[red]SATURATED[/]" if step.client.saturated else "ok",
         )
     return table
@@ -82,7 +86,8 @@ def print_report(result: BenchResult, console: Console | None = None) -> None:
     console.print(summary_table(result.summary, title))
     console.print(totals_table(result.summary))
     if result.sweep:
-        console.print(sweep_table(result.sweep))
+        slo_rate = result.load.mode == "slo_rate"
+        console.print(sweep_table(result.sweep, "capacity probe, then rates highest first" if slo_rate else "sweep"))
     saturated = [s.client for s in (result.summary, *result.sweep) if s.client.saturated]
     for client in saturated[:1]:
         console.print(

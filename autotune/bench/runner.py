@@ -7,7 +7,10 @@ Public API (the tuner calls these):
 Modes (LoadSpec.mode): `concurrency` (closed loop), `rate` (open loop, Poisson or constant
 arrivals), `sweep` (GuideLLM-style: a closed-loop run at high concurrency measures the max rate,
 then open-loop runs at rates from max/steps up to max, stopping once the server falls behind
-(requests complete at < 90% of the rate they were sent, first to last), errors rise by 5 points, or the client saturates).
+(requests complete at < 90% of the rate they were sent, first to last), errors rise by 5 points, or the client saturates),
+`slo_rate` (the tuner's objective: a closed-loop probe at `concurrency` measures the capacity, then open-loop windows
+at fractions of it, highest first, until one sustains its rate within the SLO's p99s; that rate is `slo_rate_rps`
+and that window is the summary, so its GPU figures are those at the rate reported).
 Request bodies are rendered before each measured window; warm-up requests run first and are
 recorded but excluded from the summary.
 """
@@ -26,7 +29,7 @@ from autotune.bench.client import Outcome, PreparedRequest
 from autotune.bench.discovery import ServerInfo, auth_headers, discover_server
 from autotune.bench.environment import hardware, versions
 from autotune.bench.health import assess
-from autotune.bench.metrics import completion_rate_rps, compute_summary, send_rate_rps
+from autotune.bench.metrics import completion_rate_rps, compute_summary, send_rate_rps, slo_p99_verdict
 from autotune.bench.prepare import request_renderer
 from autotune.bench.processes import run_plans
 from autotune.bench.progress import NoProgress, ProgressReporter, RichProgress
@@ -200,7 +203,36 @@ class _Benchmark:
         if load.mode == "rate":
             result = await self.run_phase(PhaseLoad(0, "open", rate_rps=load.rate_rps), load.warmup_requests)
             return result.summary, [], result.records
+        if load.mode == "slo_rate":
+            return await self._slo_rate()
         return await self._sweep()
+
+    async def _slo_rate(self) -> tuple[Summary, list[Summary], list[RequestRecord]]:
+        load = self.load
+        probe = await self.run_phase(PhaseLoad(0, "closed", concurrency=load.concurrency or SWEEP_CONCURRENCY), load.warmup_requests)
+        windows, records = [probe.summary], list(probe.records)
+        capacity = probe.summary.throughput_rps
+        if not capacity or probe.summary.client.saturated:
+            why = "the client saturated" if probe.summary.client.saturated else "it completed nothing"
+            log.warning("slo_rate: the capacity probe is not usable (%s)", why)
+            return probe.summary.model_copy(update={"slo_rate_rps": 0.0}), windows, records
+        last: Summary | None = None
+        for k, fraction in enumerate(sorted(load.slo_rate_fractions, reverse=True), start=1):
+            rate = capacity * fraction
+            step = await self.run_phase(PhaseLoad(k, "open", rate_rps=rate))
+            windows.append(step.summary)
+            records.extend(step.records)
+            last = step.summary
+            if step.summary.client.saturated:
+                log.warning("slo_rate stopped at %.2f req/s: the client saturated", rate)
+                break
+            verdict = slo_p99_verdict(step.summary, step.records, self.slo)
+            if verdict is None:
+                log.info("slo_rate: %.2f req/s (%.0f%% of capacity %.2f) meets the SLO", rate, 100 * fraction, capacity)
+                return step.summary.model_copy(update={"slo_rate_rps": rate}), windows, records
+            log.info("slo_rate: %.2f req/s misses: %s", rate, verdict)
+        assert last is not None
+        return last.model_copy(update={"slo_rate_rps": 0.0}), windows, records
 
     async def _sweep(self) -> tuple[Summary, list[Summary], list[RequestRecord]]:
         load = self.load

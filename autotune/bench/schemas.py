@@ -25,9 +25,11 @@ class SLO(_Strict):
 
 
 class LoadSpec(_Strict):
-    """How requests are sent. Exactly one of concurrency (closed loop), rate_rps (open loop) or sweep."""
+    """How requests are sent: closed loop at `concurrency`, open loop at `rate_rps`, a rate sweep, or
+    `slo_rate`: the highest open-loop rate whose p99 latencies meet the SLO (a capacity probe at
+    `concurrency`, then rates at `slo_rate_fractions` of that capacity, highest first)."""
 
-    mode: Literal["concurrency", "rate", "sweep"]
+    mode: Literal["concurrency", "rate", "sweep", "slo_rate"]
     concurrency: Annotated[int, Field(ge=1)] | None = None
     rate_rps: Annotated[float, Field(gt=0)] | None = None
     arrival: Literal["poisson", "constant"] = "poisson"
@@ -41,6 +43,10 @@ class LoadSpec(_Strict):
     seed: int = 0
     sweep_max_rate_rps: Annotated[float, Field(gt=0)] | None = None
     sweep_steps: Annotated[int, Field(ge=2, le=50)] = 6
+    slo_rate_fractions: list[Annotated[float, Field(gt=0, le=1.5)]] = Field(
+        default_factory=lambda: [0.95, 0.85, 0.7, 0.55, 0.4, 0.25],
+        description="slo_rate: offered rates as fractions of the probed capacity, tried highest first",
+    )
 
     @model_validator(mode="after")
     def _check_mode(self) -> LoadSpec:
@@ -48,6 +54,8 @@ class LoadSpec(_Strict):
             raise ValueError("mode 'concurrency' needs concurrency")
         if self.mode == "rate" and self.rate_rps is None:
             raise ValueError("mode 'rate' needs rate_rps")
+        if self.mode == "slo_rate" and not self.slo_rate_fractions:
+            raise ValueError("mode 'slo_rate' needs at least one of slo_rate_fractions")
         if self.num_requests is None and self.duration_s is None:
             raise ValueError("set num_requests or duration_s (a run must be bounded)")
         return self
@@ -96,6 +104,9 @@ class Summary(_Strict):
     output_tok_s: float = 0.0
     input_tok_s: float = 0.0
     goodput_rps: float | None = None
+    slo_rate_rps: float | None = Field(
+        default=None, description="slo_rate mode: the highest offered rate meeting the SLO's p99s (0: none did)"
+    )
     error_rate: float = 0.0
     ttft_ms: Stats = Field(default_factory=Stats)
     tpot_ms: Stats = Field(default_factory=Stats)
@@ -136,4 +147,6 @@ class BenchResult(_Strict):
     summary: Summary
     requests: list[RequestRecord] = Field(default_factory=list)
     gpu_timeseries: list[dict[str, float]] = Field(default_factory=list)
-    sweep: list[Summary] = Field(default_factory=list, description="One summary per rate, in sweep mode")
+    sweep: list[Summary] = Field(
+        default_factory=list, description="One summary per rate in sweep mode; the probe and each rate tried in slo_rate mode"
+    )

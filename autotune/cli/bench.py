@@ -20,6 +20,14 @@ def bench(
     concurrency: Annotated[int | None, typer.Option(help="Closed loop: this many concurrent streams")] = None,
     rate: Annotated[float | None, typer.Option(help="Open loop: requests per second")] = None,
     sweep: Annotated[bool, typer.Option("--sweep", help="Find the max rate, then sweep rates up to it")] = False,
+    slo_rate: Annotated[
+        bool,
+        typer.Option(
+            "--slo-rate",
+            help="Find the highest rate meeting the --slo p99s: a capacity probe (at --concurrency, default 64), then rates "
+            "at falling fractions of it (use --duration to size each window)",
+        ),
+    ] = False,
     arrival: Annotated[Literal["poisson", "constant"], typer.Option(help="Open-loop arrivals")] = "poisson",
     num_requests: Annotated[int | None, typer.Option(help="Requests per measured run (default 200 unless --duration)")] = None,
     duration: Annotated[float | None, typer.Option(help="Seconds per measured run")] = None,
@@ -45,9 +53,16 @@ def bench(
     from autotune.bench.workload import resolve_workload
     from autotune.errors import ConfigError, config_error_from
 
-    modes = [name for name, chosen in (("concurrency", concurrency is not None), ("rate", rate is not None), ("sweep", sweep)) if chosen]
+    chosen_modes = (
+        ("concurrency", concurrency is not None and not slo_rate), ("rate", rate is not None), ("sweep", sweep), ("slo_rate", slo_rate)
+    )
+    modes = [name for name, chosen in chosen_modes if chosen]
     if len(modes) != 1:
-        raise ConfigError("choose exactly one of --concurrency N, --rate R or --sweep" + (f" (got {', '.join(modes)})" if modes else ""))
+        raise ConfigError(
+            "choose exactly one of --concurrency N, --rate R, --sweep or --slo-rate" + (f" (got {', '.join(modes)})" if modes else "")
+        )
+    if slo_rate and not slo:
+        raise ConfigError("--slo-rate needs at least one --slo (e.g. --slo ttft_ms=2000 --slo tpot_ms=50)")
     try:
         load = LoadSpec(
             mode=modes[0],  # type: ignore[arg-type]

@@ -26,10 +26,11 @@ from autotune.tune.redact import redact_mapping, redact_url
 
 log = logging.getLogger(__name__)
 
-KEY_METRICS = ("throughput_rps", "goodput_rps", "output_tok_s", "ttft_ms_p99", "tpot_ms_p99", "e2el_ms_p99", "error_rate")
+KEY_METRICS = ("throughput_rps", "goodput_rps", "slo_rate_rps", "output_tok_s", "ttft_ms_p99", "tpot_ms_p99", "e2el_ms_p99", "error_rate")
 COMPARED_METRICS = (
     ("throughput_rps", "higher"),
     ("goodput_rps", "higher"),
+    ("slo_rate_rps", "higher"),
     ("output_tok_s", "higher"),
     ("ttft_ms_p50", "lower"),
     ("ttft_ms_p99", "lower"),
@@ -215,7 +216,9 @@ class LiveTrialsTable:
         table.add_column("state", overflow="fold")
         for name in self._param_names:
             table.add_column(name, justify="right", overflow="fold")
-        for header in ("thr rps", "good rps", "TTFT p99 ms", "duration"):
+        slo_rate = self.space.objective.kind == "slo_rate"
+        headers = ("thr rps", "good rps", *(("SLO rate rps",) if slo_rate else ()), "TTFT p99 ms", "duration")
+        for header in headers:
             table.add_column(header, justify="right")
         for trial in self._rows[-30:]:
             metrics = trial.user_attrs.get(attrs.METRICS) or {}
@@ -225,6 +228,7 @@ class LiveTrialsTable:
                 *(_fmt(trial.params.get(name)) for name in self._param_names),
                 _fmt(metrics.get("throughput_rps")),
                 _fmt(metrics.get("goodput_rps")),
+                *((_fmt(metrics.get("slo_rate_rps")),) if slo_rate else ()),
                 _fmt(metrics.get("ttft_ms_p99"), 0),
                 _fmt_duration(_duration_s(trial)) if _duration_s(trial) is not None else "-",
             )
@@ -232,7 +236,7 @@ class LiveTrialsTable:
             number, phase, params = self._running
             table.add_row(
                 str(number), Text(phase + "...", style="cyan"), *(_fmt(params.get(name)) for name in self._param_names),
-                "", "", "", "",
+                *([""] * len(headers)),
             )
         eta = eta_s(self._durations, self.remaining())
         footer = Text(
@@ -250,7 +254,8 @@ class LiveTrialsTable:
         return (
             f"trial {trial.number} {trial.state.name} params={redact_mapping(trial.params)} "
             f"throughput_rps={_fmt(metrics.get('throughput_rps'))} goodput_rps={_fmt(metrics.get('goodput_rps'))} "
-            f"ttft_ms_p99={_fmt(metrics.get('ttft_ms_p99'), 0)}"
+            + (f"slo_rate_rps={_fmt(metrics.get('slo_rate_rps'))} " if "slo_rate_rps" in metrics else "")
+            + f"ttft_ms_p99={_fmt(metrics.get('ttft_ms_p99'), 0)}"
             + (f" reason={reason}" if reason else "")
             + f" ETA {_fmt_duration(eta)}"
         )

@@ -1,12 +1,14 @@
 """A tiny OpenAI-compatible streaming server for benchmark tests (and the capacity experiment).
 
 python fake_openai_server.py [--ttft-ms 50] [--itl-ms 10] [--tokens 16] [--fail-every N --fail-status 500]
-    [--drop-every N --drop-after-tokens K] [--simulated] [--port 0]
+    [--drop-every N --drop-after-tokens K] [--max-concurrent N] [--simulated] [--port 0]
 Prints `fake server listening on http://127.0.0.1:PORT` once it accepts connections.
 
 Each streamed response: a role-only chunk at once (must not count as the first token), then one
 chunk per token (the first after --ttft-ms, the others --itl-ms apart), a usage chunk, [DONE].
-`max_tokens` of the request sets the token count. GET /stats reports what the server saw.
+`max_tokens` of the request sets the token count. --max-concurrent N serves at most N streams at once
+(the others queue before their first token: a server with a hard capacity of N / request time).
+GET /stats reports what the server saw.
 """
 
 from __future__ import annotations
@@ -44,12 +46,19 @@ class FakeServer:
         self.body_bytes = 0
         self.models: list[str] = []
         self.image_digests: list[str] = []
+        self.slots = asyncio.Semaphore(args.max_concurrent) if args.max_concurrent else None
 
     def _error(self, status: int, message: str) -> web.Response:
         body = {"error": {"message": message, "type": "injected_error", "param": None, "code": status}}
         return web.json_response(body, status=status)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
+        if self.slots is None:
+            return await self._chat(request)
+        async with self.slots:
+            return await self._chat(request)
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
         self.received += 1
         number = self.received
         raw = await request.read()
@@ -149,6 +158,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fail-status", type=int, default=500)
     parser.add_argument("--drop-every", type=int, default=0)
     parser.add_argument("--drop-after-tokens", type=int, default=2)
+    parser.add_argument("--max-concurrent", type=int, default=0)
     parser.add_argument("--simulated", action="store_true")
     parser.add_argument("--no-metrics", action="store_true")
     return parser.parse_args(argv)

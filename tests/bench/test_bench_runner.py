@@ -115,3 +115,33 @@ def test_runs_with_different_seeds_never_repeat_an_image(start_fake_server) -> N
     assert stats["images"] == 16 and stats["distinct_images"] == 16
     run_benchmark_sync(url, workload, LoadSpec(mode="concurrency", concurrency=2, num_requests=6, seed=1), SLO(), telemetry=False)
     assert httpx.get(f"{url}/stats").json()["distinct_images"] == 16  # the same seed repeats itself exactly
+
+
+def _slo_rate_load(fractions: list[float]) -> LoadSpec:
+    return LoadSpec(mode="slo_rate", concurrency=8, num_requests=None, duration_s=1.5, slo_rate_fractions=fractions)
+
+
+def test_slo_rate_reports_the_highest_rate_whose_p99s_meet_the_slo(start_fake_server) -> None:
+    # Two streams at a time, 35 ms each: a hard capacity near 57 req/s; queueing raises TTFT near it.
+    url = start_fake_server("--max-concurrent", "2", "--ttft-ms", "20", "--itl-ms", "5")
+    slo = SLO(ttft_ms=150, tpot_ms=50)
+    result = run_benchmark_sync(url, _workload(output_tokens=4), _slo_rate_load([0.3, 1.3, 0.6]), slo, telemetry=False)
+    probe, *windows = result.sweep
+    capacity = probe.throughput_rps
+    assert probe.concurrency == 8 and 20 < capacity < 70
+    assert [w.offered_rate_rps for w in windows] == pytest.approx([capacity * f for f in (1.3, 0.6, 0.3)][: len(windows)])
+    chosen = result.summary.slo_rate_rps
+    assert chosen == pytest.approx(windows[-1].offered_rate_rps) and chosen > 0
+    assert result.summary.ttft_ms.p99 <= 150 and result.summary.tpot_ms.p99 <= 50
+    assert result.summary.offered_rate_rps == chosen  # the summary is the window at the rate reported
+    # 1.3x the capacity cannot be sustained: the server falls behind or TTFT p99 blows the SLO
+    assert windows[0].offered_rate_rps > chosen
+
+
+def test_slo_rate_is_zero_when_no_rate_meets_the_slo(start_fake_server) -> None:
+    url = start_fake_server("--ttft-ms", "20", "--itl-ms", "2")
+    slo = SLO(ttft_ms=5)  # below the injected 20 ms: nothing can meet it
+    result = run_benchmark_sync(url, _workload(output_tokens=4), _slo_rate_load([0.5, 0.25]), slo, telemetry=False)
+    assert result.summary.slo_rate_rps == 0.0
+    assert len(result.sweep) == 3  # the probe and both rates were tried
+    assert len({r.index for r in result.requests}) == len(result.requests)  # fresh requests in every window

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -225,3 +226,22 @@ def test_sigkill_mid_trial_then_resume(quick_space_data: dict[str, Any], tmp_pat
     assert _wait_group_gone(int(victim.user_attrs[attrs.SERVER_PGID]))
     assert f"[{victim.number}]" in resumed.stdout  # the resume reports the trial it failed
     assert len([t for t in trials if t.state.is_finished()]) == len(finished_before) + 2
+
+
+def test_slo_rate_objective_on_the_simulated_engine(tmp_path: Path, quick_space_data: dict[str, Any]) -> None:
+    data = dict(quick_space_data, objective="slo_rate")
+    data["engine_base"] = dict(data["engine_base"], model=str((QUICK_SPACE.parent / data["engine_base"]["model"]).resolve()))
+    data["load"] = {"mode": "slo_rate", "concurrency": 8, "num_requests": None, "duration_s": 1.0,
+                    "slo_rate_fractions": [0.9, 0.5], "client_processes": 1}
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    done = _cli("tune", str(space_file), "--experiments-dir", str(tmp_path / "exp"), "--n-trials", "1",
+                "--study", "slo-rate", "--no-mlflow")
+    assert done.returncode == 0, done.stderr[-2000:]
+    trial = _load(tmp_path / "exp" / "slo-rate", "slo-rate").trials[0]
+    assert trial.state is TrialState.COMPLETE and trial.user_attrs[attrs.SIMULATED] is True
+    measured = trial.user_attrs[attrs.METRICS]["slo_rate_rps"]
+    assert trial.values[0] == pytest.approx(measured)
+    result = json.loads(Path(trial.user_attrs[attrs.RESULT_PATH]).read_text())
+    assert result["simulated"] is True and result["load"]["mode"] == "slo_rate"
+    assert len(result["sweep"]) >= 2 and result["summary"]["slo_rate_rps"] == measured

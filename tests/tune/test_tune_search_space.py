@@ -159,6 +159,14 @@ def test_goodput_objective_needs_an_slo() -> None:
     parse_search_space(_space(slo={}, objective="throughput"))
 
 
+def test_slo_rate_objective_needs_the_slo_rate_load_mode_and_an_slo() -> None:
+    slo_rate_load = {"mode": "slo_rate", "concurrency": 64, "num_requests": None, "duration_s": 10}
+    assert "the slo_rate objective and the slo_rate load mode go together" in _error(_space(objective="slo_rate"))
+    assert "slo_rate needs an slo" in _error(_space(objective="slo_rate", load=slo_rate_load, slo={}))
+    space = parse_search_space(_space(objective="slo_rate", load=slo_rate_load))
+    assert space.objective.metric_names() == ["slo_rate_rps"] and space.objective.directions() == ["maximize"]
+
+
 def test_conditions_choose_the_active_parameters() -> None:
     space = parse_search_space(_space())
     chunked = engine_config_from_params(

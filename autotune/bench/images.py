@@ -1,8 +1,10 @@
 """Deterministic synthetic images, cached on disk.
 
-Each image is a function of (width, height, seed, format, quality): a two-colour gradient with a
-few shapes and mild noise, so it compresses like a photo rather than like pure noise (a 448x448
-JPEG is tens of KB, as real uploads are). Files are cached under `~/.cache/autotune/images`
+Each image is a function of (width, height, seed, format, quality, pattern). Pattern `photo`: a
+two-colour gradient with a few shapes and mild noise, so it compresses like a photo rather than like
+pure noise (a 448x448 JPEG is tens of KB, as real uploads are). Pattern `noise`: i.i.d. uniform
+random pixels, what vLLM's random-mm benchmark dataset sends (JPEG at PIL's default quality 75 there),
+for like-for-like comparisons with `vllm bench serve`. Files are cached under `~/.cache/autotune/images`
 (or `$AUTOTUNE_CACHE_DIR/images`), keyed by those parameters and a generator version.
 """
 
@@ -18,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 ImageFormat = Literal["png", "jpeg"]
+ImagePattern = Literal["photo", "noise"]
 _GENERATOR_VERSION = 1
 _MIME = {"png": "image/png", "jpeg": "image/jpeg"}
 
@@ -28,8 +31,10 @@ def image_cache_dir() -> Path:
     return base / "images"
 
 
-def render_image(width: int, height: int, seed: int) -> Image.Image:
+def render_image(width: int, height: int, seed: int, pattern: ImagePattern = "photo") -> Image.Image:
     rng = np.random.default_rng(seed)
+    if pattern == "noise":
+        return Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8), mode="RGB")
     start, end = rng.integers(0, 256, size=(2, 3))
     ramp = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :, None]
     tilt = np.linspace(0.0, 0.3, height, dtype=np.float32)[:, None, None]
@@ -57,16 +62,19 @@ def encode_image(image: Image.Image, fmt: ImageFormat, jpeg_quality: int = 85) -
     return buffer.getvalue()
 
 
-def image_bytes(width: int, height: int, seed: int, fmt: ImageFormat = "jpeg", jpeg_quality: int = 85) -> bytes:
+def image_bytes(
+    width: int, height: int, seed: int, fmt: ImageFormat = "jpeg", jpeg_quality: int = 85, pattern: ImagePattern = "photo"
+) -> bytes:
     """The encoded image for these parameters, from the disk cache when present."""
     suffix = "jpg" if fmt == "jpeg" else "png"
     quality = f"-q{jpeg_quality}" if fmt == "jpeg" else ""
-    path = image_cache_dir() / f"v{_GENERATOR_VERSION}-{width}x{height}-s{seed}{quality}.{suffix}"
+    kind = "" if pattern == "photo" else f"-{pattern}"
+    path = image_cache_dir() / f"v{_GENERATOR_VERSION}-{width}x{height}-s{seed}{quality}{kind}.{suffix}"
     try:
         return path.read_bytes()
     except OSError:
         pass
-    data = encode_image(render_image(width, height, seed), fmt, jpeg_quality)
+    data = encode_image(render_image(width, height, seed, pattern), fmt, jpeg_quality)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")

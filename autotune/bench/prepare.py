@@ -61,7 +61,7 @@ class _SyntheticRenderer:
         if key not in self._images:
             spec = self.spec.images
             assert spec is not None
-            data = image_bytes(width, height, image_seed, spec.format, spec.jpeg_quality)
+            data = image_bytes(width, height, image_seed, spec.format, spec.jpeg_quality, spec.pattern)
             self._images[key] = data_url(data, mime_for(spec.format))
         return self._images[key]
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from autotune.bench.distributions import FixedInt, IntDistribution
-from autotune.bench.images import ImageFormat
+from autotune.bench.images import ImageFormat, ImagePattern
 from autotune.config import read_yaml_mapping
 from autotune.errors import ConfigError, config_error_from
 
@@ -54,6 +54,11 @@ class ImageSpec(_Strict):
     )
     format: ImageFormat = "jpeg"
     jpeg_quality: Annotated[int, Field(ge=1, le=95)] = 85
+    pattern: ImagePattern = Field(
+        default="photo",
+        description="photo: gradient, shapes, mild noise (compresses like a photo); "
+        "noise: i.i.d. random pixels, as `vllm bench serve --dataset-name random-mm` sends (worst-case compression)",
+    )
     pool_size: Annotated[int, Field(ge=1)] | None = Field(
         default=None,
         description="None: every image is distinct (no server-side image cache hits); N: images repeat from N distinct ones",
@@ -126,7 +131,7 @@ def load_workload(path: str | Path) -> Workload:
 
 
 def resolve_workload(name_or_path: str | Path) -> Workload:
-    """A workload file, or a built-in by name (`vlm-chat`, `text-chat`, `vlm-multi-image`)."""
+    """A workload file, or a built-in by name (`vlm-chat`, `vlm-chat-random-mm`, `text-chat`, `vlm-multi-image`)."""
     candidate = Path(name_or_path)
     if candidate.is_file():
         return load_workload(candidate)

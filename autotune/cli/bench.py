@@ -16,7 +16,7 @@ from autotune.cli import app
 @app.command()
 def bench(
     url: Annotated[str, typer.Option(help="Server base URL, e.g. http://127.0.0.1:8000")],
-    workload: Annotated[str, typer.Option(help="Built-in name (vlm-chat, text-chat, vlm-multi-image) or a YAML file")] = "vlm-chat",
+    workload: Annotated[str, typer.Option(help="Built-in name (vlm-chat, vlm-chat-random-mm, text-chat, vlm-multi-image) or a YAML file")] = "vlm-chat",
     concurrency: Annotated[int | None, typer.Option(help="Closed loop: this many concurrent streams")] = None,
     rate: Annotated[float | None, typer.Option(help="Open loop: requests per second")] = None,
     sweep: Annotated[bool, typer.Option("--sweep", help="Find the max rate, then sweep rates up to it")] = False,

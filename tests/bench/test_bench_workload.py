@@ -68,6 +68,28 @@ def test_images_same_bytes_twice_and_cached(tmp_path: Path, monkeypatch: pytest.
     assert image_bytes(64, 48, seed=6, fmt="png") != first
 
 
+def test_random_mm_workload_sends_random_pixel_jpegs_like_vllm_bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from io import BytesIO
+
+    from PIL import Image
+
+    monkeypatch.setenv("AUTOTUNE_CACHE_DIR", str(tmp_path))
+    first, second = build_requests(resolve_workload("vlm-chat-random-mm"), 2, "m")
+    urls = [
+        next(p for p in _body(r)["messages"][-1]["content"] if p["type"] == "image_url")["image_url"]["url"]
+        for r in (first, second)
+    ]
+    pixels = [np.asarray(Image.open(BytesIO(base64.b64decode(u.split(",", 1)[1])))) for u in urls]
+    assert all(u.startswith("data:image/jpeg;base64,") for u in urls) and pixels[0].shape == (448, 448, 3)
+    assert not np.array_equal(pixels[0], pixels[1])
+    # i.i.d. pixels: neighbours are uncorrelated and the JPEG is far larger than a photo-like one of the same size
+    flat = pixels[0].astype(float)
+    assert abs(np.corrcoef(flat[:, :-1].ravel(), flat[:, 1:].ravel())[0, 1]) < 0.3
+    photo = image_bytes(448, 448, seed=1, fmt="jpeg", jpeg_quality=75)
+    noise = image_bytes(448, 448, seed=1, fmt="jpeg", jpeg_quality=75, pattern="noise")
+    assert len(noise) > 3 * len(photo)
+
+
 def test_shared_prefix_and_image_pool(tmp_path: Path) -> None:
     spec = tmp_path / "w.yaml"
     spec.write_text(

@@ -34,6 +34,24 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+Modality = Literal["image", "video", "audio"]
+
+
+class MediaLimit(StrictModel):
+    """Items of one modality per prompt, and the item size vLLM profiles memory with and warms up on.
+
+    vLLM's default profiles the largest item the processor accepts (for Qwen3-VL a ~16-megapixel image,
+    ~20-35 s of image processing per server start); a deployment that serves known image sizes can
+    say so here, which shortens every start. Larger images are still accepted: this sizes the
+    profiling, so keep `gpu_memory_utilization` headroom if clients may send much larger ones.
+    """
+
+    count: Annotated[int, Field(ge=0)]
+    width: Annotated[int, Field(gt=0)] | None = None
+    height: Annotated[int, Field(gt=0)] | None = None
+    num_frames: Annotated[int, Field(gt=0)] | None = None
+
+
 class EngineConfig(StrictModel):
     """vLLM engine settings. `None` means "vLLM's own default" (it is not passed at all)."""
 
@@ -49,7 +67,9 @@ class EngineConfig(StrictModel):
     quantization: Quantization | None = None
     enable_prefix_caching: bool | None = None
     enable_chunked_prefill: bool | None = None
-    limit_mm_per_prompt: dict[Literal["image", "video", "audio"], Annotated[int, Field(ge=0)]] | None = None
+    limit_mm_per_prompt: dict[Modality, Annotated[int, Field(ge=0)] | MediaLimit] | None = Field(
+        default=None, description="Items per prompt by modality: a count, or {count, width, height} to size profiling"
+    )
     mm_processor_cache_gb: Annotated[float, Field(ge=0)] | None = None
     mm_processor_kwargs: dict[str, Any] | None = Field(
         default=None, description="Forwarded to the HF processor, e.g. {'use_fast': true, 'device': 'cuda'}"
@@ -90,6 +110,11 @@ class EngineConfig(StrictModel):
                 "(vLLM's multimodal processor cache is not thread-safe)"
             )
         return self
+
+    def mm_item_limit(self, modality: Modality) -> int | None:
+        """Items of `modality` allowed per prompt (None: vLLM's default)."""
+        limit = (self.limit_mm_per_prompt or {}).get(modality)
+        return limit.count if isinstance(limit, MediaLimit) else limit
 
     @property
     def name_for_clients(self) -> str:
@@ -136,7 +161,11 @@ class EngineConfig(StrictModel):
             if value is not None:
                 args.append(("--" if value else "--no-") + name.replace("_", "-"))
         if self.limit_mm_per_prompt is not None:
-            args += ["--limit-mm-per-prompt", json.dumps(self.limit_mm_per_prompt)]
+            limits = {
+                key: value.model_dump(exclude_none=True) if isinstance(value, MediaLimit) else value
+                for key, value in self.limit_mm_per_prompt.items()
+            }
+            args += ["--limit-mm-per-prompt", json.dumps(limits)]
         if self.mm_processor_kwargs is not None:
             args += ["--mm-processor-kwargs", json.dumps(self.mm_processor_kwargs)]
         return args

@@ -54,7 +54,7 @@ def create_app(tuned: TunedConfig, engine: Engine, *, token_counter: TextTokenCo
         )
         executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="preprocess")
         client = httpx.AsyncClient(trust_env=False, follow_redirects=False, timeout=settings.image_fetch_timeout_s)
-        limit_mm = (engine_config.limit_mm_per_prompt or {}).get("image")
+        limit_mm = engine_config.mm_item_limit("image")
         state.preparer = RequestPreparer(
             counter=token_counter or make_token_counter(engine_config.model),
             grid=VisionGrid.from_model_dir(engine_config.model),

@@ -56,7 +56,7 @@ class SimulatedSettings:
             mm_processor_cache_gb=(
                 DEFAULT_MM_PROCESSOR_CACHE_GB if engine.mm_processor_cache_gb is None else engine.mm_processor_cache_gb
             ),
-            max_images_per_prompt=(engine.limit_mm_per_prompt or {}).get("image"),
+            max_images_per_prompt=engine.mm_item_limit("image"),
         )
 
 

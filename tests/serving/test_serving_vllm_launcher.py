@@ -81,3 +81,13 @@ def test_config_json_masks_the_key_and_is_private() -> None:
         assert os.stat(path).st_mode & 0o077 == 0
     finally:
         path.unlink()
+
+
+def test_media_limits_with_a_profiling_size_reach_vllm_as_its_json_and_count_as_items() -> None:
+    engine = EngineConfig(model="/m", limit_mm_per_prompt={"image": {"count": 2, "width": 448, "height": 448}, "video": 0})
+    limits = json.loads(flag_value(engine.to_vllm_cli_args(), "--limit-mm-per-prompt"))
+    # vLLM 0.24's MultiModalConfig.limit_per_prompt format (checked against its parser): count + dummy item size
+    assert limits == {"image": {"count": 2, "width": 448, "height": 448}, "video": 0}
+    assert engine.mm_item_limit("image") == 2 and engine.mm_item_limit("video") == 0 and engine.mm_item_limit("audio") is None
+    plain = EngineConfig(model="/m", limit_mm_per_prompt={"image": 1})
+    assert json.loads(flag_value(plain.to_vllm_cli_args(), "--limit-mm-per-prompt")) == {"image": 1}

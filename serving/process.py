@@ -109,12 +109,13 @@ class ServerProcess:
         startup_timeout_s: float = 600.0,
         env: Mapping[str, str] | None = None,
         extra_args: Sequence[str] = (),
+        cpus: Sequence[int] | None = None,
     ) -> None:
         args = ["--config", str(config_path)]
         if engine is not None:
             args += ["--engine", EngineKind(engine).value]
         args += ["--host", host, "--port", str(port), *extra_args]
-        self._init(args, host=host, log_path=log_path, startup_timeout_s=startup_timeout_s, env=env)
+        self._init(args, host=host, log_path=log_path, startup_timeout_s=startup_timeout_s, env=env, cpus=cpus)
 
     @classmethod
     def from_serve_args(
@@ -125,10 +126,11 @@ class ServerProcess:
         host: str = "127.0.0.1",
         startup_timeout_s: float = 600.0,
         env: Mapping[str, str] | None = None,
+        cpus: Sequence[int] | None = None,
     ) -> ServerProcess:
         """Any `autotune serve` arguments (e.g. `--model PATH --engine simulated --port 0`)."""
         self = cls.__new__(cls)
-        self._init(list(serve_args), host=host, log_path=log_path, startup_timeout_s=startup_timeout_s, env=env)
+        self._init(list(serve_args), host=host, log_path=log_path, startup_timeout_s=startup_timeout_s, env=env, cpus=cpus)
         return self
 
     def _init(
@@ -139,8 +141,10 @@ class ServerProcess:
         log_path: Path,
         startup_timeout_s: float,
         env: Mapping[str, str] | None,
+        cpus: Sequence[int] | None = None,
     ) -> None:
         self.argv = [sys.executable, "-m", "autotune.cli", "serve", *serve_args]
+        self.cpus = sorted(set(cpus)) if cpus else None  # the server and every process it starts run on these
         self.host = host
         self.log_path = Path(log_path)
         self.startup_timeout_s = startup_timeout_s
@@ -159,6 +163,12 @@ class ServerProcess:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def _preexec(self) -> None:
+        """In the child before exec: die with the parent, run on `cpus` (inherited by everything it starts)."""
+        _die_with_parent()
+        if self.cpus:
+            os.sched_setaffinity(0, self.cpus)
+
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -169,7 +179,7 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             env=self.env,
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+            preexec_fn=self._preexec if sys.platform.startswith("linux") else None,  # noqa: PLW1509
         )
         self.pid = self._process.pid
         self.pgid = self.pid  # start_new_session: the child leads its own group

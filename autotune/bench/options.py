@@ -10,8 +10,8 @@ from autotune.errors import ConfigError, config_error_from
 SLO_NAMES = ("ttft_ms", "tpot_ms", "e2el_ms")
 
 
-def parse_cpu_list(text: str) -> list[int]:
-    """'0-3,6' -> [0, 1, 2, 3, 6] (the `taskset -c` syntax)."""
+def parse_cpu_list(text: str, option: str = "--client-cpus") -> list[int]:
+    """'0-3,6' -> [0, 1, 2, 3, 6] (the `taskset -c` syntax); errors name `option`."""
     cpus: list[int] = []
     try:
         for part in text.split(","):
@@ -24,9 +24,9 @@ def parse_cpu_list(text: str) -> list[int]:
             elif part:
                 cpus.append(int(part))
     except ValueError:
-        raise ConfigError(f"--client-cpus: expected CPU numbers and ranges like 0-3,6 (got {text!r})") from None
+        raise ConfigError(f"{option}: expected CPU numbers and ranges like 0-3,6 (got {text!r})") from None
     if not cpus or min(cpus) < 0:
-        raise ConfigError(f"--client-cpus: expected CPU numbers and ranges like 0-3,6 (got {text!r})")
+        raise ConfigError(f"{option}: expected CPU numbers and ranges like 0-3,6 (got {text!r})")
     return sorted(set(cpus))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from autotune.bench.process_profile import ServerCpuProfile, bottleneck_hint
 from autotune.bench.schemas import BenchResult, Stats, Summary
 
 
@@ -63,6 +64,21 @@ def totals_table(summary: Summary) -> Table:
     return table
 
 
+def server_cpu_table(profile: ServerCpuProfile) -> Table:
+    pinned = f"pinned to {len(profile.affinity)} of {profile.host_cpus} CPUs" if profile.affinity else "not pinned"
+    table = Table(title=f"server CPU by role, cores ({pinned}): {bottleneck_hint(profile)}", title_justify="left")
+    for column in ("role", "processes", "mean", "p95", "max", "busiest process mean"):
+        table.add_column(column, justify="right")
+    for role, cpu in profile.roles.items():
+        if cpu.processes:
+            table.add_row(
+                role, str(cpu.processes), _num(cpu.cores_mean, 2), _num(cpu.cores_p95, 2), _num(cpu.cores_max, 2),
+                _num(cpu.busiest_process_cores_mean, 2),
+            )
+    table.add_row("total", "", _num(profile.total_cores_mean, 2), _num(profile.total_cores_p95, 2), _num(profile.total_cores_max, 2), "")
+    return table
+
+
 def sweep_table(steps: list[Summary], title: str = "sweep") -> Table:
     table = Table(title=title, title_justify="left")
     columns = ("load", "throughput req/s", "errors", "goodput req/s", "TTFT p50 / p99 ms", "TPOT p50 / p99 ms", "client")
@@ -85,6 +101,8 @@ def print_report(result: BenchResult, console: Console | None = None) -> None:
     title = f"{label}{result.workload.get('name', '?')} @ {result.url}"
     console.print(summary_table(result.summary, title))
     console.print(totals_table(result.summary))
+    if result.summary.server_cpu is not None:
+        console.print(server_cpu_table(result.summary.server_cpu))
     if result.sweep:
         slo_rate = result.load.mode == "slo_rate"
         console.print(sweep_table(result.sweep, "capacity probe, then rates highest first" if slo_rate else "sweep"))

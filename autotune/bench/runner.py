@@ -32,6 +32,7 @@ from autotune.bench.health import assess
 from autotune.bench.metrics import completion_rate_rps, compute_summary, send_rate_rps, slo_p99_verdict
 from autotune.bench.prepare import request_renderer
 from autotune.bench.processes import run_plans
+from autotune.bench.process_profile import CpuSampler, make_process_sampler
 from autotune.bench.progress import NoProgress, ProgressReporter, RichProgress
 from autotune.bench.schedule import (
     arrival_offsets_s,
@@ -84,13 +85,14 @@ def _record(outcome: Outcome) -> RequestRecord:
 class _Benchmark:
     def __init__(
         self, server: ServerInfo, workload: Workload, load: LoadSpec, slo: SLO, api_key: str | None,
-        sampler: GpuSampler, progress: ProgressReporter,
+        sampler: GpuSampler, progress: ProgressReporter, cpu_sampler: CpuSampler,
     ) -> None:
         self.server = server
         self.workload = workload
         self.load = load
         self.slo = slo
         self.sampler = sampler
+        self.cpu_sampler = cpu_sampler
         self.progress = progress
         self.api_key = api_key
         self.headers = {"Content-Type": "application/json", **auth_headers(api_key)}
@@ -188,6 +190,7 @@ class _Benchmark:
             update={
                 "client": assess([report.health for report in run.reports]),
                 "gpu": self.sampler.summarize(run.start_monotonic, run.end_monotonic),
+                "server_cpu": self.cpu_sampler.summarize(run.start_monotonic, run.end_monotonic),
                 "server": poller.summary(),
             }
         )
@@ -280,8 +283,12 @@ async def run_benchmark(
     api_key: str | None = None,
     telemetry: bool = True,
     progress: bool = False,
+    server_pid: int | None = None,
 ) -> BenchResult:
     """Benchmark the OpenAI-compatible server at `url`; `model=None` asks /v1/models.
+
+    `server_pid`: the server's root process on this host; its process tree's CPU use by role
+    (API server, engine core, ...) is profiled over each measured window (`summary.server_cpu`).
 
     Raises ServerUnreachableError when the server cannot be asked anything; request failures
     during the run are data (records with `error`). With more than one client process (or
@@ -292,13 +299,16 @@ async def run_benchmark(
     if server.simulated:
         log.warning("the server runs the SIMULATED engine: results are not GPU measurements")
     sampler = make_gpu_sampler(telemetry)
+    cpu_sampler = make_process_sampler(server_pid)
     reporter: ProgressReporter = RichProgress() if progress else NoProgress()
     sampler.start()
+    cpu_sampler.start()
     try:
-        bench = _Benchmark(server, workload, load, slo, api_key, sampler, reporter)
+        bench = _Benchmark(server, workload, load, slo, api_key, sampler, reporter, cpu_sampler)
         summary, sweep, records = await bench.run()
     finally:
         sampler.stop()
+        cpu_sampler.stop()
         reporter.close()
     return BenchResult(
         url=server.base_url,
@@ -312,6 +322,7 @@ async def run_benchmark(
         summary=summary,
         requests=records,
         gpu_timeseries=sampler.timeseries(bench.first_window_monotonic),
+        server_cpu_timeseries=cpu_sampler.timeseries(bench.first_window_monotonic),
         sweep=sweep,
     )
 
@@ -326,8 +337,12 @@ def run_benchmark_sync(
     api_key: str | None = None,
     telemetry: bool = True,
     progress: bool = False,
+    server_pid: int | None = None,
 ) -> BenchResult:
     """`run_benchmark` from synchronous code (starts its own event loop)."""
     return asyncio.run(
-        run_benchmark(url, workload, load, slo, model=model, api_key=api_key, telemetry=telemetry, progress=progress)
+        run_benchmark(
+            url, workload, load, slo, model=model, api_key=api_key, telemetry=telemetry, progress=progress,
+            server_pid=server_pid,
+        )
     )

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from autotune.bench.process_profile import ServerCpuProfile
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -114,6 +116,9 @@ class Summary(_Strict):
     e2el_ms: Stats = Field(default_factory=Stats)
     gpu: GpuSummary | None = None
     server: dict[str, float] = Field(default_factory=dict, description="Scraped from /metrics when present")
+    server_cpu: ServerCpuProfile | None = Field(
+        default=None, description="CPU use of the server's processes by role over the window (when its pid is known)"
+    )
     client: ClientHealth = Field(default_factory=ClientHealth)
 
 
@@ -147,6 +152,9 @@ class BenchResult(_Strict):
     summary: Summary
     requests: list[RequestRecord] = Field(default_factory=list)
     gpu_timeseries: list[dict[str, float]] = Field(default_factory=list)
+    server_cpu_timeseries: list[dict[str, float]] = Field(
+        default_factory=list, description="Cores used by server role per sampling interval (when its pid is known)"
+    )
     sweep: list[Summary] = Field(
         default_factory=list, description="One summary per rate in sweep mode; the probe and each rate tried in slo_rate mode"
     )

@@ -41,6 +41,10 @@ def bench(
     model: Annotated[str | None, typer.Option(help="Model name to request (default: the server's first)")] = None,
     api_key: Annotated[str | None, typer.Option(envvar="AUTOTUNE_API_KEY", help="Bearer token")] = None,
     telemetry: Annotated[bool, typer.Option(help="Sample GPUs with NVML")] = True,
+    server_pid: Annotated[
+        int | None,
+        typer.Option(help="The server's root pid on this host: profile its processes' CPU use by role (frontend, engine core)"),
+    ] = None,
     output: Annotated[Path | None, typer.Option(help="Write the result JSON here")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
 ) -> None:
@@ -83,7 +87,7 @@ def bench(
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     result = run_benchmark_sync(
         url, resolve_workload(workload), load, parse_slo(slo or []),
-        model=model, api_key=api_key, telemetry=telemetry, progress=not quiet,
+        model=model, api_key=api_key, telemetry=telemetry, progress=not quiet, server_pid=server_pid,
     )
     print_report(result, Console())
     if output is not None:

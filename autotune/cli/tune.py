@@ -50,11 +50,31 @@ def tune(
     experiments_dir: ExperimentsDir = Path("experiments"),
     model: Annotated[str | None, typer.Option("--model", help="Replace the space's model (path or hub id)")] = None,
     serve: Annotated[bool, typer.Option("--serve", help="Serve the best config when the study ends")] = False,
+    server_cpus: Annotated[
+        str | None, typer.Option("--server-cpus", help="Pin each trial's server to these cores, e.g. 0-11 (recorded per trial)")
+    ] = None,
+    client_cpus: Annotated[
+        str | None, typer.Option("--client-cpus", help="Pin the load generator to these cores, e.g. 12-15 (recorded per trial)")
+    ] = None,
+    screen: Annotated[
+        int | None,
+        typer.Option("--screen", min=2, metavar="K", help="Before each trial, predict K sampled configs with the simulator "
+                     "and serve only the best predicted one (predictions, not measurements)"),
+    ] = None,
+    screen_profile: Annotated[
+        Path | None, typer.Option("--screen-profile", metavar="PROFILE.json", help="Calibrated simulator profile for --screen "
+                                  "(default: the shipped one, which is not calibrated)")
+    ] = None,
+    screen_uncalibrated: Annotated[
+        bool, typer.Option("--screen-uncalibrated", help="Allow --screen with a profile that says calibrated: false")
+    ] = False,
 ) -> None:
     """Tune vLLM engine settings on a workload: one served and benchmarked config per trial."""
+    from autotune.bench.options import parse_cpu_list
     from autotune.search_space import load_search_space
     from autotune.tune.preflight import check_engine, prepare_engine_env
     from autotune.tune.report import LiveTrialsTable
+    from autotune.tune.screen import ScreenSettings
     from autotune.tune.study import TuneSettings, counted_trials, open_study, run_tuning
 
     space = load_search_space(space_file, model=model)
@@ -67,6 +87,11 @@ def tune(
         mlflow_uri=mlflow_uri,
         mlflow=not no_mlflow,
         experiments_dir=experiments_dir,
+        server_cpus=parse_cpu_list(server_cpus, option="--server-cpus") if server_cpus else None,
+        client_cpus=parse_cpu_list(client_cpus) if client_cpus else None,
+        screen=None if screen is None else ScreenSettings(
+            candidates=screen, profile=screen_profile, allow_uncalibrated=screen_uncalibrated
+        ),
     )
     _quiet_optuna()
     check_engine(engine or space.engine)

@@ -26,6 +26,7 @@ METRICS = "metrics"  # flat summary figures
 TRIAL_DIR = "trial_dir"
 RESULT_PATH = "result_path"
 TIMINGS = "timings"
+CPU_PINNING = "cpu_pinning"  # {"server": [cores] | None, "client": [cores] | None}
 DUPLICATE_OF = "duplicate_of"
 WORKER_HOST = "worker_host"
 WORKER_PID = "worker_pid"
@@ -73,6 +74,8 @@ def trial_record(
         "config_hash": str(user_attrs.get(CONFIG_HASH, "")),
         CONFIG_KIND: str(user_attrs.get(CONFIG_KIND, SAMPLED)),
     }
+    for role, cores in (user_attrs.get(CPU_PINNING) or {}).items():
+        tags[f"cpus_{role}"] = _cpu_list_text(cores) if cores else "not pinned"
     reason = user_attrs.get(FAIL_REASON) or user_attrs.get(PRUNE_REASON)
     if reason:
         tags["fail_reason"] = str(reason)[:4000]
@@ -81,6 +84,21 @@ def trial_record(
     folder = user_attrs.get(TRIAL_DIR)
     artifacts = [Path(folder) / name for name in _TRIAL_FILES] if folder else []
     return TrialRecord(number=number, state=state, params=logged_params, metrics=metrics, tags=tags, artifacts=artifacts)
+
+
+def _cpu_list_text(cores: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2,5' (the taskset -c syntax)."""
+    runs: list[str] = []
+    ordered = sorted(set(cores))
+    start = prev = ordered[0]
+    for core in [*ordered[1:], None]:
+        if core is not None and core == prev + 1:
+            prev = core
+            continue
+        runs.append(str(start) if start == prev else f"{start}-{prev}")
+        if core is not None:
+            start = prev = core
+    return ",".join(runs)
 
 
 def _finite(value: Any) -> bool:

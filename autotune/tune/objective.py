@@ -154,6 +154,7 @@ class TuneObjective:
     def _record(self, trial: optuna.Trial, result: TrialResult) -> float | Sequence[float]:
         trial.set_user_attr(attrs.TRIAL_DIR, result.trial_dir)
         trial.set_user_attr(attrs.TIMINGS, result.timings.model_dump(exclude_none=True))
+        trial.set_user_attr(attrs.CPU_PINNING, {"server": result.server_cpus, "client": result.client_cpus})
         trial.set_user_attr(attrs.SIMULATED, result.simulated)
         if result.result_path:
             trial.set_user_attr(attrs.RESULT_PATH, result.result_path)

@@ -34,6 +34,7 @@ from autotune.tune.preflight import check_engine, check_study_dir, min_free_gib,
 from autotune.tune.recovery import recover_dead_workers
 from autotune.tune.redact import redact_url
 from autotune.tune.report import write_plots, write_trials_csv
+from autotune.tune.screen import ScreenSettings
 from autotune.tune.storage import default_storage_url, make_storage, study_exists
 from autotune.tune.trial import TrialRunner
 
@@ -55,6 +56,9 @@ class TuneSettings(BaseModel):
     mlflow_uri: str | None = Field(default=None, description="Default: SQLite in the study folder")
     mlflow: bool = True
     experiments_dir: Path = Path("experiments")
+    screen: ScreenSettings | None = Field(default=None, description="Simulator screening before each trial (--screen K)")
+    server_cpus: list[int] | None = Field(default=None, description="Pin each trial's server (and its children) here")
+    client_cpus: list[int] | None = Field(default=None, description="Pin the load generator here (replaces load.client_cpus)")
 
 
 class TuneOutcome(BaseModel):
@@ -324,6 +328,11 @@ def run_tuning(
     check_engine(settings.engine or space.engine)  # before the study records an engine
     prepare_engine_env(space)  # literal secrets -> this process's environment; every ${VAR} set (idempotent)
     workload = resolve_workload(space.workload)  # a bad workload fails before any trial
+    screener = None
+    if settings.screen is not None:  # a bad or uncalibrated screening profile fails before any trial
+        from autotune.tune.screen import Screener
+
+        screener = Screener(space, settings.screen, workload)
     session = session or open_study(space, settings)
     study = session.study
     recovered = recover_dead_workers(study)
@@ -331,13 +340,15 @@ def run_tuning(
     if session.tracker is not None:
         session.tracker.start_study(tags=session.study_tags(), params=_study_params(space))
         _sync_missing(session)  # trials finished while MLflow was down or by a dead worker
+    load = space.load if settings.client_cpus is None else space.load.model_copy(update={"client_cpus": settings.client_cpus})
     runner = runner_factory(
         study_dir=session.study_dir,
         engine_kind=session.engine,
         workload=workload,
-        load=space.load,
+        load=load,
         slo=space.slo,
         settings=space.trial,
+        **({"server_cpus": settings.server_cpus} if settings.server_cpus else {}),
     )
     objective = TuneObjective(
         space=space,
@@ -355,7 +366,13 @@ def run_tuning(
     interrupted = False
     try:
         with _sigterm_as_interrupt():
-            if n_trials > 0:
+            if n_trials > 0 and screener is not None:
+                from autotune.tune.screen import optimize_screened
+
+                optimize_screened(
+                    study, objective, screener, n_trials=n_trials, timeout_s=timeout_s, catch=(TrialFailed,), callbacks=callbacks
+                )
+            elif n_trials > 0:
                 study.optimize(objective, n_trials=n_trials, timeout=timeout_s, catch=(TrialFailed,), callbacks=callbacks)
     except KeyboardInterrupt:
         interrupted = True

@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -69,6 +69,8 @@ class TrialResult(BaseModel):
     memory: MemoryEstimate | None = None
     gpu_memory_released: bool | None = Field(default=None, description="None: not checked (no NVML)")
     timings: TrialTimings = Field(default_factory=TrialTimings)
+    server_cpus: list[int] | None = Field(default=None, description="CPU cores the server was pinned to (None: not pinned)")
+    client_cpus: list[int] | None = Field(default=None, description="CPU cores the load generator was pinned to")
 
 
 class ServerHandle(Protocol):
@@ -190,8 +192,10 @@ class TrialRunner:
         observer: TrialObserver | None = None,
         benchmark: BenchmarkFunc | None = None,
         server_factory: Callable[..., Any] | None = None,
+        server_cpus: Sequence[int] | None = None,
     ) -> None:
         self.study_dir = study_dir
+        self.server_cpus = sorted(set(server_cpus)) if server_cpus else None
         self.engine_kind = engine_kind
         self.workload = workload
         self.load = load
@@ -218,6 +222,8 @@ class TrialRunner:
             simulated=self.engine_kind is EngineKind.SIMULATED,
             config_hash=config_hash(engine),
             trial_dir=str(folder),
+            server_cpus=self.server_cpus,
+            client_cpus=self.load.client_cpus,
         )
         reason, estimate = check_feasibility(engine, self.settings, self._gpu_memory_gib)
         result.memory = estimate
@@ -258,6 +264,7 @@ class TrialRunner:
                 log_path=log_path,
                 startup_timeout_s=self.settings.startup_timeout_s,
                 **({"env": secret_env} if secret_env else {}),
+                **({"cpus": self.server_cpus} if self.server_cpus else {}),
             ) as server:
                 result.timings.startup_s = round(time.monotonic() - t0, 3)
                 self.observer.server_started(number, server)
@@ -304,7 +311,10 @@ class TrialRunner:
             t_measure = time.monotonic()
             bench: BenchResult = asyncio.run(
                 asyncio.wait_for(
-                    benchmark(server.base_url, self.workload, self.load, self.slo, model=model, telemetry=True),
+                    benchmark(
+                        server.base_url, self.workload, self.load, self.slo, model=model, telemetry=True,
+                        server_pid=server.pid,
+                    ),
                     timeout=self.settings.measure_timeout_s,
                 )
             )

@@ -174,3 +174,15 @@ def test_kill_process_group_cleans_up_a_left_behind_server() -> None:
             child.kill()
     assert not kill_process_group(os.getpgrp())  # never our own group
 
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU pinning needs Linux")
+def test_server_pinned_to_cpus_runs_there_and_the_tuner_is_not(tmp_path: Path) -> None:
+    import psutil
+
+    config = write_simulated_config(tmp_path / "tuned.yaml")
+    cores = sorted(os.sched_getaffinity(0))
+    pinned = cores[-1:]
+    with ServerProcess(config, log_path=tmp_path / "serve.log", startup_timeout_s=60, cpus=pinned) as server:
+        assert psutil.Process(server.pid).cpu_affinity() == pinned
+        assert sorted(os.sched_getaffinity(0)) == cores  # only the child was pinned

@@ -235,8 +235,11 @@ def test_slo_rate_objective_on_the_simulated_engine(tmp_path: Path, quick_space_
                     "slo_rate_fractions": [0.9, 0.5], "client_processes": 1}
     space_file = tmp_path / "space.yaml"
     space_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    cores = sorted(os.sched_getaffinity(0))
+    server_cores, client_cores = cores[:1], cores[-1:]
     done = _cli("tune", str(space_file), "--experiments-dir", str(tmp_path / "exp"), "--n-trials", "1",
-                "--study", "slo-rate", "--no-mlflow")
+                "--study", "slo-rate", "--no-mlflow",
+                "--server-cpus", str(server_cores[0]), "--client-cpus", str(client_cores[0]))
     assert done.returncode == 0, done.stderr[-2000:]
     trial = _load(tmp_path / "exp" / "slo-rate", "slo-rate").trials[0]
     assert trial.state is TrialState.COMPLETE and trial.user_attrs[attrs.SIMULATED] is True
@@ -245,3 +248,7 @@ def test_slo_rate_objective_on_the_simulated_engine(tmp_path: Path, quick_space_
     result = json.loads(Path(trial.user_attrs[attrs.RESULT_PATH]).read_text())
     assert result["simulated"] is True and result["load"]["mode"] == "slo_rate"
     assert len(result["sweep"]) >= 2 and result["summary"]["slo_rate_rps"] == measured
+    # pinning is applied and recorded: the server's own process reports its affinity, the trial its cores
+    assert trial.user_attrs[attrs.CPU_PINNING] == {"server": server_cores, "client": client_cores}
+    profile = result["summary"]["server_cpu"]
+    assert profile["affinity"] == server_cores and profile["samples"] >= 2 and profile["total_cores_mean"] > 0

@@ -284,7 +284,9 @@ class Budget(_Strict):
 
 
 class SamplerSettings(_Strict):
-    kind: Literal["tpe", "nsga2", "random"] = "tpe"
+    """tpe (default), nsga2 (pareto), random, or grid: every combination of the (categorical/bool) parameters once."""
+
+    kind: Literal["tpe", "nsga2", "random", "grid"] = "tpe"
     seed: int | None = 0
     n_startup_trials: Annotated[int, Field(ge=0)] = 5
 
@@ -529,6 +531,10 @@ def _semantic_issues(space: SearchSpace) -> list[str]:
         getattr(space.slo, name) is None for name in ("ttft_ms", "tpot_ms", "e2el_ms")
     ):
         issues.append(f"objective: {space.objective.kind} needs an slo with at least one of ttft_ms, tpot_ms, e2el_ms")
+    if space.sampler.kind == "grid":
+        for name, spec in space.parameters.items():
+            if spec.type not in ("categorical", "bool"):
+                issues.append(f"parameters.{name}: sampler grid needs categorical or bool parameters (got type {spec.type})")
     if (space.objective.kind == "slo_rate") != (space.load.mode == "slo_rate"):
         issues.append(
             f"objective: {space.objective.kind} with load.mode {space.load.mode}: the slo_rate objective and the "
@@ -539,6 +545,13 @@ def _semantic_issues(space: SearchSpace) -> list[str]:
     except InvalidTrialConfig as exc:
         issues.append(f"engine_base + fixed (vLLM defaults, trial 0): {exc}")
     return issues
+
+
+def grid_choices(space: SearchSpace) -> dict[str, list[Any]]:
+    """The grid of sampler kind `grid`: each parameter's choices (bool: false, true)."""
+    return {
+        name: [False, True] if spec.type == "bool" else list(spec.choices or []) for name, spec in space.parameters.items()
+    }
 
 
 def _value_label(spec: ParamSpec, index: int, count: int) -> str:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autotune.config import EngineKind
 from autotune.errors import ConfigError
-from autotune.search_space import SearchSpace
+from autotune.search_space import SearchSpace, grid_choices
 from autotune.tracking import MlflowTracker, default_tracking_uri, flatten
 from autotune.tune import attrs
 from autotune.tune.best import build_best_config
@@ -176,10 +176,11 @@ def _make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
     seed = space.sampler.seed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if space.sampler.kind == "grid":
+            sampler: optuna.samplers.BaseSampler = optuna.samplers.GridSampler(grid_choices(space), seed=seed)
+            return sampler  # the grid's order is its own (seeded); not re-seeded per trial
         if space.sampler.kind == "random":
-            sampler: optuna.samplers.BaseSampler = (
-                optuna.samplers.RandomSampler() if seed is None else _SeededRandom(seed=seed)
-            )
+            sampler = optuna.samplers.RandomSampler() if seed is None else _SeededRandom(seed=seed)
         elif space.sampler.kind == "nsga2":
             population = max(4, space.sampler.n_startup_trials)
             sampler = (

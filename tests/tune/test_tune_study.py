@@ -150,3 +150,27 @@ def test_optuna_sees_the_space_distributions(tmp_path: Path, quick_space_data: d
     for trial in study.trials:
         for name, distribution in trial.distributions.items():
             assert distribution == expected[name]
+
+
+def test_grid_sampler_serves_every_combination_once_then_stops(tmp_path: Path, quick_space_data: dict) -> None:
+    data = _small_space(quick_space_data)
+    data["parameters"] = {
+        "max_num_seqs": {"type": "categorical", "choices": [2, 8]},
+        "enable_prefix_caching": {"type": "bool"},
+    }
+    data["sampler"] = {"kind": "grid", "seed": 0}
+    space = space_from(data)
+    run_tuning(space, _settings(tmp_path, n_trials=12), runner_factory=FakeRunner)
+    study = reopen_study(space.name, experiments_dir=tmp_path, mlflow=False).study
+    sampled = {(t.params["max_num_seqs"], t.params["enable_prefix_caching"]) for t in study.trials if t.params}
+    assert sampled == {(2, False), (2, True), (8, False), (8, True)}
+    assert len(study.trials) < 12  # the grid ran out: the study stopped by itself
+    assert len(FakeRunner.calls) == 5  # the defaults and the four combinations, each served once
+
+
+def test_grid_sampler_refuses_a_numeric_range(quick_space_data: dict) -> None:
+    data = _small_space(quick_space_data)
+    data["parameters"] = {"max_num_seqs": {"type": "int", "low": 2, "high": 8}}
+    data["sampler"] = {"kind": "grid"}
+    with pytest.raises(ConfigError, match="parameters.max_num_seqs: sampler grid needs categorical or bool parameters"):
+        space_from(data)

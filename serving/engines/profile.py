@@ -7,6 +7,7 @@ The shipped profile (`autotune/profiles/h100-qwen3-vl-4b.json`) is NOT calibrate
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -60,6 +61,31 @@ class FrontendCosts(_Strict):
     image_cache_bytes_per_pixel: Annotated[float, Field(gt=0)] = 12.0
 
 
+class MedianErrors(_Strict):
+    """Median absolute relative error of the predictions, in percent (None: not measured by any point)."""
+
+    throughput_pct: float | None = None
+    ttft_p50_pct: float | None = None
+
+
+class CalibrationInfo(_Strict):
+    """How a calibrated profile was fitted (written by `autotune calibrate`)."""
+
+    date: datetime
+    base_profile: str
+    source_folders: list[str]
+    points: int
+    skipped: dict[str, int] = Field(default_factory=dict, description="Result files not used, by reason")
+    objective: str
+    fitted_parameters: dict[str, float] = Field(description="Dotted profile field -> fitted value")
+    median_abs_error_before: MedianErrors = Field(description="The base profile on the same points")
+    median_abs_error_in_sample: MedianErrors
+    median_abs_error_held_out: MedianErrors | None = None
+    held_out_method: str = Field(description="e.g. '4-fold cross-validation', or why none was done")
+    vllm_versions: list[str] = Field(default_factory=list)
+    gpu_names: list[str] = Field(default_factory=list)
+
+
 class SimulatorProfile(_Strict):
     name: str
     description: str = ""
@@ -68,6 +94,7 @@ class SimulatorProfile(_Strict):
     model: ModelInfo
     gpu_costs: GpuCosts
     frontend: FrontendCosts
+    calibration: CalibrationInfo | None = Field(default=None, description="Set by `autotune calibrate`")
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> SimulatorProfile:

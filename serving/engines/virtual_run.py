@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from serving.engines.base import GenerationRequest
 from serving.engines.batching import BatchScheduler, Sequence
@@ -29,6 +30,19 @@ class VirtualRunResult:
     max_running_seqs: int
     preemptions: int
     gpu_busy_fraction: float
+    # Per completed request, in completion order (what a benchmark's percentiles are computed over).
+    request_ttft_s: tuple[float, ...] = field(default=(), repr=False)
+    # (latency - TTFT) / (tokens - 1), aligned with request_ttft_s; NaN for a one-token request
+    request_tpot_s: tuple[float, ...] = field(default=(), repr=False)
+
+    @property
+    def ttft_p50_s(self) -> float:
+        return statistics.median(self.request_ttft_s) if self.request_ttft_s else self.mean_ttft_s
+
+    @property
+    def tpot_p50_s(self) -> float | None:
+        defined = [tpot for tpot in self.request_tpot_s if tpot == tpot]  # NaN: one-token requests
+        return statistics.median(defined) if defined else None
 
 
 def simulate_closed_loop(
@@ -48,6 +62,10 @@ def simulate_closed_loop(
     engine_free_at: float | None = 0.0  # None while a step is in flight
     sent_at: dict[str, float] = {}
     first_token: set[str] = set()
+    ttft_of: dict[str, float] = {}
+    tokens_of: dict[str, int] = {}
+    request_ttft: list[float] = []
+    request_tpot: list[float] = []
 
     def push(at: float, kind: str, payload: object) -> None:
         heapq.heappush(events, (at, next(order), kind, payload))
@@ -76,14 +94,21 @@ def simulate_closed_loop(
                 seq_request, frontend = seq.token
                 delivered = frontends.deliver_token(frontend, now)
                 key = seq_request.request_id
+                tokens_of[key] = tokens_of.get(key, 0) + 1
                 if key not in first_token:
                     first_token.add(key)
-                    ttft_sum += delivered - sent_at[key]
+                    ttft_of[key] = delivered - sent_at[key]
+                    ttft_sum += ttft_of[key]
                 if seq.finished:
                     push(delivered, "done", key)
         elif kind == "done":
             completed += 1
-            latency_sum += now - sent_at.pop(payload)  # type: ignore[call-overload]
+            latency = now - sent_at.pop(payload)  # type: ignore[call-overload]
+            latency_sum += latency
+            ttft = ttft_of.pop(payload)  # type: ignore[call-overload]
+            tokens = tokens_of.pop(payload)  # type: ignore[call-overload]
+            request_ttft.append(ttft)
+            request_tpot.append((latency - ttft) / (tokens - 1) if tokens > 1 else float("nan"))
             issue(now)
         if engine_free_at is not None and scheduler.has_work:
             outcome = scheduler.step()
@@ -104,4 +129,6 @@ def simulate_closed_loop(
         max_running_seqs=max_running,
         preemptions=scheduler.preemptions_total,
         gpu_busy_fraction=min(1.0, busy_s / duration),
+        request_ttft_s=tuple(request_ttft),
+        request_tpot_s=tuple(request_tpot),
     )

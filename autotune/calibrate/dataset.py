@@ -111,11 +111,11 @@ def collect_points(folders: Sequence[str | Path]) -> CalibrationDataset:
         try:
             point = point_from_file(path)
         except _Skip as skip:
-            skipped.append(SkippedResult(source=str(path), reason=skip.reason, detail=skip.detail))
+            skipped.append(SkippedResult(source=_shown(path), reason=skip.reason, detail=skip.detail))
             continue
         key = _identity(point)
         if key in seen:
-            skipped.append(SkippedResult(source=str(path), reason="duplicate", detail=f"same run as {seen[key]}"))
+            skipped.append(SkippedResult(source=_shown(path), reason="duplicate", detail=f"same run as {seen[key]}"))
             continue
         seen[key] = point.source
         points.append(point)
@@ -163,7 +163,7 @@ def point_from_file(path: Path) -> CalibrationPoint:
         raise _Skip("unsupported_workload", f"workload kind {workload.kind!r}: only synthetic workloads can be simulated")
     gpus = (summary.gpu.devices if summary.gpu else []) or list(result.hardware.get("gpus") or [])
     return CalibrationPoint(
-        source=str(path),
+        source=_shown(path),
         engine_config=engine,
         workload=workload,
         concurrency=result.load.concurrency,
@@ -174,6 +174,14 @@ def point_from_file(path: Path) -> CalibrationPoint:
         gpu_name=str(gpus[0]) if gpus else None,
         vllm_version=result.versions.get("vllm"),
     )
+
+
+def _shown(path: Path) -> str:
+    """Relative to the working directory when under it (reports stay readable), else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _trial_record(path: Path) -> dict[str, Any] | None:

@@ -1,6 +1,7 @@
 # Sourced by the GPU scripts: paths and environment on the offline GPU host (see README, "GPU").
 export PYTHONPATH=/opt/gpu-site:$PWD
 export PYTHONUNBUFFERED=1
+export COLUMNS=${COLUMNS:-200}   # wide rich tables in the logs
 export VLLM_USE_FLASHINFER_SAMPLER=0
 export VLLM_CACHE_ROOT=${VLLM_CACHE_ROOT:-/root/.cache/vllm}   # one compile cache across trials and commands
 export MODEL=${MODEL:-/root/models/qwen3-vl-4b-instruct}

@@ -1,0 +1,188 @@
+#!/bin/bash
+# Issue 6's reference study on the GPU host, in three device commands of < 600 s each (after staging, README "GPU"):
+#   bash scripts/gpu/reference.sh a   # GPU 0: autotune serve (vLLM defaults) measured by autotune bench and by
+#                                     #   vllm bench serve (agreement, c16/c128/c256), and its slo_rate + CPU profile;
+#                                     # GPU 1: raw vllm serve, same args, same autotune bench runs (serving overhead);
+#                                     # then each GPU runs a study worker until the step's budget
+#   bash scripts/gpu/reference.sh b   # both GPUs: study workers (the study resumes from its storage)
+#   bash scripts/gpu/reference.sh c   # defaults (GPU 0) vs the study's best.yaml (GPU 1) over concurrency and at the
+#                                     #   highest rate within the SLO; then the 2-GPU tensor-parallel grid
+# Each GPU gets its share of the cores: the server 3/4 of it, the load generator the rest (taskset; recorded per
+# trial). The study lives in $EXP (kept while the machine stays warm; restored from the checkout otherwise) and
+# every step packs $EXP into $OUT/step-X.tgz. ENGINE=simulated runs the same flow without a GPU (a smoke test:
+# raw vllm serve and vllm bench are skipped, results are labeled simulated).
+set -u
+source scripts/gpu/env.sh
+STEP=$1; BUDGET_S=${BUDGET_S:-560}; T0=$SECONDS
+ENGINE=${ENGINE:-vllm}
+STUDY=${STUDY:-h100-qwen3-vl-4b}; SPACE=${SPACE:-search_spaces/qwen3-vl-4b.yaml}
+EXP=${EXP:-/root/exp}; M=$EXP/measurements; mkdir -p "$M"
+DEFAULTS=${DEFAULTS:-experiments/gpu-configs/qwen3-vl-4b-defaults.yaml}
+NGPU=${NGPU:-$(nvidia-smi -L 2>/dev/null | wc -l)}; (( NGPU >= 1 )) || NGPU=1
+PER=$(( NCPU / NGPU ))
+server_cpus() { echo "$(( $1 * PER ))-$(( $1 * PER + PER * 3 / 4 - 1 ))"; }
+client_cpus() { echo "$(( $1 * PER + PER * 3 / 4 ))-$(( $1 * PER + PER - 1 ))"; }
+left() { echo $(( BUDGET_S - (SECONDS - T0) )); }
+TRIAL_S=${TRIAL_S:-170}   # the longest trial expected: workers start no trial later than this before the end
+SLO=(--slo ttft_ms=2000 --slo tpot_ms=50)
+
+if [ ! -d "$EXP/$STUDY" ] && [ -d "experiments/$STUDY/study/$STUDY" ]; then  # a fresh machine: resume from the checkout
+  cp -r "experiments/$STUDY/study/." "$EXP/"
+fi
+
+worker() {  # worker GPUS SPACE STUDY SERVER_CPUS CLIENT_CPUS: a study worker until the step's budget
+  local gpus=$1 space=$2 study=$3 scpus=$4 ccpus=$5 t
+  t=$(( $(left) - TRIAL_S ))
+  if (( t < 20 )); then echo "no time left for a trial on GPU $gpus ($(left) s)"; return; fi
+  echo "$(date -u +%T) worker GPU $gpus: $study, starting trials for $t s (server cpus $scpus, client cpus $ccpus)"
+  CUDA_VISIBLE_DEVICES=$gpus timeout -k 15 -s TERM $(( $(left) - 5 )) python3 -m autotune.cli tune "$space" --engine "$ENGINE" \
+    --model "$MODEL" --study "$study" --experiments-dir "$EXP" --n-trials 100 --timeout "$t" \
+    --server-cpus "$scpus" --client-cpus "$ccpus"
+  echo "$(date -u +%T) worker GPU $gpus done (rc $?)"
+}
+
+serve() {  # serve NAME CONFIG|raw PORT SERVER_CPUS: start a server in the background; sets SPID (its pid)
+  local name=$1 config=$2 port=$3 cpus=$4
+  local t0=$SECONDS
+  if [ "$config" = raw ]; then  # raw vllm serve with exactly the args autotune serve passes (one translation)
+    local args
+    args=$(python3 -c "
+import shlex, sys
+from autotune.config import load_tuned_config
+c = load_tuned_config(sys.argv[1]).engine_config
+print(shlex.join([c.model, *c.to_vllm_cli_args()]))" "$DEFAULTS")
+    echo "vllm serve $args"
+    eval taskset -c "$cpus" python3 -m vllm.entrypoints.cli.main serve $args --port "$port" > "$M/serve-$name.log" 2>&1 &
+  else
+    taskset -c "$cpus" python3 -m autotune.cli serve --config "$config" --engine "$ENGINE" --port "$port" > "$M/serve-$name.log" 2>&1 &
+  fi
+  SPID=$!
+  wait_ready "http://127.0.0.1:$port" "$SPID" 420 || { tail -30 "$M/serve-$name.log"; return 1; }
+  echo "startup_s=$(( SECONDS - t0 ))" | tee "$M/startup-$name.txt"
+}
+
+vllm_bench() {  # vllm_bench PORT CPUS ARGS...: vllm bench serve on random-mm shaped like vlm-chat-random-mm
+  local port=$1 cpus=$2; shift 2
+  [ "$ENGINE" = vllm ] || return 0
+  taskset -c "$cpus" python3 -m vllm.entrypoints.cli.main bench serve --backend openai-chat --endpoint /v1/chat/completions \
+    --port "$port" --model q --tokenizer "$MODEL" --dataset-name random-mm --random-mm-base-items-per-request 1 \
+    --random-mm-limit-mm-per-prompt '{"image":1,"video":0}' --random-mm-bucket-config '{(448,448,1):1.0}' \
+    --random-input-len 64 --random-output-len 128 --ignore-eos --save-result --result-dir "$M" "$@" 2>&1 \
+    | grep -E "Request throughput|Median TTFT|P99 TTFT|Median TPOT|Successful"
+}
+
+measure_loads() {  # measure_loads NAME PORT CPUS WORKLOAD: autotune bench at 16/128/256 (fresh requests per run)
+  local name=$1 port=$2 cpus=$3 workload=$4 c
+  for c in 16 128 256; do
+    taskset -c "$cpus" python3 -m autotune.cli bench --url "http://127.0.0.1:$port" --workload "$workload" --quiet "${SLO[@]}" \
+      --concurrency $c --num-requests $(( c < 64 ? 400 : c * 8 )) --warmup $(( c < 32 ? 32 : c )) --seed $c \
+      --server-pid "$SPID" --output "$M/bench-$name-c$c.json" | grep -E "throughput req/s|TTFT ms|GPU util|CPU by role" | head -4
+    if [ "$name" = autotune-serve ]; then  # vllm bench serve at the same load: one process at 16, 64 per process above
+      local procs=$(( c / 64 )) k pids=()
+      if (( procs < 1 )); then
+        vllm_bench "$port" "$cpus" --num-prompts 400 --max-concurrency 16 --seed 16 --result-filename vllm-bench-c16.json
+      else
+        for (( k = 0; k < procs; k++ )); do
+          vllm_bench "$port" "$cpus" --num-prompts 512 --max-concurrency 64 --seed $(( c * 10 + k )) \
+            --result-filename "vllm-bench-c$c-p$k.json" > "$M/vllm-bench-c$c-p$k.txt" &
+          pids+=($!)
+        done
+        wait "${pids[@]}"; cat "$M"/vllm-bench-c$c-p*.txt
+      fi
+    fi
+  done
+}
+
+slo_rate() {  # slo_rate NAME PORT CPUS SEED: the study's objective, measured outside the study
+  taskset -c "$3" python3 -m autotune.cli bench --url "http://127.0.0.1:$2" --workload vlm-chat --quiet "${SLO[@]}" \
+    --slo-rate --concurrency 256 --duration 8 --warmup 32 --seed "$4" --server-pid "$SPID" --output "$M/slo-rate-$1.json" \
+    | grep -E "highest rate|GPU util|CPU by role|engine_core|api_server|other" | head -8
+}
+
+stop_server() { kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; }
+
+pack() { tar czf "$OUT/step-$STEP.tgz" -C "$EXP" . && ls -la "$OUT"; }
+
+gpu_of() { echo $(( $1 < NGPU ? $1 : NGPU - 1 )); }
+
+step_a() {
+  record_env "$M/env.json"; nproc > "$M/nproc.txt"; nvidia-smi topo -m > "$M/topo.txt" 2>&1
+  local g0=0 g1; g1=$(gpu_of 1)
+  (
+    export CUDA_VISIBLE_DEVICES=$g0   # the server and NVML telemetry see this GPU only
+    echo "== GPU $g0: autotune serve, vLLM defaults"
+    serve autotune-serve "$DEFAULTS" 8000 "$(server_cpus $g0)" || exit 1
+    curl -s 127.0.0.1:8000/autotune/config > "$M/autotune-config-defaults.json"
+    python3 scripts/gpu/stream_chat.py http://127.0.0.1:8000 > "$M/stream-chat-autotune-serve.txt" 2>&1; tail -3 "$M/stream-chat-autotune-serve.txt"
+    measure_loads autotune-serve 8000 "$(client_cpus $g0)" vlm-chat-random-mm
+    slo_rate autotune-serve-defaults 8000 "$(client_cpus $g0)" 999
+    stop_server
+    worker $g0 "$SPACE" "$STUDY" "$(server_cpus $g0)" "$(client_cpus $g0)"
+  ) > "$M/a-gpu$g0.log" 2>&1 &
+  local a=$!
+  if (( NGPU > 1 )) && [ "$ENGINE" = vllm ]; then
+    (
+      export CUDA_VISIBLE_DEVICES=$g1
+      echo "== GPU $g1: raw vllm serve, the same engine args"
+      serve vllm-serve raw 8001 "$(server_cpus $g1)" || exit 1
+      measure_loads vllm-serve 8001 "$(client_cpus $g1)" vlm-chat-random-mm
+      slo_rate vllm-serve-defaults 8001 "$(client_cpus $g1)" 999
+      stop_server
+      worker $g1 "$SPACE" "$STUDY" "$(server_cpus $g1)" "$(client_cpus $g1)"
+    ) > "$M/a-gpu$g1.log" 2>&1 &
+    wait $!
+  fi
+  wait $a
+  tail -n 40 "$M"/a-gpu*.log
+}
+
+step_b() {
+  local g pids=()
+  for (( g = 0; g < NGPU; g++ )); do
+    worker $g "$SPACE" "$STUDY" "$(server_cpus $g)" "$(client_cpus $g)" > "$M/b-gpu$g.log" 2>&1 &
+    pids+=($!)
+  done
+  wait "${pids[@]}"; tail -n 25 "$M"/b-gpu*.log
+}
+
+step_c() {
+  python3 -m autotune.cli best "$STUDY" --experiments-dir "$EXP" > "$M/best.txt" 2>&1; head -40 "$M/best.txt"
+  local best="$EXP/$STUDY/best.yaml" g1; g1=$(gpu_of 1)
+  compare() {  # compare NAME CONFIG GPU PORT
+    local name=$1 config=$2 g=$3 port=$4 c
+    export CUDA_VISIBLE_DEVICES=$g
+    serve "$name" "$config" "$port" "$(server_cpus $g)" || return 1
+    curl -s "127.0.0.1:$port/autotune/config" > "$M/autotune-config-$name.json"
+    for c in 64 128 256; do
+      taskset -c "$(client_cpus $g)" python3 -m autotune.cli bench --url "http://127.0.0.1:$port" --workload vlm-chat --quiet \
+        "${SLO[@]}" --concurrency $c --duration 8 --warmup $(( c / 2 )) --seed $(( 5000 + c )) --server-pid "$SPID" \
+        --output "$M/compare-$name-c$c.json" | grep -E "throughput req/s|GPU util" | head -2
+    done
+    slo_rate "compare-$name" "$port" "$(client_cpus $g)" 5999
+    stop_server
+  }
+  if (( NGPU > 1 )); then
+    compare defaults "$DEFAULTS" 0 8000 > "$M/c-defaults.log" 2>&1 &
+    local a=$!
+    [ -f "$best" ] && compare best "$best" "$g1" 8001 > "$M/c-best.log" 2>&1
+    wait $a
+  else
+    compare defaults "$DEFAULTS" 0 8000 > "$M/c-defaults.log" 2>&1
+    [ -f "$best" ] && compare best "$best" 0 8000 > "$M/c-best.log" 2>&1
+  fi
+  cat "$M"/c-*.log
+  if (( NGPU > 1 )); then  # one worker over both GPUs: tensor_parallel_size 1 or 2
+    worker "0,1" search_spaces/qwen3-vl-4b-2gpu.yaml qwen3-vl-4b-2gpu "$(server_cpus 0),$(server_cpus 1)" "$(client_cpus 0)" \
+      > "$M/c-tp.log" 2>&1
+    tail -n 25 "$M/c-tp.log"
+  fi
+}
+
+case "$STEP" in
+  a) step_a ;;
+  b) step_b ;;
+  c) step_c ;;
+  *) echo "usage: $0 a|b|c" >&2; exit 2 ;;
+esac
+echo "step $STEP took $(( SECONDS - T0 )) s"
+pack

@@ -1,7 +1,12 @@
-"""Benchmark result files: write, load, and view as a pandas DataFrame (one row per request)."""
+"""Benchmark result files: write, load, and view as a pandas DataFrame (one row per request).
+
+A path ending in `.gz` is written and read gzip-compressed (results with per-request records are
+large; recorded experiments keep them as `.json.gz`).
+"""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +21,8 @@ def save_result(result: BenchResult, path: str | Path) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(result.model_dump_json(indent=1))
+    data = result.model_dump_json(indent=1).encode()
+    tmp.write_bytes(gzip.compress(data) if target.suffix == ".gz" else data)
     tmp.replace(target)
     return target
 
@@ -24,9 +30,10 @@ def save_result(result: BenchResult, path: str | Path) -> Path:
 def load_result(path: str | Path) -> BenchResult:
     source = Path(path)
     try:
-        text = source.read_text()
+        raw = source.read_bytes()
+        text = gzip.decompress(raw) if source.suffix == ".gz" else raw
     except OSError as exc:
-        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
+        raise ConfigError(f"{source}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     try:
         return BenchResult.model_validate_json(text)
     except ValidationError as exc:

@@ -85,6 +85,19 @@ def test_option_parsers() -> None:
         parse_slo(["e2el_ms=-1"])
 
 
+def test_gz_result_files_are_compressed_and_load_the_same(tmp_path: Path) -> None:
+    from autotune.bench.result import save_result
+    from autotune.bench.schemas import BenchResult, LoadSpec, RequestRecord, Summary
+
+    result = BenchResult(
+        url="http://127.0.0.1:1", workload={"name": "w"}, load=LoadSpec(mode="concurrency", concurrency=1),
+        summary=Summary(completed=50), requests=[RequestRecord(index=i, send_time_s=i, success=True) for i in range(50)],
+    )
+    plain, packed = save_result(result, tmp_path / "r.json"), save_result(result, tmp_path / "r.json.gz")
+    assert packed.read_bytes()[:2] == b"\x1f\x8b" and packed.stat().st_size < plain.stat().st_size / 3
+    assert load_result(packed) == load_result(plain) == result
+
+
 def test_load_result_names_the_file_on_bad_input(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"kind": "autotune-bench-result", "url": "x"}))

@@ -10,6 +10,7 @@ Where the config comes from: the result's `server_config.engine_config` (our ser
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -23,7 +24,7 @@ from autotune.bench.workload import Workload
 from autotune.config import EngineConfig, EngineKind, load_tuned_config
 from autotune.errors import AutotuneError, ConfigError, format_validation_error
 
-RESULT_PATTERNS = ("result.json", "bench-*.json")
+RESULT_PATTERNS = ("result.json", "bench-*.json", "bench-*.json.gz", "compare-*.json", "compare-*.json.gz", "slo-rate-*.json.gz")
 MAX_ERROR_RATE = 0.05  # a run with more failed requests than this is not a measurement of the config
 
 SkipReason = Literal[
@@ -131,8 +132,9 @@ def _identity(point: CalibrationPoint) -> str:
 def point_from_file(path: Path) -> CalibrationPoint:
     """One result file as a point; raises `_Skip` with the reason it is not one."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raw = path.read_bytes()
+        data = json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _Skip("unreadable", f"not JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("kind") != "autotune-bench-result":
         raise _Skip("unreadable", "not an autotune bench result (kind autotune-bench-result)")
@@ -143,9 +145,11 @@ def point_from_file(path: Path) -> CalibrationPoint:
     trial = _trial_record(path)
     if _is_simulated(result, trial):
         raise _Skip("simulated", "the simulated engine: not a GPU measurement")
-    if result.load.mode != "concurrency" or result.load.concurrency is None:
-        raise _Skip("not_closed_loop", f"load mode {result.load.mode!r} (only closed-loop 'concurrency' runs are points)")
-    summary = result.summary
+    summary, concurrency = result.summary, result.load.concurrency
+    if result.load.mode == "slo_rate" and result.sweep and result.sweep[0].concurrency is not None:
+        summary, concurrency = result.sweep[0], result.sweep[0].concurrency  # its closed-loop capacity probe
+    elif result.load.mode != "concurrency" or concurrency is None:
+        raise _Skip("not_closed_loop", f"load mode {result.load.mode!r} (only closed-loop runs and slo_rate probes are points)")
     if trial is not None and trial.get("state") != "complete":
         raise _Skip("failed", f"trial state {trial.get('state')!r}: {trial.get('reason') or ''}".rstrip(": "))
     if summary.completed == 0 or summary.throughput_rps <= 0:
@@ -166,7 +170,7 @@ def point_from_file(path: Path) -> CalibrationPoint:
         source=_shown(path),
         engine_config=engine,
         workload=workload,
-        concurrency=result.load.concurrency,
+        concurrency=concurrency,
         num_requests=summary.completed + summary.failed,
         throughput_rps=summary.throughput_rps,
         ttft_ms_p50=summary.ttft_ms.p50,

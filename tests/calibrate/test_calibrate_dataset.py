@@ -64,3 +64,20 @@ def test_a_simulated_trial_config_is_never_ground_truth(tmp_path: Path) -> None:
 def test_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such folder of results"):
         collect_points([tmp_path / "nope"])
+
+
+def test_an_slo_rate_result_contributes_its_capacity_probe_and_gz_files_are_read(tmp_path: Path) -> None:
+    import gzip
+
+    probe, other = measured_points(BASE, noise=0.0)[:2]
+    data = bench_result(other)
+    data["load"] = {"mode": "slo_rate", "concurrency": probe.concurrency, "num_requests": None, "duration_s": 8}
+    probe_summary = bench_result(probe)["summary"]
+    data["sweep"] = [probe_summary, {**data["summary"], "concurrency": None, "offered_rate_rps": 10.0}]
+    data["summary"] = {**data["summary"], "concurrency": None, "offered_rate_rps": 10.0, "slo_rate_rps": 10.0}
+    data["server_config"]["engine_config"] = probe.engine_config.model_dump(mode="json")
+    target = tmp_path / "slo-rate-defaults.json.gz"
+    target.write_bytes(gzip.compress(json.dumps(data).encode()))
+    (point,) = collect_points([tmp_path]).points
+    # the closed-loop probe is the point: its concurrency and figures, not the open-loop window's
+    assert (point.concurrency, point.throughput_rps, point.ttft_ms_p50) == (probe.concurrency, probe.throughput_rps, probe.ttft_ms_p50)

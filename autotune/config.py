@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from autotune.errors import ConfigError, config_error_from
 
 SCHEMA_VERSION = 1
+VLLM_DEFAULT_GPU_MEMORY_UTILIZATION = 0.92
+"""vLLM 0.24's default `gpu_memory_utilization` (vllm/config/cache.py), used where a config leaves it unset."""
 
 
 class EngineKind(StrEnum):

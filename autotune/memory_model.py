@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from autotune.config import EngineConfig
+from autotune.config import VLLM_DEFAULT_GPU_MEMORY_UTILIZATION, EngineConfig
 from autotune.errors import ConfigError
 
 GIB = 1024**3
@@ -136,7 +136,7 @@ def estimate_memory(
     engine: EngineConfig, model: ModelInfo, gpu_memory_gib: float, activation_reserve_gib: float = 4.0
 ) -> MemoryEstimate:
     """Per-GPU estimate for `engine` on a GPU of `gpu_memory_gib`; never raises for a config that cannot fit."""
-    utilization = engine.gpu_memory_utilization if engine.gpu_memory_utilization is not None else 0.9
+    utilization = engine.gpu_memory_utilization if engine.gpu_memory_utilization is not None else VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
     text_params = (model.num_params_b - model.vision_params_b) * 1e9
     vision_params = model.vision_params_b * 1e9
     weights_bytes = text_params * weight_bytes_per_param(engine) + vision_params * 2.0

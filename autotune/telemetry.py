@@ -262,6 +262,25 @@ def visible_device_indices(nvml: Any, visible: str | None = None) -> list[int]:
     return chosen
 
 
+def gpu_memory_free_fraction(nvml: Any | None = None) -> list[float] | None:
+    """Free memory of each visible GPU as a fraction of its total; None when NVML is not available."""
+    try:
+        module = nvml if nvml is not None else _import_nvml()
+        module.nvmlInit()
+    except Exception:
+        return None
+    try:
+        infos = [module.nvmlDeviceGetMemoryInfo(module.nvmlDeviceGetHandleByIndex(i)) for i in visible_device_indices(module)]
+        return [info.free / info.total for info in infos if info.total]
+    except Exception:
+        return None
+    finally:
+        try:
+            module.nvmlShutdown()
+        except Exception:
+            pass
+
+
 def gpu_memory_used_mib(nvml: Any | None = None) -> list[float] | None:
     """Memory used on each GPU now, in MiB; None when NVML is not available (the tuner checks release)."""
     try:

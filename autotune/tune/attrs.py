@@ -38,6 +38,15 @@ MLFLOW_SYNCED = "mlflow_synced"
 MLFLOW_RUN_ID = "mlflow_run_id"
 
 WORKER_DIED = "worker died"
+GPU_BUSY = "GPU busy before start"
+INTERRUPTED = "interrupted"
+NOT_THE_CONFIGS_FAULT = (WORKER_DIED, GPU_BUSY, INTERRUPTED)
+"""Fail reasons that say nothing about the config: such a trial's config is served again, not reused as failed."""
+
+
+def environmental_failure(reason: str | None) -> bool:
+    """Whether a FAIL reason is the environment's (dead worker, busy GPU, Ctrl-C), not the config's own."""
+    return str(reason or "").startswith(NOT_THE_CONFIGS_FAULT)
 
 # Study-level user attributes.
 STUDY_SPACE = "search_space"

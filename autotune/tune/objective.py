@@ -146,7 +146,7 @@ class TuneObjective:
             result = self.runner.run(trial.number, engine, self._provenance(trial.number))
             return self._record(trial, result)
         except KeyboardInterrupt:
-            trial.set_user_attr(attrs.FAIL_REASON, "interrupted (Ctrl-C)")
+            trial.set_user_attr(attrs.FAIL_REASON, f"{attrs.INTERRUPTED} (Ctrl-C)")
             raise
 
     # -- outcomes ---------------------------------------------------------------------------------
@@ -275,8 +275,8 @@ def _defer(trial: optuna.Trial, twin: int) -> int:
 
 
 def _not_the_configs_fault(trial: FrozenTrial) -> bool:
-    reason = str(trial.user_attrs.get(attrs.FAIL_REASON, ""))
-    return not reason or reason.startswith((attrs.WORKER_DIED, "interrupted"))
+    reason = trial.user_attrs.get(attrs.FAIL_REASON)
+    return not reason or attrs.environmental_failure(reason)
 
 
 def engine_config_of(trial: FrozenTrial) -> EngineConfig | None:

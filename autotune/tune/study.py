@@ -268,8 +268,7 @@ def reopen_study(
 
 
 def _config_was_at_fault(trial: FrozenTrial) -> bool:
-    reason = str(trial.user_attrs.get(attrs.FAIL_REASON, ""))
-    return not reason.startswith((attrs.WORKER_DIED, "interrupted"))
+    return not attrs.environmental_failure(trial.user_attrs.get(attrs.FAIL_REASON))
 
 
 def counted_trials(study: optuna.Study) -> int:

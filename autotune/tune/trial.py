@@ -24,15 +24,17 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from autotune.bench.schemas import SLO, BenchResult, LoadSpec, Summary
-from autotune.config import EngineConfig, EngineKind, Provenance, TunedConfig
+from autotune.config import VLLM_DEFAULT_GPU_MEMORY_UTILIZATION, EngineConfig, EngineKind, Provenance, TunedConfig
 from autotune.errors import AutotuneError, ConfigError
 from autotune.memory_model import MemoryEstimate, ModelInfo, estimate_memory
 from autotune.search_space import TrialSettings, config_hash
+from autotune.telemetry import gpu_memory_free_fraction
+from autotune.tune import attrs
+from autotune.tune.failures import failure_summary, find_oom, last_line
 from autotune.tune.redact import hide_secret_env, missing_env_placeholders
 
 log = logging.getLogger(__name__)
 
-_OOM_MARKERS = ("cuda out of memory", "out of memory", "outofmemoryerror")
 
 
 class TrialOutcome(StrEnum):
@@ -120,7 +122,7 @@ def check_feasibility(
         log.info("no memory pre-check for %s: %s", engine.model, exc)
         return None, None
     estimate = estimate_memory(engine, model, gpu_memory_gib, settings.activation_reserve_gib)
-    utilization = engine.gpu_memory_utilization if engine.gpu_memory_utilization is not None else 0.9
+    utilization = engine.gpu_memory_utilization if engine.gpu_memory_utilization is not None else VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
     budget_gib = gpu_memory_gib * utilization
     if estimate.weights_gib + settings.activation_reserve_gib > budget_gib:
         return (
@@ -167,14 +169,6 @@ def _gpu_memory_used_mib() -> float | None:
 
     used = gpu_memory_used_mib()
     return None if used is None else float(sum(used))
-
-
-def find_oom(text: str | None) -> str | None:
-    """The log line reporting GPU out-of-memory, if any."""
-    for line in (text or "").splitlines():
-        if any(marker in line.lower() for marker in _OOM_MARKERS):
-            return line.strip()[:300]
-    return None
 
 
 class TrialRunner:
@@ -253,6 +247,10 @@ class TrialRunner:
         config_path = tuned.write(folder / "config.yaml")
         log_path = folder / "server.log"
         result.config_path, result.log_path = str(config_path), str(log_path)
+        busy = self._wait_for_free_gpu(engine)
+        if busy is not None:
+            result.state, result.reason = TrialOutcome.FAILED, busy
+            return
         before_mib = _gpu_memory_used_mib()
         factory = self._server_factory or ServerProcess
         self.observer.phase(number, "starting")
@@ -281,7 +279,8 @@ class TrialRunner:
             code = f", exit code {exc.exit_code}" if getattr(exc, "exit_code", None) is not None else ""
             what = "timed out at start" if exc.reason == "timeout" else f"crashed at start{code}"
             result.state = TrialOutcome.FAILED
-            result.reason = f"out of GPU memory at start: {oom}" if oom else f"server {what}: {_last_line(exc.log_tail)}"
+            cause = failure_summary(_read_log(log_path) or exc.log_tail)
+            result.reason = f"out of GPU memory at start: {oom}" if oom else f"server {what}: {cause}"
         if result.state is TrialOutcome.FAILED and result.reason and "out of" not in result.reason:
             oom = find_oom(result.log_tail)
             if oom:
@@ -305,7 +304,7 @@ class TrialRunner:
                 result.timings.warmup_s = round(time.monotonic() - t_warm, 3)
             if not server.alive():
                 result.state = TrialOutcome.FAILED
-                result.reason = f"server exited during warm-up: {_last_line(server.log_tail(lines=20))}"
+                result.reason = f"server exited during warm-up: {last_line(server.log_tail(lines=20))}"
                 return
             self.observer.phase(number, "measuring")
             t_measure = time.monotonic()
@@ -337,11 +336,31 @@ class TrialRunner:
         summary = bench.summary
         if not server.alive():
             result.state = TrialOutcome.FAILED
-            result.reason = f"server exited during the benchmark: {_last_line(server.log_tail(lines=20))}"
+            result.reason = f"server exited during the benchmark: {last_line(server.log_tail(lines=20))}"
         elif summary.completed == 0:
             first_error = next((r.error for r in bench.requests if r.error), None)
             result.state = TrialOutcome.FAILED
             result.reason = f"no request succeeded ({summary.failed} failed; first error: {first_error})"[:500]
+
+    def _wait_for_free_gpu(self, engine: EngineConfig) -> str | None:
+        """None once each visible GPU has the memory the config asks for free (or NVML cannot tell), else why not.
+
+        vLLM refuses to start when another process holds the memory (a previous server still exiting, another
+        job): waiting here, then failing with an environmental reason, keeps that from being blamed on the config.
+        """
+        wanted = engine.gpu_memory_utilization or VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
+        deadline = time.monotonic() + self.settings.gpu_release_timeout_s
+        while True:
+            free = gpu_memory_free_fraction()
+            if free is None or not free or min(free) >= wanted:
+                return None
+            if time.monotonic() >= deadline:
+                return (
+                    f"{attrs.GPU_BUSY}: only {100 * min(free):.0f}% of a GPU's memory is free after "
+                    f"{self.settings.gpu_release_timeout_s:g} s, the config asks for gpu_memory_utilization {wanted:g} "
+                    "(other processes hold it; not the config's fault: it will be served again)"
+                )
+            time.sleep(0.5)
 
     def _wait_gpu_release(self, before_mib: float | None) -> bool | None:
         """Poll GPU memory back to its pre-trial level (with a deadline); None when it cannot be read."""
@@ -374,6 +393,9 @@ def _warmup_load(load: LoadSpec, requests: int) -> LoadSpec:
     )
 
 
-def _last_line(text: str | None) -> str:
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "(no log output)"
+def _read_log(path: Path) -> str | None:
+    """The whole server log (the root cause may be far above its tail); None when unreadable."""
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return None

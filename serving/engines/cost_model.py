@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from autotune.config import EngineConfig
+from autotune.config import VLLM_DEFAULT_GPU_MEMORY_UTILIZATION, EngineConfig
 from autotune.memory_model import GIB, MemoryEstimate, estimate_memory, weight_bytes_per_param
 from serving.engines.profile import SimulatorProfile
 
 # vLLM 0.24 defaults for an H100 OpenAI server (what `None` means in an EngineConfig).
 DEFAULT_MAX_NUM_SEQS = 1024
 DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192
-DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
+DEFAULT_GPU_MEMORY_UTILIZATION = VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
 DEFAULT_MM_PROCESSOR_CACHE_GB = 4.0
 UNCHUNKED_MIN_BATCHED_TOKENS = 2048
 

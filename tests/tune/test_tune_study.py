@@ -174,3 +174,19 @@ def test_grid_sampler_refuses_a_numeric_range(quick_space_data: dict) -> None:
     data["sampler"] = {"kind": "grid"}
     with pytest.raises(ConfigError, match="parameters.max_num_seqs: sampler grid needs categorical or bool parameters"):
         space_from(data)
+
+
+def test_a_defaults_trial_failed_on_a_busy_gpu_is_queued_again_and_its_config_served_again() -> None:
+    from autotune.tune.study import counted_trials, ensure_defaults_trial
+
+    study = optuna.create_study(direction="maximize")
+    ensure_defaults_trial(study)
+    trial = study.ask()
+    trial.set_user_attr(attrs.FAIL_REASON, f"{attrs.GPU_BUSY}: only 7% of a GPU's memory is free")
+    study.tell(trial, state=TrialState.FAIL)
+    assert counted_trials(study) == 0  # the environment's failure does not use the budget
+    assert ensure_defaults_trial(study) is True  # the defaults are measured after all
+    crashed = study.ask()
+    crashed.set_user_attr(attrs.FAIL_REASON, "server crashed at start: ValueError: bad config")
+    study.tell(crashed, state=TrialState.FAIL)
+    assert counted_trials(study) == 1 and ensure_defaults_trial(study) is False

@@ -153,3 +153,48 @@ def test_gpu_memory_release_is_polled_back_to_the_pre_trial_level(
     servers: list[FakeServer] = []
     runner = _runner(tmp_path, server=_factory(servers), benchmark=_bench(servers), gpu_release_timeout_s=timeout_s)
     assert runner.run(0, EngineConfig(model=MODEL), Provenance()).gpu_memory_released is released
+
+
+# What vLLM 0.24 logged on the GPU host (experiments/h100-qwen3-vl-4b/study/h100-qwen3-vl-4b/trials/{0,3}/server.log), shortened.
+VLLM_START_FAILURE = """\
+(EngineCore pid=4013) ERROR 11-25 23:50:47 [core.py:1231] EngineCore failed to start.
+(EngineCore pid=4013) ERROR 11-25 23:50:47 [core.py:1231] Traceback (most recent call last):
+(EngineCore pid=4013) ERROR 11-25 23:50:47 [core.py:1231]     return out.pin_memory()
+(EngineCore pid=4013) ERROR 11-25 23:50:47 [core.py:1231] RuntimeError: cannot pin 'CUDABFloat16Type' only dense CPU tensors can be pinned
+(APIServer pid=3921) Traceback (most recent call last):
+(APIServer pid=3921)   File "/opt/gpu-site/vllm/v1/engine/utils.py", line 1100, in wait_for_engine_startup
+(APIServer pid=3921) RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}
+"""
+
+
+def test_a_start_failure_names_the_engines_root_cause_not_the_wrapper(tmp_path: Path) -> None:
+    def crash(config_path: Path, *, log_path: Path, **_: Any) -> Any:
+        log_path.write_text(VLLM_START_FAILURE)
+        raise ServerStartError("crashed", VLLM_START_FAILURE.splitlines()[-1], 1)
+
+    result = _runner(tmp_path, server=crash, benchmark=_bench([])).run(0, EngineConfig(model=MODEL), Provenance())
+    assert result.state is TrialOutcome.FAILED
+    assert result.reason == (
+        "server crashed at start, exit code 1: RuntimeError: cannot pin 'CUDABFloat16Type' only dense CPU tensors can be pinned"
+    )
+
+
+def test_a_gpu_held_by_another_process_fails_as_the_environments_fault_without_starting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from autotune.tune import attrs
+
+    frees = iter([0.07, 0.07, 0.5])
+    monkeypatch.setattr(trial_module, "gpu_memory_free_fraction", lambda: [next(frees, 0.07)])
+    monkeypatch.setattr(trial_module.time, "sleep", lambda _s: None)
+    servers: list[FakeServer] = []
+    runner = _runner(tmp_path, server=_factory(servers), benchmark=_bench(servers), gpu_release_timeout_s=0)
+    result = runner.run(0, EngineConfig(model=MODEL, gpu_memory_utilization=0.9), Provenance())
+    assert result.state is TrialOutcome.FAILED and servers == []  # no server was started into a busy GPU
+    assert result.reason is not None and result.reason.startswith(attrs.GPU_BUSY)
+    assert "only 7% of a GPU's memory is free" in result.reason and attrs.environmental_failure(result.reason)
+    # memory freed while waiting: the trial goes ahead
+    frees = iter([0.07, 0.95])
+    monkeypatch.setattr(trial_module, "gpu_memory_free_fraction", lambda: [next(frees, 0.95)])
+    waited = _runner(tmp_path, server=_factory(servers), benchmark=_bench(servers), gpu_release_timeout_s=60)
+    assert waited.run(1, EngineConfig(model=MODEL), Provenance()).state is TrialOutcome.COMPLETE and len(servers) == 1

@@ -52,9 +52,9 @@ from autotune.config import load_tuned_config
 c = load_tuned_config(sys.argv[1]).engine_config
 print(shlex.join([c.model, *c.to_vllm_cli_args()]))" "$DEFAULTS")
     echo "vllm serve $args"
-    eval taskset -c "$cpus" python3 -m vllm.entrypoints.cli.main serve $args --port "$port" > "$M/serve-$name.log" 2>&1 &
+    eval setsid taskset -c "$cpus" python3 -m vllm.entrypoints.cli.main serve $args --port "$port" > "$M/serve-$name.log" 2>&1 &
   else
-    taskset -c "$cpus" python3 -m autotune.cli serve --config "$config" --engine "$ENGINE" --port "$port" > "$M/serve-$name.log" 2>&1 &
+    setsid taskset -c "$cpus" python3 -m autotune.cli serve --config "$config" --engine "$ENGINE" --port "$port" > "$M/serve-$name.log" 2>&1 &
   fi
   SPID=$!
   wait_ready "http://127.0.0.1:$port" "$SPID" 420 || { tail -30 "$M/serve-$name.log"; return 1; }
@@ -99,7 +99,15 @@ slo_rate() {  # slo_rate NAME PORT CPUS SEED: the study's objective, measured ou
     | grep -E "highest rate|GPU util|CPU by role|engine_core|api_server|other" | head -8
 }
 
-stop_server() { kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; }
+stop_server() {  # the whole process group (vLLM's engine core outlived its parent on 2026-11-25), then the GPU memory
+  kill -TERM -- -"$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null
+  local t0=$SECONDS
+  while [ "$ENGINE" = vllm ] && (( SECONDS - t0 < 60 )); do
+    local used; used=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i "${CUDA_VISIBLE_DEVICES:-0}" | sort -n | tail -1)
+    (( used < 2048 )) && break
+    sleep 1
+  done
+}
 
 pack() { tar czf "$OUT/step-$STEP.tgz" -C "$EXP" . && ls -la "$OUT"; }
 

@@ -6,6 +6,7 @@ Writes summary.json beside the measurements and prints a Markdown table; every f
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import sys
@@ -18,7 +19,7 @@ QUANT_RE = re.compile(r"quantization=([A-Za-z_0-9]+)")
 
 
 def bench_row(path: Path) -> dict[str, Any]:
-    result = json.loads(path.read_text())
+    result = json.loads(gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes())
     summary = result["summary"]
     gpu = summary.get("gpu") or {}
     return {
@@ -72,11 +73,11 @@ def pct(a: float, b: float) -> float:
 
 def main() -> None:
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "experiments/gpu-runs/measurements")
-    benches = [bench_row(p) for p in sorted(root.glob("*/bench-*.json"))]
+    benches = [bench_row(p) for p in sorted([*root.glob("*/bench-*.json"), *root.glob("*/bench-*.json.gz")])]
     vllm = [vllm_bench_row(p) for p in sorted(root.glob("*/vllm-bench-*.json"))]
     servers = {p.stem.removeprefix("serve-"): server_facts(p) for p in sorted(root.glob("*/serve-*.log"))}
     startup = {p.stem.removeprefix("startup-"): int(p.read_text().split("=")[1]) for p in sorted(root.glob("*/startup-*.txt"))}
-    by_name = {Path(r["file"]).stem: r for r in benches + vllm}
+    by_name = {Path(r["file"]).name.removesuffix(".gz").removesuffix(".json"): r for r in benches + vllm}
 
     ours16, theirs16 = by_name["bench-autotune-serve-c16"], by_name["vllm-bench-autotune-serve-c16"]
     two_procs = [by_name["vllm-bench-autotune-serve-c128-p0"], by_name["vllm-bench-autotune-serve-c128-p1"]]
@@ -113,7 +114,7 @@ def main() -> None:
         good = r.get("goodput_rps")
         gpu = r.get("gpu_util_mean")
         print(
-            f"| {Path(r['file']).parent.name}/{Path(r['file']).stem} | {r['tool']} | {r['concurrency']} | {r['throughput_rps']:.2f} | "
+            f"| {Path(r['file']).parent.name}/{Path(r['file']).name.removesuffix('.gz').removesuffix('.json')} | {r['tool']} | {r['concurrency']} | {r['throughput_rps']:.2f} | "
             f"{'' if good is None else f'{good:.2f}'} | {r['ttft_ms_p50']:.0f} / {r['ttft_ms_p99']:.0f} | "
             f"{r['tpot_ms_p50']:.1f} / {r['tpot_ms_p99']:.1f} | {'' if gpu is None else f'{gpu:.1f}'} | {r.get('client_saturated', '')} |"
         )

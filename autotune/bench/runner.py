@@ -220,22 +220,47 @@ class _Benchmark:
             log.warning("slo_rate: the capacity probe is not usable (%s)", why)
             return probe.summary.model_copy(update={"slo_rate_rps": 0.0}), windows, records
         last: Summary | None = None
-        for k, fraction in enumerate(sorted(load.slo_rate_fractions, reverse=True), start=1):
+        failed_rate: float | None = None
+        phase = 0
+        for fraction in sorted(load.slo_rate_fractions, reverse=True):
+            phase += 1
             rate = capacity * fraction
-            step = await self.run_phase(PhaseLoad(k, "open", rate_rps=rate))
+            step, verdict = await self._slo_window(phase, rate)
             windows.append(step.summary)
             records.extend(step.records)
             last = step.summary
             if step.summary.client.saturated:
                 log.warning("slo_rate stopped at %.2f req/s: the client saturated", rate)
                 break
-            verdict = slo_p99_verdict(step.summary, step.records, self.slo)
-            if verdict is None:
-                log.info("slo_rate: %.2f req/s (%.0f%% of capacity %.2f) meets the SLO", rate, 100 * fraction, capacity)
-                return step.summary.model_copy(update={"slo_rate_rps": rate}), windows, records
-            log.info("slo_rate: %.2f req/s misses: %s", rate, verdict)
+            if verdict is not None:
+                failed_rate = rate
+                continue
+            log.info("slo_rate: %.2f req/s (%.0f%% of capacity %.2f) meets the SLO", rate, 100 * fraction, capacity)
+            best, best_rate = step.summary, rate
+            # bisect between the passing rate and the failing one above it: finer than the fractions' steps
+            for _ in range(load.slo_rate_refine_steps if failed_rate is not None else 0):
+                phase += 1
+                middle = (best_rate + failed_rate) / 2
+                step, verdict = await self._slo_window(phase, middle)
+                windows.append(step.summary)
+                records.extend(step.records)
+                if step.summary.client.saturated:
+                    break
+                if verdict is None:
+                    best, best_rate = step.summary, middle
+                else:
+                    failed_rate = middle
+            return best.model_copy(update={"slo_rate_rps": best_rate}), windows, records
         assert last is not None
         return last.model_copy(update={"slo_rate_rps": 0.0}), windows, records
+
+    async def _slo_window(self, phase: int, rate: float) -> tuple[PhaseResult, str | None]:
+        """One open-loop window at `rate` and why it missed the SLO (None: it met it)."""
+        step = await self.run_phase(PhaseLoad(phase, "open", rate_rps=rate))
+        verdict = slo_p99_verdict(step.summary, step.records, self.slo)
+        if verdict is not None:
+            log.info("slo_rate: %.2f req/s misses: %s", rate, verdict)
+        return step, verdict
 
     async def _sweep(self) -> tuple[Summary, list[Summary], list[RequestRecord]]:
         load = self.load

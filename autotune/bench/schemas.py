@@ -29,7 +29,8 @@ class SLO(_Strict):
 class LoadSpec(_Strict):
     """How requests are sent: closed loop at `concurrency`, open loop at `rate_rps`, a rate sweep, or
     `slo_rate`: the highest open-loop rate whose p99 latencies meet the SLO (a capacity probe at
-    `concurrency`, then rates at `slo_rate_fractions` of that capacity, highest first)."""
+    `concurrency`, then rates at `slo_rate_fractions` of that capacity, highest first, then bisection between the
+    first passing rate and the failing one above it)."""
 
     mode: Literal["concurrency", "rate", "sweep", "slo_rate"]
     concurrency: Annotated[int, Field(ge=1)] | None = None
@@ -48,6 +49,11 @@ class LoadSpec(_Strict):
     slo_rate_fractions: list[Annotated[float, Field(gt=0, le=1.5)]] = Field(
         default_factory=lambda: [0.95, 0.85, 0.7, 0.55, 0.4, 0.25],
         description="slo_rate: offered rates as fractions of the probed capacity, tried highest first",
+    )
+    slo_rate_refine_steps: Annotated[int, Field(ge=0, le=6)] = Field(
+        default=2,
+        description="slo_rate: windows bisecting between the first passing rate and the failing one above it "
+        "(each halves the gap: 2 turn a 10% step into 2.5%)",
     )
 
     @model_validator(mode="after")

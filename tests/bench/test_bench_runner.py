@@ -117,8 +117,11 @@ def test_runs_with_different_seeds_never_repeat_an_image(start_fake_server) -> N
     assert httpx.get(f"{url}/stats").json()["distinct_images"] == 16  # the same seed repeats itself exactly
 
 
-def _slo_rate_load(fractions: list[float]) -> LoadSpec:
-    return LoadSpec(mode="slo_rate", concurrency=8, num_requests=None, duration_s=1.5, slo_rate_fractions=fractions)
+def _slo_rate_load(fractions: list[float], refine: int = 0) -> LoadSpec:
+    return LoadSpec(
+        mode="slo_rate", concurrency=8, num_requests=None, duration_s=1.5, slo_rate_fractions=fractions,
+        slo_rate_refine_steps=refine,
+    )
 
 
 def test_slo_rate_reports_the_highest_rate_whose_p99s_meet_the_slo(start_fake_server) -> None:
@@ -145,3 +148,19 @@ def test_slo_rate_is_zero_when_no_rate_meets_the_slo(start_fake_server) -> None:
     assert result.summary.slo_rate_rps == 0.0
     assert len(result.sweep) == 3  # the probe and both rates were tried
     assert len({r.index for r in result.requests}) == len(result.requests)  # fresh requests in every window
+
+
+def test_slo_rate_bisects_between_the_passing_rate_and_the_failing_one_above_it(start_fake_server) -> None:
+    url = start_fake_server("--max-concurrent", "2", "--ttft-ms", "20", "--itl-ms", "5")
+    load = _slo_rate_load([1.3, 0.3], refine=2)
+    result = run_benchmark_sync(url, _workload(output_tokens=4), load, SLO(ttft_ms=150, tpot_ms=50), telemetry=False)
+    probe, too_fast, slow, first_middle, second_middle = result.sweep
+    capacity = probe.throughput_rps
+    assert [too_fast.offered_rate_rps, slow.offered_rate_rps] == pytest.approx([1.3 * capacity, 0.3 * capacity])
+    assert first_middle.offered_rate_rps == pytest.approx(0.8 * capacity)  # halfway between 0.3 (met) and 1.3 (missed)
+    chosen = result.summary.slo_rate_rps
+    met_first_middle = chosen is not None and chosen >= first_middle.offered_rate_rps
+    expected_next = 1.05 if met_first_middle else 0.55
+    assert second_middle.offered_rate_rps == pytest.approx(expected_next * capacity)
+    passing = [w.offered_rate_rps for w in (slow, first_middle, second_middle) if w.offered_rate_rps <= chosen]
+    assert chosen == pytest.approx(max(passing)) and result.summary.offered_rate_rps == chosen

@@ -79,6 +79,13 @@ def summary_metrics(summary: Summary) -> dict[str, float | None]:
         figures["gpu_samples"] = float(gpu.samples)
     for key, value in summary.server.items():
         figures[f"server_{_safe_name(key)}"] = float(value)
+    cpu = summary.server_cpu
+    if cpu is not None:  # where the server's CPU time goes, by process role (the frontend/engine-core profile)
+        figures["server_cpu_total_cores_mean"] = cpu.total_cores_mean
+        for role, use in cpu.roles.items():
+            if use.processes:
+                figures[f"server_cpu_{role}_cores_mean"] = use.cores_mean
+                figures[f"server_cpu_{role}_busiest_process_cores"] = use.busiest_process_cores_mean
     return figures
 
 

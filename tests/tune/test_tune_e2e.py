@@ -252,3 +252,5 @@ def test_slo_rate_objective_on_the_simulated_engine(tmp_path: Path, quick_space_
     assert trial.user_attrs[attrs.CPU_PINNING] == {"server": server_cores, "client": client_cores}
     profile = result["summary"]["server_cpu"]
     assert profile["affinity"] == server_cores and profile["samples"] >= 2 and profile["total_cores_mean"] > 0
+    # the profile is a trial metric too (MLflow compares it across trials)
+    assert trial.user_attrs[attrs.METRICS]["server_cpu_total_cores_mean"] == pytest.approx(profile["total_cores_mean"])

@@ -328,7 +328,9 @@ def defaults_slo_rate_runs(layout: Layout) -> list[Json]:
         _slo_run("measurements/slo-rate-vllm-serve-defaults", layout.bench("slo-rate-vllm-serve-defaults"), "raw vllm serve, step a"),
         _slo_run("measurements/slo-rate-compare-defaults", layout.bench("slo-rate-compare-defaults"), "autotune serve, step c"),
     ]
-    tp_trial0 = layout.study(TP_STUDY) / "trials" / "0" / "result.json"
+    tp_trial0 = layout.study(TP_STUDY) / "trials" / "0" / "result.json.gz"
+    if not tp_trial0.is_file():
+        tp_trial0 = tp_trial0.with_suffix("")  # uncompressed
     if tp_trial0.is_file():
         runs.append(_slo_run(f"study/{TP_STUDY}/trials/0", load_result(tp_trial0), "autotune serve, 2-GPU study trial 0 (TP 1)"))
     return runs

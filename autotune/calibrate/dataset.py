@@ -24,7 +24,7 @@ from autotune.bench.workload import Workload
 from autotune.config import EngineConfig, EngineKind, load_tuned_config
 from autotune.errors import AutotuneError, ConfigError, format_validation_error
 
-RESULT_PATTERNS = ("result.json", "bench-*.json", "bench-*.json.gz", "compare-*.json", "compare-*.json.gz", "slo-rate-*.json.gz")
+RESULT_PATTERNS = ("result.json", "result.json.gz", "bench-*.json", "bench-*.json.gz", "compare-*.json", "compare-*.json.gz", "slo-rate-*.json.gz")
 MAX_ERROR_RATE = 0.05  # a run with more failed requests than this is not a measurement of the config
 
 SkipReason = Literal[
@@ -190,7 +190,7 @@ def _shown(path: Path) -> str:
 
 def _trial_record(path: Path) -> dict[str, Any] | None:
     record = path.parent / "trial.json"
-    if path.name != "result.json" or not record.is_file():
+    if path.name not in ("result.json", "result.json.gz") or not record.is_file():
         return None
     try:
         data = json.loads(record.read_text())

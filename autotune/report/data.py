@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 from pathlib import Path
@@ -75,11 +76,13 @@ class ReportData(_Strict):
 
 
 def _result_path(trial: FrozenTrial, study_dir: Path) -> Path | None:
-    """The trial's result.json: its recorded path, else the same file in this study folder (moved studies)."""
+    """The trial's result.json: its recorded path, else the same file in this study folder (moved studies),
+    each also as `result.json.gz` (recorded experiments keep large results compressed)."""
     candidates = [study_dir / "trials" / str(trial.number) / "result.json"]
     recorded = trial.user_attrs.get(attrs.RESULT_PATH)
     if recorded:
         candidates.insert(0, Path(recorded))
+    candidates = [variant for path in candidates for variant in (path, path.with_name(path.name + ".gz"))]
     return next((path for path in candidates if path.is_file()), None)
 
 
@@ -90,7 +93,8 @@ def load_run(trial: FrozenTrial, label: str, study_dir: Path) -> TrialRun:
     if path is None:
         return run
     try:
-        data = json.loads(path.read_text())
+        raw = path.read_bytes()
+        data = json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
         records = measured(RequestRecord.model_validate(r) for r in data.get("requests") or [])
     except (OSError, ValueError, ValidationError) as exc:
         log.warning("trial %d: %s unreadable (%s); no latency curves", trial.number, path, exc)

@@ -86,6 +86,24 @@ def test_comparison_ratio_and_curves_come_from_the_trials(study_dir: Path) -> No
     assert data.best.gpu_timeseries and data.default.gpu_timeseries
 
 
+def test_a_moved_study_with_compressed_results_still_has_its_curves(study_dir: Path, tmp_path: Path) -> None:
+    import gzip
+
+    from autotune.report.data import load_run
+    from autotune.tune import attrs
+
+    session = reopen_study(STUDY, experiments_dir=study_dir.parent, mlflow=False)
+    trial = next(t for t in session.study.trials if t.state.name == "COMPLETE")
+    original = study_dir / "trials" / str(trial.number) / "result.json"
+    moved = tmp_path / "archive" / STUDY  # the study copied elsewhere, its recorded result path gone
+    target = moved / "trials" / str(trial.number) / "result.json.gz"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(gzip.compress(original.read_bytes()))
+    trial.user_attrs[attrs.RESULT_PATH] = str(tmp_path / "gone" / "result.json")
+    run = load_run(trial, "best", moved)
+    assert run.result_path == target and len(run.ttft_ms) == 20 and run.gpu_timeseries
+
+
 def test_markdown_has_png_files_beside_it_and_lists_pruned_trials(study_dir: Path, tmp_path: Path) -> None:
     outcome = write_report(STUDY, experiments_dir=study_dir.parent, formats=[ReportFormat.MD], output_dir=tmp_path)
     markdown = (tmp_path / "report.md").read_text()

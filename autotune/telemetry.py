@@ -262,16 +262,15 @@ def visible_device_indices(nvml: Any, visible: str | None = None) -> list[int]:
     return chosen
 
 
-def gpu_memory_free_fraction(nvml: Any | None = None) -> list[float] | None:
-    """Free memory of each visible GPU as a fraction of its total; None when NVML is not available."""
+def _visible_memory_infos(nvml: Any | None) -> list[Any] | None:
+    """NVML memory info (total, free, used bytes) of each visible GPU now; None when NVML cannot tell."""
     try:
         module = nvml if nvml is not None else _import_nvml()
         module.nvmlInit()
     except Exception:
         return None
     try:
-        infos = [module.nvmlDeviceGetMemoryInfo(module.nvmlDeviceGetHandleByIndex(i)) for i in visible_device_indices(module)]
-        return [info.free / info.total for info in infos if info.total]
+        return [module.nvmlDeviceGetMemoryInfo(module.nvmlDeviceGetHandleByIndex(i)) for i in visible_device_indices(module)]
     except Exception:
         return None
     finally:
@@ -279,22 +278,15 @@ def gpu_memory_free_fraction(nvml: Any | None = None) -> list[float] | None:
             module.nvmlShutdown()
         except Exception:
             pass
+
+
+def gpu_memory_free_fraction(nvml: Any | None = None) -> list[float] | None:
+    """Free memory of each visible GPU as a fraction of its total; None when NVML is not available."""
+    infos = _visible_memory_infos(nvml)
+    return None if infos is None else [info.free / info.total for info in infos if info.total]
 
 
 def gpu_memory_used_mib(nvml: Any | None = None) -> list[float] | None:
     """Memory used on each GPU now, in MiB; None when NVML is not available (the tuner checks release)."""
-    try:
-        module = nvml if nvml is not None else _import_nvml()
-        module.nvmlInit()
-    except Exception:
-        return None
-    try:
-        indices = visible_device_indices(module)
-        return [module.nvmlDeviceGetMemoryInfo(module.nvmlDeviceGetHandleByIndex(i)).used / _MIB for i in indices]
-    except Exception:
-        return None
-    finally:
-        try:
-            module.nvmlShutdown()
-        except Exception:
-            pass
+    infos = _visible_memory_infos(nvml)
+    return None if infos is None else [info.used / _MIB for info in infos]

@@ -7,7 +7,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from autotune.telemetry import NotAvailableSampler, NvmlSampler, gpu_memory_used_mib, make_gpu_sampler, visible_device_indices
+from autotune.telemetry import (
+    NotAvailableSampler,
+    NvmlSampler,
+    gpu_memory_free_fraction,
+    gpu_memory_used_mib,
+    make_gpu_sampler,
+    visible_device_indices,
+)
 
 MIB = 1024 * 1024
 
@@ -52,7 +59,8 @@ class FakeNvml:
         return SimpleNamespace(gpu=self.util[handle], memory=0)
 
     def nvmlDeviceGetMemoryInfo(self, handle: int) -> SimpleNamespace:
-        return SimpleNamespace(used=(1000 + 1000 * handle) * MIB, total=80_000 * MIB)
+        used = (1000 + 1000 * handle) * MIB
+        return SimpleNamespace(used=used, total=80_000 * MIB, free=80_000 * MIB - used)
 
     def nvmlDeviceGetPowerUsage(self, handle: int) -> int:
         if handle == 1:
@@ -128,6 +136,7 @@ def test_gpu_memory_used_mib_per_device() -> None:
     nvml = FakeNvml()
     assert gpu_memory_used_mib(nvml) == [1000.0, 2000.0]
     assert nvml.inits == nvml.shutdowns == 1
+    assert gpu_memory_free_fraction(nvml) == [79_000 / 80_000, 78_000 / 80_000]
 
 
 @pytest.mark.parametrize(

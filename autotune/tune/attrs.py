@@ -12,9 +12,12 @@ from typing import Any
 
 from autotune.tracking import TrialRecord, flatten
 
-CONFIG_KIND = "config_kind"  # "vllm-defaults" (trial 0) | "sampled"
+CONFIG_KIND = "config_kind"  # "vllm-defaults" (trial 0) | "sampled" | "profile-guided"
 VLLM_DEFAULTS = "vllm-defaults"
 SAMPLED = "sampled"
+GUIDED = "profile-guided"  # the defaults with one change that their CPU profile called for (autotune.tune.guide)
+GUIDED_OVERRIDES = "guided_overrides"
+GUIDED_WHY = "guided_why"
 CONFIG_HASH = "config_hash"
 ENGINE_CONFIG = "engine_config"  # EngineConfig as JSON-able dict
 ENGINE = "engine"
@@ -90,6 +93,8 @@ def trial_record(
         tags["fail_reason"] = str(reason)[:4000]
     if user_attrs.get(DUPLICATE_OF) is not None:
         tags["duplicate_of"] = str(user_attrs[DUPLICATE_OF])
+    if user_attrs.get(GUIDED_WHY):
+        tags[GUIDED_WHY] = str(user_attrs[GUIDED_WHY])[:4000]
     folder = user_attrs.get(TRIAL_DIR)
     artifacts = [Path(folder) / name for name in _TRIAL_FILES] if folder else []
     return TrialRecord(number=number, state=state, params=logged_params, metrics=metrics, tags=tags, artifacts=artifacts)

@@ -32,6 +32,7 @@ from autotune.errors import AutotuneError
 from autotune.search_space import InvalidTrialConfig, SearchSpace, config_hash
 from autotune.tracking import MlflowTracker
 from autotune.tune import attrs
+from autotune.tune.guide import enqueue_guided_trials, guided_config
 from autotune.tune.metrics import summary_metrics
 from autotune.tune.trial import ServerHandle, TrialOutcome, TrialResult, TrialRunner
 
@@ -123,7 +124,7 @@ class TuneObjective:
         trial.set_user_attr(attrs.CONFIG_KIND, kind)
         try:
             try:
-                engine = self.space.defaults_config() if kind == attrs.VLLM_DEFAULTS else self.space.suggest(trial)
+                engine = self._engine_for(trial, kind)
             except InvalidTrialConfig as exc:
                 self._finish(trial, TrialOutcome.REJECTED, str(exc))
                 raise optuna.TrialPruned(str(exc)) from None
@@ -148,6 +149,13 @@ class TuneObjective:
         except KeyboardInterrupt:
             trial.set_user_attr(attrs.FAIL_REASON, f"{attrs.INTERRUPTED} (Ctrl-C)")
             raise
+
+    def _engine_for(self, trial: optuna.Trial, kind: str) -> EngineConfig:
+        if kind == attrs.VLLM_DEFAULTS:
+            return self.space.defaults_config()
+        if kind == attrs.GUIDED:
+            return guided_config(self.space, trial.user_attrs.get(attrs.GUIDED_OVERRIDES) or {})
+        return self.space.suggest(trial)
 
     # -- outcomes ---------------------------------------------------------------------------------
 
@@ -176,6 +184,8 @@ class TuneObjective:
         for key, violation in constraint_violations(self.space, metrics).items():
             trial.set_constraint(key, violation)
         self._finish(trial, TrialOutcome.COMPLETE, None)
+        if trial.user_attrs.get(attrs.CONFIG_KIND) == attrs.VLLM_DEFAULTS:
+            enqueue_guided_trials(trial.study, self.space, metrics)  # what the defaults' profile says to try next
         return values[0] if len(values) == 1 else values
 
     def _reuse(self, trial: optuna.Trial, previous: FrozenTrial) -> float | Sequence[float]:

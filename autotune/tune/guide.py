@@ -1,0 +1,101 @@
+"""Profile-guided trials: what the defaults trial's CPU profile says to try first.
+
+The GPU runs of 2026-11-25 (experiments/h100-qwen3-vl-4b) showed vLLM's defaults stalling with the GPU half
+idle while the one API-server process sat at a full core (frontend-bound) and most of the server's cores were
+idle. A sampler starting from random points takes many trials to isolate such a single cause. So once the
+defaults trial is measured, its profile (the `server_cpu_*` metrics) is read against a few rules. Each rule that
+holds queues one trial: the defaults with that one change, in the space's own terms. The change is tried only
+if the space tunes that field, using the smallest of its choices that is a real step up. Guided trials have
+no sampler params (like the defaults trial): they compete for best and show the effect of one change.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from autotune.config import EngineConfig
+from autotune.search_space import InvalidTrialConfig, SearchSpace, set_path
+from autotune.tune import attrs
+
+log = logging.getLogger(__name__)
+
+SATURATED_PROCESS_CORES = 0.9
+"""A process using this much of one core over the window is single-thread bound."""
+API_SERVER_GROWTH = 4
+"""Frontend-bound: this many times the API servers (or the space's largest choice below it). On 2026-11-25 six
+servers ran at 0.28-0.38 cores each where one had been saturated: a doubling would leave little headroom."""
+
+
+@dataclass(frozen=True, slots=True)
+class Guidance:
+    overrides: dict[str, Any]  # engine field (dotted) -> value, applied to the defaults config
+    why: str
+
+
+def guidance_from_profile(space: SearchSpace, metrics: Mapping[str, Any]) -> list[Guidance]:
+    """The single-change trials the defaults' profile calls for (empty when nothing is saturated)."""
+    found: list[Guidance] = []
+    frontend = metrics.get("server_cpu_api_server_busiest_process_cores")
+    if isinstance(frontend, (int, float)) and frontend >= SATURATED_PROCESS_CORES:
+        current = space.defaults_config().api_server_count or 1
+        step_up = _step_up(space, "api_server_count", current)
+        if step_up is not None:
+            found.append(
+                Guidance(
+                    {"api_server_count": step_up},
+                    f"the API-server process ran at {frontend:.2f} cores (frontend single-thread bound): "
+                    f"api_server_count {current} -> {step_up}",
+                )
+            )
+    return found
+
+
+def guided_config(space: SearchSpace, overrides: Mapping[str, Any]) -> EngineConfig:
+    """The defaults config with `overrides` applied (validated like any trial config)."""
+    settings = space.defaults_config().model_dump(mode="python")
+    for path, value in overrides.items():
+        set_path(settings, path, value)
+    try:
+        return EngineConfig.model_validate(settings)
+    except ValueError as exc:
+        raise InvalidTrialConfig(f"guided config {dict(overrides)}: {exc}") from None
+
+
+def enqueue_guided_trials(study: optuna.Study, space: SearchSpace, metrics: Mapping[str, Any]) -> list[Guidance]:
+    """Queue each guided trial the profile calls for, unless the study already has it."""
+    queued: list[Guidance] = []
+    existing = [t.user_attrs.get(attrs.GUIDED_OVERRIDES) for t in study.get_trials(deepcopy=False)]
+    for guidance in guidance_from_profile(space, metrics):
+        if guidance.overrides in existing:
+            continue
+        study.enqueue_trial(
+            {},
+            user_attrs={attrs.CONFIG_KIND: attrs.GUIDED, attrs.GUIDED_OVERRIDES: guidance.overrides, attrs.GUIDED_WHY: guidance.why},
+            skip_if_exists=False,
+        )
+        log.info("profile-guided trial queued: %s", guidance.why)
+        queued.append(guidance)
+    return queued
+
+
+def _step_up(space: SearchSpace, field: str, current: int) -> int | None:
+    """The space's value for `field` to try instead of `current`: the smallest at or above API_SERVER_GROWTH x
+    current, else the largest above current; None when the space does not tune the field or offers nothing above."""
+    for name, spec in space.parameters.items():
+        if spec.target(name) != field:
+            continue
+        if spec.choices is not None:
+            values = [v for v in spec.choices if isinstance(v, int) and not isinstance(v, bool)]
+        elif spec.low is not None and spec.high is not None:
+            values = [int(spec.high), max(int(spec.low), current * API_SERVER_GROWTH)]
+        else:
+            values = []
+        above = sorted(v for v in values if v > current)
+        if above:
+            return next((v for v in above if v >= current * API_SERVER_GROWTH), above[-1])
+    return None

@@ -1,0 +1,80 @@
+"""Profile-guided trials: the defaults' CPU profile queues the one change it calls for, served as the defaults + it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tune_helpers import FakeRunner, space_from
+
+from autotune.bench.process_profile import RoleCpu, ServerCpuProfile
+from autotune.config import EngineConfig, Provenance
+from autotune.tune import attrs
+from autotune.tune.guide import guidance_from_profile, guided_config
+from autotune.tune.study import TuneSettings, reopen_study, run_tuning
+from autotune.tune.trial import TrialResult
+
+
+def _space(quick_space_data: dict, **parameters: Any) -> Any:
+    data = dict(quick_space_data)
+    data["parameters"] = {"max_num_seqs": {"type": "categorical", "choices": [4, 8]}, **parameters}
+    return space_from(data)
+
+
+API_SERVERS = {"api_server_count": {"type": "categorical", "choices": [1, 2, 4, 6]}}
+
+
+def test_a_saturated_frontend_calls_for_more_api_servers_in_the_spaces_own_terms(quick_space_data: dict) -> None:
+    space = _space(quick_space_data, **API_SERVERS)
+    (guidance,) = guidance_from_profile(space, {"server_cpu_api_server_busiest_process_cores": 1.01})
+    assert guidance.overrides == {"api_server_count": 4} and "1.01 cores" in guidance.why
+    assert guidance_from_profile(space, {"server_cpu_api_server_busiest_process_cores": 0.5}) == []
+    assert guidance_from_profile(space, {}) == []  # no profile (simulated engine, no pid): nothing guessed
+    # the space does not tune the API servers: the tuner does not step outside it
+    assert guidance_from_profile(_space(quick_space_data), {"server_cpu_api_server_busiest_process_cores": 1.0}) == []
+    capped = _space(quick_space_data, api_server_count={"type": "categorical", "choices": [1, 2]})
+    assert guidance_from_profile(capped, {"server_cpu_api_server_busiest_process_cores": 1.0})[0].overrides == {"api_server_count": 2}
+
+
+class SaturatedFrontendRunner(FakeRunner):
+    """The fake runner, with a CPU profile: one API server saturated unless there are several."""
+
+    def run(self, number: int, engine: EngineConfig, provenance: Provenance) -> TrialResult:
+        result = super().run(number, engine, provenance)
+        servers = engine.api_server_count or 1
+        if result.summary is not None:
+            per_process = min(1.0, 1.6 / servers)
+            role = RoleCpu(processes=servers, cores_mean=per_process * servers, cores_p95=1.0, cores_max=1.0,
+                           busiest_process_cores_mean=per_process, threads_max=4)
+            profile = ServerCpuProfile(root_pid=1, roles={"api_server": role}, total_cores_mean=role.cores_mean,
+                                       total_cores_p95=1.0, total_cores_max=1.0, samples=10, window_s=2.0,
+                                       interval_s=0.2, host_cpus=2, top_processes=[], affinity=None)
+            result.summary = result.summary.model_copy(update={"server_cpu": profile})
+        return result
+
+
+def test_the_defaults_trial_queues_a_guided_trial_served_as_defaults_plus_the_change(
+    tmp_path: Path, quick_space_data: dict
+) -> None:
+    space = _space(quick_space_data, **API_SERVERS)
+    settings = TuneSettings(experiments_dir=tmp_path, n_trials=2, mlflow=False)
+    run_tuning(space, settings, runner_factory=SaturatedFrontendRunner)
+    defaults, guided = reopen_study(space.name, experiments_dir=tmp_path, mlflow=False).study.trials[:2]
+    assert defaults.user_attrs[attrs.CONFIG_KIND] == attrs.VLLM_DEFAULTS
+    assert guided.user_attrs[attrs.CONFIG_KIND] == attrs.GUIDED and guided.params == {}
+    assert guided.user_attrs[attrs.GUIDED_OVERRIDES] == {"api_server_count": 4}
+    served = FakeRunner.calls[1]
+    assert served == space.defaults_config().model_copy(update={"api_server_count": 4})
+    assert served == guided_config(space, {"api_server_count": 4})
+    # a resumed study does not queue the same guided trial twice
+    run_tuning(space, TuneSettings(experiments_dir=tmp_path, n_trials=1, mlflow=False), runner_factory=SaturatedFrontendRunner)
+    trials = reopen_study(space.name, experiments_dir=tmp_path, mlflow=False).study.trials
+    assert sum(t.user_attrs.get(attrs.CONFIG_KIND) == attrs.GUIDED for t in trials) == 1
+
+
+def test_a_guided_change_that_breaks_the_config_is_refused_with_its_reason(quick_space_data: dict) -> None:
+    from autotune.search_space import InvalidTrialConfig
+
+    with pytest.raises(InvalidTrialConfig, match="guided config"):
+        guided_config(_space(quick_space_data, **API_SERVERS), {"api_server_count": 0})

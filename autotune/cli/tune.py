@@ -63,7 +63,7 @@ def tune(
     ] = None,
     screen_profile: Annotated[
         Path | None, typer.Option("--screen-profile", metavar="PROFILE.json", help="Calibrated simulator profile for --screen "
-                                  "(default: the shipped one, which is not calibrated)")
+                                  "(default: the shipped H100 stand-in, not calibrated; autotune/profiles/h200-qwen3-vl-4b.json is calibrated)")
     ] = None,
     screen_uncalibrated: Annotated[
         bool, typer.Option("--screen-uncalibrated", help="Allow --screen with a profile that says calibrated: false")

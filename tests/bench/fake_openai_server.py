@@ -1,7 +1,7 @@
 """A tiny OpenAI-compatible streaming server for benchmark tests (and the capacity experiment).
 
 python fake_openai_server.py [--ttft-ms 50] [--itl-ms 10] [--tokens 16] [--fail-every N --fail-status 500]
-    [--drop-every N --drop-after-tokens K] [--max-concurrent N] [--simulated] [--port 0]
+    [--drop-every N --drop-after-tokens K] [--max-concurrent N] [--role-with-first-token] [--simulated] [--port 0]
 Prints `fake server listening on http://127.0.0.1:PORT` once it accepts connections.
 
 Each streamed response: a role-only chunk at once (must not count as the first token), then one
@@ -73,7 +73,7 @@ class FakeServer:
         args = self.args
         if args.fail_every and number % args.fail_every == 0:
             return self._error(args.fail_status, f"injected failure {args.fail_status}")
-        tokens = int(body.get("max_tokens") or args.tokens)
+        tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or args.tokens)
         drop = bool(args.drop_every and number % args.drop_every == 0)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -83,11 +83,15 @@ class FakeServer:
                 response.headers["x-autotune-engine"] = "simulated"
             await response.prepare(request)
             base = {"id": f"chatcmpl-{number}", "object": "chat.completion.chunk", "model": body.get("model")}
-            await response.write(_chunk({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}))
+            role_chunk = _chunk({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
+            if not args.role_with_first_token:
+                await response.write(role_chunk)
             for position in range(tokens):
                 delay_ms = args.ttft_ms if position == 0 else args.itl_ms
                 if delay_ms:
                     await asyncio.sleep(delay_ms / 1000.0)
+                if position == 0 and args.role_with_first_token:  # as vLLM: the role chunk comes with the first output
+                    await response.write(role_chunk)
                 if drop and position == args.drop_after_tokens:
                     request.transport.abort()  # a dropped connection mid-stream
                     return response
@@ -159,6 +163,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drop-every", type=int, default=0)
     parser.add_argument("--drop-after-tokens", type=int, default=2)
     parser.add_argument("--max-concurrent", type=int, default=0)
+    parser.add_argument("--role-with-first-token", action="store_true")
     parser.add_argument("--simulated", action="store_true")
     parser.add_argument("--no-metrics", action="store_true")
     return parser.parse_args(argv)

@@ -27,8 +27,10 @@ def _text_workload(output_tokens: int) -> Workload:
     return Workload.model_validate(data)
 
 
-def test_ttft_and_inter_token_gaps_match_the_injected_delays(start_fake_server) -> None:
-    url = start_fake_server("--ttft-ms", "50", "--itl-ms", "10")
+@pytest.mark.parametrize("role_chunk", ["at once", "with the first token (as vLLM)"])
+def test_ttft_and_inter_token_gaps_match_the_injected_delays(start_fake_server, role_chunk: str) -> None:
+    flags = [] if role_chunk == "at once" else ["--role-with-first-token"]
+    url = start_fake_server("--ttft-ms", "50", "--itl-ms", "10", *flags)
     result = run_benchmark_sync(
         url, _text_workload(20), LoadSpec(mode="concurrency", concurrency=2, num_requests=6), SLO(), telemetry=False
     )

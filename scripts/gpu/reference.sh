@@ -76,11 +76,15 @@ measure_loads() {  # measure_loads NAME PORT CPUS WORKLOAD: autotune bench at 16
   for c in 16 128 256; do
     taskset -c "$cpus" python3 -m autotune.cli bench --url "http://127.0.0.1:$port" --workload "$workload" --quiet "${SLO[@]}" \
       --concurrency $c --num-requests $(( c < 64 ? 400 : c * 8 )) --warmup $(( c < 32 ? 32 : c )) --seed $c \
-      --server-pid "$SPID" --output "$M/bench-$name-c$c.json" | grep -E "throughput req/s|TTFT ms|GPU util|CPU by role" | head -4
+      --server-pid "$SPID" --output "$M/bench-$name-c$c.json.gz" | grep -E "throughput req/s|TTFT ms|GPU util|CPU by role" | head -4
     if [ "$name" = autotune-serve ]; then  # vllm bench serve at the same load: one process at 16, 64 per process above
       local procs=$(( c / 64 )) k pids=()
-      if (( procs < 1 )); then
+      if (( procs < 1 )); then  # A B B A: ours (above), vllm, vllm, ours; the spread per client is the run-to-run noise
         vllm_bench "$port" "$cpus" --num-prompts 400 --max-concurrency 16 --seed 16 --result-filename vllm-bench-c16.json
+        vllm_bench "$port" "$cpus" --num-prompts 400 --max-concurrency 16 --seed 1016 --result-filename vllm-bench-c16-r2.json
+        taskset -c "$cpus" python3 -m autotune.cli bench --url "http://127.0.0.1:$port" --workload "$workload" --quiet "${SLO[@]}" \
+          --concurrency 16 --num-requests 400 --warmup 32 --seed 2016 --server-pid "$SPID" \
+          --output "$M/bench-$name-c16-r2.json.gz" | grep -E "throughput req/s|TTFT ms" | head -2
       else
         for (( k = 0; k < procs; k++ )); do
           vllm_bench "$port" "$cpus" --num-prompts 512 --max-concurrency 64 --seed $(( c * 10 + k )) \
@@ -95,7 +99,7 @@ measure_loads() {  # measure_loads NAME PORT CPUS WORKLOAD: autotune bench at 16
 
 slo_rate() {  # slo_rate NAME PORT CPUS SEED: the study's objective, measured outside the study
   taskset -c "$3" python3 -m autotune.cli bench --url "http://127.0.0.1:$2" --workload vlm-chat --quiet "${SLO[@]}" \
-    --slo-rate --concurrency 256 --duration 8 --warmup 32 --seed "$4" --server-pid "$SPID" --output "$M/slo-rate-$1.json" \
+    --slo-rate --concurrency 256 --duration 8 --warmup 32 --seed "$4" --server-pid "$SPID" --output "$M/slo-rate-$1.json.gz" \
     | grep -E "highest rate|GPU util|CPU by role|engine_core|api_server|other" | head -8
 }
 
@@ -164,7 +168,7 @@ step_c() {
     for c in 64 128 256; do
       taskset -c "$(client_cpus $g)" python3 -m autotune.cli bench --url "http://127.0.0.1:$port" --workload vlm-chat --quiet \
         "${SLO[@]}" --concurrency $c --duration 8 --warmup $(( c / 2 )) --seed $(( 5000 + c )) --server-pid "$SPID" \
-        --output "$M/compare-$name-c$c.json" | grep -E "throughput req/s|GPU util" | head -2
+        --output "$M/compare-$name-c$c.json.gz" | grep -E "throughput req/s|GPU util" | head -2
     done
     slo_rate "compare-$name" "$port" "$(client_cpus $g)" 5999
     stop_server

@@ -12,7 +12,6 @@ and power are summed (a tensor-parallel engine uses them all).
 from __future__ import annotations
 
 import os
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from autotune.bench.schemas import GpuSummary
+from autotune.sampling import PeriodicSampler
 
 _MIB = 1024 * 1024
 
@@ -89,13 +89,14 @@ class NotAvailableSampler:
         return []
 
 
-class NvmlSampler:
+class NvmlSampler(PeriodicSampler[GpuSample, GpuSummary]):
     available = True
     reason: str | None = None
+    thread_name = "autotune-nvml-sampler"
 
     def __init__(self, nvml: Any | None = None, *, interval_s: float = 0.1, device_indices: list[int] | None = None) -> None:
+        super().__init__(interval_s=interval_s)
         self.nvml = nvml if nvml is not None else _import_nvml()
-        self.interval_s = interval_s
         self.nvml.nvmlInit()
         self._indices = device_indices if device_indices is not None else visible_device_indices(self.nvml)
         self._handles = [self.nvml.nvmlDeviceGetHandleByIndex(i) for i in self._indices]
@@ -104,11 +105,6 @@ class NvmlSampler:
             self._driver: str | None = _text(self.nvml.nvmlSystemGetDriverVersion())
         except Exception:
             self._driver = None
-        self._samples: list[GpuSample] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._window: tuple[float | None, float | None] = (None, None)
 
     def devices(self) -> list[str]:
         return list(self._names)
@@ -140,45 +136,17 @@ class NvmlSampler:
                     sm_clock_mhz=None if clock is None else float(clock),
                 )
             )
-        with self._lock:
-            self._samples.extend(batch)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            started = time.monotonic()
-            self.sample_once()
-            self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="autotune-nvml-sampler", daemon=True)
-        self._thread.start()
+        self._add(*batch)
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join(timeout=5)
-            self._thread = None
+        super().stop()
         try:
             self.nvml.nvmlShutdown()
         except Exception:
             pass
 
-    def mark_window_start(self) -> None:
-        self._window = (time.monotonic(), None)
-
-    def mark_window_end(self) -> None:
-        self._window = (self._window[0], time.monotonic())
-
-    def summary(self) -> GpuSummary | None:
-        start, end = self._window
-        return self.summarize(start if start is not None else -np.inf, end if end is not None else np.inf)
-
     def summarize(self, start: float, end: float) -> GpuSummary | None:
-        with self._lock:
-            window = [s for s in self._samples if start <= s.t_monotonic <= end]
+        window = [s for s in self._snapshot() if start <= s.t_monotonic <= end]
         by_time: dict[float, list[GpuSample]] = {}
         for sample in window:
             by_time.setdefault(sample.t_monotonic, []).append(sample)
@@ -208,8 +176,7 @@ class NvmlSampler:
 
     def timeseries(self, origin: float | None = None) -> list[dict[str, float]]:
         """Every sample; `t_s` is seconds from `origin` (default: the window start, else the first sample)."""
-        with self._lock:
-            samples = list(self._samples)
+        samples = self._snapshot()
         if origin is None:
             origin = self._window[0] if self._window[0] is not None else (samples[0].t_monotonic if samples else 0.0)
         rows = []

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,8 @@ from typing import Literal, Protocol, get_args
 import numpy as np
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
+
+from autotune.sampling import PeriodicSampler
 
 Role = Literal["api_server", "engine_core", "gpu_worker", "other"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -239,21 +240,17 @@ def _root_affinity(root: psutil.Process) -> list[int] | None:
         return None
 
 
-class ProcessCpuSampler:
+class ProcessCpuSampler(PeriodicSampler["_TreeSample", ServerCpuProfile]):
     available = True
     reason: str | None = None
+    thread_name = "autotune-cpu-sampler"
 
     def __init__(self, root_pid: int, *, interval_s: float = DEFAULT_INTERVAL_S) -> None:
+        super().__init__(interval_s=interval_s)
         self.root_pid = root_pid
-        self.interval_s = interval_s
         self._root = psutil.Process(root_pid)  # NoSuchProcess if it is not there
         self.affinity = _root_affinity(self._root)
         self.host_cpus = psutil.cpu_count(logical=True) or os.cpu_count() or 1
-        self._samples: list[_TreeSample] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._window: tuple[float | None, float | None] = (None, None)
 
     def _tree(self) -> list[psutil.Process]:
         try:
@@ -276,53 +273,18 @@ class ProcessCpuSampler:
             )
             for read in reads
         )
-        with self._lock:
-            self._samples.append(_TreeSample(now, processes))
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            started = time.monotonic()
-            try:
-                self.sample_once()
-            except Exception:  # a sampler must never take the benchmark down; the gap shows in `samples`
-                pass
-            self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="autotune-cpu-sampler", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def mark_window_start(self) -> None:
-        self._window = (time.monotonic(), None)
-
-    def mark_window_end(self) -> None:
-        self._window = (self._window[0], time.monotonic())
-
-    def summary(self) -> ServerCpuProfile | None:
-        start, end = self._window
-        return self.summarize(start if start is not None else -np.inf, end if end is not None else np.inf)
+        self._add(_TreeSample(now, processes))
 
     def summarize(self, start_monotonic: float, end_monotonic: float) -> ServerCpuProfile | None:
         """The profile from samples inside [start, end]; None with fewer than two (no rate without a delta)."""
-        with self._lock:
-            window = [s for s in self._samples if start_monotonic <= s.t_monotonic <= end_monotonic]
+        window = [s for s in self._snapshot() if start_monotonic <= s.t_monotonic <= end_monotonic]
         if len(window) < 2:
             return None
         return _profile(window, root_pid=self.root_pid, interval_s=self.interval_s, affinity=self.affinity, host_cpus=self.host_cpus)
 
     def timeseries(self, origin: float | None = None) -> list[dict[str, float]]:
         """Cores per role between consecutive samples; `t_s` (interval end) from `origin` (default: window start)."""
-        with self._lock:
-            samples = list(self._samples)
+        samples = self._snapshot()
         if origin is None:
             origin = self._window[0] if self._window[0] is not None else (samples[0].t_monotonic if samples else 0.0)
         rows = []

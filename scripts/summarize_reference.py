@@ -526,9 +526,7 @@ def plot_compare(compare: pd.DataFrame, target: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.suptitle("vLLM defaults vs study best (vlm-chat, 8 s windows)")
-    fig.tight_layout()
-    fig.savefig(target, dpi=110)
-    plt.close(fig)
+    _save(fig, target)
 
 
 def plot_gpu_util(layout: Layout, target: Path) -> None:
@@ -545,9 +543,7 @@ def plot_gpu_util(layout: Layout, target: Path) -> None:
     ax.set_ylim(0, 110)
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(target, dpi=110)
-    plt.close(fig)
+    _save(fig, target)
 
 
 def plot_server_cpu(summary: Json, target: Path) -> None:
@@ -564,6 +560,10 @@ def plot_server_cpu(summary: Json, target: Path) -> None:
     ax.tick_params(axis="x", labelsize=7)
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
+    _save(fig, target)
+
+
+def _save(fig: Any, target: Path) -> None:
     fig.tight_layout()
     fig.savefig(target, dpi=110)
     plt.close(fig)
@@ -596,9 +596,7 @@ def plot_pareto(trials: pd.DataFrame, summary: Json, target: Path) -> None:
     ax.set_ylabel("slo_rate req/s")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(target, dpi=110)
-    plt.close(fig)
+    _save(fig, target)
 
 
 def plot_trial_times(trials: pd.DataFrame, target: Path) -> None:
@@ -616,9 +614,7 @@ def plot_trial_times(trials: pd.DataFrame, target: Path) -> None:
     ax.tick_params(axis="x", labelsize=7)
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(target, dpi=110)
-    plt.close(fig)
+    _save(fig, target)
 
 
 # --- entry point --------------------------------------------------------------------------------------------

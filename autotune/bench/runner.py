@@ -21,7 +21,7 @@ import asyncio
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 
@@ -352,22 +352,6 @@ async def run_benchmark(
     )
 
 
-def run_benchmark_sync(
-    url: str,
-    workload: Workload,
-    load: LoadSpec,
-    slo: SLO,
-    *,
-    model: str | None = None,
-    api_key: str | None = None,
-    telemetry: bool = True,
-    progress: bool = False,
-    server_pid: int | None = None,
-) -> BenchResult:
-    """`run_benchmark` from synchronous code (starts its own event loop)."""
-    return asyncio.run(
-        run_benchmark(
-            url, workload, load, slo, model=model, api_key=api_key, telemetry=telemetry, progress=progress,
-            server_pid=server_pid,
-        )
-    )
+def run_benchmark_sync(*args: Any, **kwargs: Any) -> BenchResult:
+    """`run_benchmark` from synchronous code (starts its own event loop); the same arguments."""
+    return asyncio.run(run_benchmark(*args, **kwargs))

@@ -5,7 +5,8 @@ idle while the one API-server process sat at a full core (frontend-bound) and mo
 idle. A sampler starting from random points takes many trials to isolate such a single cause. So once the
 defaults trial is measured, its profile (the `server_cpu_*` metrics) is read against a few rules. Each rule that
 holds queues one trial: the defaults with that one change, in the space's own terms. The change is tried only
-if the space tunes that field, using the smallest of its choices that is a real step up. Guided trials have
+if the space tunes that field, with the smallest of its values at API_SERVER_GROWTH x the default or above
+(else the largest above the default). Guided trials have
 no sampler params (like the defaults trial): they compete for best and show the effect of one change.
 """
 
@@ -18,14 +19,13 @@ from typing import Any
 
 import optuna
 
+from autotune.bench.process_profile import SINGLE_THREAD_BOUND_CORES
 from autotune.config import EngineConfig
 from autotune.search_space import InvalidTrialConfig, SearchSpace, set_path
 from autotune.tune import attrs
 
 log = logging.getLogger(__name__)
 
-SATURATED_PROCESS_CORES = 0.9
-"""A process using this much of one core over the window is single-thread bound."""
 API_SERVER_GROWTH = 4
 """Frontend-bound: this many times the API servers (or the space's largest choice below it). On 2026-11-25 six
 servers ran at 0.28-0.38 cores each where one had been saturated: a doubling would leave little headroom."""
@@ -41,7 +41,7 @@ def guidance_from_profile(space: SearchSpace, metrics: Mapping[str, Any]) -> lis
     """The single-change trials the defaults' profile calls for (empty when nothing is saturated)."""
     found: list[Guidance] = []
     frontend = metrics.get("server_cpu_api_server_busiest_process_cores")
-    if isinstance(frontend, (int, float)) and frontend >= SATURATED_PROCESS_CORES:
+    if isinstance(frontend, (int, float)) and frontend >= SINGLE_THREAD_BOUND_CORES:
         current = space.defaults_config().api_server_count or 1
         step_up = _step_up(space, "api_server_count", current)
         if step_up is not None:

@@ -36,7 +36,6 @@ from autotune.tune.redact import hide_secret_env, missing_env_placeholders
 log = logging.getLogger(__name__)
 
 
-
 class TrialOutcome(StrEnum):
     COMPLETE = "complete"
     FAILED = "failed"
@@ -247,7 +246,7 @@ class TrialRunner:
         config_path = tuned.write(folder / "config.yaml")
         log_path = folder / "server.log"
         result.config_path, result.log_path = str(config_path), str(log_path)
-        busy = self._wait_for_free_gpu(engine)
+        busy = self._wait_for_free_gpu(engine) if self.engine_kind is EngineKind.VLLM else None  # simulated: no GPU
         if busy is not None:
             result.state, result.reason = TrialOutcome.FAILED, busy
             return

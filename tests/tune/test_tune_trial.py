@@ -43,9 +43,11 @@ class FakeServer:
         self.stopped = True
 
 
-def _runner(tmp_path: Path, *, server: Any, benchmark: Any, **settings: Any) -> TrialRunner:
+def _runner(
+    tmp_path: Path, *, server: Any, benchmark: Any, engine_kind: EngineKind = EngineKind.SIMULATED, **settings: Any
+) -> TrialRunner:
     return TrialRunner(
-        study_dir=tmp_path, engine_kind=EngineKind.SIMULATED, workload={"name": "w"}, load=LOAD, slo=SLO(ttft_ms=100),
+        study_dir=tmp_path, engine_kind=engine_kind, workload={"name": "w"}, load=LOAD, slo=SLO(ttft_ms=100),
         settings=TrialSettings(**{"warmup_requests": 1, **settings}), server_factory=server, benchmark=benchmark,
     )
 
@@ -188,7 +190,8 @@ def test_a_gpu_held_by_another_process_fails_as_the_environments_fault_without_s
     monkeypatch.setattr(trial_module, "gpu_memory_free_fraction", lambda: [next(frees, 0.07)])
     monkeypatch.setattr(trial_module.time, "sleep", lambda _s: None)
     servers: list[FakeServer] = []
-    runner = _runner(tmp_path, server=_factory(servers), benchmark=_bench(servers), gpu_release_timeout_s=0)
+    vllm = EngineKind.VLLM
+    runner = _runner(tmp_path, server=_factory(servers), benchmark=_bench(servers), engine_kind=vllm, gpu_release_timeout_s=0)
     result = runner.run(0, EngineConfig(model=MODEL, gpu_memory_utilization=0.9), Provenance())
     assert result.state is TrialOutcome.FAILED and servers == []  # no server was started into a busy GPU
     assert result.reason is not None and result.reason.startswith(attrs.GPU_BUSY)
@@ -196,5 +199,9 @@ def test_a_gpu_held_by_another_process_fails_as_the_environments_fault_without_s
     # memory freed while waiting: the trial goes ahead
     frees = iter([0.07, 0.95])
     monkeypatch.setattr(trial_module, "gpu_memory_free_fraction", lambda: [next(frees, 0.95)])
-    waited = _runner(tmp_path, server=_factory(servers), benchmark=_bench(servers), gpu_release_timeout_s=60)
+    waited = _runner(tmp_path, server=_factory(servers), benchmark=_bench(servers), engine_kind=vllm, gpu_release_timeout_s=60)
     assert waited.run(1, EngineConfig(model=MODEL), Provenance()).state is TrialOutcome.COMPLETE and len(servers) == 1
+    # the simulated engine uses no GPU: a busy one does not hold its trials back
+    monkeypatch.setattr(trial_module, "gpu_memory_free_fraction", lambda: [0.01])
+    simulated = _runner(tmp_path, server=_factory(servers), benchmark=_bench(servers), gpu_release_timeout_s=0)
+    assert simulated.run(2, EngineConfig(model=MODEL), Provenance()).state is TrialOutcome.COMPLETE and len(servers) == 2

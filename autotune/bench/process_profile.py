@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Literal, Protocol, get_args
@@ -288,18 +288,23 @@ class ProcessCpuSampler(PeriodicSampler["_TreeSample", ServerCpuProfile]):
         if origin is None:
             origin = self._window[0] if self._window[0] is not None else (samples[0].t_monotonic if samples else 0.0)
         rows = []
-        for before, after in pairwise(samples):
-            dt = after.t_monotonic - before.t_monotonic
-            if dt <= 0:
-                continue
+        for after, dt, deltas in _intervals(samples):
             cores = dict.fromkeys(ROLES, 0.0)
-            for process, delta in _deltas(before, after):
+            for process, delta in deltas:
                 cores[process.role] += delta / dt
             row = {"t_s": round(after.t_monotonic - origin, 4), "processes": float(len(after.processes))}
             row.update({f"cores_{role}": round(value, 4) for role, value in cores.items()})
             row["cores_total"] = round(sum(cores.values()), 4)
             rows.append(row)
         return rows
+
+
+def _intervals(samples: Sequence[_TreeSample]) -> Iterator[tuple[_TreeSample, float, list[tuple[_ProcessSample, float]]]]:
+    """Each interval between consecutive samples that has a length: (its end sample, seconds, CPU seconds per process)."""
+    for before, after in pairwise(samples):
+        dt = after.t_monotonic - before.t_monotonic
+        if dt > 0:
+            yield after, dt, list(_deltas(before, after))
 
 
 def _deltas(before: _TreeSample, after: _TreeSample) -> Iterable[tuple[_ProcessSample, float]]:
@@ -337,12 +342,9 @@ def _profile(
             threads[process.role] += process.threads
         for role in ROLES:
             threads_max[role] = max(threads_max[role], threads[role])
-    for before, after in pairwise(window):
-        dt = after.t_monotonic - before.t_monotonic
-        if dt <= 0:
-            continue
+    for _after, dt, deltas in _intervals(window):
         cores = dict.fromkeys(ROLES, 0.0)
-        for process, delta in _deltas(before, after):
+        for process, delta in deltas:
             entry = totals[process.key]
             entry.cpu_s += delta
             entry.cores_max = max(entry.cores_max, delta / dt)

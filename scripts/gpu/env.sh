@@ -28,7 +28,10 @@ import json, subprocess, sys, platform, datetime, importlib.metadata as md
 def v(p):
     try: return md.version(p)
     except Exception: return None
-smi = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+try:
+    smi = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+except FileNotFoundError:
+    smi = ""  # no NVIDIA driver (a simulated smoke run)
 json.dump({"date": datetime.datetime.now(datetime.UTC).isoformat(), "gpus": smi.splitlines(), "cpu_count": __import__("os").cpu_count(),
            "cpu_model": next((l.split(":",1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), None),
            "python": platform.python_version(), "versions": {p: v(p) for p in ["vllm","torch","transformers","optuna","mlflow","fastapi","aiohttp"]}},

@@ -7,6 +7,12 @@
 #   bash scripts/gpu/reference.sh b   # both GPUs: study workers (the study resumes from its storage)
 #   bash scripts/gpu/reference.sh c   # defaults (GPU 0) vs the study's best.yaml (GPU 1) over concurrency and at the
 #                                     #   highest rate within the SLO; then the 2-GPU tensor-parallel grid
+# Or, with study workers that outlive the device commands (no trial cut at a command's end):
+#   WORKERS_S=1100 bash scripts/gpu/reference.sh agree  # GPU 0: the c16 agreement (A B B A); every other GPU starts a
+#                                     #   detached study worker at once, GPU 0 after the agreement; all stop starting
+#                                     #   trials WORKERS_S after this step began
+#   bash scripts/gpu/reference.sh wait   # waits for the detached workers (at most this command's budget)
+#   bash scripts/gpu/reference.sh tp     # waits for them, then the 2-GPU tensor-parallel grid (TP 2 first)
 # Each GPU gets its share of the cores: the server 3/4 of it, the load generator the rest (taskset; recorded per
 # trial). The study lives in $EXP (kept while the machine stays warm; restored from the checkout otherwise) and
 # every step packs $EXP into $OUT/step-X.tgz. ENGINE=simulated runs the same flow without a GPU (a smoke test:
@@ -23,11 +29,12 @@ PER=$(( NCPU / NGPU ))
 server_cpus() { echo "$(( $1 * PER ))-$(( $1 * PER + PER * 3 / 4 - 1 ))"; }
 client_cpus() { echo "$(( $1 * PER + PER * 3 / 4 ))-$(( $1 * PER + PER - 1 ))"; }
 left() { echo $(( BUDGET_S - (SECONDS - T0) )); }
-TRIAL_S=${TRIAL_S:-170}   # the longest trial expected: workers start no trial later than this before the end
+TRIAL_S=${TRIAL_S:-230}   # the longest trial expected: workers start no trial later than this before the end
 SLO=(--slo ttft_ms=2000 --slo tpot_ms=50)
 
-if [ ! -d "$EXP/$STUDY" ] && [ -d "experiments/$STUDY/study/$STUDY" ]; then  # a fresh machine: resume from the checkout
-  cp -r "experiments/$STUDY/study/." "$EXP/"
+RESTORE=${RESTORE:-experiments/h100-qwen3-vl-4b/study}   # the recorded studies, resumed on a fresh machine
+if [ ! -d "$EXP/$STUDY" ] && [ -d "$RESTORE/$STUDY" ]; then
+  cp -r "$RESTORE/$STUDY" "$EXP/"
 fi
 
 worker() {  # worker GPUS SPACE STUDY SERVER_CPUS CLIENT_CPUS: a study worker until the step's budget
@@ -190,11 +197,83 @@ step_c() {
   fi
 }
 
+DEADLINE_FILE=$EXP/workers.deadline   # epoch seconds by which the detached workers have stopped
+
+detached_worker() {  # detached_worker GPU: a study worker in its own session, ending by the deadline
+  local g=$1 now deadline
+  now=$(date +%s); deadline=$(cat "$DEADLINE_FILE")
+  if (( deadline - now - TRIAL_S < 20 )); then echo "no time left for a trial on GPU $g"; return; fi
+  echo "$(date -u +%T) detached worker GPU $g: $STUDY until $(date -u -d @"$deadline" +%T), trials start up to $TRIAL_S s before"
+  CUDA_VISIBLE_DEVICES=$g setsid timeout -k 15 -s TERM $(( deadline - now )) python3 -m autotune.cli tune "$SPACE" \
+    --engine "$ENGINE" --model "$MODEL" --study "$STUDY" --experiments-dir "$EXP" --n-trials 100 \
+    --timeout $(( deadline - now - TRIAL_S )) --server-cpus "$(server_cpus "$g")" --client-cpus "$(client_cpus "$g")" \
+    > "$M/worker-gpu$g.log" 2>&1 < /dev/null &
+  echo $! >> "$EXP/workers.pids"
+}
+
+wait_workers() {  # until every detached worker has exited or this step's budget is spent; progress every minute
+  local pid alive last=0
+  [ -f "$EXP/workers.pids" ] || return 0
+  while :; do
+    alive=0
+    for pid in $(cat "$EXP/workers.pids"); do kill -0 "$pid" 2>/dev/null && alive=$(( alive + 1 )); done
+    (( alive == 0 )) && { echo "$(date -u +%T) the detached workers have finished"; rm -f "$EXP/workers.pids"; return 0; }
+    (( $(left) < 15 )) && { echo "$(date -u +%T) $alive worker(s) still running; this step's budget is spent"; return 1; }
+    if (( SECONDS - last >= 60 )); then
+      last=$SECONDS
+      echo "$(date -u +%T) $alive worker(s) running; $(ls "$EXP/$STUDY/trials" 2>/dev/null | wc -l) trials begun"
+    fi
+    sleep 2
+  done
+}
+
+step_agree() {  # GPU 0: autotune bench vs vllm bench serve at 16 streams, A B B A, on vLLM's defaults
+  record_env "$M/env.json"; nproc > "$M/nproc.txt"; nvidia-smi topo -m > "$M/topo.txt" 2>&1
+  echo $(( $(date +%s) + ${WORKERS_S:-1100} )) > "$DEADLINE_FILE"
+  local g
+  for (( g = 1; g < NGPU; g++ )); do detached_worker "$g"; done
+  (
+    export CUDA_VISIBLE_DEVICES=0
+    echo "== GPU 0: autotune serve, vLLM defaults; c16 agreement, A B B A"
+    serve agree "$DEFAULTS" 8000 "$(server_cpus 0)" || exit 1
+    curl -s 127.0.0.1:8000/autotune/config > "$M/autotune-config-agree.json"
+    cpus=$(client_cpus 0)
+    agree_ours() {
+      taskset -c "$cpus" python3 -m autotune.cli bench --url http://127.0.0.1:8000 --workload vlm-chat-random-mm --quiet \
+        "${SLO[@]}" --concurrency 16 --num-requests 400 --warmup 32 --seed "$1" --server-pid "$SPID" \
+        --output "$M/agree-autotune-$2.json.gz" | grep -E "throughput req/s|TTFT ms|GPU util" | head -3
+    }
+    agree_ours 16 a1
+    vllm_bench 8000 "$cpus" --num-prompts 400 --max-concurrency 16 --seed 1016 --result-filename agree-vllm-b1.json
+    vllm_bench 8000 "$cpus" --num-prompts 400 --max-concurrency 16 --seed 2016 --result-filename agree-vllm-b2.json
+    agree_ours 3016 a2
+    stop_server
+  ) > "$M/agree-gpu0.log" 2>&1
+  cat "$M/agree-gpu0.log"
+  detached_worker 0
+  wait_workers
+}
+
+step_wait() { wait_workers; tail -n 12 "$M"/worker-gpu*.log; }
+
+step_tp() {
+  wait_workers || { echo "workers still running: no tensor-parallel trials"; return 1; }
+  tail -n 12 "$M"/worker-gpu*.log
+  if (( NGPU > 1 )); then  # one worker over both GPUs: trial 0 is TP 2, then TP 1
+    worker "0,1" search_spaces/qwen3-vl-4b-2gpu.yaml "${TP_STUDY:-qwen3-vl-4b-tp}" \
+      "$(server_cpus 0),$(server_cpus 1)" "$(client_cpus 1)" > "$M/tp.log" 2>&1
+    tail -n 30 "$M/tp.log"
+  fi
+}
+
 case "$STEP" in
   a) step_a ;;
   b) step_b ;;
   c) step_c ;;
-  *) echo "usage: $0 a|b|c" >&2; exit 2 ;;
+  agree) step_agree ;;
+  wait) step_wait ;;
+  tp) step_tp ;;
+  *) echo "usage: $0 a|b|c|agree|wait|tp" >&2; exit 2 ;;
 esac
 echo "step $STEP took $(( SECONDS - T0 )) s"
 pack

@@ -239,7 +239,8 @@ def test_config_hash_is_canonical() -> None:
 
 def test_two_gpu_space_tunes_tensor_parallelism() -> None:
     space = load_search_space(SPACES / "qwen3-vl-4b-2gpu.yaml")
-    assert space.to_distributions()["tensor_parallel_size"] == optuna.distributions.CategoricalDistribution([1, 2])
+    assert space.to_distributions()["tensor_parallel_size"] == optuna.distributions.CategoricalDistribution([2, 1])
+    assert "--tensor-parallel-size" in space.defaults_config().to_vllm_cli_args()  # trial 0: the 2-GPU layout
     params = {name: _first_value(spec) for name, spec in space.parameters.items()}
     params.update(tensor_parallel_size=2, quantization=None, enable_chunked_prefill=True, preprocessing_workers=1)
     args = engine_config_from_params(space, params).to_vllm_cli_args()

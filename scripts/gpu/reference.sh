@@ -23,6 +23,13 @@ STEP=$1; BUDGET_S=${BUDGET_S:-560}; T0=$SECONDS
 ENGINE=${ENGINE:-vllm}
 STUDY=${STUDY:-h100-qwen3-vl-4b}; SPACE=${SPACE:-search_spaces/qwen3-vl-4b.yaml}
 EXP=${EXP:-/root/exp}; M=$EXP/measurements; mkdir -p "$M"
+# SESSION_LEFT_S (the device time left as this step starts) bounds this and every later step, so that the last
+# one packs its results before the device's time is spent
+[ -n "${SESSION_LEFT_S:-}" ] && echo $(( $(date +%s) + SESSION_LEFT_S )) > "$EXP/session.end"
+if [ -f "$EXP/session.end" ]; then
+  until_end=$(( $(cat "$EXP/session.end") - $(date +%s) - 20 ))
+  (( until_end < BUDGET_S )) && { BUDGET_S=$until_end; echo "the session's device time bounds this step to $BUDGET_S s"; }
+fi
 DEFAULTS=${DEFAULTS:-experiments/gpu-configs/qwen3-vl-4b-defaults.yaml}
 NGPU=${NGPU:-$(nvidia-smi -L 2>/dev/null | wc -l)}; (( NGPU >= 1 )) || NGPU=1
 PER=$(( NCPU / NGPU ))

@@ -22,6 +22,9 @@ from autotune.config import TunedConfig
 from serving.asgi_guard import ASGIApp, AutotuneGuard, GuardOptions
 from serving.errors import ApiError
 from serving.security import ImageUrlPolicy, UrlRejected, resolve_checked
+from serving.stack_dumps import start_from_environment
+
+start_from_environment()  # AUTOTUNE_DUMP_STACKS_EVERY_S: profile vLLM's start-up from inside its API servers
 
 CONFIG_ENV = "AUTOTUNE_CONFIG_JSON"
 API_KEY_ENV = "AUTOTUNE_API_KEY"

@@ -1,0 +1,52 @@
+"""Stack dumps from inside a server process (serving.stack_dumps), switched on by the environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from serving.stack_dumps import EVERY_ENV, FOR_ENV, start_from_environment
+
+ROOT = Path(__file__).resolve().parents[2]
+# Imports the middleware module (as vLLM's API server does), then stays busy in a named function for 1.2 s.
+CHILD = """
+import time
+import serving.vllm_middleware
+def busy_in_warmup():
+    end = time.monotonic() + 1.2
+    while time.monotonic() < end:
+        pass
+busy_in_warmup()
+"""
+
+
+def _run_child(extra_env: dict[str, str]) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in (EVERY_ENV, FOR_ENV)} | extra_env
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=60, check=True)
+    return done.stderr
+
+
+def test_middleware_import_dumps_the_stacks_of_a_busy_process_when_asked() -> None:
+    stderr = _run_child({EVERY_ENV: "0.2", FOR_ENV: "30"})
+    assert "stack dumps every 0.2 s" in stderr
+    assert stderr.count("busy_in_warmup") >= 2  # several dumps, each showing where the time goes
+
+
+def test_no_dumps_unless_asked() -> None:
+    stderr = _run_child({})
+    assert "busy_in_warmup" not in stderr and "stack dumps" not in stderr
+
+
+def test_dumps_stop_after_their_duration() -> None:
+    stderr = _run_child({EVERY_ENV: "0.1", FOR_ENV: "0.35"})
+    assert 1 <= stderr.count("busy_in_warmup") <= 4  # ~3 in 0.35 s, none in the remaining ~0.85 s
+
+
+def test_bad_values_are_ignored_with_a_warning(caplog) -> None:  # type: ignore[no-untyped-def]
+    assert start_from_environment({EVERY_ENV: "often"}) is False
+    assert start_from_environment({EVERY_ENV: "1", FOR_ENV: "-5"}) is False
+    assert EVERY_ENV in caplog.text
+    assert start_from_environment({}) is False

@@ -1,32 +1,75 @@
 """Periodic all-thread stack dumps of a server process: where its start-up or a stall spends its time.
 
-Off unless `AUTOTUNE_DUMP_STACKS_EVERY_S` is set in the environment of `autotune serve` (vLLM's processes inherit it
-and import this through `serving.vllm_middleware`, before vLLM's multimodal warm-up). Then `faulthandler` writes
-every thread's Python stack to stderr (the server log) every that many seconds, for `AUTOTUNE_DUMP_STACKS_FOR_S`
-seconds (default 60). It needs no ptrace, so it works where py-spy cannot attach (the GPU host's sandbox).
+Off unless `AUTOTUNE_DUMP_STACKS_EVERY_S` is set in the environment of `autotune serve`. vLLM's processes inherit it;
+each process that imports `serving.vllm_middleware` (the launcher, which is vLLM's only API server when
+`api_server_count` is 1, and every API server otherwise, before vLLM's multimodal warm-up) then writes every other
+thread's Python stack to stderr (the server log) every that many seconds, for `AUTOTUNE_DUMP_STACKS_FOR_S` seconds
+(default 180: a whole vLLM start). A Python thread reads `sys._current_frames()`: no ptrace, so it works where
+py-spy cannot attach (the GPU host's sandbox). `faulthandler.dump_traceback_later` was tried first and crashed
+vLLM's API server with a segmentation fault (experiments/h100-qwen3-vl-4b/2026-11-26/measurements/
+serve-faulthandler-segfault.log.gz): its watchdog walks other threads' frames without the GIL.
 """
 
 from __future__ import annotations
 
-import faulthandler
 import logging
 import os
 import sys
 import threading
+import time
+import traceback
 from collections.abc import Mapping
+from typing import TextIO
+
+from autotune.sampling import PeriodicSampler
 
 EVERY_ENV = "AUTOTUNE_DUMP_STACKS_EVERY_S"
 FOR_ENV = "AUTOTUNE_DUMP_STACKS_FOR_S"
-DEFAULT_FOR_S = 60.0
+DEFAULT_FOR_S = 180.0
+HEADER = "autotune stack dump"
 
 log = logging.getLogger(__name__)
+_started: StackDumper | None = None
 
 
-def start_from_environment(environ: Mapping[str, str] = os.environ) -> bool:
-    """Start the dumps when EVERY_ENV is set; True when started. A bad value is logged and ignored."""
+class StackDumper(PeriodicSampler[None, None]):
+    """Writes the Python stack of every thread but its own to `out`, each interval, until `duration_s` has passed."""
+
+    thread_name = "autotune-stack-dumper"
+
+    def __init__(self, *, interval_s: float, duration_s: float, out: TextIO) -> None:
+        super().__init__(interval_s=interval_s)
+        self._out = out
+        self._t0 = time.monotonic()
+        self._until = self._t0 + duration_s
+
+    def sample_once(self) -> None:
+        now = time.monotonic()
+        if now > self._until:
+            self._stop.set()
+            return
+        names = {t.ident: t.name for t in threading.enumerate()}
+        me = threading.get_ident()
+        lines = [f"{HEADER} pid {os.getpid()} at +{now - self._t0:.1f} s"]
+        for ident, frame in sys._current_frames().items():
+            if ident != me:
+                lines.append(f"  thread {names.get(ident, ident)}:")
+                lines.extend(line.rstrip("\n") for line in traceback.format_stack(frame))
+        self._out.write("\n".join(lines) + "\n")
+        self._out.flush()
+
+    def summarize(self, start: float, end: float) -> None:
+        return None
+
+
+def start_from_environment(environ: Mapping[str, str] = os.environ, out: TextIO | None = None) -> bool:
+    """Start the dumps (once per process) when EVERY_ENV is set; True when running. Bad values: a warning."""
+    global _started
     every = environ.get(EVERY_ENV)
     if not every:
         return False
+    if _started is not None:
+        return True
     try:
         period, duration = float(every), float(environ.get(FOR_ENV, DEFAULT_FOR_S))
         if period <= 0 or duration <= 0:
@@ -34,9 +77,7 @@ def start_from_environment(environ: Mapping[str, str] = os.environ) -> bool:
     except ValueError as exc:
         log.warning("%s=%r / %s=%r ignored: %s (seconds > 0 expected)", EVERY_ENV, every, FOR_ENV, environ.get(FOR_ENV), exc)
         return False
-    faulthandler.dump_traceback_later(period, repeat=True, file=sys.stderr)
-    stop = threading.Timer(duration, faulthandler.cancel_dump_traceback_later)
-    stop.daemon = True
-    stop.start()
-    print(f"autotune: stack dumps every {period:g} s for {duration:g} s (pid {os.getpid()})", file=sys.stderr, flush=True)
+    _started = StackDumper(interval_s=period, duration_s=duration, out=out or sys.stderr)
+    print(f"autotune: stack dumps every {period:g} s for {duration:g} s (pid {os.getpid()})", file=out or sys.stderr, flush=True)
+    _started.start()
     return True

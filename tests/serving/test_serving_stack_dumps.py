@@ -43,6 +43,25 @@ def test_no_dumps_unless_asked() -> None:
 def test_dumps_stop_after_their_duration() -> None:
     stderr = _run_child({EVERY_ENV: "0.1", FOR_ENV: "0.35"})
     assert 1 <= stderr.count("busy_in_warmup") <= 4  # ~3 in 0.35 s, none in the remaining ~0.85 s
+    assert stderr.count("autotune stack dump pid") <= stderr.count("busy_in_warmup") + 1  # + one during the import
+
+
+def test_dumps_survive_threads_that_start_and_end_while_sampled() -> None:
+    """faulthandler's watchdog crashed vLLM's API server (a segfault); the Python sampler must not."""
+    churn = CHILD.rstrip().rsplit("\n", 1)[0] + """
+import threading
+def short_lived():
+    sum(range(1000))
+for _ in range(2000):
+    t = threading.Thread(target=short_lived)
+    t.start()
+    t.join()
+busy_in_warmup()"""
+    env = {k: v for k, v in os.environ.items() if k not in (EVERY_ENV, FOR_ENV)} | {EVERY_ENV: "0.01", FOR_ENV: "30"}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([sys.executable, "-c", churn], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "busy_in_warmup" in done.stderr
 
 
 def test_bad_values_are_ignored_with_a_warning(caplog) -> None:  # type: ignore[no-untyped-def]

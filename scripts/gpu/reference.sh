@@ -21,7 +21,7 @@ set -u
 source scripts/gpu/env.sh
 STEP=$1; BUDGET_S=${BUDGET_S:-560}; T0=$SECONDS
 ENGINE=${ENGINE:-vllm}
-STUDY=${STUDY:-h100-qwen3-vl-4b}; SPACE=${SPACE:-search_spaces/qwen3-vl-4b.yaml}
+STUDY=${STUDY:-qwen3-vl-4b-reference}; SPACE=${SPACE:-search_spaces/qwen3-vl-4b.yaml}
 EXP=${EXP:-/root/exp}; M=$EXP/measurements; mkdir -p "$M"
 # SESSION_LEFT_S (the device time left as this step starts) bounds this and every later step, so that the last
 # one packs its results before the device's time is spent
@@ -39,8 +39,13 @@ left() { echo $(( BUDGET_S - (SECONDS - T0) )); }
 TRIAL_S=${TRIAL_S:-230}   # the longest trial expected: workers start no trial later than this before the end
 SLO=(--slo ttft_ms=2000 --slo tpot_ms=50)
 
-RESTORE=${RESTORE:-experiments/h100-qwen3-vl-4b/study}   # the recorded studies, resumed on a fresh machine
-if [ ! -d "$EXP/$STUDY" ] && [ -d "$RESTORE/$STUDY" ]; then
+# A fresh machine resumes the study from its latest recording: experiments/h100-qwen3-vl-4b/study/ (2026-11-25) or
+# a dated run folder experiments/h100-qwen3-vl-4b/YYYY-MM-DD/study/ (the latest date wins); RESTORE overrides.
+if [ -z "${RESTORE:-}" ]; then
+  for d in experiments/h100-qwen3-vl-4b/study experiments/h100-qwen3-vl-4b/20*/study; do [ -d "$d/$STUDY" ] && RESTORE=$d; done
+fi
+if [ ! -d "$EXP/$STUDY" ] && [ -n "${RESTORE:-}" ] && [ -d "$RESTORE/$STUDY" ]; then
+  echo "resuming study $STUDY from $RESTORE"
   cp -r "$RESTORE/$STUDY" "$EXP/"
 fi
 

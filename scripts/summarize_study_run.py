@@ -1,0 +1,331 @@
+"""Summarize a study run on the GPU (scripts/gpu/reference.sh agree | wait | tp) into summary.json, tables.md, plots/.
+
+A run folder (default experiments/h100-qwen3-vl-4b/2026-11-26) holds `measurements/` (env.json, the c16 A B B A
+agreement: agree-autotune-a*.json.gz and vllm bench's agree-vllm-b*.json, the workers' logs) and `study/<name>/`
+(Optuna + MLflow stores, trials.csv, trials/N/{trial.json,result.json.gz,server.log}, best.yaml). Unlike
+scripts/summarize_reference.py (the 2026-11-25 layout), the defaults are the study's own trial 0, measured by the
+same workers in the same device commands as every sampled trial. Re-runnable:
+
+    .venv/bin/python scripts/summarize_study_run.py [RUN_DIR]
+
+Percent differences: agreement = (mean of autotune bench runs - mean of vllm bench runs) / vllm bench x 100.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import summarize_reference as ref  # noqa: E402
+from autotune.bench.result import load_result  # noqa: E402
+from autotune.bench.schemas import BenchResult  # noqa: E402
+from autotune.config import read_yaml_mapping  # noqa: E402
+
+DEFAULT_DIR = Path("experiments/h100-qwen3-vl-4b/2026-11-26")
+MAIN_STUDY = "qwen3-vl-4b-reference"
+TP_STUDY = "qwen3-vl-4b-tp"
+Json = dict[str, Any]
+
+
+# --- the c16 agreement, A B B A ---------------------------------------------------------------------------------
+
+
+def agreement_abba(measurements: Path) -> Json | None:
+    """autotune bench (A) vs vllm bench serve (B) on one autotune serve at 16 streams, run A B B A (issue 4)."""
+    ours = [load_result(p).summary for p in sorted(measurements.glob("agree-autotune-a*.json.gz"))]
+    theirs = [json.loads(p.read_text()) for p in sorted(measurements.glob("agree-vllm-b*.json"))]
+    if not ours or not theirs:
+        return None
+    runs = [
+        {"client": "autotune bench", "throughput_rps": s.throughput_rps, "ttft_ms_p50": s.ttft_ms.p50,
+         "tpot_ms_p50": s.tpot_ms.p50, "completed": s.completed, "gpu_util_mean": ref.gpu_util(s)}
+        for s in ours
+    ] + [
+        {"client": "vllm bench serve", "throughput_rps": float(b["request_throughput"]), "ttft_ms_p50": float(b["median_ttft_ms"]),
+         "tpot_ms_p50": float(b["median_tpot_ms"]), "completed": int(b["completed"]), "gpu_util_mean": None}
+        for b in theirs
+    ]
+    out: Json = {"order": "A B B A (A: autotune bench, B: vllm bench serve)", "concurrency": 16, "runs": runs}
+    for key in ("throughput_rps", "ttft_ms_p50", "tpot_ms_p50"):
+        a = statistics.mean(r[key] for r in runs if r["client"] == "autotune bench")
+        b = statistics.mean(r[key] for r in runs if r["client"] == "vllm bench serve")
+        spread_a = [r[key] for r in runs if r["client"] == "autotune bench"]
+        spread_b = [r[key] for r in runs if r["client"] == "vllm bench serve"]
+        out[key] = {
+            "autotune_bench_mean": ref._r(a, 3), "vllm_bench_mean": ref._r(b, 3), "diff_pct": ref._r(ref.pct_diff(a, b)),
+            "run_to_run_pct_autotune": ref._r(ref.pct_diff(max(spread_a), min(spread_a))),
+            "run_to_run_pct_vllm": ref._r(ref.pct_diff(max(spread_b), min(spread_b))),
+        }
+    return out
+
+
+# --- start-up phases from vLLM's server log ---------------------------------------------------------------------
+
+_VLLM_TS = re.compile(r"(?:INFO|WARNING) (\d\d-\d\d \d\d:\d\d:\d\d) ")
+_OURS_TS = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ INFO autotune\.serve: starting vLLM")
+PHASE_MARKS = {  # phase end -> the log line that marks it (the first match)
+    "api_server_imported": "[api_utils.py",
+    "engine_core_started": "Initializing a V1 LLM engine",
+    "model_load_started": "Starting to load model",
+    "engine_ready": "init engine (profile, create kv cache, warmup model)",
+    "mm_warmup_done": "Multi-modal warmup completed",
+    "serving": "Application startup complete",
+}
+
+
+def startup_phases(server_log: Path, year: int) -> Json | None:
+    """Seconds between the start-up marks of one vLLM server log, and its torch.compile facts."""
+    if not server_log.is_file():
+        return None
+    text = server_log.read_text(errors="replace")
+    start: datetime | None = None
+    marks: dict[str, datetime] = {}
+    for line in text.splitlines():
+        if start is None and (m := _OURS_TS.search(line)):
+            start = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")
+            continue
+        ts = _VLLM_TS.search(line)
+        for name, needle in PHASE_MARKS.items():
+            if name not in marks and needle in line and ts:
+                marks[name] = datetime.strptime(f"{year}-{ts.group(1)}", "%Y-%m-%d %H:%M:%S")
+        if "Application startup complete" in line and "serving" not in marks and marks:  # uvicorn's line has no stamp
+            marks["serving"] = max(marks.values())
+    if start is None or "engine_ready" not in marks:
+        return None
+    order = ["start", *PHASE_MARKS]
+    times = {"start": start, **marks}
+    present = [name for name in order if name in times]
+    phases = {f"{a}->{b}": (times[b] - times[a]).total_seconds() for a, b in zip(present, present[1:], strict=False)}
+    compile_s = re.search(r"torch\.compile took ([\d.]+) s in total", text)
+    warmups = [float(x) for x in re.findall(r"Multi-modal warmup completed in ([\d.]+)s", text)]
+    return {
+        "phases_s": phases,
+        "to_serving_s": (max(times.values()) - start).total_seconds(),
+        "torch_compile_s": float(compile_s.group(1)) if compile_s else None,
+        "compile_cache_hit": "Directly load the compiled graph" in text,
+        "mm_warmup_s_per_api_server": warmups,
+    }
+
+
+def startup_table(study_dir: Path, year: int) -> pd.DataFrame:
+    rows = []
+    for d in sorted((study_dir / "trials").iterdir(), key=lambda p: int(p.name)):
+        info = startup_phases(d / "server.log", year)
+        if info is None:
+            continue
+        trial = ref.read_trial(d) or {}
+        rows.append({
+            "trial": int(d.name),
+            "startup_s (autotune)": (trial.get("timings") or {}).get("startup_s"),
+            **{k: v for k, v in info["phases_s"].items()},
+            "torch.compile s": info["torch_compile_s"],
+            "compile cache hit": info["compile_cache_hit"],
+            "mm warm-up s (max)": max(info["mm_warmup_s_per_api_server"], default=None),
+            "api servers": len(info["mm_warmup_s_per_api_server"]),
+        })
+    return pd.DataFrame(rows)
+
+
+# --- the study: defaults trial vs best trial, profile -------------------------------------------------------------
+
+
+def trial_result(study_dir: Path, number: int) -> BenchResult | None:
+    for name in ("result.json.gz", "result.json"):
+        path = study_dir / "trials" / str(number) / name
+        if path.is_file():
+            return load_result(path)
+    return None
+
+
+def best_trial_number(study_dir: Path) -> int | None:
+    path = study_dir / "best.yaml"
+    return read_yaml_mapping(path).get("provenance", {}).get("trial_number") if path.is_file() else None
+
+
+def defaults_trial_number(study_dir: Path) -> int | None:
+    csv = pd.read_csv(study_dir / "trials.csv")
+    rows = csv[(csv["config_kind"] == "vllm-defaults") & (csv["state"] == "COMPLETE")]
+    return int(rows["number"].iloc[0]) if not rows.empty else None
+
+
+def study_goodput(study_dir: Path) -> Json:
+    d_n, b_n = defaults_trial_number(study_dir), best_trial_number(study_dir)
+    d = trial_result(study_dir, d_n) if d_n is not None else None
+    b = trial_result(study_dir, b_n) if b_n is not None else None
+    d_rate = d.summary.slo_rate_rps if d else None
+    b_rate = b.summary.slo_rate_rps if b else None
+    return {
+        "defaults_trial": d_n,
+        "best_trial": b_n,
+        "default_goodput_rps": ref._r(d_rate),
+        "best_goodput_rps": ref._r(b_rate),
+        "best_vs_default": ref._r(b_rate / d_rate, 3) if d_rate and b_rate is not None else None,
+        "gpu_util_mean_default": ref._r(ref.gpu_util(d.summary), 1) if d else None,
+        "gpu_util_mean_best": ref._r(ref.gpu_util(b.summary), 1) if b else None,
+    }
+
+
+def study_profile(study_dir: Path) -> Json:
+    """Server CPU by role in the reported slo_rate window, for every measured trial."""
+    out: Json = {}
+    for d in sorted((study_dir / "trials").iterdir(), key=lambda p: int(p.name)):
+        result = trial_result(study_dir, int(d.name))
+        if result is not None:
+            out[f"trial {d.name}"] = ref.profile_point(result.summary)
+    return out
+
+
+def tp_comparison(study_dir: Path) -> Json | None:
+    """Each trial of the tensor-parallel grid: its layout and how it measured."""
+    if not study_dir.is_dir():
+        return None
+    rows = []
+    for d in sorted((study_dir / "trials").iterdir(), key=lambda p: int(p.name)):
+        config = read_yaml_mapping(d / "config.yaml").get("engine_config", {}) if (d / "config.yaml").is_file() else {}
+        trial = ref.read_trial(d) or {}
+        result = trial_result(study_dir, int(d.name))
+        s = result.summary if result else None
+        rows.append({
+            "trial": int(d.name),
+            "tensor_parallel_size": config.get("tensor_parallel_size", 1),
+            "state": trial.get("state"),
+            "reason": trial.get("reason"),
+            "slo_rate_rps": ref._r(s.slo_rate_rps) if s else None,
+            "throughput_rps": ref._r(s.throughput_rps) if s else None,
+            "gpu_util_mean": ref._r(ref.gpu_util(s), 1) if s else None,
+            "startup_s": (trial.get("timings") or {}).get("startup_s"),
+            "server_cores": len(trial.get("server_cpus") or []) or None,
+        })
+    return {"trials": rows}
+
+
+def build_summary(root: Path) -> tuple[Json, pd.DataFrame, pd.DataFrame]:
+    layout = ref.Layout(root)
+    study_dir = layout.study(MAIN_STUDY)
+    year = datetime.fromisoformat(ref.run_date(layout)).year
+    startups = startup_table(study_dir, year)
+    trials = pd.concat([ref.trials_frame(layout, s) for s in (MAIN_STUDY, TP_STUDY) if layout.study(s).is_dir()],
+                       ignore_index=True)
+    simulated = sorted(
+        str(p.relative_to(root)) for p in root.rglob("*.json.gz") if load_result(p).simulated
+    )
+    summary: Json = {
+        "kind": "study-run-summary",
+        "made_by": "scripts/summarize_study_run.py (computed from the raw files of this folder)",
+        "simulated_result_files": simulated,
+        "hardware": ref.hardware(layout),
+        "date": ref.run_date(layout),
+        "study": MAIN_STUDY,
+        **study_goodput(study_dir),
+        **ref.trial_timings(layout, MAIN_STUDY),
+        "trials": {s: ref.trial_counts(layout, s) for s in (MAIN_STUDY, TP_STUDY) if layout.study(s).is_dir()},
+        "startup_medians_s": {c: ref._r(float(startups[c].median()), 1) for c in startups.columns
+                               if c not in ("trial", "compile cache hit", "api servers")},
+        "compile_cache_hits": int(startups["compile cache hit"].sum()) if not startups.empty else 0,
+        "serving_overhead_pct": None,
+        "serving_overhead_note": "not measured in this run; see ../summary.json (2026-11-25)",
+        "agreement_c16_abba": agreement_abba(layout.measurements),
+        "tensor_parallel": tp_comparison(layout.study(TP_STUDY)),
+        "profile_slo_rate_window": study_profile(study_dir),
+    }
+    return summary, trials, startups
+
+
+# --- tables and plots ---------------------------------------------------------------------------------------
+
+
+def render_tables(summary: Json, trials: pd.DataFrame, startups: pd.DataFrame) -> str:
+    parts = [f"# Tables of {summary['date'][:10]} (made by scripts/summarize_study_run.py)\n"]
+    g = summary
+    parts.append("## (a) The study's defaults trial vs its best trial (same workers, same device commands)\n")
+    parts.append(ref.markdown_table(pd.DataFrame([
+        {"": "slo_rate req/s", "vLLM defaults": g["default_goodput_rps"], "best": g["best_goodput_rps"], "best / defaults": g["best_vs_default"]},
+        {"": "GPU util % (mean, that window)", "vLLM defaults": g["gpu_util_mean_default"], "best": g["gpu_util_mean_best"], "best / defaults": None},
+    ])))
+    parts.append(f"\nDefaults = trial {g['defaults_trial']}, best = trial {g['best_trial']}.\n")
+    parts.append("## (b) Trials\n")
+    parts.append(ref.markdown_table(trials))
+    parts.append("\n## (c) Start-up phases per trial (s, from the server logs' timestamps)\n")
+    parts.append(ref.markdown_table(startups))
+    if (a := summary.get("agreement_c16_abba")) is not None:
+        parts.append("\n## (d) autotune bench vs vllm bench serve, 16 streams, A B B A on one server\n")
+        parts.append(ref.markdown_table(pd.DataFrame(a["runs"])))
+        parts.append("\n" + ref.markdown_table(pd.DataFrame([
+            {"metric": k, **{kk: vv for kk, vv in a[k].items()}} for k in ("throughput_rps", "ttft_ms_p50", "tpot_ms_p50")
+        ])))
+    if (tp := summary.get("tensor_parallel")) is not None:
+        parts.append("\n## (e) Tensor parallel on the two-GPU host (one worker over both GPUs)\n")
+        parts.append(ref.markdown_table(pd.DataFrame(tp["trials"])))
+    parts.append("\n## (f) Server CPU by role in each trial's reported slo_rate window\n")
+    prof = pd.DataFrame([{"trial": k, **(v or {})} for k, v in summary["profile_slo_rate_window"].items()])
+    parts.append(ref.markdown_table(prof))
+    return "\n".join(parts) + "\n"
+
+
+def plot_gpu_util(root: Path, summary: Json, target: Path) -> None:
+    study_dir = ref.Layout(root).study(MAIN_STUDY)
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    for label, number in (("vLLM defaults", summary["defaults_trial"]), ("best", summary["best_trial"])):
+        result = trial_result(study_dir, number) if number is not None else None
+        series = pd.DataFrame(result.gpu_timeseries) if result else pd.DataFrame()
+        if not series.empty:
+            ax.plot(series["t_s"], series["util_pct"].rolling(5, min_periods=1).mean(), label=f"{label}, trial {number}")
+    ax.set_xlabel("s since the capacity probe began (slo_rate: probe, then open-loop windows)")
+    ax.set_ylabel("GPU util % (rolling mean of 5 samples)")
+    ax.set_ylim(0, 110)
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    ref._save(fig, target)
+
+
+def plot_startup(startups: pd.DataFrame, target: Path) -> None:
+    phase_cols = [c for c in startups.columns if "->" in c]
+    fig, ax = plt.subplots(figsize=(10, 4.2))
+    bottom = pd.Series(0.0, index=startups.index)
+    for col in phase_cols:
+        values = startups[col].fillna(0)
+        ax.bar(startups["trial"].astype(str), values, bottom=bottom, label=col)
+        bottom += values
+    ax.set_xlabel("trial")
+    ax.set_ylabel("s")
+    ax.set_title("vLLM start-up phases per trial (server log timestamps)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
+    ax.grid(axis="y", alpha=0.3)
+    ref._save(fig, target)
+
+
+def run(root: Path) -> Json:
+    summary, trials, startups = build_summary(root)
+    (root / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (root / "tables.md").write_text(render_tables(summary, trials, startups))
+    plots = root / "plots"
+    plots.mkdir(exist_ok=True)
+    plot_gpu_util(root, summary, plots / "gpu_util_defaults_vs_best.png")
+    plot_startup(startups, plots / "startup_phases.png")
+    ref.plot_trial_times(trials, plots / "trial_time_breakdown.png")
+    return summary
+
+
+def main(argv: list[str]) -> None:
+    root = Path(argv[1]) if len(argv) > 1 else DEFAULT_DIR
+    summary = run(root)
+    print(f"wrote {root / 'summary.json'}, {root / 'tables.md'}, {root / 'plots'}/")
+    print(f"slo_rate defaults {summary['default_goodput_rps']} vs best {summary['best_goodput_rps']} "
+          f"(x{summary['best_vs_default']}); median trial {summary['median_trial_s']} s")
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -356,20 +356,28 @@ class SearchSpace(_Strict):
     def content_hash(self) -> str:
         """Identity of what a study measures (budget and sampler excluded): resumes must match it.
 
-        Paths count as written in the YAML (or given with --model), so a study resumes from another checkout.
+        Only what differs from the schema's defaults is hashed, so a later version of autotune that adds a field
+        (with a default) still resumes the studies of an earlier one. Paths count as written in the YAML (or given
+        with --model), so a study resumes from another checkout.
         """
-        data = self.model_dump(mode="json", exclude={"budget", "description", "sampler"})
+        return self._hash_of(self.model_dump(mode="json", exclude=_UNHASHED, exclude_defaults=True))
+
+    def full_content_hash(self) -> str:
+        """The hash studies recorded until 2026-11-26: every field, defaults included (broke on any new field)."""
+        return self._hash_of(self.model_dump(mode="json", exclude=_UNHASHED))
+
+    def legacy_content_hash(self) -> str:
+        """The hash studies recorded before `content_hash` became location-independent (resolved paths)."""
+        return _sha(self.model_dump(mode="json", exclude=_UNHASHED))
+
+    def _hash_of(self, data: dict[str, Any]) -> str:
         for location, given in self._given_paths.items():
             set_path(data, location, given)
         return _sha(data)
 
-    def legacy_content_hash(self) -> str:
-        """The hash studies recorded before `content_hash` became location-independent (resolved paths)."""
-        return _sha(self.model_dump(mode="json", exclude={"budget", "description", "sampler"}))
-
     def matches_hash(self, stored: str) -> bool:
-        """A stored study hash is this space's, under either the current or the earlier rule."""
-        return stored in (self.content_hash(), self.legacy_content_hash())
+        """A stored study hash is this space's, under the current rule or an earlier one."""
+        return stored in (self.content_hash(), self.full_content_hash(), self.legacy_content_hash())
 
 
 def engine_config_from_params(space: SearchSpace, params: Mapping[str, Any], *, tuned: bool = True) -> EngineConfig:
@@ -393,6 +401,9 @@ def engine_config_from_params(space: SearchSpace, params: Mapping[str, Any], *, 
 def config_hash(engine: EngineConfig) -> str:
     """Canonical identity of an engine config (same settings -> same hash)."""
     return _sha(engine.model_dump(mode="json"))
+
+
+_UNHASHED = {"budget", "description", "sampler"}
 
 
 def _sha(data: Any) -> str:

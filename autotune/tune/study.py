@@ -229,6 +229,9 @@ def open_study(space: SearchSpace, settings: TuneSettings, *, create: bool = Tru
             f"study {name!r} was created from a different search space (parameters, engine base, workload, load, SLO "
             "or objective changed): use another --study name, or the original space"
         )
+    elif stored_hash != space.content_hash():  # recorded under an earlier rule: store the current one from now on
+        study.set_user_attr(attrs.STUDY_SPACE_HASH, space.content_hash())
+        log.info("study %s: space hash migrated to the current rule", name)
     stored_engine = study.user_attrs.get(attrs.STUDY_ENGINE)
     if stored_engine is not None and stored_engine != engine.value:
         raise ConfigError(f"study {name!r} measures the {stored_engine} engine; this run asks {engine.value}")

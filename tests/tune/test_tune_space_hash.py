@@ -43,3 +43,29 @@ def test_hash_still_changes_with_the_space(tmp_path: Path) -> None:
     other_model = load_search_space(_checkout(tmp_path / "c"), model=str(MODEL))
     assert len({base.content_hash(), other_load.content_hash(), other_model.content_hash()}) == 3
     assert not base.matches_hash(other_load.content_hash())
+
+
+def test_a_field_the_schema_adds_later_does_not_change_the_hash(tmp_path: Path) -> None:
+    """Only non-default values are hashed: a newer autotune with a new (defaulted) field resumes older studies."""
+    base = load_search_space(_checkout(tmp_path / "a"))
+    load = base.load.model_dump(exclude_unset=True)
+    spelled_out = load_search_space(_checkout(tmp_path / "b", load={**load, "slo_rate_refine_steps": 2, "arrival": "poisson"}))
+    assert spelled_out.content_hash() == base.content_hash()  # defaults written out == defaults left out
+    changed = load_search_space(_checkout(tmp_path / "c", load={**load, "arrival": "constant"}))
+    assert changed.content_hash() != base.content_hash()
+
+
+def test_a_study_recorded_under_the_full_hash_resumes_and_is_migrated(tmp_path: Path) -> None:
+    import optuna
+
+    from autotune.tune import attrs
+    from autotune.tune.study import TuneSettings, open_study
+
+    space = load_search_space(_checkout(tmp_path / "repo"))
+    settings = TuneSettings(experiments_dir=tmp_path / "exp", study="old", mlflow=False)
+    session = open_study(space, settings, create=True)
+    session.study.set_user_attr(attrs.STUDY_SPACE_HASH, space.full_content_hash())  # as recorded until 2026-11-26
+    assert space.full_content_hash() != space.content_hash()
+    resumed = open_study(space, settings, create=False)
+    stored = optuna.load_study(study_name="old", storage=resumed.storage_url).user_attrs[attrs.STUDY_SPACE_HASH]
+    assert stored == space.content_hash()

@@ -89,6 +89,25 @@ def summary_metrics(summary: Summary) -> dict[str, float | None]:
     return figures
 
 
+PEAK_PREFIX = "peak_"
+PEAK_FIGURES = ("throughput_rps", "gpu_util_mean")
+
+
+def peak_metrics(summary: Summary) -> dict[str, float | None]:
+    """`peak_*`: throughput, GPU utilization and the server CPU profile of the highest-throughput window."""
+    figures = summary_metrics(summary)
+    return {
+        PEAK_PREFIX + key: value
+        for key, value in figures.items()
+        if key in PEAK_FIGURES or key.startswith("server_cpu_")
+    }
+
+
+def trial_metrics(summary: Summary, peak: Summary | None) -> dict[str, float | None]:
+    """A trial's figures: its reported window's, plus `peak_*` from its highest-throughput window when it had several."""
+    return summary_metrics(summary) | (peak_metrics(peak) if peak is not None else {})
+
+
 def numeric_only(figures: dict[str, float | None]) -> dict[str, float]:
     return {key: float(value) for key, value in figures.items() if value is not None}
 

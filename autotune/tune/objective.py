@@ -33,7 +33,7 @@ from autotune.search_space import InvalidTrialConfig, SearchSpace, config_hash
 from autotune.tracking import MlflowTracker
 from autotune.tune import attrs
 from autotune.tune.guide import enqueue_guided_trials, guided_config
-from autotune.tune.metrics import summary_metrics
+from autotune.tune.metrics import trial_metrics
 from autotune.tune.trial import ServerHandle, TrialOutcome, TrialResult, TrialRunner
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ class TuneObjective:
             trial.set_user_attr(attrs.RESULT_PATH, result.result_path)
         metrics: dict[str, float | None] = {}
         if result.summary is not None:
-            metrics = summary_metrics(result.summary)
+            metrics = trial_metrics(result.summary, result.peak_summary)
             trial.set_user_attr(attrs.METRICS, {k: v for k, v in metrics.items() if v is not None})
         if result.state is TrialOutcome.REJECTED:
             self._finish(trial, result.state, result.reason or "rejected")

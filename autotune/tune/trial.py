@@ -67,6 +67,11 @@ class TrialResult(BaseModel):
     log_path: str | None = None
     log_tail: str | None = None
     summary: Summary | None = None
+    peak_summary: Summary | None = Field(
+        default=None,
+        description="The window of highest throughput when the run had several (slo_rate's capacity probe, a sweep's "
+        "top): where a saturated process shows, unlike the reported window below saturation",
+    )
     memory: MemoryEstimate | None = None
     gpu_memory_released: bool | None = Field(default=None, description="None: not checked (no NVML)")
     timings: TrialTimings = Field(default_factory=TrialTimings)
@@ -331,6 +336,8 @@ class TrialRunner:
         result_path.write_text(bench.model_dump_json(indent=2))
         result.result_path = str(result_path)
         result.summary = bench.summary
+        if len(bench.sweep) > 1:
+            result.peak_summary = max(bench.sweep, key=lambda window: window.throughput_rps or 0.0)
         result.simulated = result.simulated or bench.simulated
         summary = bench.summary
         if not server.alive():

@@ -37,6 +37,32 @@ def test_a_saturated_frontend_calls_for_more_api_servers_in_the_spaces_own_terms
     assert guidance_from_profile(capped, {"server_cpu_api_server_busiest_process_cores": 1.0})[0].overrides == {"api_server_count": 2}
 
 
+def test_the_capacity_probe_shows_a_frontend_the_reported_window_hides(quick_space_data: dict) -> None:
+    """2026-11-26: the defaults' API server ran at 1.06 cores in the capacity probe, 0.85 at the SLO rate reported."""
+    space = _space(quick_space_data, **API_SERVERS)
+    readings = {"server_cpu_api_server_busiest_process_cores": 0.85, "peak_server_cpu_api_server_busiest_process_cores": 1.06}
+    (guidance,) = guidance_from_profile(space, readings)
+    assert guidance.overrides == {"api_server_count": 4} and "1.06 cores" in guidance.why
+    assert guidance_from_profile(space, {**readings, "peak_server_cpu_api_server_busiest_process_cores": 0.5}) == []
+
+
+def test_trial_metrics_add_the_peak_window_only_when_there_was_one() -> None:
+    from autotune.bench.schemas import Summary
+    from autotune.tune.metrics import trial_metrics
+
+    role = RoleCpu(processes=1, cores_mean=1.06, cores_p95=1.1, cores_max=1.1, busiest_process_cores_mean=1.06, threads_max=4)
+    profile = ServerCpuProfile(root_pid=1, roles={"api_server": role}, total_cores_mean=4.9, total_cores_p95=5.0,
+                               total_cores_max=5.0, samples=10, window_s=2.0, interval_s=0.2, host_cpus=16,
+                               top_processes=[], affinity=None)
+    reported = Summary(completed=10, failed=0, duration_s=1.0, throughput_rps=49.1)
+    peak = reported.model_copy(update={"throughput_rps": 57.7, "server_cpu": profile})
+    figures = trial_metrics(reported, peak)
+    assert figures["throughput_rps"] == 49.1 and figures["peak_throughput_rps"] == 57.7
+    assert figures["peak_server_cpu_api_server_busiest_process_cores"] == 1.06
+    assert "peak_ttft_ms_p99" not in figures  # latency comes from the reported window only
+    assert not any(key.startswith("peak_") for key in trial_metrics(reported, None))
+
+
 class SaturatedFrontendRunner(FakeRunner):
     """The fake runner, with a CPU profile: one API server saturated unless there are several."""
 

@@ -97,6 +97,24 @@ def test_complete_trial_writes_what_it_served(tmp_path: Path) -> None:
     assert (tmp_path / "trials" / "3" / "trial.json").is_file()
 
 
+def test_a_run_of_several_windows_keeps_its_highest_throughput_window(tmp_path: Path) -> None:
+    """slo_rate reports a window below saturation; the capacity probe (the peak) is kept beside it."""
+    servers: list[FakeServer] = []
+    plain = _bench(servers)
+
+    async def windows(url: str, workload: Any, load: LoadSpec, slo: SLO, **kwargs: Any) -> BenchResult:
+        result = await plain(url, workload, load, slo, **kwargs)
+        probe = result.summary.model_copy(update={"throughput_rps": 57.7})
+        reported = result.summary.model_copy(update={"throughput_rps": 49.1})
+        return result.model_copy(update={"summary": reported, "sweep": [probe, reported]})
+
+    result = _runner(tmp_path, server=_factory(servers), benchmark=windows).run(1, EngineConfig(model=MODEL), Provenance())
+    assert result.summary is not None and result.summary.throughput_rps == 49.1
+    assert result.peak_summary is not None and result.peak_summary.throughput_rps == 57.7
+    single = _runner(tmp_path / "one", server=_factory(servers), benchmark=_bench(servers)).run(2, EngineConfig(model=MODEL), Provenance())
+    assert single.peak_summary is None  # one window: nothing beside it
+
+
 def test_infeasible_config_starts_no_server(tmp_path: Path) -> None:
     servers: list[FakeServer] = []
     runner = _runner(tmp_path, server=_factory(servers), benchmark=_bench(servers), gpu_memory_gib=8.0)

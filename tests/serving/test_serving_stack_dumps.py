@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from serving.stack_dumps import EVERY_ENV, FOR_ENV, start_from_environment
+from serving.stack_dumps import DURING_ENV, EVERY_ENV, FOR_ENV, start_from_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 # Imports the middleware module (as vLLM's API server does), then stays busy in a named function for 1.2 s.
@@ -22,10 +22,10 @@ busy_in_warmup()
 """
 
 
-def _run_child(extra_env: dict[str, str]) -> str:
-    env = {k: v for k, v in os.environ.items() if k not in (EVERY_ENV, FOR_ENV)} | extra_env
-    env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=60, check=True)
+def _run_child(extra_env: dict[str, str], child: str = CHILD, path: str = "") -> str:
+    env = {k: v for k, v in os.environ.items() if k not in (EVERY_ENV, FOR_ENV, DURING_ENV)} | extra_env
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), path) if p)
+    done = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True, text=True, timeout=60, check=True)
     return done.stderr
 
 
@@ -62,6 +62,37 @@ busy_in_warmup()"""
     done = subprocess.run([sys.executable, "-c", churn], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "busy_in_warmup" in done.stderr
+
+
+WARMUP_MODULE = """
+import time
+class Renderer:
+    def warmup(self):
+        end = time.monotonic() + 0.8
+        while time.monotonic() < end:
+            pass
+def serve_requests():
+    end = time.monotonic() + 0.8
+    while time.monotonic() < end:
+        pass
+"""
+DURING_CHILD = """
+import serving.vllm_middleware
+import fake_engine
+fake_engine.Renderer().warmup()
+fake_engine.serve_requests()
+"""
+
+
+def test_dumps_can_be_limited_to_one_callable_such_as_the_warmup(tmp_path: Path) -> None:
+    (tmp_path / "fake_engine.py").write_text(WARMUP_MODULE)
+    env = {EVERY_ENV: "0.1", DURING_ENV: "fake_engine:Renderer.warmup"}
+    stderr = _run_child(env, DURING_CHILD, str(tmp_path))
+    assert "while fake_engine:Renderer.warmup runs" in stderr
+    assert stderr.count("in warmup") >= 3  # ~8 dumps over its 0.8 s
+    assert "in serve_requests" not in stderr  # nothing after it returned: the measured window is untouched
+    bad = _run_child({EVERY_ENV: "0.1", DURING_ENV: "fake_engine:Nope.warmup"}, DURING_CHILD, str(tmp_path))
+    assert "in warmup" not in bad and "ignored" in bad
 
 
 def test_bad_values_are_ignored_with_a_warning(caplog) -> None:  # type: ignore[no-untyped-def]

@@ -11,11 +11,14 @@
 #   WORKERS_S=1100 bash scripts/gpu/reference.sh agree  # GPU 0: the c16 agreement (A B B A); every other GPU starts a
 #                                     #   detached study worker at once, GPU 0 after the agreement; all stop starting
 #                                     #   trials WORKERS_S after this step began
+#   WORKERS_S=1100 bash scripts/gpu/reference.sh workers  # the same without the agreement: workers on every GPU
 #   bash scripts/gpu/reference.sh wait   # waits for the detached workers (at most this command's budget)
 #   bash scripts/gpu/reference.sh tp     # waits for them, then the 2-GPU tensor-parallel grid (TP 2 first)
 # Each GPU gets its share of the cores: the server 3/4 of it, the load generator the rest (taskset; recorded per
 # trial). The study lives in $EXP (kept while the machine stays warm; restored from the checkout otherwise) and
-# every step packs $EXP into $OUT/step-X.tgz. ENGINE=simulated runs the same flow without a GPU (a smoke test:
+# every step packs $EXP into $OUT/step-X.tgz (SAVE_COMPILE_CACHE=1: vLLM's compile cache as well, to carry into the
+# next session as .compile-cache/compile-cache.tgz; DUMP_WARMUP_STACKS=1: stacks of the API servers during vLLM's
+# multimodal warm-up in the server logs). ENGINE=simulated runs the same flow without a GPU (a smoke test:
 # raw vllm serve and vllm bench are skipped, results are labeled simulated).
 set -u
 source scripts/gpu/env.sh
@@ -132,7 +135,26 @@ stop_server() {  # the whole process group (vLLM's engine core outlived its pare
   done
 }
 
-pack() { tar czf "$OUT/step-$STEP.tgz" -C "$EXP" . && ls -la "$OUT"; }
+CACHE_DIR=$VLLM_CACHE_ROOT/torch_compile_cache
+CARRIED_CACHE=.compile-cache/compile-cache.tgz   # a previous session's compile cache, carried with `run`
+if [ -f "$CARRIED_CACHE" ] && [ ! -d "$CACHE_DIR" ]; then  # warm starts from the first trial (same vLLM, sm_90)
+  mkdir -p "$VLLM_CACHE_ROOT" && tar xzf "$CARRIED_CACHE" -C "$VLLM_CACHE_ROOT" \
+    && echo "compile cache restored from $CARRIED_CACHE ($(du -sm "$CACHE_DIR" | cut -f1) MB)"
+fi
+if [ "${DUMP_WARMUP_STACKS:-0}" = 1 ]; then  # stacks of vLLM's API servers during their multimodal warm-up only
+  export AUTOTUNE_DUMP_STACKS_EVERY_S=2 AUTOTUNE_DUMP_STACKS_DURING=vllm.renderers.base:BaseRenderer._warmup_mm_processor
+fi
+
+pack() {  # the step's results; with SAVE_COMPILE_CACHE=1 also the compile cache (for the next session's carry)
+  du -sm "$CACHE_DIR" > "$M/compile-cache-size.txt" 2>/dev/null
+  tar czf "$OUT/step-$STEP.tgz" -C "$EXP" .
+  if [ "${SAVE_COMPILE_CACHE:-0}" = 1 ] && [ -d "$CACHE_DIR" ]; then
+    tar czf "$OUT/compile-cache.tgz" -C "$VLLM_CACHE_ROOT" torch_compile_cache
+    local mb; mb=$(du -m "$OUT/compile-cache.tgz" | cut -f1)
+    if (( mb > 45 )); then echo "compile cache is $mb MB packed: too big to carry, left out"; rm -f "$OUT/compile-cache.tgz"; fi
+  fi
+  ls -la "$OUT"
+}
 
 gpu_of() { echo $(( $1 < NGPU ? $1 : NGPU - 1 )); }
 
@@ -266,6 +288,14 @@ step_agree() {  # GPU 0: autotune bench vs vllm bench serve at 16 streams, A B B
   wait_workers
 }
 
+step_workers() {  # a detached study worker on every GPU, stopping WORKERS_S after this step began
+  record_env "$M/env.json"; nproc > "$M/nproc.txt"
+  echo $(( $(date +%s) + ${WORKERS_S:-1100} )) > "$DEADLINE_FILE"
+  local g
+  for (( g = 0; g < NGPU; g++ )); do detached_worker "$g"; done
+  wait_workers
+}
+
 step_wait() { wait_workers; tail -n 12 "$M"/worker-gpu*.log; }
 
 step_tp() {
@@ -283,9 +313,10 @@ case "$STEP" in
   b) step_b ;;
   c) step_c ;;
   agree) step_agree ;;
+  workers) step_workers ;;
   wait) step_wait ;;
   tp) step_tp ;;
-  *) echo "usage: $0 a|b|c|agree|wait|tp" >&2; exit 2 ;;
+  *) echo "usage: $0 a|b|c|agree|workers|wait|tp" >&2; exit 2 ;;
 esac
 echo "step $STEP took $(( SECONDS - T0 )) s"
 pack

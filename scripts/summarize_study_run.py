@@ -212,6 +212,11 @@ def tp_comparison(study_dir: Path) -> Json | None:
     return {"trials": rows}
 
 
+def _simulator(layout: ref.Layout) -> Json:
+    errors, note = ref.calibration_errors(layout)
+    return {"simulator_median_abs_error_pct": errors, "simulator_note": note}
+
+
 def build_summary(root: Path) -> tuple[Json, pd.DataFrame, pd.DataFrame]:
     layout = ref.Layout(root)
     study_dir = layout.study(MAIN_STUDY)
@@ -237,6 +242,7 @@ def build_summary(root: Path) -> tuple[Json, pd.DataFrame, pd.DataFrame]:
         "compile_cache_hits": int(startups["compile cache hit"].sum()) if not startups.empty else 0,
         "serving_overhead_pct": None,
         "serving_overhead_note": "not measured in this run; see ../summary.json (2026-11-25)",
+        **_simulator(layout),
         "agreement_c16_abba": agreement_abba(layout.measurements),
         "tensor_parallel": tp_comparison(layout.study(TP_STUDY)),
         "profile_slo_rate_window": study_profile(study_dir),

@@ -642,12 +642,13 @@ def run(root: Path) -> Json:
     return summary
 
 
-def main(argv: list[str]) -> None:
-    root = Path(argv[1]) if len(argv) > 1 else DEFAULT_DIR
-    summary = run(root)
+def main(argv: list[str], run_folder: Any = None, default_dir: Path = DEFAULT_DIR) -> None:
+    """`python SCRIPT [DIR]`: summarize DIR (default `default_dir`) with `run_folder` (default: this script's run)."""
+    root = Path(argv[1]) if len(argv) > 1 else default_dir
+    summary = (run_folder or run)(root)
     print(f"wrote {root / 'summary.json'}, {root / 'tables.md'}, {root / 'plots'}/")
     print(f"slo_rate defaults {summary['default_goodput_rps']} vs best {summary['best_goodput_rps']} "
-          f"(x{summary['best_vs_default']})")
+          f"(x{summary['best_vs_default']}); median trial {summary['median_trial_s']} s")
 
 
 if __name__ == "__main__":

@@ -325,13 +325,5 @@ def run(root: Path) -> Json:
     return summary
 
 
-def main(argv: list[str]) -> None:
-    root = Path(argv[1]) if len(argv) > 1 else DEFAULT_DIR
-    summary = run(root)
-    print(f"wrote {root / 'summary.json'}, {root / 'tables.md'}, {root / 'plots'}/")
-    print(f"slo_rate defaults {summary['default_goodput_rps']} vs best {summary['best_goodput_rps']} "
-          f"(x{summary['best_vs_default']}); median trial {summary['median_trial_s']} s")
-
-
 if __name__ == "__main__":
-    main(sys.argv)
+    ref.main(sys.argv, run, DEFAULT_DIR)

@@ -68,6 +68,11 @@ def tune(
     screen_uncalibrated: Annotated[
         bool, typer.Option("--screen-uncalibrated", help="Allow --screen with a profile that says calibrated: false")
     ] = False,
+    confirm: Annotated[
+        int, typer.Option("--confirm", min=0, max=10, metavar="N",
+                          help="Queue N more measurements each of the current best config and vLLM's defaults, "
+                          "interleaved, ahead of new samples; the best is then chosen on its mean")
+    ] = 0,
 ) -> None:
     """Tune vLLM engine settings on a workload: one served and benchmarked config per trial."""
     from autotune.bench.options import parse_cpu_list
@@ -92,6 +97,7 @@ def tune(
         screen=None if screen is None else ScreenSettings(
             candidates=screen, profile=screen_profile, allow_uncalibrated=screen_uncalibrated
         ),
+        confirm=confirm,
     )
     _quiet_optuna()
     check_engine(engine or space.engine)
@@ -112,6 +118,12 @@ def tune(
         raise typer.Exit(1)
     console.print(f"best: trial {outcome.best_trial} -> {outcome.best_path}")
     _print_best(outcome.best_path)
+    if outcome.confirmation is not None:
+        c = outcome.confirmation
+        console.print(
+            f"repeated measurements of {c.metric}: best (trials {c.best.trials}) {c.best.values}, "
+            f"defaults (trials {c.defaults.trials}) {c.defaults.values}: {c.verdict}"
+        )
     if serve:
         from autotune.cli.serve import serve as serve_command
 

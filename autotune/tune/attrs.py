@@ -12,12 +12,14 @@ from typing import Any
 
 from autotune.tracking import TrialRecord, flatten
 
-CONFIG_KIND = "config_kind"  # "vllm-defaults" (trial 0) | "sampled" | "profile-guided"
+CONFIG_KIND = "config_kind"  # "vllm-defaults" (trial 0) | "sampled" | "profile-guided" | "repeat"
 VLLM_DEFAULTS = "vllm-defaults"
 SAMPLED = "sampled"
 GUIDED = "profile-guided"  # the defaults with one change that their CPU profile called for (autotune.tune.guide)
 GUIDED_OVERRIDES = "guided_overrides"
 GUIDED_WHY = "guided_why"
+REPEAT = "repeat"  # another measurement of an earlier trial's config (autotune tune --confirm, autotune.tune.confirm)
+REPEAT_OF = "repeat_of"
 CONFIG_HASH = "config_hash"
 ENGINE_CONFIG = "engine_config"  # EngineConfig as JSON-able dict
 ENGINE = "engine"

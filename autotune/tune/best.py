@@ -1,6 +1,7 @@
 """Choose the winner of a study and write it as `best.yaml`, a TunedConfig `autotune serve --config` loads.
 
-One objective: the best feasible COMPLETE trial (constraints met). Two objectives (pareto): among the
+One objective: the feasible config (constraints met) with the highest objective, averaged over its measurements
+when it was measured more than once (`--confirm` repeats); its first trial stands for it. Two objectives (pareto): among the
 feasible Pareto front, the highest throughput whose p99 latencies meet the SLO (every SLO field set is
 compared with the trial's p99 of that latency); when no front trial meets the SLO, the highest
 throughput on the front, and the provenance notes say so. Trial 0 (vLLM's defaults) gives the baseline.
@@ -41,8 +42,12 @@ def select_best(study: optuna.Study, space: SearchSpace) -> tuple[FrozenTrial | 
     if not feasible:
         return None, "no feasible trial completed"
     if space.objective.kind != "pareto":
-        best = max(feasible, key=lambda t: (t.values[0], -t.number))
-        return best, f"highest {space.objective.metric_names()[0]} among feasible trials"
+        groups = measurements_by_config(feasible) or {"all": sorted(feasible, key=lambda t: t.number)}
+        name = space.objective.metric_names()[0]
+        best_group = max(groups.values(), key=lambda ts: (mean_value(ts), -ts[0].number))
+        if any(len(ts) > 1 for ts in groups.values()):
+            return best_group[0], f"highest mean {name} over each config's measurements among feasible configs"
+        return best_group[0], f"highest {name} among feasible trials"
     front = [t for t in study.best_trials if _feasible(t)] or feasible
     within = [t for t in front if meets_slo(t.user_attrs.get(attrs.METRICS) or {}, space.slo)]
     pool = within or front
@@ -50,6 +55,21 @@ def select_best(study: optuna.Study, space: SearchSpace) -> tuple[FrozenTrial | 
     if within:
         return best, "highest throughput on the Pareto front meeting the SLO (p99)"
     return best, "no Pareto-front trial meets the SLO: highest throughput on the front"
+
+
+def measurements_by_config(trials: list[FrozenTrial]) -> dict[str, list[FrozenTrial]]:
+    """Trials that measured a config, grouped by its hash, each group in trial order (reused duplicates left out:
+    they copied another trial's values and measured nothing)."""
+    groups: dict[str, list[FrozenTrial]] = {}
+    for trial in sorted(trials, key=lambda t: t.number):
+        if trial.user_attrs.get(attrs.DUPLICATE_OF) is not None and trial.values is not None:
+            continue
+        groups.setdefault(str(trial.user_attrs.get(attrs.CONFIG_HASH, f"trial-{trial.number}")), []).append(trial)
+    return groups
+
+
+def mean_value(trials: list[FrozenTrial]) -> float:
+    return sum(t.values[0] for t in trials) / len(trials)
 
 
 def baseline_trial(study: optuna.Study) -> FrozenTrial | None:

@@ -132,10 +132,10 @@ class TuneObjective:
             trial.set_user_attr(attrs.CONFIG_HASH, config_hash(engine))
             if self.display is not None:
                 self.display.trial_started(trial.number, dict(trial.params))
-            previous = _measured_before(trial, config_hash(engine))
+            previous = _measured_before(trial, config_hash(engine)) if kind != attrs.REPEAT else None
             if previous is not None:
                 return self._reuse(trial, previous)
-            serving_twin = claim_config(trial, config_hash(engine))
+            serving_twin = claim_config(trial, config_hash(engine)) if kind != attrs.REPEAT else None  # repeats: on purpose
             if serving_twin is not None:
                 previous = _measured_before(trial, config_hash(engine))  # the twin may have finished meanwhile
                 if previous is not None:
@@ -151,6 +151,13 @@ class TuneObjective:
             raise
 
     def _engine_for(self, trial: optuna.Trial, kind: str) -> EngineConfig:
+        if kind == attrs.REPEAT:  # the original's config again: its kind's way, its params (fixed at enqueue)
+            number = int(trial.user_attrs[attrs.REPEAT_OF])
+            original = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == number)
+            engine = self._engine_for(trial, original.user_attrs.get(attrs.CONFIG_KIND, attrs.SAMPLED))
+            if config_hash(engine) != original.user_attrs.get(attrs.CONFIG_HASH):
+                raise InvalidTrialConfig(f"repeat of trial {original.number}: the config is no longer the same")
+            return engine
         if kind == attrs.VLLM_DEFAULTS:
             return self.space.defaults_config()
         if kind == attrs.GUIDED:

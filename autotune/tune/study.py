@@ -15,7 +15,7 @@ import contextlib
 import logging
 import signal
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,6 +29,7 @@ from autotune.search_space import SearchSpace, grid_choices
 from autotune.tracking import MlflowTracker, default_tracking_uri, flatten
 from autotune.tune import attrs
 from autotune.tune.best import build_best_config
+from autotune.tune.confirm import Confirmation, confirmation, enqueue_repeats
 from autotune.tune.objective import TrialFailed, TuneDisplay, TuneObjective
 from autotune.tune.preflight import check_engine, check_study_dir, min_free_gib, prepare_engine_env
 from autotune.tune.recovery import recover_dead_workers
@@ -59,6 +60,9 @@ class TuneSettings(BaseModel):
     screen: ScreenSettings | None = Field(default=None, description="Simulator screening before each trial (--screen K)")
     server_cpus: list[int] | None = Field(default=None, description="Pin each trial's server (and its children) here")
     client_cpus: list[int] | None = Field(default=None, description="Pin the load generator here (replaces load.client_cpus)")
+    confirm: Annotated[int, Field(ge=0, le=10)] = Field(
+        default=0, description="Repeats of the best config and the defaults to queue, interleaved (--confirm N)"
+    )
 
 
 class TuneOutcome(BaseModel):
@@ -75,6 +79,7 @@ class TuneOutcome(BaseModel):
     counts: dict[str, int]
     recovered: list[int] = Field(default_factory=list, description="Trials failed because their worker died")
     ran: int = 0
+    confirmation: Confirmation | None = Field(default=None, description="Best vs defaults over repeated measurements")
 
 
 class StudySession:
@@ -157,6 +162,15 @@ class _PerTrialSeed:
         super().before_trial(study, trial)  # type: ignore[misc]
 
 
+class _GridWithQueue(optuna.samplers.GridSampler):
+    """Optuna's grid stops the study once every grid point is taken; queued trials (repeats, guided trials) still run."""
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            return
+        super().after_trial(study, trial, state, values)
+
+
 class _SeededTPE(_PerTrialSeed, optuna.samplers.TPESampler):
     pass
 
@@ -177,7 +191,7 @@ def _make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if space.sampler.kind == "grid":
-            sampler: optuna.samplers.BaseSampler = optuna.samplers.GridSampler(grid_choices(space), seed=seed)
+            sampler: optuna.samplers.BaseSampler = _GridWithQueue(grid_choices(space), seed=seed)
             return sampler  # the grid's order is its own (seeded); not re-seeded per trial
         if space.sampler.kind == "random":
             sampler = optuna.samplers.RandomSampler() if seed is None else _SeededRandom(seed=seed)
@@ -340,6 +354,7 @@ def run_tuning(
     study = session.study
     recovered = recover_dead_workers(study)
     ensure_defaults_trial(study)  # after recovery: a defaults trial lost to a dead worker is queued again
+    enqueue_repeats(study, space, settings.confirm)  # --confirm N: best and defaults again, interleaved
     if session.tracker is not None:
         session.tracker.start_study(tags=session.study_tags(), params=_study_params(space))
         _sync_missing(session)  # trials finished while MLflow was down or by a dead worker
@@ -392,12 +407,18 @@ def finalize(session: StudySession, *, recovered: list[int] | None = None, ran: 
     best_path = tuned.write(session.study_dir / "best.yaml") if tuned is not None else None
     csv_path = write_trials_csv(study, session.study_dir / "trials.csv")
     plots = write_plots(study, space, session.study_dir / "plots")
+    confirmed = confirmation(study, space)
+    if confirmed is not None:
+        (session.study_dir / "confirmation.json").write_text(confirmed.model_dump_json(indent=2))
     if session.tracker is not None:
         files = [csv_path, *plots] + ([best_path] if best_path is not None else [])
         metrics = {}
         if tuned is not None:
             metrics = {k: float(v) for k, v in tuned.provenance.metrics.items() if v is not None}
         tags = {"best_trial": str(tuned.provenance.trial_number) if tuned is not None else "none"}
+        if confirmed is not None:
+            metrics["confirm_ratio_of_means"] = confirmed.ratio_of_means
+            tags["confirm_verdict"] = confirmed.verdict[:500]
         session.tracker.log_study_results(files=files, metrics=metrics, tags=tags)
         session.tracker.finish_study("KILLED" if interrupted else "FINISHED")
     counts: dict[str, int] = {}
@@ -415,6 +436,7 @@ def finalize(session: StudySession, *, recovered: list[int] | None = None, ran: 
         counts=counts,
         recovered=recovered or [],
         ran=ran,
+        confirmation=confirmed,
     )
 
 

@@ -107,7 +107,9 @@ def tune(
     kind = session.engine
     label = "SIMULATED engine (not GPU measurements)" if kind is EngineKind.SIMULATED else f"{kind.value} engine"
     console.print(f"study [bold]{session.name}[/] ({label}), objective {space.objective.kind}, folder {session.study_dir}")
-    table = LiveTrialsTable(space, console, planned=planned, title=f"{session.name}: trials")
+    table = LiveTrialsTable(
+        space, console, planned=planned, title=f"{session.name}: trials", timeout_s=timeout or space.budget.timeout_s
+    )
     with table:
         outcome = run_tuning(space, settings, display=table, callbacks=[table], session=session)
     if outcome.recovered:

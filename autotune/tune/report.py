@@ -131,11 +131,14 @@ def write_plots(study: optuna.Study, space: SearchSpace, out_dir: Path) -> list[
     return written
 
 
-def eta_s(durations_s: Sequence[float], remaining: int | None) -> float | None:
-    """Median trial time x trials left."""
+def eta_s(durations_s: Sequence[float], remaining: int | None, time_left_s: float | None = None) -> float | None:
+    """Median trial time x trials left; with a timeout (`time_left_s` until no trial starts), at most that plus the
+    one trial still running then."""
     if not durations_s or remaining is None:
         return None
-    return statistics.median(durations_s) * max(remaining, 0)
+    median = statistics.median(durations_s)
+    by_count = median * max(remaining, 0)
+    return by_count if time_left_s is None else min(by_count, max(time_left_s, 0.0) + median)
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -157,8 +160,11 @@ def _fmt_duration(seconds: float | None) -> str:
 class LiveTrialsTable:
     """The live view of `autotune tune`: one row per trial this run, and an ETA (median trial time)."""
 
-    def __init__(self, space: SearchSpace, console: Console, *, planned: int | None, title: str) -> None:
+    def __init__(
+        self, space: SearchSpace, console: Console, *, planned: int | None, title: str, timeout_s: float | None = None
+    ) -> None:
         self.space = space
+        self.timeout_s = timeout_s
         self.console = console
         self.planned = planned
         self.title = title
@@ -209,6 +215,10 @@ class LiveTrialsTable:
     def remaining(self) -> int | None:
         return None if self.planned is None else self.planned - len(self._rows)
 
+    def eta(self) -> float | None:
+        left = None if self.timeout_s is None else self.timeout_s - (time.monotonic() - self._started)
+        return eta_s(self._durations, self.remaining(), left)
+
     def render(self) -> Group:
         """The table (number, state, key params, throughput, goodput, p99 TTFT, duration) and the ETA line."""
         table = Table(title=self.title, expand=False)
@@ -238,18 +248,18 @@ class LiveTrialsTable:
                 str(number), Text(phase + "...", style="cyan"), *(_fmt(params.get(name)) for name in self._param_names),
                 *([""] * len(headers)),
             )
-        eta = eta_s(self._durations, self.remaining())
+        eta = self.eta()
         footer = Text(
             f"{len(self._rows)} done" + (f" of {self.planned}" if self.planned is not None else "")
             + f", elapsed {_fmt_duration(time.monotonic() - self._started)}, ETA {_fmt_duration(eta)}"
-            + " (median trial time x trials left)",
+            + " (median trial time x trials left" + (", bounded by --timeout)" if self.timeout_s else ")"),
             style="dim",
         )
         return Group(table, footer)
 
     def _line(self, trial: FrozenTrial) -> str:
         metrics = trial.user_attrs.get(attrs.METRICS) or {}
-        eta = eta_s(self._durations, self.remaining())
+        eta = self.eta()
         reason = _reason(trial)
         return (
             f"trial {trial.number} {trial.state.name} params={redact_mapping(trial.params)} "

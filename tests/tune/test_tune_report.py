@@ -48,3 +48,10 @@ def test_live_table_shows_trials_running_trial_and_eta() -> None:
     assert "4.50" in text and "2.25" in text and "812" in text and "2m00s" in text and "measuring..." in text
     # ETA: median of 60 s and 120 s = 90 s, times 3 trials left
     assert eta_s([60.0, 120.0], 3) == 270.0 and "ETA 4m30s" in text and "2 done of 5" in text
+
+
+def test_eta_is_bounded_by_the_timeout() -> None:
+    """100 trials planned (--n-trials 100) but --timeout 300: no trial starts after 300 s, the last one finishes."""
+    assert eta_s([200.0], 100, time_left_s=300.0) == 500.0
+    assert eta_s([200.0], 1, time_left_s=300.0) == 200.0  # the count ends first
+    assert eta_s([200.0], 100, time_left_s=-5.0) == 200.0  # past the timeout: the trial in flight

@@ -22,7 +22,8 @@ from autotune.tune import attrs
 from autotune.tune.environment_info import hardware_info, version_info
 
 
-def _feasible(trial: FrozenTrial) -> bool:
+def is_feasible(trial: FrozenTrial) -> bool:
+    """Every constraint met (Optuna's convention: a value <= 0)."""
     return all(value <= 0.0 for value in trial.constraints.values())
 
 
@@ -38,7 +39,7 @@ def meets_slo(metrics: dict[str, Any], slo: SLO) -> bool:
 def select_best(study: optuna.Study, space: SearchSpace) -> tuple[FrozenTrial | None, str]:
     """The winning trial (None when no feasible trial completed) and how it was chosen."""
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values is not None]
-    feasible = [t for t in complete if _feasible(t)]
+    feasible = [t for t in complete if is_feasible(t)]
     if not feasible:
         return None, "no feasible trial completed"
     if space.objective.kind != "pareto":
@@ -48,7 +49,7 @@ def select_best(study: optuna.Study, space: SearchSpace) -> tuple[FrozenTrial | 
         if any(len(ts) > 1 for ts in groups.values()):
             return best_group[0], f"highest mean {name} over each config's measurements among feasible configs"
         return best_group[0], f"highest {name} among feasible trials"
-    front = [t for t in study.best_trials if _feasible(t)] or feasible
+    front = [t for t in study.best_trials if is_feasible(t)] or feasible
     within = [t for t in front if meets_slo(t.user_attrs.get(attrs.METRICS) or {}, space.slo)]
     pool = within or front
     best = max(pool, key=lambda t: (t.values[0], -t.number))
@@ -62,7 +63,7 @@ def measurements_by_config(trials: list[FrozenTrial]) -> dict[str, list[FrozenTr
     they copied another trial's values and measured nothing)."""
     groups: dict[str, list[FrozenTrial]] = {}
     for trial in sorted(trials, key=lambda t: t.number):
-        if trial.user_attrs.get(attrs.DUPLICATE_OF) is not None and trial.values is not None:
+        if trial.user_attrs.get(attrs.DUPLICATE_OF) is not None:
             continue
         groups.setdefault(str(trial.user_attrs.get(attrs.CONFIG_HASH, f"trial-{trial.number}")), []).append(trial)
     return groups

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from autotune.search_space import SearchSpace
 from autotune.tune import attrs
-from autotune.tune.best import baseline_trial, mean_value, measurements_by_config
+from autotune.tune.best import baseline_trial, is_feasible, mean_value, measurements_by_config
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,7 @@ def confirmation_targets(study: optuna.Study, space: SearchSpace) -> list[Frozen
     defaults = baseline_trial(study)
     skip = defaults.user_attrs.get(attrs.CONFIG_HASH) if defaults is not None else None
     complete = [
-        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.values is not None and all(v <= 0.0 for v in t.constraints.values())
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values is not None and is_feasible(t)
     ]
     groups = {h: ts for h, ts in measurements_by_config(complete).items() if h != skip}
     challenger = max(groups.values(), key=lambda ts: (mean_value(ts), -ts[0].number))[0] if groups else None

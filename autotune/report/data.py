@@ -16,6 +16,7 @@ from autotune.bench.schemas import RequestRecord
 from autotune.config import EngineKind
 from autotune.tune import attrs
 from autotune.tune.best import baseline_trial, select_best
+from autotune.tune.confirm import Confirmation, confirmation
 from autotune.tune.report import COMPARED_METRICS
 from autotune.tune.study import StudySession
 
@@ -73,6 +74,7 @@ class ReportData(_Strict):
     best: TrialRun | None
     comparison: list[ComparisonRow]
     issues: list[TrialIssue]
+    confirmation: Confirmation | None = None
 
 
 def _result_path(trial: FrozenTrial, study_dir: Path) -> Path | None:
@@ -150,4 +152,5 @@ def gather(session: StudySession) -> ReportData:
         best=best_run,
         comparison=[row for row in comparison if row.default is not None or row.best is not None],
         issues=_issues(session),
+        confirmation=confirmation(study, space),
     )

@@ -45,6 +45,19 @@ def _comparison_rows(data: ReportData) -> list[list[str]]:
 COMPARISON_HEADER = ["metric", "better", "default (trial 0)", "best", "best / default"]
 
 
+CONFIRM_HEADER = ["config", "trials", "measurements", "mean", "range"]
+
+
+def _confirmation_rows(data: ReportData) -> list[list[str]]:
+    c = data.confirmation
+    if c is None:
+        return []
+    return [
+        [label, ", ".join(map(str, m.trials)), ", ".join(_num(v) for v in m.values), _num(m.mean), f"{_num(m.low)}-{_num(m.high)}"]
+        for label, m in (("best", c.best), ("vLLM defaults", c.defaults))
+    ]
+
+
 def _best_params(data: ReportData) -> list[list[str]]:
     return [[name, str(value)] for name, value in sorted((data.best.params if data.best else {}).items())]
 
@@ -66,6 +79,9 @@ def to_markdown(data: ReportData, figures: Sequence[Figure], image_names: dict[s
     if data.best is not None and data.best.params:
         out += [f"Best trial {data.best.number} parameters:", ""]
         table(["parameter", "value"], _best_params(data))
+    if data.confirmation is not None:
+        out += [f"## Repeated measurements ({data.confirmation.metric})", "", data.confirmation.verdict, ""]
+        table(CONFIRM_HEADER, _confirmation_rows(data))
     for figure in figures:
         out += [f"## {figure.title}", ""]
         if figure.name in image_names:
@@ -105,6 +121,9 @@ def to_html(data: ReportData, figures: Sequence[Figure]) -> str:
     parts.append(_html_table(COMPARISON_HEADER, _comparison_rows(data)))
     if data.best is not None and data.best.params:
         parts.append(f"<p>Best trial {data.best.number} parameters:</p>" + _html_table(["parameter", "value"], _best_params(data)))
+    if data.confirmation is not None:
+        parts.append(f"<h2>Repeated measurements ({html.escape(data.confirmation.metric)})</h2>")
+        parts.append(f"<p>{html.escape(data.confirmation.verdict)}</p>" + _html_table(CONFIRM_HEADER, _confirmation_rows(data)))
     for figure in figures:
         parts.append(f"<h2>{html.escape(figure.title)}</h2>")
         if figure.png is not None:

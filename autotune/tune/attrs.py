@@ -95,6 +95,8 @@ def trial_record(
         tags["fail_reason"] = str(reason)[:4000]
     if user_attrs.get(DUPLICATE_OF) is not None:
         tags["duplicate_of"] = str(user_attrs[DUPLICATE_OF])
+    if user_attrs.get(REPEAT_OF) is not None:
+        tags[REPEAT_OF] = str(user_attrs[REPEAT_OF])
     if user_attrs.get(GUIDED_WHY):
         tags[GUIDED_WHY] = str(user_attrs[GUIDED_WHY])[:4000]
     folder = user_attrs.get(TRIAL_DIR)

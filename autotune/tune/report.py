@@ -67,6 +67,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "feasible": all(v <= 0 for v in trial.constraints.values()) if trial.constraints else None,
             "reason": _reason(trial),
             "duplicate_of": trial.user_attrs.get(attrs.DUPLICATE_OF),
+            "repeat_of": trial.user_attrs.get(attrs.REPEAT_OF),
             "config_hash": trial.user_attrs.get(attrs.CONFIG_HASH),
             "mlflow_synced": trial.user_attrs.get(attrs.MLFLOW_SYNCED),
         }

@@ -81,3 +81,21 @@ def test_noise_larger_than_the_difference_is_said_and_the_best_is_chosen_on_mean
     # means: best (3.6 + 2.1 + 3.8) / 3 = 3.17 < defaults (2.7 + 3.9 + 3.2) / 3 = 3.27: the defaults win on the mean
     assert best is not None and best.number == 0 and "mean" in how
     assert c.best.mean < c.defaults.mean and c.best.trial != 0  # the comparison still names the sampled challenger
+
+
+def test_the_report_and_the_trials_table_show_the_repeats(tmp_path: Path, quick_space_data: dict) -> None:
+    from autotune.report.build import ReportFormat, write_report
+    from autotune.tune.report import trials_frame
+
+    space = _space(quick_space_data)
+    NoisyRunner.noise = [0.0, 0.0, 0.0]
+    run_tuning(space, TuneSettings(experiments_dir=tmp_path, n_trials=3, mlflow=False), runner_factory=NoisyRunner)
+    NoisyRunner.noise = [0.1, -0.1, 0.05, -0.05]
+    run_tuning(space, TuneSettings(experiments_dir=tmp_path, n_trials=4, confirm=2, mlflow=False), runner_factory=NoisyRunner)
+    outcome = write_report(space.name, experiments_dir=tmp_path, formats=[ReportFormat.MD, ReportFormat.HTML])
+    markdown = next(p for p in outcome.files if p.name == "report.md").read_text()
+    assert "## Repeated measurements (goodput_rps)" in markdown and "best above defaults in every measurement" in markdown
+    assert "| vLLM defaults | 0, " in markdown
+    assert "Repeated measurements" in next(p for p in outcome.files if p.name == "report.html").read_text()
+    frame = trials_frame(_study(tmp_path, space))
+    assert frame["repeat_of"].notna().sum() == 4

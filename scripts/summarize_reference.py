@@ -550,15 +550,31 @@ def plot_server_cpu(summary: Json, target: Path) -> None:
     frame = profile_frame(summary)
     frame = frame[frame["load"].isin(["c256", "slo_rate"])]
     labels = [f"{c.replace(' (', chr(10) + '(')}\n{l}" for c, l in zip(frame["config"], frame["load"], strict=True)]
-    fig, ax = plt.subplots(figsize=(12, 4.5))
-    api = frame["api_server_cores_mean"].fillna(0).to_numpy()
-    core = frame["engine_core_cores_mean"].fillna(0).to_numpy()
-    ax.bar(labels, core, label="engine_core")
-    ax.bar(labels, api, bottom=core, label="api_server")
-    ax.set_ylabel("cores (mean over the window)")
-    ax.set_title("Server CPU by role: defaults vs best vs raw vllm serve")
-    ax.tick_params(axis="x", labelsize=7)
-    ax.legend()
+    layers = {
+        "engine_core": frame["engine_core_cores_mean"].fillna(0).to_numpy(),
+        "api_server": frame["api_server_cores_mean"].fillna(0).to_numpy(),
+    }
+    stacked_bars(labels, layers, target, figsize=(12, 4.5), ylabel="cores (mean over the window)",
+                 title="Server CPU by role: defaults vs best vs raw vllm serve", tick_size=7)
+
+
+def stacked_bars(
+    labels: Any, layers: dict[str, Any], target: Path, *, figsize: tuple[float, float], ylabel: str, title: str,
+    xlabel: str | None = None, tick_size: int | None = None, legend: dict[str, Any] | None = None,
+) -> None:
+    """One bar per label, `layers` (name -> values) stacked bottom-up in their order, saved to `target`."""
+    fig, ax = plt.subplots(figsize=figsize)
+    bottom: Any = 0
+    for name, values in layers.items():
+        ax.bar(labels, values, bottom=bottom, label=name)
+        bottom = bottom + values
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if tick_size:
+        ax.tick_params(axis="x", labelsize=tick_size)
+    ax.legend(**(legend or {}))
     ax.grid(axis="y", alpha=0.3)
     _save(fig, target)
 
@@ -605,16 +621,9 @@ def plot_trial_times(trials: pd.DataFrame, target: Path) -> None:
     startup = frame["startup_s"].fillna(0).astype(float).to_numpy()
     measure = frame["measure_s"].fillna(0).astype(float).to_numpy()
     other = (frame["total_s"].fillna(0).astype(float) - frame["startup_s"].fillna(0) - frame["measure_s"].fillna(0)).clip(lower=0)
-    fig, ax = plt.subplots(figsize=(11, 4.2))
-    ax.bar(frame["label"], startup, label="startup")
-    ax.bar(frame["label"], measure, bottom=startup, label="measure")
-    ax.bar(frame["label"], other.to_numpy(), bottom=startup + measure, label="warm-up + stop")
-    ax.set_ylabel("s")
-    ax.set_title("Trial time: startup vs measure (trials without timings were killed before recording)")
-    ax.tick_params(axis="x", labelsize=7)
-    ax.legend()
-    ax.grid(axis="y", alpha=0.3)
-    _save(fig, target)
+    stacked_bars(frame["label"], {"startup": startup, "measure": measure, "warm-up + stop": other.to_numpy()}, target,
+                 figsize=(11, 4.2), ylabel="s", tick_size=7,
+                 title="Trial time: startup vs measure (trials without timings were killed before recording)")
 
 
 # --- entry point --------------------------------------------------------------------------------------------

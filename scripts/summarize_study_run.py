@@ -60,10 +60,9 @@ def agreement_abba(measurements: Path) -> Json | None:
     ]
     out: Json = {"order": "A B B A (A: autotune bench, B: vllm bench serve)", "concurrency": 16, "runs": runs}
     for key in ("throughput_rps", "ttft_ms_p50", "tpot_ms_p50"):
-        a = statistics.mean(r[key] for r in runs if r["client"] == "autotune bench")
-        b = statistics.mean(r[key] for r in runs if r["client"] == "vllm bench serve")
         spread_a = [r[key] for r in runs if r["client"] == "autotune bench"]
         spread_b = [r[key] for r in runs if r["client"] == "vllm bench serve"]
+        a, b = statistics.mean(spread_a), statistics.mean(spread_b)
         out[key] = {
             "autotune_bench_mean": ref._r(a, 3), "vllm_bench_mean": ref._r(b, 3), "diff_pct": ref._r(ref.pct_diff(a, b)),
             "run_to_run_pct_autotune": ref._r(ref.pct_diff(max(spread_a), min(spread_a))),
@@ -130,7 +129,7 @@ def startup_table(study_dir: Path, year: int) -> pd.DataFrame:
         rows.append({
             "trial": int(d.name),
             "startup_s (autotune)": (trial.get("timings") or {}).get("startup_s"),
-            **{k: v for k, v in info["phases_s"].items()},
+            **info["phases_s"],
             "torch.compile s": info["torch_compile_s"],
             "compile cache hit": info["compile_cache_hit"],
             "mm warm-up s (max)": max(info["mm_warmup_s_per_api_server"], default=None),
@@ -318,19 +317,10 @@ def plot_gpu_util(root: Path, summary: Json, target: Path) -> None:
 
 
 def plot_startup(startups: pd.DataFrame, target: Path) -> None:
-    phase_cols = [c for c in startups.columns if "->" in c]
-    fig, ax = plt.subplots(figsize=(10, 4.2))
-    bottom = pd.Series(0.0, index=startups.index)
-    for col in phase_cols:
-        values = startups[col].fillna(0)
-        ax.bar(startups["trial"].astype(str), values, bottom=bottom, label=col)
-        bottom += values
-    ax.set_xlabel("trial")
-    ax.set_ylabel("s")
-    ax.set_title("vLLM start-up phases per trial (server log timestamps)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
-    ax.grid(axis="y", alpha=0.3)
-    ref._save(fig, target)
+    layers = {c: startups[c].fillna(0).to_numpy() for c in startups.columns if "->" in c}
+    ref.stacked_bars(startups["trial"].astype(str), layers, target, figsize=(10, 4.2), xlabel="trial", ylabel="s",
+                     title="vLLM start-up phases per trial (server log timestamps)",
+                     legend={"fontsize": 7, "loc": "upper left", "bbox_to_anchor": (1, 1)})
 
 
 def run(root: Path) -> Json:

@@ -27,6 +27,12 @@ def is_feasible(trial: FrozenTrial) -> bool:
     return all(value <= 0.0 for value in trial.constraints.values())
 
 
+def feasible_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """COMPLETE trials with values whose constraints are all met."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return [t for t in complete if t.values is not None and is_feasible(t)]
+
+
 def meets_slo(metrics: dict[str, Any], slo: SLO) -> bool:
     for name in ("ttft_ms", "tpot_ms", "e2el_ms"):
         limit = getattr(slo, name)
@@ -38,8 +44,7 @@ def meets_slo(metrics: dict[str, Any], slo: SLO) -> bool:
 
 def select_best(study: optuna.Study, space: SearchSpace) -> tuple[FrozenTrial | None, str]:
     """The winning trial (None when no feasible trial completed) and how it was chosen."""
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values is not None]
-    feasible = [t for t in complete if is_feasible(t)]
+    feasible = feasible_trials(study)
     if not feasible:
         return None, "no feasible trial completed"
     if space.objective.kind != "pareto":

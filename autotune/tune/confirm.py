@@ -12,7 +12,6 @@ every measurement of the best above every measurement of the defaults.
 from __future__ import annotations
 
 import logging
-import statistics
 from collections import Counter
 
 import optuna
@@ -21,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from autotune.search_space import SearchSpace
 from autotune.tune import attrs
-from autotune.tune.best import baseline_trial, is_feasible, mean_value, measurements_by_config
+from autotune.tune.best import baseline_trial, feasible_trials, mean_value, measurements_by_config
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +55,7 @@ def confirmation_targets(study: optuna.Study, space: SearchSpace) -> list[Frozen
     trial; fewer when either is missing."""
     defaults = baseline_trial(study)
     skip = defaults.user_attrs.get(attrs.CONFIG_HASH) if defaults is not None else None
-    complete = [
-        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values is not None and is_feasible(t)
-    ]
-    groups = {h: ts for h, ts in measurements_by_config(complete).items() if h != skip}
+    groups = {h: ts for h, ts in measurements_by_config(feasible_trials(study)).items() if h != skip}
     challenger = max(groups.values(), key=lambda ts: (mean_value(ts), -ts[0].number))[0] if groups else None
     return [t for t in (challenger, defaults) if t is not None]
 
@@ -127,6 +123,6 @@ def confirmation(study: optuna.Study, space: SearchSpace) -> Confirmation | None
 def _measurements(trials: list[FrozenTrial]) -> ConfigMeasurements:
     values = [float(t.values[0]) for t in trials]
     return ConfigMeasurements(
-        trial=trials[0].number, trials=[t.number for t in trials], values=values, mean=statistics.fmean(values),
+        trial=trials[0].number, trials=[t.number for t in trials], values=values, mean=mean_value(trials),
         low=min(values), high=max(values),
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,6 +34,7 @@ from autotune.bench.metrics import completion_rate_rps, compute_summary, send_ra
 from autotune.bench.prepare import request_renderer
 from autotune.bench.processes import run_plans
 from autotune.bench.process_profile import CpuSampler, make_process_sampler
+from autotune.bench.stack_profile import StackProfileGate
 from autotune.bench.progress import NoProgress, ProgressReporter, RichProgress
 from autotune.bench.schedule import (
     arrival_offsets_s,
@@ -71,6 +73,12 @@ class PhaseLoad:
     def label(self) -> str:
         return f"concurrency {self.concurrency}" if self.kind == "closed" else f"rate {self.rate_rps:.2f} req/s"
 
+    @property
+    def slug(self) -> str:
+        """A file-name label: `phase00-c256`, `phase03-rate52.10`."""
+        load = f"c{self.concurrency}" if self.kind == "closed" else f"rate{self.rate_rps:.2f}"
+        return f"phase{self.index:02d}-{load}"
+
 
 @dataclass(slots=True)
 class PhaseResult:
@@ -86,8 +94,10 @@ class _Benchmark:
     def __init__(
         self, server: ServerInfo, workload: Workload, load: LoadSpec, slo: SLO, api_key: str | None,
         sampler: GpuSampler, progress: ProgressReporter, cpu_sampler: CpuSampler,
+        stack_gate: StackProfileGate | None = None,
     ) -> None:
         self.server = server
+        self.stack_gate = stack_gate
         self.workload = workload
         self.load = load
         self.slo = slo
@@ -176,9 +186,17 @@ class _Benchmark:
         log.info("phase %d: %s, %d client process(es)", phase.index, phase.label, len(plans))
         async with httpx.AsyncClient(headers=auth_headers(self.api_key)) as client:
             poller = MetricsPoller(client, f"{self.server.base_url}/metrics")
+
+            async def before_window() -> None:
+                await poller.start()
+                if self.stack_gate is not None:
+                    self.stack_gate.open(phase.slug)
+
             try:
-                run = await run_plans(plans, spawn=spawn, on_done=self.progress.advance, before_window=poller.start)
+                run = await run_plans(plans, spawn=spawn, on_done=self.progress.advance, before_window=before_window)
             finally:
+                if self.stack_gate is not None and (unclosed := self.stack_gate.close(phase.slug)):
+                    log.warning("stack profile of %s: %s did not close their files", phase.label, ", ".join(unclosed))
                 await poller.stop()
         if self.first_window_monotonic is None:
             self.first_window_monotonic = run.start_monotonic
@@ -309,11 +327,14 @@ async def run_benchmark(
     telemetry: bool = True,
     progress: bool = False,
     server_pid: int | None = None,
+    stack_profile_dir: Path | None = None,
 ) -> BenchResult:
     """Benchmark the OpenAI-compatible server at `url`; `model=None` asks /v1/models.
 
     `server_pid`: the server's root process on this host; its process tree's CPU use by role
     (API server, engine core, ...) is profiled over each measured window (`summary.server_cpu`).
+    `stack_profile_dir`: the server was started with `serving.stack_profile` writing there; each measured window
+    opens its gate (`autotune.bench.stack_profile`), so the server's processes sample their stacks in it.
 
     Raises ServerUnreachableError when the server cannot be asked anything; request failures
     during the run are data (records with `error`). With more than one client process (or
@@ -329,7 +350,8 @@ async def run_benchmark(
     sampler.start()
     cpu_sampler.start()
     try:
-        bench = _Benchmark(server, workload, load, slo, api_key, sampler, reporter, cpu_sampler)
+        gate = StackProfileGate(stack_profile_dir) if stack_profile_dir is not None else None
+        bench = _Benchmark(server, workload, load, slo, api_key, sampler, reporter, cpu_sampler, gate)
         summary, sweep, records = await bench.run()
     finally:
         sampler.stop()

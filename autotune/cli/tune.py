@@ -73,6 +73,12 @@ def tune(
                           help="Queue N more measurements each of the current best config and vLLM's defaults, "
                           "interleaved, ahead of new samples; the best is then chosen on its mean")
     ] = 0,
+    stack_profile_hz: Annotated[
+        float | None,
+        typer.Option("--stack-profile-hz", min=1, max=1000, metavar="HZ",
+                     help="Each server process samples its Python threads' stacks HZ times a second during the measured "
+                          "windows: trials/N/stack_profile.json (where the API servers and the engine core are busy)"),
+    ] = None,
 ) -> None:
     """Tune vLLM engine settings on a workload: one served and benchmarked config per trial."""
     from autotune.bench.options import parse_cpu_list
@@ -98,6 +104,7 @@ def tune(
             candidates=screen, profile=screen_profile, allow_uncalibrated=screen_uncalibrated
         ),
         confirm=confirm,
+        stack_profile_hz=stack_profile_hz,
     )
     _quiet_optuna()
     check_engine(engine or space.engine)

@@ -59,7 +59,7 @@ STUDY_SPACE_HASH = "search_space_hash"
 STUDY_ENGINE = "engine"
 STUDY_OBJECTIVE = "objective"
 
-_TRIAL_FILES = ("result.json", "server.log", "config.yaml", "trial.json")
+_TRIAL_FILES = ("result.json", "server.log", "config.yaml", "trial.json", "stack_profile.json")
 
 
 def trial_record(

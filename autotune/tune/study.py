@@ -63,6 +63,9 @@ class TuneSettings(BaseModel):
     confirm: Annotated[int, Field(ge=0, le=10)] = Field(
         default=0, description="Repeats of the best config and the defaults to queue, interleaved (--confirm N)"
     )
+    stack_profile_hz: Annotated[float, Field(gt=0, le=1000)] | None = Field(
+        default=None, description="Sample the server processes' Python stacks in each measured window (--stack-profile-hz)"
+    )
 
 
 class TuneOutcome(BaseModel):
@@ -367,6 +370,7 @@ def run_tuning(
         slo=space.slo,
         settings=space.trial,
         **({"server_cpus": settings.server_cpus} if settings.server_cpus else {}),
+        **({"stack_profile_hz": settings.stack_profile_hz} if settings.stack_profile_hz else {}),
     )
     objective = TuneObjective(
         space=space,

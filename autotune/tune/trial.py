@@ -191,8 +191,10 @@ class TrialRunner:
         benchmark: BenchmarkFunc | None = None,
         server_factory: Callable[..., Any] | None = None,
         server_cpus: Sequence[int] | None = None,
+        stack_profile_hz: float | None = None,
     ) -> None:
         self.study_dir = study_dir
+        self.stack_profile_hz = stack_profile_hz
         self.server_cpus = sorted(set(server_cpus)) if server_cpus else None
         self.engine_kind = engine_kind
         self.workload = workload
@@ -255,6 +257,7 @@ class TrialRunner:
         if busy is not None:
             result.state, result.reason = TrialOutcome.FAILED, busy
             return
+        server_env = {**secret_env, **self._stack_profile_env(folder)}
         before_mib = _gpu_memory_used_mib()
         factory = self._server_factory or ServerProcess
         self.observer.phase(number, "starting")
@@ -265,7 +268,7 @@ class TrialRunner:
                 engine=self.engine_kind.value,
                 log_path=log_path,
                 startup_timeout_s=self.settings.startup_timeout_s,
-                **({"env": secret_env} if secret_env else {}),
+                **({"env": server_env} if server_env else {}),
                 **({"cpus": self.server_cpus} if self.server_cpus else {}),
             ) as server:
                 result.timings.startup_s = round(time.monotonic() - t0, 3)
@@ -290,6 +293,27 @@ class TrialRunner:
             if oom:
                 result.reason = f"out of GPU memory: {oom}"
         result.gpu_memory_released = self._wait_gpu_release(before_mib)
+
+    def _stack_dir(self, folder: Path) -> Path:
+        return folder / "stack-profile"
+
+    def _stack_profile_env(self, folder: Path) -> dict[str, str]:
+        """The server's environment for `serving.stack_profile` (every process: the autostart folder first on PYTHONPATH)."""
+        if not self.stack_profile_hz:
+            return {}
+        from serving.autostart import __file__ as autostart_init
+        from serving.stack_profile import DIR_ENV, HZ_ENV
+
+        paths = [str(Path(autostart_init).parent), *filter(None, [os.environ.get("PYTHONPATH")])]
+        return {DIR_ENV: str(self._stack_dir(folder).resolve()), HZ_ENV: f"{self.stack_profile_hz:g}", "PYTHONPATH": os.pathsep.join(paths)}
+
+    def _write_stack_profile(self, folder: Path) -> None:
+        from autotune.bench.stack_profile import summarize_stack_profile
+
+        directory = self._stack_dir(folder)
+        if directory.is_dir():
+            summary = summarize_stack_profile(directory)
+            (folder / "stack_profile.json").write_text(summary.model_dump_json(indent=2))
 
     def _measure(self, number: int, engine: EngineConfig, server: ServerHandle, folder: Path, result: TrialResult) -> None:
         benchmark = self._benchmark or _default_benchmark()
@@ -317,6 +341,7 @@ class TrialRunner:
                     benchmark(
                         server.base_url, self.workload, self.load, self.slo, model=model, telemetry=True,
                         server_pid=server.pid,
+                        **({"stack_profile_dir": self._stack_dir(folder)} if self.stack_profile_hz else {}),
                     ),
                     timeout=self.settings.measure_timeout_s,
                 )
@@ -334,6 +359,8 @@ class TrialRunner:
             return
         result_path = folder / "result.json"
         result_path.write_text(bench.model_dump_json(indent=2))
+        if self.stack_profile_hz:
+            self._write_stack_profile(folder)
         result.result_path = str(result_path)
         result.summary = bench.summary
         if len(bench.sweep) > 1:

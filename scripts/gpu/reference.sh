@@ -13,6 +13,8 @@
 #                                     #   trials WORKERS_S after this step began
 #   WORKERS_S=1100 bash scripts/gpu/reference.sh workers  # the same without the agreement: workers on every GPU
 #                                     #   (CONFIRM=N: GPU 0's worker queues N repeats of best and defaults, --confirm)
+#                                     #   (STACK_PROFILE_HZ=25: GPU 0's trials' server processes sample their Python
+#                                     #   stacks in the measured windows, trials/N/stack_profile.json)
 #   bash scripts/gpu/reference.sh wait   # waits for the detached workers (at most this command's budget)
 #   bash scripts/gpu/reference.sh tp     # waits for them, then the 2-GPU tensor-parallel grid (TP 2 first)
 # Each GPU gets its share of the cores: the server 3/4 of it, the load generator the rest (taskset; recorded per
@@ -243,6 +245,7 @@ detached_worker() {  # detached_worker GPU: a study worker in its own session, e
     --engine "$ENGINE" --model "$MODEL" --study "$STUDY" --experiments-dir "$EXP" --n-trials 100 \
     --timeout $(( deadline - now - TRIAL_S )) --server-cpus "$(server_cpus "$g")" --client-cpus "$(client_cpus "$g")" \
     $( (( g == 0 )) && [ -n "${CONFIRM:-}" ] && echo "--confirm $CONFIRM" ) \
+    $( (( g == 0 )) && [ -n "${STACK_PROFILE_HZ:-}" ] && echo "--stack-profile-hz $STACK_PROFILE_HZ" ) \
     > "$M/worker-gpu$g.log" 2>&1 < /dev/null &
   echo $! >> "$EXP/workers.pids"
 }

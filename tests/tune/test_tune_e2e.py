@@ -254,3 +254,17 @@ def test_slo_rate_objective_on_the_simulated_engine(tmp_path: Path, quick_space_
     assert profile["affinity"] == server_cores and profile["samples"] >= 2 and profile["total_cores_mean"] > 0
     # the profile is a trial metric too (MLflow compares it across trials)
     assert trial.user_attrs[attrs.METRICS]["server_cpu_total_cores_mean"] == pytest.approx(profile["total_cores_mean"])
+
+
+def test_a_trial_with_stack_profiling_records_the_servers_threads_in_each_window(tmp_path: Path) -> None:
+    done = _cli("tune", str(QUICK_SPACE), "--experiments-dir", str(tmp_path), "--n-trials", "1", "--no-mlflow",
+                "--stack-profile-hz", "100")
+    assert done.returncode == 0, done.stderr[-2000:]
+    trial = tmp_path / STUDY / "trials" / "0"
+    profile = json.loads((trial / "stack_profile.json").read_text())
+    [window] = profile["windows"]  # the quick space measures one closed-loop window; warm-up is left out
+    assert window["label"] == "phase00-c8"
+    [process] = window["processes"]  # the simulated engine serves from one process: `autotune serve`
+    assert process["title"] == "cli_serve" and process["complete"] and process["samples"] > 10
+    assert "MainThread" in {t["name"] for t in process["threads"]}
+    assert not (trial / "stack-profile" / "window").exists()  # the gate is shut after the window

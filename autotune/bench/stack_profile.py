@@ -1,0 +1,175 @@
+"""The load generator's side of the server's stack profile (`serving.stack_profile`): the gate and the summary.
+
+`StackProfileGate` writes the measured window's label to `<dir>/window` as the window starts and removes it as
+it ends; each server process then counts its threads' stacks into `<dir>/<label>/<title>.<pid>.folded`.
+`summarize_stack_profile(dir)` reads those files back: per window, per process, per thread, the share of samples
+in which the thread was busy (its innermost Python frame is not a known wait: a lock, a queue, a selector, a
+socket, an idle event loop), the innermost frames it was busy in ("self") and the functions on its stack
+("inclusive"). A frame that calls into C (a CUDA synchronization, a tokenizer) is where that C time shows.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from serving.stack_profile import GATE_NAME
+
+TOP_FRAMES = 12
+BUSY_THREAD_MIN_SHARE = 0.05
+"""Threads busy in fewer samples than this get no frame lists (only their busy share)."""
+
+_WAIT_LEAF = re.compile(
+    r"(^|/)("
+    r"threading\.py:(wait|_wait_for_tstate_lock|join|acquire)"
+    r"|selectors\.py:(select|poll)"
+    r"|queue\.py:get"
+    r"|multiprocessing/connection\.py:(_recv|_recv_bytes|_poll|poll|wait)"
+    r"|zmq/.*:(recv|recv_multipart|poll|_recv_copy|recv_pyobj)"
+    r"|asyncio/runners\.py:run|uvloop/__init__\.py:run|asyncio/base_events\.py:(run_forever|_run_once)"
+    r"|concurrent/futures/thread\.py:_worker|socket\.py:(accept|recv_into|recv)"
+    r"|autotune/sampling\.py:_loop|sampling\.py:_loop|stack_profile\.py:_loop"
+    r")$"
+)
+_HEADER = re.compile(r"^# samples (?P<samples>\d+) hz (?P<hz>[0-9.e+-]+) pid (?P<pid>\d+) (?P<state>open|closed)")
+CLOSE_WAIT_S = 3.0
+CLOSE_POLL_S = 0.02
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FrameShare(_Strict):
+    frame: str
+    share: float
+    """Of the thread's samples in the window."""
+
+
+class ThreadProfile(_Strict):
+    name: str
+    samples: int
+    busy_share: float
+    self_frames: list[FrameShare]
+    inclusive_frames: list[FrameShare]
+
+
+class ProcessProfile(_Strict):
+    title: str
+    pid: int
+    samples: int
+    hz: float
+    complete: bool
+    """False: the process did not close its file (it died or was killed during the window)."""
+    threads: list[ThreadProfile]
+
+
+class WindowProfile(_Strict):
+    label: str
+    processes: list[ProcessProfile]
+
+
+class StackProfileSummary(_Strict):
+    directory: str
+    windows: list[WindowProfile]
+
+
+class StackProfileGate:
+    """Opens (writes the label) and closes (removes) the gate file that the server processes poll."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / GATE_NAME
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def open(self, label: str) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(label)
+        tmp.replace(self.path)
+
+    def close(self, label: str, wait_s: float = CLOSE_WAIT_S) -> list[str]:
+        """Remove the gate, then poll until every process that recorded the window marked its file closed
+        (each notices within one sample interval); the files still open after `wait_s` (a dead process) are returned."""
+        self.path.unlink(missing_ok=True)
+        deadline = time.monotonic() + wait_s
+        while True:
+            still_open = [f.name for f in (self.directory / label).glob("*.folded") if not _is_closed(f)]
+            if not still_open or time.monotonic() > deadline:
+                return still_open
+            time.sleep(CLOSE_POLL_S)
+
+
+def _is_closed(path: Path) -> bool:
+    try:
+        with path.open() as f:
+            return f.readline().rstrip().endswith(" closed")
+    except OSError:
+        return False
+
+
+def is_wait(frame: str) -> bool:
+    return bool(_WAIT_LEAF.search(frame))
+
+
+def _top(counter: Counter[str], total: int) -> list[FrameShare]:
+    return [FrameShare(frame=f, share=round(n / total, 4)) for f, n in counter.most_common(TOP_FRAMES)]
+
+
+def profile_process(path: Path) -> ProcessProfile | None:
+    """One process's folded file: per-thread busy share and top frames; None when it has no samples."""
+    lines = path.read_text().splitlines()
+    header = _HEADER.match(lines[0]) if lines else None
+    if header is None or int(header["samples"]) == 0:
+        return None
+    samples = int(header["samples"])
+    per_thread: dict[str, dict[str, Counter[str]]] = {}
+    for line in lines[1:]:
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        thread, *frames = stack.split(";")
+        n = int(count)
+        counters = per_thread.setdefault(thread, {"all": Counter(), "self": Counter(), "inclusive": Counter()})
+        counters["all"]["samples"] += n
+        leaf = frames[-1] if frames else "(no Python frame)"
+        if is_wait(leaf):
+            counters["all"]["wait"] += n
+            continue
+        counters["self"][leaf] += n
+        for frame in set(frames):
+            counters["inclusive"][frame] += n
+    threads = []
+    for name, counters in per_thread.items():
+        seen = counters["all"]["samples"]
+        busy = seen - counters["all"]["wait"]
+        busy_share = busy / seen if seen else 0.0
+        detailed = busy_share >= BUSY_THREAD_MIN_SHARE
+        threads.append(
+            ThreadProfile(
+                name=name,
+                samples=seen,
+                busy_share=round(busy_share, 4),
+                self_frames=_top(counters["self"], seen) if detailed else [],
+                inclusive_frames=_top(counters["inclusive"], seen) if detailed else [],
+            )
+        )
+    threads.sort(key=lambda t: t.busy_share * t.samples, reverse=True)
+    title = path.name.rsplit(".", 2)[0]
+    return ProcessProfile(
+        title=title, pid=int(header["pid"]), samples=samples, hz=float(header["hz"]),
+        complete=header["state"] == "closed", threads=threads,
+    )
+
+
+def summarize_stack_profile(directory: Path) -> StackProfileSummary:
+    """Every window folder under `directory`, its processes by samples (the busiest first)."""
+    windows = []
+    for folder in sorted(p for p in directory.iterdir() if p.is_dir()):
+        processes = [p for f in sorted(folder.glob("*.folded")) if (p := profile_process(f)) is not None]
+        processes.sort(key=lambda p: max((t.busy_share for t in p.threads), default=0.0), reverse=True)
+        windows.append(WindowProfile(label=folder.name, processes=processes))
+    return StackProfileSummary(directory=str(directory), windows=windows)

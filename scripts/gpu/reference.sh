@@ -50,6 +50,24 @@ SLO=(--slo ttft_ms=2000 --slo tpot_ms=50)
 if [ -z "${RESTORE:-}" ]; then
   for d in experiments/h100-qwen3-vl-4b/study experiments/h100-qwen3-vl-4b/20*/study; do [ -d "$d/$STUDY" ] && RESTORE=$d; done
 fi
+# A study's trials are comparable only on one GPU model: on another one the workers start a study of its own.
+recorded_gpu() {  # recorded_gpu STUDY_DIR: the GPU of the study's first measured trial (from its result.json[.gz])
+  python3 - "$1" <<'PY'
+import gzip, json, pathlib, sys
+for path in sorted(pathlib.Path(sys.argv[1]).glob("trials/*/result.json*"), key=lambda p: int(p.parent.name)):
+    text = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    gpus = json.loads(text).get("hardware", {}).get("gpus") or []
+    if gpus:
+        print(gpus[0]); break
+PY
+}
+if [ "$ENGINE" = vllm ] && [ -n "${RESTORE:-}" ] && [ -d "$RESTORE/$STUDY" ]; then
+  was=$(recorded_gpu "$RESTORE/$STUDY"); now=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+  if [ -n "$was" ] && [ -n "$now" ] && [ "$was" != "$now" ]; then
+    STUDY="$STUDY-$(echo "$now" | tr 'A-Z ' 'a-z-' | sed 's/^nvidia-//')"
+    echo "study measured on $was, this host has $now: trials go to a study of their own, $STUDY"
+  fi
+fi
 if [ ! -d "$EXP/$STUDY" ] && [ -n "${RESTORE:-}" ] && [ -d "$RESTORE/$STUDY" ]; then
   echo "resuming study $STUDY from $RESTORE"
   cp -r "$RESTORE/$STUDY" "$EXP/"

@@ -4,8 +4,9 @@
 it ends; each server process then counts its threads' stacks into `<dir>/<label>/<title>.<pid>.folded`.
 `summarize_stack_profile(dir)` reads those files back: per window, per process, per thread, the share of samples
 in which the thread was busy (its innermost Python frame is not a known wait: a lock, a queue, a selector, a
-socket, an idle event loop), the innermost frames it was busy in ("self") and the functions on its stack
-("inclusive"). A frame that calls into C (a CUDA synchronization, a tokenizer) is where that C time shows.
+socket, an idle event loop, a few known idle threads), the innermost frames it was busy in ("self") and the
+functions on its stack ("inclusive"). A frame that calls into C (a CUDA synchronization, a tokenizer, a sleep) is
+where that C time shows: a thread blocked in an unlisted C call counts as busy in its caller.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ _WAIT_LEAF = re.compile(
     r"|asyncio/runners\.py:run|uvloop/__init__\.py:run|asyncio/base_events\.py:(run_forever|_run_once)"
     r"|concurrent/futures/thread\.py:_worker|socket\.py:(accept|recv_into|recv)"
     r"|autotune/sampling\.py:_loop|sampling\.py:_loop|stack_profile\.py:_loop"
+    # threads seen idle in C calls on the GPU host (2026-11-26b): zmq's garbage collector, vLLM's usage reporter
+    # (time.sleep), the multiprocessing resource tracker (a pipe read)
+    r"|zmq/utils/garbage\.py:run|vllm/usage/usage_lib\.py:_report_continuous_usage"
+    r"|multiprocessing/resource_tracker\.py:main"
     r")$"
 )
 _HEADER = re.compile(r"^# samples (?P<samples>\d+) hz (?P<hz>[0-9.e+-]+) pid (?P<pid>\d+) (?P<state>open|closed)")

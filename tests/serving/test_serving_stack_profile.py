@@ -150,4 +150,5 @@ def test_a_blocked_thread_counts_as_waiting_and_a_spinning_one_as_busy(tmp_path:
 def test_wait_frames() -> None:
     assert is_wait("threading.py:wait") and is_wait("selectors.py:select") and is_wait("zmq/sugar/socket.py:recv_multipart")
     assert is_wait("asyncio/runners.py:run") and is_wait("concurrent/futures/thread.py:_worker")
-    assert not is_wait("vllm/v1/core/sched/scheduler.py:schedule")
+    assert is_wait("zmq/utils/garbage.py:run") and is_wait("vllm/usage/usage_lib.py:_report_continuous_usage")
+    assert not is_wait("vllm/v1/core/sched/scheduler.py:schedule") and not is_wait("vllm/v1/worker/gpu_model_runner.py:_to_list")

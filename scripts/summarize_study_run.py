@@ -13,8 +13,10 @@ Percent differences: agreement = (mean of autotune bench runs - mean of vllm ben
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
+import sqlite3
 import statistics
 import sys
 from datetime import datetime
@@ -89,7 +91,8 @@ def startup_phases(server_log: Path, year: int) -> Json | None:
     """Seconds between the start-up marks of one vLLM server log, and its torch.compile facts."""
     if not server_log.is_file():
         return None
-    text = server_log.read_text(errors="replace")
+    data = server_log.read_bytes()
+    text = (gzip.decompress(data) if server_log.suffix == ".gz" else data).decode(errors="replace")
     start: datetime | None = None
     marks: dict[str, datetime] = {}
     for line in text.splitlines():
@@ -122,7 +125,8 @@ def startup_phases(server_log: Path, year: int) -> Json | None:
 def startup_table(study_dir: Path, year: int) -> pd.DataFrame:
     rows = []
     for d in sorted((study_dir / "trials").iterdir(), key=lambda p: int(p.name)):
-        info = startup_phases(d / "server.log", year)
+        log_path = d / "server.log" if (d / "server.log").is_file() else d / "server.log.gz"
+        info = startup_phases(log_path, year)
         if info is None:
             continue
         trial = ref.read_trial(d) or {}
@@ -211,6 +215,49 @@ def tp_comparison(study_dir: Path) -> Json | None:
     return {"trials": rows}
 
 
+def trial_starts(study_dir: Path) -> dict[int, datetime]:
+    """Each trial's start (Optuna's datetime_start, UTC) from the study's SQLite storage."""
+    with sqlite3.connect(f"file:{study_dir / 'optuna.db'}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT number, datetime_start FROM trials WHERE datetime_start IS NOT NULL").fetchall()
+    return {int(n): datetime.fromisoformat(t) for n, t in rows}
+
+
+def this_run(study_dir: Path, run_start: datetime) -> Json:
+    """The trials this run measured (started after `run_start`), by config: a comparison on one machine.
+
+    A study resumed across sessions holds trials of several hosts: the same config measured 54.8 req/s in one
+    session and 30.7 in another (the defaults), so best and defaults are compared only within one run.
+    """
+    csv = pd.read_csv(study_dir / "trials.csv")
+    starts = trial_starts(study_dir)
+    ours = csv[(csv["state"] == "COMPLETE") & csv["number"].map(lambda n: starts.get(int(n), datetime.min) >= run_start)]
+    defaults_hash = csv.loc[csv["config_kind"] == "vllm-defaults", "config_hash"].iloc[0]
+    configs = []
+    for config_hash, group in ours.groupby("config_hash", sort=False):
+        values = [ref._r(float(v)) for v in group["value_0"]]
+        first = int(csv.loc[csv["config_hash"] == config_hash, "number"].min())
+        configs.append({
+            "config_hash": config_hash, "first_trial": first, "defaults": config_hash == defaults_hash,
+            "trials": [int(n) for n in group["number"]], "slo_rate_rps": values,
+            "mean": ref._r(statistics.fmean(values)), "low": min(values), "high": max(values),
+            "gpu_util_mean": [ref._r(float(v), 1) for v in group["metric_gpu_util_mean"]],
+        })
+    configs.sort(key=lambda c: c["mean"], reverse=True)
+    defaults = next((c for c in configs if c["defaults"]), None)
+    best = next((c for c in configs if not c["defaults"]), None)
+    return {
+        "since": run_start.isoformat(),
+        "trials": int(len(ours)),
+        "configs": configs,
+        "defaults_mean_rps": defaults["mean"] if defaults else None,
+        "best_config_first_trial": best["first_trial"] if best else None,
+        "best_mean_rps": best["mean"] if best else None,
+        "best_measurements": len(best["trials"]) if best else 0,
+        "best_vs_defaults_mean": ref._r(best["mean"] / defaults["mean"], 3) if best and defaults else None,
+        "apart": bool(best and defaults and best["low"] > defaults["high"]),
+    }
+
+
 def _simulator(layout: ref.Layout) -> Json:
     """The shipped profile's error on this run's points (fitted before them: out of sample), and a refit's."""
     folder = layout.root / "calibration"
@@ -266,6 +313,10 @@ def build_summary(root: Path) -> tuple[Json, pd.DataFrame, pd.DataFrame]:
         "tensor_parallel": tp_comparison(layout.study(TP_STUDY)),
         "profile_slo_rate_window": study_profile(study_dir),
     }
+    env = layout.measurements / "env.json"
+    if env.is_file():  # the run's own start: trials before it were measured in earlier sessions, on other hosts
+        run_start = datetime.fromisoformat(json.loads(env.read_text())["date"]).replace(tzinfo=None)
+        summary["this_run"] = this_run(study_dir, run_start)
     return summary, trials, startups
 
 
@@ -294,6 +345,15 @@ def render_tables(summary: Json, trials: pd.DataFrame, startups: pd.DataFrame) -
     if (tp := summary.get("tensor_parallel")) is not None:
         parts.append("\n## (e) Tensor parallel on the two-GPU host (one worker over both GPUs)\n")
         parts.append(ref.markdown_table(pd.DataFrame(tp["trials"])))
+    if (r := summary.get("this_run")) is not None:
+        parts.append(f"\n## (g) This run's trials by config (started after {r['since'][:19]} UTC: one machine)\n")
+        parts.append(ref.markdown_table(pd.DataFrame([
+            {k: (", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in c.items() if k != "config_hash"}
+            for c in r["configs"]
+        ])))
+        parts.append(f"\nBest config (first trial {r['best_config_first_trial']}, {r['best_measurements']} measurement(s) in "
+                     f"this run): mean {r['best_mean_rps']} vs defaults' mean {r['defaults_mean_rps']} req/s = "
+                     f"{r['best_vs_defaults_mean']}x; every measurement above the defaults' highest: {r['apart']}.\n")
     parts.append("\n## (f) Server CPU by role in each trial's reported slo_rate window\n")
     prof = pd.DataFrame([{"trial": k, **(v or {})} for k, v in summary["profile_slo_rate_window"].items()])
     parts.append(ref.markdown_table(prof))

@@ -11,6 +11,7 @@ where that C time shows: a thread blocked in an unlisted C call counts as busy i
 
 from __future__ import annotations
 
+import gzip
 import re
 import time
 from collections import Counter
@@ -124,9 +125,29 @@ def _top(counter: Counter[str], total: int) -> list[FrameShare]:
     return [FrameShare(frame=f, share=round(n / total, 4)) for f, n in counter.most_common(TOP_FRAMES)]
 
 
+def read_folded(path: Path) -> list[str]:
+    """A folded file's lines (`.folded` or gzipped `.folded.gz`, as recorded runs keep them)."""
+    data = path.read_bytes()
+    return (gzip.decompress(data) if path.suffix == ".gz" else data).decode().splitlines()
+
+
+def thread_inclusive_samples(path: Path, thread: str) -> tuple[int, Counter[str]]:
+    """For one thread of one process: its samples and, per frame, the samples with that frame on the stack."""
+    total, inclusive = 0, Counter[str]()
+    for line in read_folded(path)[1:]:
+        stack, _, count = line.rpartition(" ")
+        name, *frames = stack.split(";")
+        if name != thread or not count.isdigit():
+            continue
+        total += int(count)
+        for frame in set(frames):
+            inclusive[frame] += int(count)
+    return total, inclusive
+
+
 def profile_process(path: Path) -> ProcessProfile | None:
     """One process's folded file: per-thread busy share and top frames; None when it has no samples."""
-    lines = path.read_text().splitlines()
+    lines = read_folded(path)
     header = _HEADER.match(lines[0]) if lines else None
     if header is None or int(header["samples"]) == 0:
         return None
@@ -163,7 +184,7 @@ def profile_process(path: Path) -> ProcessProfile | None:
             )
         )
     threads.sort(key=lambda t: t.busy_share * t.samples, reverse=True)
-    title = path.name.rsplit(".", 2)[0]
+    title = path.name.removesuffix(".gz").rsplit(".", 2)[0]
     return ProcessProfile(
         title=title, pid=int(header["pid"]), samples=samples, hz=float(header["hz"]),
         complete=header["state"] == "closed", threads=threads,
@@ -174,7 +195,8 @@ def summarize_stack_profile(directory: Path) -> StackProfileSummary:
     """Every window folder under `directory`, its processes by samples (the busiest first)."""
     windows = []
     for folder in sorted(p for p in directory.iterdir() if p.is_dir()):
-        processes = [p for f in sorted(folder.glob("*.folded")) if (p := profile_process(f)) is not None]
+        files = sorted([*folder.glob("*.folded"), *folder.glob("*.folded.gz")])
+        processes = [p for f in files if (p := profile_process(f)) is not None]
         processes.sort(key=lambda p: max((t.busy_share for t in p.threads), default=0.0), reverse=True)
         windows.append(WindowProfile(label=folder.name, processes=processes))
     return StackProfileSummary(directory=str(directory), windows=windows)

@@ -13,8 +13,10 @@
 #                                     #   trials WORKERS_S after this step began
 #   WORKERS_S=1100 bash scripts/gpu/reference.sh workers  # the same without the agreement: workers on every GPU
 #                                     #   (CONFIRM=N: GPU 0's worker queues N repeats of best and defaults, --confirm)
-#                                     #   (STACK_PROFILE_HZ=25: GPU 0's trials' server processes sample their Python
-#                                     #   stacks in the measured windows, trials/N/stack_profile.json)
+#                                     #   (STACK_PROFILE_HZ=25: every trial's server processes sample their Python
+#                                     #   stacks in the measured windows, trials/N/stack_profile.json;
+#                                     #   SECOND_SPACE=search_spaces/X.yaml [SECOND_STUDY=name]: the other GPUs run that
+#                                     #   study first, then the main one)
 #   bash scripts/gpu/reference.sh wait   # waits for the detached workers (at most this command's budget)
 #   bash scripts/gpu/reference.sh tp     # waits for them, then the 2-GPU tensor-parallel grid (TP 2 first)
 # Each GPU gets its share of the cores: the server 3/4 of it, the load generator the rest (taskset; recorded per
@@ -71,6 +73,13 @@ fi
 if [ ! -d "$EXP/$STUDY" ] && [ -n "${RESTORE:-}" ] && [ -d "$RESTORE/$STUDY" ]; then
   echo "resuming study $STUDY from $RESTORE"
   cp -r "$RESTORE/$STUDY" "$EXP/"
+fi
+if [ -n "${SECOND_SPACE:-}" ]; then  # the other GPUs' first study resumes from its latest recording too
+  SECOND_STUDY=${SECOND_STUDY:-$(basename "$SECOND_SPACE" .yaml)}
+  for d in experiments/h100-qwen3-vl-4b/20*/study; do [ -d "$d/$SECOND_STUDY" ] && SECOND_RESTORE=$d; done
+  if [ ! -d "$EXP/$SECOND_STUDY" ] && [ -n "${SECOND_RESTORE:-}" ]; then
+    echo "resuming study $SECOND_STUDY from $SECOND_RESTORE"; cp -r "$SECOND_RESTORE/$SECOND_STUDY" "$EXP/"
+  fi
 fi
 
 worker() {  # worker GPUS SPACE STUDY SERVER_CPUS CLIENT_CPUS: a study worker until the step's budget
@@ -254,17 +263,18 @@ step_c() {
 
 DEADLINE_FILE=$EXP/workers.deadline   # epoch seconds by which the detached workers have stopped
 
-detached_worker() {  # detached_worker GPU: a study worker in its own session, ending by the deadline
-  local g=$1 now deadline
+detached_worker() {  # detached_worker GPU: a study worker in its own session (scripts/gpu/worker.sh), ending by the deadline
+  local g=$1 now deadline extra="" pairs=("$SPACE:$STUDY")
   now=$(date +%s); deadline=$(cat "$DEADLINE_FILE")
   if (( deadline - now - TRIAL_S < 20 )); then echo "no time left for a trial on GPU $g"; return; fi
-  echo "$(date -u +%T) detached worker GPU $g: $STUDY until $(date -u -d @"$deadline" +%T), trials start up to $TRIAL_S s before"
-  CUDA_VISIBLE_DEVICES=$g setsid timeout -k 15 -s TERM $(( deadline - now )) python3 -m autotune.cli tune "$SPACE" \
-    --engine "$ENGINE" --model "$MODEL" --study "$STUDY" --experiments-dir "$EXP" --n-trials 100 \
-    --timeout $(( deadline - now - TRIAL_S )) --server-cpus "$(server_cpus "$g")" --client-cpus "$(client_cpus "$g")" \
-    $( (( g == 0 )) && [ -n "${CONFIRM:-}" ] && echo "--confirm $CONFIRM" ) \
-    $( (( g == 0 )) && [ -n "${STACK_PROFILE_HZ:-}" ] && echo "--stack-profile-hz $STACK_PROFILE_HZ" ) \
-    > "$M/worker-gpu$g.log" 2>&1 < /dev/null &
+  (( g == 0 )) && [ -n "${CONFIRM:-}" ] && extra+=" --confirm $CONFIRM"
+  [ -n "${STACK_PROFILE_HZ:-}" ] && extra+=" --stack-profile-hz $STACK_PROFILE_HZ"
+  # SECOND_SPACE/SECOND_STUDY: the other GPUs run that study first (e.g. a small grid), then the main one
+  (( g > 0 )) && [ -n "${SECOND_SPACE:-}" ] && pairs=("$SECOND_SPACE:$SECOND_STUDY" "${pairs[@]}")
+  echo "$(date -u +%T) detached worker GPU $g: ${pairs[*]} until $(date -u -d @"$deadline" +%T), trials start up to $TRIAL_S s before"
+  GPU=$g DEADLINE=$deadline TRIAL_S=$TRIAL_S ENGINE=$ENGINE MODEL=$MODEL EXP=$EXP EXTRA=$extra \
+    SERVER_CPUS=$(server_cpus "$g") CLIENT_CPUS=$(client_cpus "$g") \
+    setsid bash scripts/gpu/worker.sh "${pairs[@]}" > "$M/worker-gpu$g.log" 2>&1 < /dev/null &
   echo $! >> "$EXP/workers.pids"
 }
 

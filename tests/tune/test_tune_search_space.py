@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import json
 import optuna
 import pytest
 
@@ -247,3 +248,16 @@ def test_two_gpu_space_tunes_tensor_parallelism() -> None:
     assert args[args.index("--tensor-parallel-size") + 1] == "2"
     params["tensor_parallel_size"] = 1
     assert "--tensor-parallel-size" not in engine_config_from_params(space, params).to_vllm_cli_args()
+
+
+def test_encoder_graphs_space_passes_vllms_compilation_config() -> None:
+    """The follow-up grid: vision-encoder CUDA graphs reach vLLM as --compilation-config, the defaults untouched."""
+    space = load_search_space(SPACES / "qwen3-vl-4b-encoder-graphs.yaml")
+    assert "--compilation-config" not in space.defaults_config().to_vllm_cli_args()  # trial 0: vLLM's defaults
+    key = "extra_engine_args.compilation_config.cudagraph_mm_encoder"
+    args = engine_config_from_params(space, {key: True, "api_server_count": 6}).to_vllm_cli_args()
+    assert json.loads(args[args.index("--compilation-config") + 1]) == {"cudagraph_mm_encoder": True}
+    assert args[args.index("--api-server-count") + 1] == "6"
+    grid = space.to_distributions()
+    assert grid[key] == optuna.distributions.CategoricalDistribution([False, True])
+    assert space.budget.n_trials == 4 and space.sampler.kind == "grid"

@@ -175,7 +175,7 @@ class TuneObjective:
             trial.set_user_attr(attrs.RESULT_PATH, result.result_path)
         metrics: dict[str, float | None] = {}
         if result.summary is not None:
-            metrics = trial_metrics(result.summary, result.peak_summary)
+            metrics = {**trial_metrics(result.summary, result.peak_summary), **result.stack_metrics}
             trial.set_user_attr(attrs.METRICS, {k: v for k, v in metrics.items() if v is not None})
         if result.state is TrialOutcome.REJECTED:
             self._finish(trial, result.state, result.reason or "rejected")

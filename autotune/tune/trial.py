@@ -72,6 +72,11 @@ class TrialResult(BaseModel):
         description="The window of highest throughput when the run had several (slo_rate's capacity probe, a sweep's "
         "top): where a saturated process shows, unlike the reported window below saturation",
     )
+    stack_metrics: dict[str, float] = Field(
+        default_factory=dict,
+        description="From the server's stack profile (--stack-profile-hz): where the engine core's main thread and the "
+        "API servers spent the reported window (`stack_*`) and the capacity probe (`peak_stack_*`)",
+    )
     memory: MemoryEstimate | None = None
     gpu_memory_released: bool | None = Field(default=None, description="None: not checked (no NVML)")
     timings: TrialTimings = Field(default_factory=TrialTimings)
@@ -307,13 +312,17 @@ class TrialRunner:
         paths = [str(Path(autostart_init).parent), *filter(None, [os.environ.get("PYTHONPATH")])]
         return {DIR_ENV: str(self._stack_dir(folder).resolve()), HZ_ENV: f"{self.stack_profile_hz:g}", "PYTHONPATH": os.pathsep.join(paths)}
 
-    def _write_stack_profile(self, folder: Path) -> None:
+    def _write_stack_profile(self, folder: Path, reported_rate_rps: float | None) -> dict[str, float]:
+        """stack_profile.json (per window, process and thread) and the flat figures of the reported window and probe."""
+        from autotune.bench.stack_activity import stack_metrics
         from autotune.bench.stack_profile import summarize_stack_profile
 
         directory = self._stack_dir(folder)
-        if directory.is_dir():
-            summary = summarize_stack_profile(directory)
-            (folder / "stack_profile.json").write_text(summary.model_dump_json(indent=2))
+        if not directory.is_dir():
+            return {}
+        summary = summarize_stack_profile(directory)
+        (folder / "stack_profile.json").write_text(summary.model_dump_json(indent=2))
+        return stack_metrics(directory, reported_rate_rps)
 
     def _measure(self, number: int, engine: EngineConfig, server: ServerHandle, folder: Path, result: TrialResult) -> None:
         benchmark = self._benchmark or _default_benchmark()
@@ -360,7 +369,7 @@ class TrialRunner:
         result_path = folder / "result.json"
         result_path.write_text(bench.model_dump_json(indent=2))
         if self.stack_profile_hz:
-            self._write_stack_profile(folder)
+            result.stack_metrics = self._write_stack_profile(folder, bench.summary.slo_rate_rps)
         result.result_path = str(result_path)
         result.summary = bench.summary
         if len(bench.sweep) > 1:

@@ -268,3 +268,5 @@ def test_a_trial_with_stack_profiling_records_the_servers_threads_in_each_window
     assert process["title"] == "cli_serve" and process["complete"] and process["samples"] > 10
     assert "MainThread" in {t["name"] for t in process["threads"]}
     assert not (trial / "stack-profile" / "window").exists()  # the gate is shut after the window
+    table = pd.read_csv(tmp_path / STUDY / "trials.csv")  # its figures are trial metrics (MLflow, trials.csv)
+    assert 0 <= table.loc[0, "metric_stack_api_server_event_loop_busy"] <= 1

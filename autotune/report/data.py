@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from autotune.bench.metrics import measured, tpot_ms
+from autotune.bench.stack_activity import ACTIVITIES
 from autotune.bench.schemas import RequestRecord
 from autotune.config import EngineKind
 from autotune.tune import attrs
@@ -60,6 +61,17 @@ class TrialIssue(_Strict):
     reason: str
 
 
+class StackRow(_Strict):
+    """One trial's stack profile in its reported window (`stack_*` metrics, `autotune.bench.stack_activity`)."""
+
+    number: int
+    kind: str
+    objective: float | None
+    engine_core: dict[str, float] = Field(description="activity -> share of the engine core main thread's samples")
+    api_event_loop_busy: float | None = None
+    api_preprocessing_busy: float | None = None
+
+
 class ReportData(_Strict):
     study: str
     engine: EngineKind
@@ -75,6 +87,7 @@ class ReportData(_Strict):
     comparison: list[ComparisonRow]
     issues: list[TrialIssue]
     confirmation: Confirmation | None = None
+    stack_rows: list[StackRow] = Field(default_factory=list, description="Trials run with --stack-profile-hz")
 
 
 def _result_path(trial: FrozenTrial, study_dir: Path) -> Path | None:
@@ -118,6 +131,22 @@ def _issues(session: StudySession) -> list[TrialIssue]:
     return issues
 
 
+def _stack_rows(trials: list[FrozenTrial]) -> list[StackRow]:
+    rows = []
+    for trial in trials:
+        metrics = trial.user_attrs.get(attrs.METRICS) or {}
+        shares = {a: metrics[f"stack_engine_core_{a}_share"] for a in ACTIVITIES if f"stack_engine_core_{a}_share" in metrics}
+        if trial.state is not TrialState.COMPLETE or not shares:
+            continue
+        rows.append(StackRow(
+            number=trial.number, kind=str(trial.user_attrs.get(attrs.CONFIG_KIND, "")),
+            objective=float(trial.values[0]) if trial.values else None, engine_core=shares,
+            api_event_loop_busy=metrics.get("stack_api_server_event_loop_busy"),
+            api_preprocessing_busy=metrics.get("stack_api_server_preprocessing_busy"),
+        ))
+    return rows
+
+
 def gather(session: StudySession) -> ReportData:
     study, space = session.study, session.space
     trials = study.get_trials(deepcopy=False)
@@ -153,4 +182,5 @@ def gather(session: StudySession) -> ReportData:
         comparison=[row for row in comparison if row.default is not None or row.best is not None],
         issues=_issues(session),
         confirmation=confirmation(study, space),
+        stack_rows=_stack_rows(trials),
     )

@@ -6,6 +6,7 @@ import base64
 import html
 from collections.abc import Sequence
 
+from autotune.bench.stack_activity import ACTIVITIES
 from autotune.report.data import ReportData
 from autotune.report.figures import Figure
 
@@ -58,6 +59,27 @@ def _confirmation_rows(data: ReportData) -> list[list[str]]:
     ]
 
 
+STACK_TITLE = "Where the server's time went (stack profile, reported window)"
+STACK_NOTE = ("Share of the engine core main thread's samples per activity, and the busiest API server's event loop and "
+              "preprocessing threads (busy share); from --stack-profile-hz.")
+
+
+def _stack_header(data: ReportData) -> list[str]:
+    return ["trial", "kind", data.objective_names[0], *ACTIVITIES, "API event loop", "API preprocessing"]
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
+def _stack_rows(data: ReportData) -> list[list[str]]:
+    return [
+        [str(r.number), r.kind, _num(r.objective), *(_pct(r.engine_core.get(a)) for a in ACTIVITIES),
+         _pct(r.api_event_loop_busy), _pct(r.api_preprocessing_busy)]
+        for r in data.stack_rows
+    ]
+
+
 def _best_params(data: ReportData) -> list[list[str]]:
     return [[name, str(value)] for name, value in sorted((data.best.params if data.best else {}).items())]
 
@@ -82,6 +104,9 @@ def to_markdown(data: ReportData, figures: Sequence[Figure], image_names: dict[s
     if data.confirmation is not None:
         out += [f"## Repeated measurements ({data.confirmation.metric})", "", data.confirmation.verdict, ""]
         table(CONFIRM_HEADER, _confirmation_rows(data))
+    if data.stack_rows:
+        out += [f"## {STACK_TITLE}", "", STACK_NOTE, ""]
+        table(_stack_header(data), _stack_rows(data))
     for figure in figures:
         out += [f"## {figure.title}", ""]
         if figure.name in image_names:
@@ -124,6 +149,9 @@ def to_html(data: ReportData, figures: Sequence[Figure]) -> str:
     if data.confirmation is not None:
         parts.append(f"<h2>Repeated measurements ({html.escape(data.confirmation.metric)})</h2>")
         parts.append(f"<p>{html.escape(data.confirmation.verdict)}</p>" + _html_table(CONFIRM_HEADER, _confirmation_rows(data)))
+    if data.stack_rows:
+        parts.append(f"<h2>{html.escape(STACK_TITLE)}</h2><p>{html.escape(STACK_NOTE)}</p>")
+        parts.append(_html_table(_stack_header(data), _stack_rows(data)))
     for figure in figures:
         parts.append(f"<h2>{html.escape(figure.title)}</h2>")
         if figure.png is not None:

@@ -40,6 +40,10 @@ class RecordingRunner(FakeRunner):
         path = Path(result.trial_dir) / "result.json"
         path.write_text(bench.model_dump_json())
         result.result_path = str(path)
+        # as --stack-profile-hz would: the engine core's activities (here: more vision encoder with more seqs)
+        encoder = min(0.9, seqs / 40)
+        result.stack_metrics = {"stack_engine_core_vision_encoder_share": encoder, "stack_engine_core_gpu_wait_share": 0.1,
+                                "stack_engine_core_other_share": round(0.9 - encoder, 4), "stack_api_server_event_loop_busy": 0.05}
         return result
 
 
@@ -115,6 +119,20 @@ def test_markdown_has_png_files_beside_it_and_lists_pruned_trials(study_dir: Pat
     for trial in bad:
         assert f"| {trial.number} | {trial.state.name} | {trial.user_attrs['prune_reason']}" in markdown
     assert SIMULATED_BANNER in markdown and outcome.simulated
+
+
+def test_the_stack_profile_section_shows_each_profiled_trial(study_dir: Path, tmp_path: Path) -> None:
+    session = reopen_study(STUDY, experiments_dir=study_dir.parent, mlflow=False)
+    data = gather(session)
+    complete = [t for t in session.study.trials if t.state.name == "COMPLETE"]
+    assert [r.number for r in data.stack_rows] == [t.number for t in complete]
+    for row, trial in zip(data.stack_rows, complete, strict=True):
+        assert row.engine_core["vision_encoder"] == trial.user_attrs["metrics"]["stack_engine_core_vision_encoder_share"]
+    write_report(STUDY, experiments_dir=study_dir.parent, formats=[ReportFormat.MD], output_dir=tmp_path)
+    markdown = (tmp_path / "report.md").read_text()
+    assert "## Where the server's time went (stack profile, reported window)" in markdown
+    first = data.stack_rows[0]
+    assert f"| {first.number} | {first.kind} |" in markdown and f"{100 * first.engine_core['vision_encoder']:.0f}%" in markdown
 
 
 def test_pareto_study_draws_the_front_and_few_trials_skip_importances(tmp_path: Path) -> None:

@@ -8,6 +8,11 @@ holds queues one trial: the defaults with that one change, in the space's own te
 if the space tunes that field, with the smallest of its values at API_SERVER_GROWTH x the default or above
 (else the largest above the default). Guided trials have
 no sampler params (like the defaults trial): they compete for best and show the effect of one change.
+
+With a stack profile (`--stack-profile-hz`, the `stack_*` metrics) a second rule reads the engine core: the GPU runs
+of 2026-11-26b (experiments/h100-qwen3-vl-4b/2026-11-26b/stack_profiles.md) found its one thread never idle and
+25-45% of it in the vision encoder, run eagerly. When the defaults' engine core is that busy and the space tunes
+vLLM's `compilation_config.cudagraph_mm_encoder`, the defaults with the encoder in CUDA graphs are queued.
 """
 
 from __future__ import annotations
@@ -28,6 +33,12 @@ from autotune.tune.metrics import PEAK_PREFIX
 log = logging.getLogger(__name__)
 
 FRONTEND_METRIC = "server_cpu_api_server_busiest_process_cores"
+
+ENCODER_GRAPHS_FIELD = "extra_engine_args.compilation_config.cudagraph_mm_encoder"
+ENGINE_CORE_IDLE_MAX = 0.05
+"""Engine core busy: its main thread waits for requests in fewer samples than this (2026-11-26b: 1-4%)."""
+VISION_ENCODER_MIN = 0.2
+"""...and runs the vision encoder in at least this share of them (2026-11-26b: 25-45% at the reported rate)."""
 
 API_SERVER_GROWTH = 4
 """Frontend-bound: this many times the API servers (or the space's largest choice below it). On 2026-11-25 six
@@ -58,7 +69,40 @@ def guidance_from_profile(space: SearchSpace, metrics: Mapping[str, Any]) -> lis
                     f"api_server_count {current} -> {step_up}",
                 )
             )
+    if (encoder := _encoder_bound(metrics)) is not None and _tunes_value(space, ENCODER_GRAPHS_FIELD, True):
+        idle, share = encoder
+        found.append(
+            Guidance(
+                {ENCODER_GRAPHS_FIELD: True},
+                f"the engine core's thread was idle in {100 * idle:.0f}% of samples and ran the vision encoder in "
+                f"{100 * share:.0f}%: the encoder captured in CUDA graphs (cudagraph_mm_encoder)",
+            )
+        )
     return found
+
+
+def _encoder_bound(metrics: Mapping[str, Any]) -> tuple[float, float] | None:
+    """(idle share, vision-encoder share) of the engine core's thread, reported window or probe, when it is busy
+    and the encoder is a large part of it; None otherwise or without a stack profile."""
+    for prefix in ("", PEAK_PREFIX):
+        idle = metrics.get(f"{prefix}stack_engine_core_idle_share")
+        share = metrics.get(f"{prefix}stack_engine_core_vision_encoder_share")
+        if isinstance(idle, (int, float)) and isinstance(share, (int, float)):
+            if idle <= ENGINE_CORE_IDLE_MAX and share >= VISION_ENCODER_MIN:
+                return float(idle), float(share)
+    return None
+
+
+def _tunes_value(space: SearchSpace, field: str, value: Any) -> bool:
+    """The space has a parameter for `field` that can take `value` (a bool, or a categorical offering it)."""
+    for name, spec in space.parameters.items():
+        if spec.target(name) != field:
+            continue
+        if spec.type == "bool":
+            return isinstance(value, bool)
+        if spec.choices is not None and any(type(c) is type(value) and c == value for c in spec.choices):
+            return True  # by type too: True == 1 would let an int choice pass for a bool
+    return False
 
 
 def guided_config(space: SearchSpace, overrides: Mapping[str, Any]) -> EngineConfig:

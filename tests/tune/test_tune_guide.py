@@ -104,3 +104,29 @@ def test_a_guided_change_that_breaks_the_config_is_refused_with_its_reason(quick
 
     with pytest.raises(InvalidTrialConfig, match="guided config"):
         guided_config(_space(quick_space_data, **API_SERVERS), {"api_server_count": 0})
+
+
+ENCODER_GRAPHS = {"extra_engine_args.compilation_config.cudagraph_mm_encoder": {"type": "categorical", "choices": [False, True]}}
+# the defaults' engine core on 2026-11-26b (trial 8's profile at its reported rate): never idle, 25% in the encoder
+BUSY_ENCODER = {"stack_engine_core_idle_share": 0.01, "stack_engine_core_vision_encoder_share": 0.25}
+
+
+def test_an_engine_core_busy_in_the_vision_encoder_calls_for_encoder_cuda_graphs(quick_space_data: dict) -> None:
+    space = _space(quick_space_data, **ENCODER_GRAPHS)
+    (guidance,) = guidance_from_profile(space, BUSY_ENCODER)
+    assert guidance.overrides == {"extra_engine_args.compilation_config.cudagraph_mm_encoder": True}
+    assert "idle in 1%" in guidance.why and "vision encoder in 25%" in guidance.why
+    config = guided_config(space, guidance.overrides)
+    args = config.to_vllm_cli_args()
+    assert args[args.index("--compilation-config") + 1] == '{"cudagraph_mm_encoder": true}'
+    # an engine core that waits for work, or spends little in the encoder: no guess
+    assert guidance_from_profile(space, {**BUSY_ENCODER, "stack_engine_core_idle_share": 0.3}) == []
+    assert guidance_from_profile(space, {**BUSY_ENCODER, "stack_engine_core_vision_encoder_share": 0.05}) == []
+    assert guidance_from_profile(space, {}) == []  # no stack profile: nothing
+    # only the probe shows it: still read
+    probe = {f"peak_{k}": v for k, v in BUSY_ENCODER.items()}
+    assert len(guidance_from_profile(space, probe)) == 1
+    # a space without the encoder parameter (or one whose int choices merely equal True) is not stepped out of
+    assert guidance_from_profile(_space(quick_space_data, **API_SERVERS), BUSY_ENCODER) == []
+    ints = {"extra_engine_args.compilation_config.cudagraph_mm_encoder": {"type": "categorical", "choices": [0, 1]}}
+    assert guidance_from_profile(_space(quick_space_data, **ints), BUSY_ENCODER) == []

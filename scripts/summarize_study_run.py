@@ -215,6 +215,16 @@ def tp_comparison(study_dir: Path) -> Json | None:
     return {"trials": rows}
 
 
+def slo_rate_censored(result: BenchResult) -> bool | None:
+    """The value is a lower bound: no rate tried above it failed. Recorded since 2026-11-26b; for earlier results
+    inferred from the windows (the reported rate is the first, highest one tried)."""
+    s = result.summary
+    if s.slo_rate_censored is not None or not s.slo_rate_rps:
+        return s.slo_rate_censored if s.slo_rate_rps else None
+    tried = [w.offered_rate_rps for w in result.sweep[1:] if w.offered_rate_rps]
+    return bool(tried) and all(rate <= s.slo_rate_rps + 1e-6 for rate in tried)
+
+
 def trial_starts(study_dir: Path) -> dict[int, datetime]:
     """Each trial's start (Optuna's datetime_start, UTC) from the study's SQLite storage."""
     with sqlite3.connect(f"file:{study_dir / 'optuna.db'}?mode=ro", uri=True) as db:
@@ -241,6 +251,7 @@ def this_run(study_dir: Path, run_start: datetime) -> Json:
             "trials": [int(n) for n in group["number"]], "slo_rate_rps": values,
             "mean": ref._r(statistics.fmean(values)), "low": min(values), "high": max(values),
             "gpu_util_mean": [ref._r(float(v), 1) for v in group["metric_gpu_util_mean"]],
+            "lower_bound": [slo_rate_censored(r) if (r := trial_result(study_dir, int(n))) else None for n in group["number"]],
         })
     configs.sort(key=lambda c: c["mean"], reverse=True)
     defaults = next((c for c in configs if c["defaults"]), None)
@@ -255,6 +266,7 @@ def this_run(study_dir: Path, run_start: datetime) -> Json:
         "best_measurements": len(best["trials"]) if best else 0,
         "best_vs_defaults_mean": ref._r(best["mean"] / defaults["mean"], 3) if best and defaults else None,
         "apart": bool(best and defaults and best["low"] > defaults["high"]),
+        "lower_bounds": sum(bool(x) for c in configs for x in c["lower_bound"]),
     }
 
 
@@ -301,6 +313,10 @@ def build_summary(root: Path) -> tuple[Json, pd.DataFrame, pd.DataFrame]:
         "date": ref.run_date(layout),
         "study": MAIN_STUDY,
         **study_goodput(study_dir),
+        "slo_rate_lower_bounds": {  # trials whose slo_rate passed at the highest rate tried: at least that much
+            str(n): True for n in sorted(int(d.name) for d in (study_dir / "trials").iterdir())
+            if (r := trial_result(study_dir, n)) is not None and slo_rate_censored(r)
+        },
         **ref.trial_timings(layout, MAIN_STUDY),
         "trials": {s: ref.trial_counts(layout, s) for s in (MAIN_STUDY, TP_STUDY) if layout.study(s).is_dir()},
         "startup_medians_s": {c: ref._r(float(startups[c].median()), 1) for c in startups.columns
@@ -353,7 +369,9 @@ def render_tables(summary: Json, trials: pd.DataFrame, startups: pd.DataFrame) -
         ])))
         parts.append(f"\nBest config (first trial {r['best_config_first_trial']}, {r['best_measurements']} measurement(s) in "
                      f"this run): mean {r['best_mean_rps']} vs defaults' mean {r['defaults_mean_rps']} req/s = "
-                     f"{r['best_vs_defaults_mean']}x; every measurement above the defaults' highest: {r['apart']}.\n")
+                     f"{r['best_vs_defaults_mean']}x; every measurement above the defaults' highest: {r['apart']}. "
+                     f"lower_bound: the value passed at the highest rate tried, so the config may sustain more "
+                     f"({r['lower_bounds']} of this run's {r['trials']} trials).\n")
     parts.append("\n## (f) Server CPU by role in each trial's reported slo_rate window\n")
     prof = pd.DataFrame([{"trial": k, **(v or {})} for k, v in summary["profile_slo_rate_window"].items()])
     parts.append(ref.markdown_table(prof))

@@ -255,6 +255,18 @@ class _Benchmark:
                 continue
             log.info("slo_rate: %.2f req/s (%.0f%% of capacity %.2f) meets the SLO", rate, 100 * fraction, capacity)
             best, best_rate = step.summary, rate
+            if failed_rate is None:  # the highest fraction passed: the probe may have been low, so go above it
+                for above in sorted(load.slo_rate_above):
+                    phase += 1
+                    step, verdict = await self._slo_window(phase, capacity * above)
+                    windows.append(step.summary)
+                    records.extend(step.records)
+                    if step.summary.client.saturated:
+                        break
+                    if verdict is not None:
+                        failed_rate = capacity * above
+                        break
+                    best, best_rate = step.summary, capacity * above
             # bisect between the passing rate and the failing one above it: finer than the fractions' steps
             for _ in range(load.slo_rate_refine_steps if failed_rate is not None else 0):
                 phase += 1
@@ -268,9 +280,12 @@ class _Benchmark:
                     best, best_rate = step.summary, middle
                 else:
                     failed_rate = middle
-            return best.model_copy(update={"slo_rate_rps": best_rate}), windows, records
+            censored = failed_rate is None  # nothing above failed: a lower bound
+            if censored:
+                log.warning("slo_rate: %.2f req/s is a lower bound: no rate tried above it failed", best_rate)
+            return best.model_copy(update={"slo_rate_rps": best_rate, "slo_rate_censored": censored}), windows, records
         assert last is not None
-        return last.model_copy(update={"slo_rate_rps": 0.0}), windows, records
+        return last.model_copy(update={"slo_rate_rps": 0.0, "slo_rate_censored": False}), windows, records
 
     async def _slo_window(self, phase: int, rate: float) -> tuple[PhaseResult, str | None]:
         """One open-loop window at `rate` and why it missed the SLO (None: it met it)."""

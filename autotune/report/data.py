@@ -18,7 +18,7 @@ from autotune.config import EngineKind
 from autotune.tune import attrs
 from autotune.tune.best import baseline_trial, select_best
 from autotune.tune.confirm import Confirmation, confirmation
-from autotune.tune.report import COMPARED_METRICS
+from autotune.tune.report import COMPARED_METRICS, LOWER_BOUND_FLAGS
 from autotune.tune.study import StudySession
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ class ComparisonRow(_Strict):
     better: str = Field(description="'higher' or 'lower'")
     default: float | None
     best: float | None
+    default_lower_bound: bool = Field(default=False, description="The value is only a lower bound (slo_rate censored)")
+    best_lower_bound: bool = False
 
     @property
     def ratio(self) -> float | None:
@@ -131,6 +133,11 @@ def _issues(session: StudySession) -> list[TrialIssue]:
     return issues
 
 
+def _lower_bound(run: TrialRun | None, metric: str) -> bool:
+    flag = LOWER_BOUND_FLAGS.get(metric)
+    return bool(run is not None and flag is not None and run.metrics.get(flag) == 1.0)
+
+
 def _stack_rows(trials: list[FrozenTrial]) -> list[StackRow]:
     rows = []
     for trial in trials:
@@ -163,6 +170,8 @@ def gather(session: StudySession) -> ReportData:
             better=better,
             default=default_run.metrics.get(name) if default_run else None,
             best=best_run.metrics.get(name) if best_run else None,
+            default_lower_bound=_lower_bound(default_run, name),
+            best_lower_bound=_lower_bound(best_run, name),
         )
         for name, better in COMPARED_METRICS
     ]

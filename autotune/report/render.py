@@ -39,8 +39,16 @@ def _summary_lines(data: ReportData) -> list[str]:
     return lines
 
 
+def _bound(value: float | None, lower_bound: bool) -> str:
+    return ("≥ " if lower_bound else "") + _num(value)
+
+
 def _comparison_rows(data: ReportData) -> list[list[str]]:
-    return [[row.metric, row.better, _num(row.default), _num(row.best), _ratio(row.ratio)] for row in data.comparison]
+    return [
+        [row.metric, row.better, _bound(row.default, row.default_lower_bound), _bound(row.best, row.best_lower_bound),
+         _ratio(row.ratio)]
+        for row in data.comparison
+    ]
 
 
 COMPARISON_HEADER = ["metric", "better", "default (trial 0)", "best", "best / default"]

@@ -42,6 +42,9 @@ COMPARED_METRICS = (
     ("gpu_mem_used_max_mib", "lower"),
 )
 
+LOWER_BOUND_FLAGS = {"slo_rate_rps": "slo_rate_censored"}
+"""A metric whose value is only a lower bound when its flag metric is 1 (shown as `≥ value`)."""
+
 
 def _reason(trial: FrozenTrial) -> str | None:
     return trial.user_attrs.get(attrs.FAIL_REASON) or trial.user_attrs.get(attrs.PRUNE_REASON)
@@ -303,7 +306,12 @@ def comparison_table(tuned: TunedConfig) -> Table:
         if ratio is not None and ratio != 1.0:
             improved = ratio > 1.0 if better == "higher" else ratio < 1.0
             style = "green" if improved else "red"
-        table.add_row(name, _fmt(base), _fmt(best), Text(f"{ratio:.2f}x" if ratio is not None else "-", style=style))
+        base_text, best_text = _fmt(base), _fmt(best)
+        if name in LOWER_BOUND_FLAGS:  # slo_rate: no rate above it failed, so it is at least this
+            flag = LOWER_BOUND_FLAGS[name]
+            base_text = ("≥ " if provenance.baseline_metrics.get(flag) == 1.0 else "") + base_text
+            best_text = ("≥ " if provenance.metrics.get(flag) == 1.0 else "") + best_text
+        table.add_row(name, base_text, best_text, Text(f"{ratio:.2f}x" if ratio is not None else "-", style=style))
     return table
 
 

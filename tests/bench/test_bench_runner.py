@@ -117,10 +117,10 @@ def test_runs_with_different_seeds_never_repeat_an_image(start_fake_server) -> N
     assert httpx.get(f"{url}/stats").json()["distinct_images"] == 16  # the same seed repeats itself exactly
 
 
-def _slo_rate_load(fractions: list[float], refine: int = 0) -> LoadSpec:
+def _slo_rate_load(fractions: list[float], refine: int = 0, above: list[float] | None = None) -> LoadSpec:
     return LoadSpec(
         mode="slo_rate", concurrency=8, num_requests=None, duration_s=1.5, slo_rate_fractions=fractions,
-        slo_rate_refine_steps=refine,
+        slo_rate_refine_steps=refine, slo_rate_above=above or [],
     )
 
 
@@ -141,11 +141,34 @@ def test_slo_rate_reports_the_highest_rate_whose_p99s_meet_the_slo(start_fake_se
     assert windows[0].offered_rate_rps > chosen
 
 
+def test_slo_rate_goes_above_a_passing_top_fraction_until_a_rate_fails(start_fake_server) -> None:
+    """On the GPU 6 of 18 trials passed at 0.95 of their probe: their value was capped by the probe, not measured."""
+    url = start_fake_server("--max-concurrent", "2", "--ttft-ms", "20", "--itl-ms", "5")
+    slo = SLO(ttft_ms=150, tpot_ms=50)
+    capped = run_benchmark_sync(url, _workload(output_tokens=4), _slo_rate_load([0.3]), slo, telemetry=False)
+    assert capped.summary.slo_rate_censored is True  # passed at the only rate tried: a lower bound, flagged
+    load = _slo_rate_load([0.3], above=[0.6, 1.5])
+    result = run_benchmark_sync(url, _workload(output_tokens=4), load, slo, telemetry=False)
+    probe, low, *above = result.sweep
+    capacity = probe.throughput_rps
+    assert low.offered_rate_rps == pytest.approx(0.3 * capacity)
+    assert [w.offered_rate_rps for w in above] == pytest.approx([0.6 * capacity, 1.5 * capacity][: len(above)])
+    chosen = result.summary.slo_rate_rps
+    assert chosen is not None and chosen >= low.offered_rate_rps
+    # 1.5x the capacity of two 35 ms streams cannot be met: it fails, so the value is measured, not a lower bound
+    assert result.summary.slo_rate_censored is False and chosen < 1.5 * capacity
+
+
+def test_slo_rate_above_must_lie_above_the_fractions() -> None:
+    with pytest.raises(ValueError, match="slo_rate_above"):
+        _slo_rate_load([0.95, 0.5], above=[0.9, 1.2])
+
+
 def test_slo_rate_is_zero_when_no_rate_meets_the_slo(start_fake_server) -> None:
     url = start_fake_server("--ttft-ms", "20", "--itl-ms", "2")
     slo = SLO(ttft_ms=5)  # below the injected 20 ms: nothing can meet it
     result = run_benchmark_sync(url, _workload(output_tokens=4), _slo_rate_load([0.5, 0.25]), slo, telemetry=False)
-    assert result.summary.slo_rate_rps == 0.0
+    assert result.summary.slo_rate_rps == 0.0 and result.summary.slo_rate_censored is False
     assert len(result.sweep) == 3  # the probe and both rates were tried
     assert len({r.index for r in result.requests}) == len(result.requests)  # fresh requests in every window
 

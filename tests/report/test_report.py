@@ -153,3 +153,15 @@ def test_cli_report_and_unknown_study(study_dir: Path, tmp_path: Path) -> None:
     assert (tmp_path / "report.html").is_file() and (tmp_path / "report.md").is_file()
     bad = CliRunner().invoke(app, ["report", STUDY, "--format", "pdf"])
     assert bad.exit_code != 0 and "pdf" in bad.output
+
+
+def test_a_censored_slo_rate_is_shown_as_a_lower_bound() -> None:
+    from autotune.config import EngineKind
+    from autotune.report.data import ComparisonRow, ReportData
+    from autotune.report.render import to_markdown
+
+    row = ComparisonRow(metric="slo_rate_rps", better="higher", default=30.71, best=53.0, default_lower_bound=True)
+    data = ReportData(study="s", engine=EngineKind.VLLM, simulated=False, objective="slo_rate", objective_names=["slo_rate_rps"],
+                      workload="vlm-chat", n_trials=2, counts={"COMPLETE": 2}, best_how="mean", default=None, best=None,
+                      comparison=[row], issues=[])
+    assert "| slo_rate_rps | higher | ≥ 30.71 | 53 |" in to_markdown(data, [], {})

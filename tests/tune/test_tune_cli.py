@@ -69,3 +69,19 @@ def test_comparison_table_reports_ratios() -> None:
     console.print(comparison_table(tuned))
     text = console.export_text()
     assert "1.50x" in text and "0.50x" in text and "trial 4" in text
+
+
+def test_comparison_table_marks_a_censored_slo_rate_as_a_lower_bound() -> None:
+    tuned = TunedConfig(
+        engine_config=EngineConfig(model="m"),
+        provenance=Provenance(
+            study="s", trial_number=14, metrics={"slo_rate_rps": 53.0, "slo_rate_censored": 1.0},
+            baseline_metrics={"slo_rate_rps": 35.07, "slo_rate_censored": 0.0},
+        ),
+    )
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(comparison_table(tuned))
+    line = next(x for x in console.export_text().splitlines() if "slo_rate_rps" in x)
+    assert "≥ 53" in line and "≥ 35" not in line

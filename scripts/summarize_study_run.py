@@ -37,7 +37,7 @@ from autotune.bench.schemas import BenchResult  # noqa: E402
 from autotune.config import read_yaml_mapping  # noqa: E402
 
 DEFAULT_DIR = Path("experiments/h100-qwen3-vl-4b/2026-11-26")
-MAIN_STUDY = "qwen3-vl-4b-reference"
+MAIN_STUDIES = ("qwen3-vl-4b-reference", "qwen3-vl-4b-reference-v2")  # the first one a run folder holds is summarized
 TP_STUDY = "qwen3-vl-4b-tp"
 Json = dict[str, Any]
 
@@ -225,6 +225,11 @@ def slo_rate_censored(result: BenchResult) -> bool | None:
     return bool(tried) and all(rate <= s.slo_rate_rps + 1e-6 for rate in tried)
 
 
+def main_study(layout: ref.Layout) -> str:
+    """The reference study a run folder holds (the first of MAIN_STUDIES present)."""
+    return next((name for name in MAIN_STUDIES if layout.study(name).is_dir()), MAIN_STUDIES[0])
+
+
 def trial_starts(study_dir: Path) -> dict[int, datetime]:
     """Each trial's start (Optuna's datetime_start, UTC) from the study's SQLite storage."""
     with sqlite3.connect(f"file:{study_dir / 'optuna.db'}?mode=ro", uri=True) as db:
@@ -297,10 +302,11 @@ def _simulator(layout: ref.Layout) -> Json:
 
 def build_summary(root: Path) -> tuple[Json, pd.DataFrame, pd.DataFrame]:
     layout = ref.Layout(root)
-    study_dir = layout.study(MAIN_STUDY)
+    main = main_study(layout)
+    study_dir = layout.study(main)
     year = datetime.fromisoformat(ref.run_date(layout)).year
     startups = startup_table(study_dir, year)
-    trials = pd.concat([ref.trials_frame(layout, s) for s in (MAIN_STUDY, TP_STUDY) if layout.study(s).is_dir()],
+    trials = pd.concat([ref.trials_frame(layout, s) for s in (main, TP_STUDY) if layout.study(s).is_dir()],
                        ignore_index=True)
     simulated = sorted(
         str(p.relative_to(root)) for p in root.rglob("*.json.gz") if load_result(p).simulated
@@ -311,14 +317,14 @@ def build_summary(root: Path) -> tuple[Json, pd.DataFrame, pd.DataFrame]:
         "simulated_result_files": simulated,
         "hardware": ref.hardware(layout),
         "date": ref.run_date(layout),
-        "study": MAIN_STUDY,
+        "study": main,
         **study_goodput(study_dir),
         "slo_rate_lower_bounds": {  # trials whose slo_rate passed at the highest rate tried: at least that much
             str(n): True for n in sorted(int(d.name) for d in (study_dir / "trials").iterdir())
             if (r := trial_result(study_dir, n)) is not None and slo_rate_censored(r)
         },
-        **ref.trial_timings(layout, MAIN_STUDY),
-        "trials": {s: ref.trial_counts(layout, s) for s in (MAIN_STUDY, TP_STUDY) if layout.study(s).is_dir()},
+        **ref.trial_timings(layout, main),
+        "trials": {s: ref.trial_counts(layout, s) for s in (main, TP_STUDY) if layout.study(s).is_dir()},
         "startup_medians_s": {c: ref._r(float(startups[c].median()), 1) for c in startups.columns
                                if c not in ("trial", "compile cache hit", "api servers")},
         "compile_cache_hits": int(startups["compile cache hit"].sum()) if not startups.empty else 0,
@@ -379,7 +385,7 @@ def render_tables(summary: Json, trials: pd.DataFrame, startups: pd.DataFrame) -
 
 
 def plot_gpu_util(root: Path, summary: Json, target: Path) -> None:
-    study_dir = ref.Layout(root).study(MAIN_STUDY)
+    study_dir = ref.Layout(root).study(main_study(ref.Layout(root)))
     fig, ax = plt.subplots(figsize=(10, 3.8))
     for label, number in (("vLLM defaults", summary["defaults_trial"]), ("best", summary["best_trial"])):
         result = trial_result(study_dir, number) if number is not None else None

@@ -29,7 +29,11 @@ set -u
 source scripts/gpu/env.sh
 STEP=$1; BUDGET_S=${BUDGET_S:-560}; T0=$SECONDS
 ENGINE=${ENGINE:-vllm}
-STUDY=${STUDY:-qwen3-vl-4b-reference}; SPACE=${SPACE:-search_spaces/qwen3-vl-4b.yaml}
+# qwen3-vl-4b-reference-v2: the space with slo_rate_above and the encoder's CUDA graphs (2026-11-26b). The first
+# study, qwen3-vl-4b-reference (18 trials), resumes only from the space as of commit d7ec6c0:
+#   git show d7ec6c0:search_spaces/qwen3-vl-4b.yaml > search_spaces/_ref1.yaml  # beside it: its relative paths
+#   STUDY=qwen3-vl-4b-reference SPACE=search_spaces/_ref1.yaml bash scripts/gpu/reference.sh workers
+STUDY=${STUDY:-qwen3-vl-4b-reference-v2}; SPACE=${SPACE:-search_spaces/qwen3-vl-4b.yaml}
 EXP=${EXP:-/root/exp}; M=$EXP/measurements; mkdir -p "$M"
 # SESSION_LEFT_S (the device time left as this step starts) bounds this and every later step, so that the last
 # one packs its results before the device's time is spent

@@ -55,33 +55,24 @@ def test_eta_is_median_trial_time_times_trials_left() -> None:
     assert eta_s([], 5) is None and eta_s([4.0], None) is None
 
 
-def test_comparison_table_reports_ratios() -> None:
-    tuned = TunedConfig(
-        engine_config=EngineConfig(model="m"),
-        provenance=Provenance(
-            study="s", trial_number=4, metrics={"throughput_rps": 30.0, "ttft_ms_p99": 50.0},
-            baseline_metrics={"throughput_rps": 20.0, "ttft_ms_p99": 100.0},
-        ),
-    )
+def _comparison_text(trial: int, metrics: dict[str, float], baseline: dict[str, float]) -> str:
     from rich.console import Console
 
+    tuned = TunedConfig(
+        engine_config=EngineConfig(model="m"),
+        provenance=Provenance(study="s", trial_number=trial, metrics=metrics, baseline_metrics=baseline),
+    )
     console = Console(width=200, record=True)
     console.print(comparison_table(tuned))
-    text = console.export_text()
+    return console.export_text()
+
+
+def test_comparison_table_reports_ratios() -> None:
+    text = _comparison_text(4, {"throughput_rps": 30.0, "ttft_ms_p99": 50.0}, {"throughput_rps": 20.0, "ttft_ms_p99": 100.0})
     assert "1.50x" in text and "0.50x" in text and "trial 4" in text
 
 
 def test_comparison_table_marks_a_censored_slo_rate_as_a_lower_bound() -> None:
-    tuned = TunedConfig(
-        engine_config=EngineConfig(model="m"),
-        provenance=Provenance(
-            study="s", trial_number=14, metrics={"slo_rate_rps": 53.0, "slo_rate_censored": 1.0},
-            baseline_metrics={"slo_rate_rps": 35.07, "slo_rate_censored": 0.0},
-        ),
-    )
-    from rich.console import Console
-
-    console = Console(width=200, record=True)
-    console.print(comparison_table(tuned))
-    line = next(x for x in console.export_text().splitlines() if "slo_rate_rps" in x)
+    text = _comparison_text(14, {"slo_rate_rps": 53.0, "slo_rate_censored": 1.0}, {"slo_rate_rps": 35.07, "slo_rate_censored": 0.0})
+    line = next(x for x in text.splitlines() if "slo_rate_rps" in x)
     assert "≥ 53" in line and "≥ 35" not in line

@@ -348,7 +348,11 @@ def build_summary(root: Path) -> tuple[Json, pd.DataFrame, pd.DataFrame]:
 def render_tables(summary: Json, trials: pd.DataFrame, startups: pd.DataFrame) -> str:
     parts = [f"# Tables of {summary['date'][:10]} (made by scripts/summarize_study_run.py)\n"]
     g = summary
-    parts.append("## (a) The study's defaults trial vs its best trial (same workers, same device commands)\n")
+    if summary.get("this_run") is not None:  # a resumed study: its trial 0 and its best may come from other sessions
+        parts.append("## (a) The study's defaults trial vs its best trial (maybe measured in different sessions, on "
+                     "different machines: (g) compares this run's trials only)\n")
+    else:
+        parts.append("## (a) The study's defaults trial vs its best trial (same workers, same device commands)\n")
     parts.append(ref.markdown_table(pd.DataFrame([
         {"": "slo_rate req/s", "vLLM defaults": g["default_goodput_rps"], "best": g["best_goodput_rps"], "best / defaults": g["best_vs_default"]},
         {"": "GPU util % (mean, that window)", "vLLM defaults": g["gpu_util_mean_default"], "best": g["gpu_util_mean_best"], "best / defaults": None},

@@ -15,6 +15,7 @@ import gzip
 import re
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -131,17 +132,23 @@ def read_folded(path: Path) -> list[str]:
     return (gzip.decompress(data) if path.suffix == ".gz" else data).decode().splitlines()
 
 
+def folded_stacks(lines: list[str]) -> Iterator[tuple[str, list[str], int]]:
+    """(thread, frames root first, samples) per stack line of a folded file (its header line skipped)."""
+    for line in lines[1:]:
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            thread, *frames = stack.split(";")
+            yield thread, frames, int(count)
+
+
 def thread_inclusive_samples(path: Path, thread: str) -> tuple[int, Counter[str]]:
     """For one thread of one process: its samples and, per frame, the samples with that frame on the stack."""
     total, inclusive = 0, Counter[str]()
-    for line in read_folded(path)[1:]:
-        stack, _, count = line.rpartition(" ")
-        name, *frames = stack.split(";")
-        if name != thread or not count.isdigit():
-            continue
-        total += int(count)
-        for frame in set(frames):
-            inclusive[frame] += int(count)
+    for name, frames, n in folded_stacks(read_folded(path)):
+        if name == thread:
+            total += n
+            for frame in set(frames):
+                inclusive[frame] += n
     return total, inclusive
 
 
@@ -153,12 +160,7 @@ def profile_process(path: Path) -> ProcessProfile | None:
         return None
     samples = int(header["samples"])
     per_thread: dict[str, dict[str, Counter[str]]] = {}
-    for line in lines[1:]:
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        thread, *frames = stack.split(";")
-        n = int(count)
+    for thread, frames, n in folded_stacks(lines):
         counters = per_thread.setdefault(thread, {"all": Counter(), "self": Counter(), "inclusive": Counter()})
         counters["all"]["samples"] += n
         leaf = frames[-1] if frames else "(no Python frame)"

@@ -240,44 +240,44 @@ class _Benchmark:
         last: Summary | None = None
         failed_rate: float | None = None
         phase = 0
-        for fraction in sorted(load.slo_rate_fractions, reverse=True):
+
+        async def attempt(rate: float) -> tuple[Summary, str | None]:
+            """The next open-loop window at `rate`, kept with its records; and why it missed the SLO (None: met)."""
+            nonlocal phase
             phase += 1
-            rate = capacity * fraction
             step, verdict = await self._slo_window(phase, rate)
             windows.append(step.summary)
             records.extend(step.records)
-            last = step.summary
-            if step.summary.client.saturated:
+            return step.summary, verdict
+
+        for fraction in sorted(load.slo_rate_fractions, reverse=True):
+            rate = capacity * fraction
+            last, verdict = await attempt(rate)
+            if last.client.saturated:
                 log.warning("slo_rate stopped at %.2f req/s: the client saturated", rate)
                 break
             if verdict is not None:
                 failed_rate = rate
                 continue
             log.info("slo_rate: %.2f req/s (%.0f%% of capacity %.2f) meets the SLO", rate, 100 * fraction, capacity)
-            best, best_rate = step.summary, rate
+            best, best_rate = last, rate
             if failed_rate is None:  # the highest fraction passed: the probe may have been low, so go above it
                 for above in sorted(load.slo_rate_above):
-                    phase += 1
-                    step, verdict = await self._slo_window(phase, capacity * above)
-                    windows.append(step.summary)
-                    records.extend(step.records)
-                    if step.summary.client.saturated:
+                    step, verdict = await attempt(capacity * above)
+                    if step.client.saturated:
                         break
                     if verdict is not None:
                         failed_rate = capacity * above
                         break
-                    best, best_rate = step.summary, capacity * above
+                    best, best_rate = step, capacity * above
             # bisect between the passing rate and the failing one above it: finer than the fractions' steps
             for _ in range(load.slo_rate_refine_steps if failed_rate is not None else 0):
-                phase += 1
                 middle = (best_rate + failed_rate) / 2
-                step, verdict = await self._slo_window(phase, middle)
-                windows.append(step.summary)
-                records.extend(step.records)
-                if step.summary.client.saturated:
+                step, verdict = await attempt(middle)
+                if step.client.saturated:
                     break
                 if verdict is None:
-                    best, best_rate = step.summary, middle
+                    best, best_rate = step, middle
                 else:
                     failed_rate = middle
             censored = failed_rate is None  # nothing above failed: a lower bound

@@ -91,7 +91,10 @@ def folded_stack(thread_name: str, codes: tuple[CodeType, ...], names: dict[Code
 
 
 class StackProfiler:
-    """Counts the folded stacks of this process's threads while the gate file exists; flushes them per window."""
+    """Counts the folded stacks of this process's threads while the gate file exists; flushes them per window.
+
+    Not an `autotune.sampling.PeriodicSampler`: it must start afresh in a forked child (whose copy of the parent's
+    thread object never runs), and it keeps counts per window instead of timestamped samples."""
 
     def __init__(self, directory: Path, hz: float) -> None:
         self.directory = directory

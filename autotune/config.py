@@ -84,6 +84,15 @@ class EngineConfig(StrictModel):
     )
     tensor_parallel_size: Annotated[int, Field(ge=1, le=64)] = 1
     data_parallel_size: Annotated[int, Field(ge=1, le=64)] = 1
+    engines_per_gpu: Annotated[int, Field(ge=1, le=8)] = Field(
+        default=1,
+        description=(
+            "Engine cores sharing each GPU (vLLM data-parallel ranks on one device; dense models, "
+            "tensor_parallel_size 1). Each engine core runs the scheduler, input preparation and the vision "
+            "encoder launches on one thread: where that thread is the limit, a second one on the same GPU "
+            "keeps the GPU busy. gpu_memory_utilization stays the GPU's share for all of them together."
+        ),
+    )
     async_scheduling: bool | None = None
     extra_engine_args: dict[str, Any] = Field(
         default_factory=dict, description="Other vLLM engine args, by their Python name (max_logprobs: 5)"
@@ -111,6 +120,16 @@ class EngineConfig(StrictModel):
                 "preprocessing_workers > 1 needs mm_processor_cache_gb: 0 "
                 "(vLLM's multimodal processor cache is not thread-safe)"
             )
+        if self.engines_per_gpu > 1 and self.tensor_parallel_size > 1:
+            raise ValueError(
+                f"engines_per_gpu {self.engines_per_gpu} needs tensor_parallel_size 1 "
+                f"(got {self.tensor_parallel_size}): co-located engines each hold a whole model"
+            )
+        if self.engines_per_gpu > 1 and "kv_cache_memory_bytes" in self.extra_engine_args:
+            raise ValueError(
+                "engines_per_gpu > 1 sizes each engine's KV cache itself (kv_cache_memory_bytes from "
+                "gpu_memory_utilization): leave kv_cache_memory_bytes out of extra_engine_args"
+            )
         return self
 
     def mm_item_limit(self, modality: Modality) -> int | None:
@@ -126,23 +145,44 @@ class EngineConfig(StrictModel):
         """The settings that differ from vLLM's defaults (what a trial changed)."""
         return self.model_dump(exclude_defaults=True, exclude={"model", "served_model_name"})
 
-    def to_vllm_cli_args(self) -> list[str]:
-        """The one translation of an EngineConfig into `vllm serve` arguments (model excluded)."""
+    @property
+    def vllm_data_parallel_size(self) -> int:
+        """vLLM's data-parallel ranks: `data_parallel_size` GPUs x `engines_per_gpu` engines on each."""
+        return self.data_parallel_size * self.engines_per_gpu
+
+    @property
+    def utilization_per_engine(self) -> float:
+        """The share of the GPU each engine may use (vLLM's default share when unset, split between engines)."""
+        total = self.gpu_memory_utilization if self.gpu_memory_utilization is not None else VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
+        return total / self.engines_per_gpu
+
+    def to_vllm_cli_args(self, kv_cache_memory_bytes: int | None = None) -> list[str]:
+        """The one translation of an EngineConfig into `vllm serve` arguments (model excluded).
+
+        With `engines_per_gpu` > 1 each engine gets its share of `gpu_memory_utilization` and a fixed KV cache of
+        `kv_cache_memory_bytes` (from `autotune.memory_model.colocated_kv_cache_bytes`): vLLM sizes the KV cache by
+        the device's free-memory change during its start, which counts the other engines' allocations when
+        they start together on the same GPU. The launcher places the ranks (`colocated_visible_devices`).
+        """
+        if self.engines_per_gpu > 1 and kv_cache_memory_bytes is None:
+            raise ValueError("engines_per_gpu > 1 needs each engine's KV cache size (kv_cache_memory_bytes)")
         args: list[str] = ["--served-model-name", self.name_for_clients]
+        colocated = self.engines_per_gpu > 1
         simple: dict[str, Any] = {
             "dtype": self.dtype,
             "load_format": self.load_format,
             "max_model_len": self.max_model_len,
             "max_num_seqs": self.max_num_seqs,
             "max_num_batched_tokens": self.max_num_batched_tokens,
-            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "gpu_memory_utilization": round(self.utilization_per_engine, 4) if colocated else self.gpu_memory_utilization,
+            "kv_cache_memory_bytes": kv_cache_memory_bytes if colocated else None,
             "kv_cache_dtype": None if self.kv_cache_dtype == "auto" else self.kv_cache_dtype,
             "quantization": self.quantization,
             "mm_processor_cache_gb": self.mm_processor_cache_gb,
             "renderer_num_workers": self.preprocessing_workers,
             "api_server_count": self.api_server_count,
             "tensor_parallel_size": None if self.tensor_parallel_size == 1 else self.tensor_parallel_size,
-            "data_parallel_size": None if self.data_parallel_size == 1 else self.data_parallel_size,
+            "data_parallel_size": None if self.vllm_data_parallel_size == 1 else self.vllm_data_parallel_size,
         }
         simple.update(self.extra_engine_args)
         for name, value in simple.items():

@@ -247,6 +247,13 @@ def _visible_memory_infos(nvml: Any | None) -> list[Any] | None:
             pass
 
 
+def gpu_total_memory_gib(nvml: Any | None = None) -> float | None:
+    """Total memory of this process's first visible GPU (the first of CUDA_VISIBLE_DEVICES, as NVML numbers them);
+    None without NVML or a visible GPU. With one tuning worker per GPU, each judges memory on its own card."""
+    infos = _visible_memory_infos(nvml)
+    return float(infos[0].total) / 1024**3 if infos else None
+
+
 def gpu_memory_free_fraction(nvml: Any | None = None) -> list[float] | None:
     """Free memory of each visible GPU as a fraction of its total; None when NVML is not available."""
     infos = _visible_memory_infos(nvml)

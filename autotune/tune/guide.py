@@ -12,7 +12,9 @@ no sampler params (like the defaults trial): they compete for best and show the 
 With a stack profile (`--stack-profile-hz`, the `stack_*` metrics) a second rule reads the engine core: the GPU runs
 of 2026-11-26b (experiments/h100-qwen3-vl-4b/2026-11-26b/stack_profiles.md) found its one thread never idle and
 25-45% of it in the vision encoder, run eagerly. When the defaults' engine core is that busy and the space tunes
-vLLM's `compilation_config.cudagraph_mm_encoder`, the defaults with the encoder in CUDA graphs are queued.
+vLLM's `compilation_config.cudagraph_mm_encoder`, the defaults with the encoder in CUDA graphs are queued. When the
+engine core is that busy (whatever it runs) and the space tunes `engines_per_gpu`, the defaults with a second
+engine core on the same GPU are queued too: that thread is the limit, and a second one is the direct test.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ ENGINE_CORE_IDLE_MAX = 0.05
 """Engine core busy: its main thread waits for requests in fewer samples than this (2026-11-26b: 1-4%)."""
 VISION_ENCODER_MIN = 0.2
 """...and runs the vision encoder in at least this share of them (2026-11-26b: 25-45% at the reported rate)."""
+
+ENGINES_PER_GPU_FIELD = "engines_per_gpu"
+SECOND_ENGINE = 2
 
 API_SERVER_GROWTH = 4
 """Frontend-bound: this many times the API servers (or the space's largest choice below it). On 2026-11-25 six
@@ -69,6 +74,15 @@ def guidance_from_profile(space: SearchSpace, metrics: Mapping[str, Any]) -> lis
                     f"api_server_count {current} -> {step_up}",
                 )
             )
+    busy = _engine_core_busy(metrics)
+    if busy is not None and space.defaults_config().engines_per_gpu == 1 and _tunes_value(space, ENGINES_PER_GPU_FIELD, SECOND_ENGINE):
+        found.append(
+            Guidance(
+                {ENGINES_PER_GPU_FIELD: SECOND_ENGINE},
+                f"the engine core's thread was idle in {100 * busy:.0f}% of samples: a second engine core on the "
+                f"same GPU (engines_per_gpu {SECOND_ENGINE})",
+            )
+        )
     if (encoder := _encoder_bound(metrics)) is not None and _tunes_value(space, ENCODER_GRAPHS_FIELD, True):
         idle, share = encoder
         found.append(
@@ -79,6 +93,16 @@ def guidance_from_profile(space: SearchSpace, metrics: Mapping[str, Any]) -> lis
             )
         )
     return found
+
+
+def _engine_core_busy(metrics: Mapping[str, Any]) -> float | None:
+    """The engine core thread's idle share, reported window or probe, when it is at most ENGINE_CORE_IDLE_MAX;
+    None otherwise or without a stack profile."""
+    for prefix in ("", PEAK_PREFIX):
+        idle = metrics.get(f"{prefix}stack_engine_core_idle_share")
+        if isinstance(idle, (int, float)) and idle <= ENGINE_CORE_IDLE_MAX:
+            return float(idle)
+    return None
 
 
 def _encoder_bound(metrics: Mapping[str, Any]) -> tuple[float, float] | None:

@@ -11,7 +11,6 @@ config.yaml keeps `${VAR}` env placeholders; the server expands them from the en
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
@@ -28,7 +27,7 @@ from autotune.config import VLLM_DEFAULT_GPU_MEMORY_UTILIZATION, EngineConfig, E
 from autotune.errors import AutotuneError, ConfigError
 from autotune.memory_model import MemoryEstimate, ModelInfo, estimate_memory
 from autotune.search_space import TrialSettings, config_hash
-from autotune.telemetry import gpu_memory_free_fraction
+from autotune.telemetry import gpu_memory_free_fraction, gpu_total_memory_gib
 from autotune.tune import attrs
 from autotune.tune.failures import failure_summary, find_oom, last_line
 from autotune.tune.redact import hide_secret_env, missing_env_placeholders
@@ -132,12 +131,13 @@ def check_feasibility(
         return None, None
     estimate = estimate_memory(engine, model, gpu_memory_gib, settings.activation_reserve_gib)
     utilization = engine.gpu_memory_utilization if engine.gpu_memory_utilization is not None else VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
-    budget_gib = gpu_memory_gib * utilization
+    budget_gib = gpu_memory_gib * utilization / engine.engines_per_gpu
     if estimate.weights_gib + settings.activation_reserve_gib > budget_gib:
+        share = f" / {engine.engines_per_gpu} engines" if engine.engines_per_gpu > 1 else ""
         return (
             f"infeasible: weights ({estimate.weights_gib:.1f} GiB) plus activation reserve "
             f"({settings.activation_reserve_gib:.1f} GiB) exceed gpu_memory_utilization {utilization} "
-            f"x {gpu_memory_gib:.1f} GiB = {budget_gib:.1f} GiB",
+            f"x {gpu_memory_gib:.1f} GiB{share} = {budget_gib:.1f} GiB",
             estimate,
         )
     max_model_len = engine.max_model_len or model.max_position_embeddings
@@ -148,29 +148,6 @@ def check_feasibility(
             estimate,
         )
     return None, estimate
-
-
-def gpu_total_memory_gib(nvml: Any | None = None) -> float | None:
-    """Total memory of this worker's GPU (the first of CUDA_VISIBLE_DEVICES, as NVML numbers them); None
-    without NVML or a visible GPU. With one worker per GPU, each judges feasibility on its own card."""
-    from autotune.telemetry import visible_device_indices
-
-    try:
-        if nvml is None:
-            import pynvml as nvml
-        nvml.nvmlInit()
-    except Exception:  # noqa: BLE001 - no NVML is a normal case
-        return None
-    try:
-        indices = visible_device_indices(nvml)
-        if not indices:
-            return None
-        return float(nvml.nvmlDeviceGetMemoryInfo(nvml.nvmlDeviceGetHandleByIndex(indices[0])).total) / 1024**3
-    except Exception:  # noqa: BLE001
-        return None
-    finally:
-        with contextlib.suppress(Exception):
-            nvml.nvmlShutdown()
 
 
 def _gpu_memory_used_mib() -> float | None:

@@ -37,6 +37,13 @@ STUDY=${STUDY:-qwen3-vl-4b-reference-v2}; SPACE=${SPACE:-search_spaces/qwen3-vl-
 EXP=${EXP:-/root/exp}; M=$EXP/measurements; mkdir -p "$M"
 # SESSION_LEFT_S (the device time left as this step starts) bounds this and every later step, so that the last
 # one packs its results before the device's time is spent
+# LEASE_S (the session's device time, e.g. 1800) bounds it too, counted from the machine's boot (/proc/uptime; the
+# lease began a little earlier, LEASE_MARGIN_S covers that and the last pack): whichever ends first
+if [ -n "${LEASE_S:-}" ]; then
+  up=$(cut -d. -f1 /proc/uptime); by_lease=$(( LEASE_S - up - ${LEASE_MARGIN_S:-150} ))
+  echo "machine up $up s: the lease leaves about $by_lease s"
+  if [ -z "${SESSION_LEFT_S:-}" ] || (( by_lease < SESSION_LEFT_S )); then SESSION_LEFT_S=$by_lease; fi
+fi
 [ -n "${SESSION_LEFT_S:-}" ] && echo $(( $(date +%s) + SESSION_LEFT_S )) > "$EXP/session.end"
 if [ -f "$EXP/session.end" ]; then
   until_end=$(( $(cat "$EXP/session.end") - $(date +%s) - 20 ))
@@ -179,8 +186,10 @@ if [ "${DUMP_WARMUP_STACKS:-0}" = 1 ]; then  # stacks of vLLM's API servers duri
   export AUTOTUNE_DUMP_STACKS_EVERY_S=2 AUTOTUNE_DUMP_STACKS_DURING=vllm.renderers.base:BaseRenderer._warmup_mm_processor
 fi
 
-pack() {  # the step's results; with SAVE_COMPILE_CACHE=1 also the compile cache (for the next session's carry)
+pack() {  # the step's results; with SAVE_COMPILE_CACHE=1 also the compile cache (for the next session's carry);
+  # PACK=0: none (a later `bash scripts/gpu/pack_out.sh` packs the whole run in parts small enough to come back)
   du -sm "$CACHE_DIR" > "$M/compile-cache-size.txt" 2>/dev/null
+  [ "${PACK:-1}" = 1 ] || return 0
   tar czf "$OUT/step-$STEP.tgz" -C "$EXP" .
   if [ "${SAVE_COMPILE_CACHE:-0}" = 1 ] && [ -d "$CACHE_DIR" ]; then
     tar czf "$OUT/compile-cache.tgz" -C "$VLLM_CACHE_ROOT" torch_compile_cache
@@ -325,9 +334,16 @@ step_agree() {  # GPU 0: autotune bench vs vllm bench serve at 16 streams, A B B
   wait_workers
 }
 
-step_workers() {  # a detached study worker on every GPU, stopping WORKERS_S after this step began
+step_workers() {  # a detached study worker on every GPU, stopping WORKERS_S after this step began (default: 90 s
+  # before the session's end, when SESSION_LEFT_S or LEASE_S tells it, else 1100 s)
   record_env "$M/env.json"; nproc > "$M/nproc.txt"
-  echo $(( $(date +%s) + ${WORKERS_S:-1100} )) > "$DEADLINE_FILE"
+  local workers_s=${WORKERS_S:-1100}
+  if [ -f "$EXP/session.end" ]; then
+    local by_session=$(( $(cat "$EXP/session.end") - $(date +%s) - 90 ))
+    if [ -z "${WORKERS_S:-}" ] || (( by_session < workers_s )); then workers_s=$by_session; fi
+  fi
+  echo "workers start trials for $(( workers_s - TRIAL_S )) s and stop by $workers_s s from now"
+  echo $(( $(date +%s) + workers_s )) > "$DEADLINE_FILE"
   local g
   for (( g = 0; g < NGPU; g++ )); do detached_worker "$g"; done
   wait_workers

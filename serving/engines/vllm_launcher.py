@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from autotune.config import EngineKind, ServingSettings, TunedConfig
 from autotune.errors import EngineUnavailableError
 from autotune.tune.redact import expand_env
+from serving.engines.colocation import colocation_env, kv_cache_bytes_per_engine, place_engines_on_shared_gpus
 from serving.launch import announce_listening
 from serving.state import config_document
 from serving.vllm_middleware import API_KEY_ENV, CONFIG_ENV
@@ -43,14 +44,15 @@ def require_vllm() -> None:
         )
 
 
-def build_vllm_argv(tuned: TunedConfig, settings: ServingSettings) -> list[str]:
-    """`vllm serve` arguments for this config; the only place serving settings become vLLM flags."""
+def build_vllm_argv(tuned: TunedConfig, settings: ServingSettings, kv_cache_memory_bytes: int | None = None) -> list[str]:
+    """`vllm serve` arguments for this config; the only place serving settings become vLLM flags.
+    `kv_cache_memory_bytes`: each engine's KV cache when several share a GPU (`kv_cache_bytes_per_engine`)."""
     engine = tuned.engine_config
     argv = [
         "vllm",
         "serve",
         engine.model,
-        *engine.to_vllm_cli_args(),
+        *engine.to_vllm_cli_args(kv_cache_memory_bytes),
         "--host",
         settings.host,
         "--port",
@@ -68,12 +70,14 @@ def build_vllm_argv(tuned: TunedConfig, settings: ServingSettings) -> list[str]:
 def vllm_environment(tuned: TunedConfig, config_json_path: str) -> dict[str, str]:
     """Environment for vLLM: the config's `env` wins over our defaults."""
     settings = tuned.serving
+    configured = expand_env(tuned.engine_config.env, os.environ)  # `${VAR}` placeholders: from our environment
     env = {
         "VLLM_USE_FLASHINFER_SAMPLER": "0",
         # Our middleware checks image URLs once; vLLM must not follow redirects to somewhere unchecked.
         "VLLM_MEDIA_URL_ALLOW_REDIRECTS": "0",
         "VLLM_IMAGE_FETCH_TIMEOUT": str(max(1, math.ceil(settings.image_fetch_timeout_s))),
-        **expand_env(tuned.engine_config.env, os.environ),  # `${VAR}` placeholders: from our environment
+        **configured,
+        **colocation_env(tuned.engine_config),  # engines_per_gpu > 1: read by each engine-core process
         CONFIG_ENV: config_json_path,
     }
     if settings.api_key is not None:
@@ -105,14 +109,17 @@ class VllmBackend:
         if settings.port == 0:
             settings = settings.model_copy(update={"port": free_port(settings.host)})
             tuned = tuned.model_copy(update={"serving": settings})
+        kv_cache_memory_bytes = kv_cache_bytes_per_engine(tuned.engine_config)  # engines_per_gpu > 1 only
         config_path = write_config_json(tuned)
         try:
             _export(vllm_environment(tuned, config_path))
-            sys.argv = build_vllm_argv(tuned, settings)
+            sys.argv = build_vllm_argv(tuned, settings, kv_cache_memory_bytes)
             announce_listening(settings.host, settings.port)
             log.info("starting vLLM: vllm serve %s (api key hidden)", tuned.engine_config.model)
             from vllm.entrypoints.cli.main import main as vllm_main
 
+            if place_engines_on_shared_gpus(tuned.engine_config):
+                log.info("%d engine cores per GPU", tuned.engine_config.engines_per_gpu)
             vllm_main()
         finally:
             with contextlib.suppress(OSError):

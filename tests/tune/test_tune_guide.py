@@ -130,3 +130,23 @@ def test_an_engine_core_busy_in_the_vision_encoder_calls_for_encoder_cuda_graphs
     assert guidance_from_profile(_space(quick_space_data, **API_SERVERS), BUSY_ENCODER) == []
     ints = {"extra_engine_args.compilation_config.cudagraph_mm_encoder": {"type": "categorical", "choices": [0, 1]}}
     assert guidance_from_profile(_space(quick_space_data, **ints), BUSY_ENCODER) == []
+
+
+ENGINES = {"engines_per_gpu": {"type": "categorical", "choices": [1, 2, 3]}}
+
+
+def test_a_busy_engine_core_calls_for_a_second_engine_on_the_gpu(quick_space_data: dict) -> None:
+    space = _space(quick_space_data, **ENGINES, **ENCODER_GRAPHS)
+    found = {tuple(g.overrides): g for g in guidance_from_profile(space, BUSY_ENCODER)}
+    assert set(found) == {("engines_per_gpu",), ("extra_engine_args.compilation_config.cudagraph_mm_encoder",)}
+    second = found[("engines_per_gpu",)]
+    assert second.overrides == {"engines_per_gpu": 2} and "idle in 1%" in second.why
+    config = guided_config(space, second.overrides)
+    assert config.engines_per_gpu == 2 and config.vllm_data_parallel_size == 2
+    # busy but not in the encoder: the second engine still applies, the encoder graphs do not
+    (only,) = guidance_from_profile(space, {**BUSY_ENCODER, "stack_engine_core_vision_encoder_share": 0.05})
+    assert only.overrides == {"engines_per_gpu": 2}
+    # an engine core that waits for work: no second engine
+    assert guidance_from_profile(space, {**BUSY_ENCODER, "stack_engine_core_idle_share": 0.3}) == []
+    # a space without the value 2 is not stepped out of
+    assert guidance_from_profile(_space(quick_space_data, engines_per_gpu={"type": "categorical", "choices": [1, 3]}), BUSY_ENCODER) == []

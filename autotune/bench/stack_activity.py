@@ -1,17 +1,20 @@
 """What a vLLM server's threads did in a measured window, from its stack profile: flat shares for metrics and tables.
 
 The engine core's main thread runs vLLM's loop: schedule, prepare inputs, launch the GPU work, wait for its
-results. Each sample of that thread is put in one activity by the vLLM 0.24 function on its stack (they do not
-nest in one another):
+results. Each sample of that thread is put in the first activity whose vLLM 0.24 function is on its stack:
 
 - idle: `EngineCore._process_input_queue` (no work: waiting for requests);
 - scheduler: `Scheduler.schedule`, `update_from_output`;
 - input_preparation: `GPUModelRunner._update_states`, `_prepare_inputs`;
 - mm_batching: `group_and_batch_mm_kwargs` (stacking the requests' pixel tensors, moving them to the GPU);
-- vision_encoder: `Qwen3-VL embed_multimodal` (eager unless vLLM captures the encoder in CUDA graphs);
+- vision_encoder: `Qwen3-VL embed_multimodal` (eager), or `EncoderCudaGraphManager.execute` (in CUDA graphs);
 - language_model: `GPUModelRunner._model_forward` (CUDA-graph replay or the compiled graph);
 - gpu_wait: `GPUModelRunner._to_list` (the sampled tokens copied back: the step's GPU work finishing);
 - other: the rest.
+
+With a multiprocess executor (several engines per GPU, tensor parallel) the model runner runs in a `Worker`
+process, and the engine core's thread only schedules and waits for it: the figures are then the first Worker's main
+thread's, and its idle is waiting for the engine core's next step (`MessageQueue.dequeue` in `worker_busy_loop`).
 
 For the API servers: the busiest one's event loop (its MainThread's busy share) and its preprocessing threads
 (vLLM's renderer pool, `ThreadPoolExecutor-2_*`, summed). With one API server the launcher process is the server.
@@ -21,17 +24,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autotune.bench.stack_profile import profile_process, thread_inclusive_samples
+from collections import Counter
+
+from autotune.bench.stack_profile import folded_stacks, profile_process, read_folded
 
 ENGINE_CORE_ACTIVITIES: dict[str, tuple[str, ...]] = {
-    "idle": ("vllm/v1/engine/core.py:_process_input_queue",),
+    "idle": (
+        "vllm/v1/engine/core.py:_process_input_queue",
+        "vllm/distributed/device_communicators/shm_broadcast.py:dequeue",  # a Worker waiting for its next step
+    ),
     "scheduler": ("vllm/v1/core/sched/scheduler.py:schedule", "vllm/v1/core/sched/scheduler.py:update_from_output"),
     "input_preparation": (
         "vllm/v1/worker/gpu_model_runner.py:_update_states",
         "vllm/v1/worker/gpu_model_runner.py:_prepare_inputs",
     ),
     "mm_batching": ("vllm/multimodal/utils.py:group_and_batch_mm_kwargs",),
-    "vision_encoder": ("vllm/model_executor/models/qwen3_vl.py:embed_multimodal",),
+    "vision_encoder": (
+        "vllm/model_executor/models/qwen3_vl.py:embed_multimodal",
+        "vllm/v1/worker/encoder_cudagraph.py:execute",  # the encoder in CUDA graphs (cudagraph_mm_encoder)
+    ),
     "language_model": ("vllm/v1/worker/gpu_model_runner.py:_model_forward",),
     "gpu_wait": ("vllm/v1/worker/gpu_model_runner.py:_to_list",),
 }
@@ -44,17 +55,25 @@ def _files(window: Path, prefix: str) -> list[Path]:
     return sorted(f for f in window.iterdir() if f.name.startswith(prefix) and ".folded" in f.name)
 
 
+def activity_of(frames: list[str]) -> str:
+    """The activity of one sample: the first of ENGINE_CORE_ACTIVITIES with a frame on its stack, else "other"."""
+    on_stack = set(frames)
+    return next((name for name, marks in ENGINE_CORE_ACTIVITIES.items() if not on_stack.isdisjoint(marks)), "other")
+
+
 def engine_core_shares(window: Path) -> dict[str, float] | None:
-    """Share of the engine core's main-thread samples per activity (summing to 1); None without its profile."""
-    files = _files(window, "EngineCore")
+    """Share of the model-runner thread's samples per activity (summing to 1); None without its profile."""
+    files = _files(window, "Worker") or _files(window, "EngineCore")  # the thread that runs the model runner
     if not files:
         return None
-    total, inclusive = thread_inclusive_samples(files[0], "MainThread")
+    counts = Counter[str]()
+    for thread, frames, n in folded_stacks(read_folded(files[0])):
+        if thread == "MainThread":
+            counts[activity_of(frames)] += n
+    total = sum(counts.values())
     if not total:
         return None
-    shares = {name: sum(inclusive[f] for f in frames) / total for name, frames in ENGINE_CORE_ACTIVITIES.items()}
-    shares["other"] = max(0.0, 1.0 - sum(shares.values()))
-    return {k: round(v, 4) for k, v in shares.items()}
+    return {name: round(counts[name] / total, 4) for name in ACTIVITIES}
 
 
 def api_server_busy(window: Path) -> dict[str, float | str | int] | None:

@@ -141,17 +141,6 @@ def folded_stacks(lines: list[str]) -> Iterator[tuple[str, list[str], int]]:
             yield thread, frames, int(count)
 
 
-def thread_inclusive_samples(path: Path, thread: str) -> tuple[int, Counter[str]]:
-    """For one thread of one process: its samples and, per frame, the samples with that frame on the stack."""
-    total, inclusive = 0, Counter[str]()
-    for name, frames, n in folded_stacks(read_folded(path)):
-        if name == thread:
-            total += n
-            for frame in set(frames):
-                inclusive[frame] += n
-    return total, inclusive
-
-
 def profile_process(path: Path) -> ProcessProfile | None:
     """One process's folded file: per-thread busy share and top frames; None when it has no samples."""
     lines = read_folded(path)

@@ -287,7 +287,7 @@ detached_worker() {  # detached_worker GPU: a study worker in its own session (s
   echo "$(date -u +%T) detached worker GPU $g: ${pairs[*]} until $(date -u -d @"$deadline" +%T), trials start up to $TRIAL_S s before"
   GPU=$g DEADLINE=$deadline TRIAL_S=$TRIAL_S ENGINE=$ENGINE MODEL=$MODEL EXP=$EXP EXTRA=$extra \
     SERVER_CPUS=$(server_cpus "$g") CLIENT_CPUS=$(client_cpus "$g") \
-    setsid bash scripts/gpu/worker.sh "${pairs[@]}" > "$M/worker-gpu$g.log" 2>&1 < /dev/null &
+    setsid bash scripts/gpu/worker.sh "${pairs[@]}" >> "$M/worker-gpu$g.log" 2>&1 < /dev/null &  # a later step appends
   echo $! >> "$EXP/workers.pids"
 }
 
@@ -336,7 +336,8 @@ step_agree() {  # GPU 0: autotune bench vs vllm bench serve at 16 streams, A B B
 
 step_workers() {  # a detached study worker on every GPU, stopping WORKERS_S after this step began (default: 90 s
   # before the session's end, when SESSION_LEFT_S or LEASE_S tells it, else 1100 s)
-  record_env "$M/env.json"; nproc > "$M/nproc.txt"
+  [ -f "$M/env.json" ] || record_env "$M/env.json"  # the run's first step: its date starts the run ("this run")
+  nproc > "$M/nproc.txt"
   local workers_s=${WORKERS_S:-1100}
   if [ -f "$EXP/session.end" ]; then
     local by_session=$(( $(cat "$EXP/session.end") - $(date +%s) - 90 ))

@@ -47,6 +47,25 @@ def test_engine_core_samples_are_split_by_activity(tmp_path: Path, gz: bool) -> 
     assert shares["other"] == 0.0 and abs(sum(shares.values()) - 1) < 1e-9
 
 
+def test_with_a_worker_process_its_main_thread_is_read_and_each_sample_counts_once(tmp_path: Path) -> None:
+    """Several engines per GPU (or tensor parallel): the model runner runs in a Worker process; the engine core
+    thread only waits for it. Encoder CUDA graphs count as the encoder, also where the eager path nests in them."""
+    window = _window(tmp_path, "phase02-rate90.00")
+    shm = "vllm/distributed/device_communicators/shm_broadcast.py:dequeue"
+    graphs = "vllm/v1/worker/encoder_cudagraph.py:execute"
+    _folded(window / "Worker.11.folded", 10, [
+        f"MainThread;vllm/v1/executor/multiproc_executor.py:worker_busy_loop;{shm};vllm/distributed/utils.py:sched_yield 4",
+        f"MainThread;{RUNNER}:execute_model;{RUNNER}:_execute_mm_encoder;{graphs};qwen3_vl.py:prepare_encoder_metadata 2",
+        f"MainThread;{RUNNER}:execute_model;{RUNNER}:_execute_mm_encoder;{graphs};vllm/model_executor/models/qwen3_vl.py:embed_multimodal 1",
+        f"MainThread;{RUNNER}:execute_model;{RUNNER}:_model_forward 3",
+        "WorkerAsyncOutputCopy;vllm/v1/executor/multiproc_executor.py:async_output_busy_loop 10",
+    ])
+    shares = engine_core_shares(window)
+    assert shares is not None
+    assert shares["idle"] == 0.4 and shares["vision_encoder"] == 0.3 and shares["language_model"] == 0.3
+    assert abs(sum(shares.values()) - 1) < 1e-9  # the nested eager frame is not counted twice
+
+
 def test_metrics_of_the_reported_window_and_the_probe(tmp_path: Path) -> None:
     for name in ("phase00-c256", "phase01-rate41.18", "phase02-rate36.85", "phase03-rate39.02"):
         _window(tmp_path, name)

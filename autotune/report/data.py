@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from autotune.bench.metrics import measured, tpot_ms
-from autotune.bench.stack_activity import ACTIVITIES
+from autotune.bench.stack_activity import ACTIVITIES, stack_metrics
 from autotune.bench.schemas import RequestRecord
 from autotune.config import EngineKind
 from autotune.tune import attrs
@@ -138,10 +138,15 @@ def _lower_bound(run: TrialRun | None, metric: str) -> bool:
     return bool(run is not None and flag is not None and run.metrics.get(flag) == 1.0)
 
 
-def _stack_rows(trials: list[FrozenTrial]) -> list[StackRow]:
+def _stack_rows(trials: list[FrozenTrial], study_dir: Path) -> list[StackRow]:
+    """Per trial: its stack-profile figures, read again from its folded stacks where they are kept (so a report by a
+    newer autotune classifies them alike: e.g. the Worker process's thread), else as the trial recorded them."""
     rows = []
     for trial in trials:
         metrics = trial.user_attrs.get(attrs.METRICS) or {}
+        folded = study_dir / "trials" / str(trial.number) / "stack-profile"
+        if trial.state is TrialState.COMPLETE and folded.is_dir():
+            metrics = {**metrics, **stack_metrics(folded, float(trial.values[0]) if trial.values else None)}
         shares = {a: metrics[f"stack_engine_core_{a}_share"] for a in ACTIVITIES if f"stack_engine_core_{a}_share" in metrics}
         if trial.state is not TrialState.COMPLETE or not shares:
             continue
@@ -191,5 +196,5 @@ def gather(session: StudySession) -> ReportData:
         comparison=[row for row in comparison if row.default is not None or row.best is not None],
         issues=_issues(session),
         confirmation=confirmation(study, space),
-        stack_rows=_stack_rows(trials),
+        stack_rows=_stack_rows(trials, session.study_dir),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,23 @@ def test_the_stack_profile_section_shows_each_profiled_trial(study_dir: Path, tm
     assert "## Where the server's time went (stack profile, reported window)" in markdown
     first = data.stack_rows[0]
     assert f"| {first.number} | {first.kind} |" in markdown and f"{100 * first.engine_core['vision_encoder']:.0f}%" in markdown
+
+
+def test_the_stack_section_reads_the_kept_folded_stacks_again(study_dir: Path, tmp_path: Path) -> None:
+    """A report by a newer autotune classifies the kept samples itself (here: a Worker process's thread, which the
+    trial's own metrics did not read), rather than repeating the figures the trial recorded."""
+    copy = tmp_path / "experiments"
+    shutil.copytree(study_dir.parent, copy)
+    session = reopen_study(STUDY, experiments_dir=copy, mlflow=False)
+    trial = next(t for t in session.study.trials if t.state.name == "COMPLETE")
+    window = copy / STUDY / "trials" / str(trial.number) / "stack-profile" / "phase01-c8"
+    window.mkdir(parents=True)
+    (window / "Worker.99.folded").write_text(
+        "# samples 4 hz 25 pid 99 closed\nMainThread;vllm/v1/worker/gpu_model_runner.py:_model_forward 4\n"
+    )
+    row = next(r for r in gather(session).stack_rows if r.number == trial.number)
+    assert row.engine_core["language_model"] == 1.0
+    assert trial.user_attrs["metrics"].get("stack_engine_core_language_model_share") != 1.0
 
 
 def test_pareto_study_draws_the_front_and_few_trials_skip_importances(tmp_path: Path) -> None:

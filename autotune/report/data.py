@@ -69,7 +69,7 @@ class StackRow(_Strict):
     number: int
     kind: str
     objective: float | None
-    engine_core: dict[str, float] = Field(description="activity -> share of the engine core main thread's samples")
+    engine_core: dict[str, float] = Field(description="activity -> share of the model runner thread's samples (engine core or Worker)")
     api_event_loop_busy: float | None = None
     api_preprocessing_busy: float | None = None
 

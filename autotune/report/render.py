@@ -68,7 +68,7 @@ def _confirmation_rows(data: ReportData) -> list[list[str]]:
 
 
 STACK_TITLE = "Where the server's time went (stack profile, reported window)"
-STACK_NOTE = ("Share of the engine core main thread's samples per activity, and the busiest API server's event loop and "
+STACK_NOTE = ("Share of the model runner thread's samples (the engine core's, or its Worker process's) per activity, and the busiest API server's event loop and "
               "preprocessing threads (busy share); from --stack-profile-hz.")
 
 

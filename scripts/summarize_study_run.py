@@ -404,6 +404,50 @@ def plot_gpu_util(root: Path, summary: Json, target: Path) -> None:
     ref._save(fig, target)
 
 
+def load_windows(study_dir: Path) -> pd.DataFrame:
+    """Each measured window of the confirmed configs (confirmation.json: defaults and best, every measurement): the
+    closed-loop capacity probe and the open-loop rates of slo_rate, with achieved rate, p99s and GPU utilization."""
+    path = study_dir / "confirmation.json"
+    if not path.is_file():
+        return pd.DataFrame()
+    confirmed = json.loads(path.read_text())
+    rows = []
+    for label in ("defaults", "best"):
+        for number in confirmed[label]["trials"]:
+            result = trial_result(study_dir, number)
+            for window in (result.sweep or []) if result else []:
+                rows.append({
+                    "config": label, "trial": number, "closed_loop": window.offered_rate_rps is None,
+                    "offered_rps": window.offered_rate_rps, "achieved_rps": window.throughput_rps,
+                    "ttft_ms_p99": window.ttft_ms.p99, "tpot_ms_p99": window.tpot_ms.p99,
+                    "gpu_util_mean": window.gpu.util_mean if window.gpu else None,
+                })
+    return pd.DataFrame(rows)
+
+
+def plot_load_windows(windows: pd.DataFrame, slo: Json, target: Path) -> None:
+    """p99 TTFT, p99 TPOT and GPU utilization against the achieved request rate, defaults vs best, every window
+    of every measurement (open loop: circles; the closed-loop probe at 256 streams: crosses)."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for (label, closed), group in windows.groupby(["config", "closed_loop"]):
+        color = "tab:red" if label == "defaults" else "tab:blue"
+        kind = "probe, 256 streams" if closed else "open loop"
+        for ax, column in zip(axes, ("ttft_ms_p99", "tpot_ms_p99", "gpu_util_mean"), strict=True):
+            ax.scatter(group["achieved_rps"], group[column], color=color, marker="x" if closed else "o",
+                       label=f"{label} ({kind})", alpha=0.8)
+    for ax, column, title in zip(axes, ("ttft_ms_p99", "tpot_ms_p99", "gpu_util_mean"),
+                                 ("TTFT p99 (ms)", "TPOT p99 (ms)", "GPU util % (mean)"), strict=True):
+        limit = slo.get(column.split("_p99")[0]) if "p99" in column else None
+        if limit:
+            ax.axhline(limit, color="grey", linestyle="--", linewidth=1, label="SLO")
+        ax.set_xlabel("achieved req/s in the window")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].set_yscale("log")
+    axes[0].legend(fontsize=7)
+    ref._save(fig, target)
+
+
 def plot_startup(startups: pd.DataFrame, target: Path) -> None:
     layers = {c: startups[c].fillna(0).to_numpy() for c in startups.columns if "->" in c}
     ref.stacked_bars(startups["trial"].astype(str), layers, target, figsize=(10, 4.2), xlabel="trial", ylabel="s",
@@ -420,6 +464,13 @@ def run(root: Path) -> Json:
     plot_gpu_util(root, summary, plots / "gpu_util_defaults_vs_best.png")
     plot_startup(startups, plots / "startup_phases.png")
     ref.plot_trial_times(trials, plots / "trial_time_breakdown.png")
+    study_dir = root / "study" / summary["study"]
+    windows = load_windows(study_dir)
+    if not windows.empty:
+        windows.to_csv(root / "load_windows.csv", index=False)
+        measured = trial_result(study_dir, int(windows["trial"].iloc[0]))
+        slo = measured.slo.model_dump(exclude_none=True) if measured and measured.slo else {}
+        plot_load_windows(windows, slo, plots / "latency_vs_rate_defaults_vs_best.png")
     return summary
 
 

@@ -596,8 +596,10 @@ def pareto_mask(frame: pd.DataFrame, maximize: str, minimize: str) -> pd.Series:
     return pd.Series([not dominated(i) for i in frame.index], index=frame.index)
 
 
-def plot_pareto(trials: pd.DataFrame, summary: Json, target: Path) -> None:
-    done = trials[(trials["study"] == MAIN_STUDY) & trials["slo_rate_rps"].notna()]
+def plot_pareto(trials: pd.DataFrame, summary: Json, target: Path, study: str = MAIN_STUDY) -> None:
+    """slo_rate against TTFT p99 of the study's trials, their Pareto front, and the defaults' measurements
+    (`summary["defaults_slo_rate_runs"]`: rows of ttft_ms_p99 and slo_rate_rps)."""
+    done = trials[(trials["study"] == study) & trials["slo_rate_rps"].notna()]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.scatter(done["ttft_ms_p99"], done["slo_rate_rps"], label="completed trials", zorder=3)
     for row in done.itertuples():
@@ -635,12 +637,18 @@ def all_trials(layout: Layout) -> pd.DataFrame:
     )
 
 
+def summary_name(root: Path) -> str:
+    """The 2026-11-25 run's files lie in the top folder, whose summary.json is issue 6's headline
+    (scripts/summarize_headline.py): that run's summary is summary-2026-11-25.json."""
+    return "summary-2026-11-25.json" if root.resolve() == DEFAULT_DIR.resolve() else "summary.json"
+
+
 def run(root: Path) -> Json:
     layout = Layout(root)
     summary = build_summary(layout)
     compare = compare_frame(layout)
     trials = all_trials(layout)
-    (root / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (root / summary_name(root)).write_text(json.dumps(summary, indent=1) + "\n")
     (root / "tables.md").write_text(render_tables(summary, compare, trials))
     layout.plots.mkdir(exist_ok=True)
     plot_compare(compare, layout.plots / "throughput_latency_vs_concurrency.png")
@@ -655,7 +663,7 @@ def main(argv: list[str], run_folder: Any = None, default_dir: Path = DEFAULT_DI
     """`python SCRIPT [DIR]`: summarize DIR (default `default_dir`) with `run_folder` (default: this script's run)."""
     root = Path(argv[1]) if len(argv) > 1 else default_dir
     summary = (run_folder or run)(root)
-    print(f"wrote {root / 'summary.json'}, {root / 'tables.md'}, {root / 'plots'}/")
+    print(f"wrote {root / summary_name(root)}, {root / 'tables.md'}, {root / 'plots'}/")
     print(f"slo_rate defaults {summary['default_goodput_rps']} vs best {summary['best_goodput_rps']} "
           f"(x{summary['best_vs_default']}); median trial {summary['median_trial_s']} s")
 

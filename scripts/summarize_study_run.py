@@ -329,7 +329,7 @@ def build_summary(root: Path) -> tuple[Json, pd.DataFrame, pd.DataFrame]:
                                if c not in ("trial", "compile cache hit", "api servers")},
         "compile_cache_hits": int(startups["compile cache hit"].sum()) if not startups.empty else 0,
         "serving_overhead_pct": None,
-        "serving_overhead_note": "not measured in this run; see ../summary.json (2026-11-25)",
+        "serving_overhead_note": "not measured in this run; see ../summary-2026-11-25.json",
         **_simulator(layout),
         "agreement_c16_abba": agreement_abba(layout.measurements),
         "tensor_parallel": tp_comparison(layout.study(TP_STUDY)),
@@ -471,6 +471,9 @@ def run(root: Path) -> Json:
         measured = trial_result(study_dir, int(windows["trial"].iloc[0]))
         slo = measured.slo.model_dump(exclude_none=True) if measured and measured.slo else {}
         plot_load_windows(windows, slo, plots / "latency_vs_rate_defaults_vs_best.png")
+        defaults = trials[trials["number"].isin(windows.loc[windows["config"] == "defaults", "trial"].unique())]
+        ref.plot_pareto(trials, {"defaults_slo_rate_runs": defaults[["ttft_ms_p99", "slo_rate_rps"]].to_dict("records")},
+                        plots / "pareto_front.png", study=summary["study"])
     return summary
 
 

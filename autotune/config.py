@@ -162,7 +162,8 @@ class EngineConfig(StrictModel):
         With `engines_per_gpu` > 1 each engine gets its share of `gpu_memory_utilization` and a fixed KV cache of
         `kv_cache_memory_bytes` (from `autotune.memory_model.colocated_kv_cache_bytes`): vLLM sizes the KV cache by
         the device's free-memory change during its start, which counts the other engines' allocations when
-        they start together on the same GPU. The launcher places the ranks (`colocated_visible_devices`).
+        they start together on the same GPU. The launcher places the ranks
+        (`serving.engines.colocation.place_engines_on_shared_gpus`).
         """
         if self.engines_per_gpu > 1 and kv_cache_memory_bytes is None:
             raise ValueError("engines_per_gpu > 1 needs each engine's KV cache size (kv_cache_memory_bytes)")

@@ -22,9 +22,8 @@ For the API servers: the busiest one's event loop (its MainThread's busy share) 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from collections import Counter
+from pathlib import Path
 
 from autotune.bench.stack_profile import folded_stacks, profile_process, read_folded
 

@@ -7,7 +7,8 @@ Each figure is computed here from the raw files it names (never copied from anot
   `trials/N/result.json.gz`; the run's `trials.csv`). The latest such run wins, or `--run`;
 - the serving layer's overhead: the side-by-side runs of autotune serve and raw vllm serve of 2026-11-25
   (`measurements/bench-*-c*.json.gz`, `slo-rate-*-defaults.json.gz` in the top folder);
-- the simulated engine's error: `calibration/report.json` (`autotune calibrate`).
+- the simulated engine's error: the report of the fit that made the shipped profile, `<run>/calibration/refit-this-run.json`
+  of the latest run that has one, else `calibration/report.json` (both written by `autotune calibrate`).
 
     .venv/bin/python scripts/summarize_headline.py [ROOT] [--run RUN_DIR]
 """
@@ -91,6 +92,14 @@ def trial_cost(study_dir: Path) -> Json:
     }
 
 
+def simulator_errors(root: Path) -> tuple[Json | None, str | None, str]:
+    """(errors, note, report path) of the latest fit: a run's refit report, else the top folder's."""
+    refits = sorted(root.glob("20*/calibration/refit-this-run.json"))
+    path = refits[-1] if refits else ref.Layout(root).calibration_report
+    errors, note = ref.report_errors(path, root)
+    return errors, note, str(path.relative_to(root))
+
+
 def build(root: Path, run: Path | None) -> Json:
     runs = confirmed_runs(root)
     if run is not None:
@@ -101,7 +110,7 @@ def build(root: Path, run: Path | None) -> Json:
     pair = confirmed(study_dir)
     defaults, best = pair["defaults"], pair["best"]
     layout = ref.Layout(root)
-    calibration, calibration_note = ref.calibration_errors(layout)
+    calibration, calibration_note, calibration_source = simulator_errors(root)
     env = json.loads((run_dir / "measurements" / "env.json").read_text())
     return {
         "kind": "reference-headline",
@@ -109,7 +118,7 @@ def build(root: Path, run: Path | None) -> Json:
         "sources": {
             "goodput_gpu_util_trial_cost": str(study_dir.relative_to(root)),
             "serving_overhead": "measurements/ (2026-11-25, autotune serve and raw vllm serve side by side)",
-            "simulator": "calibration/report.json",
+            "simulator": calibration_source,
         },
         "hardware": {k: env.get(k) for k in ("gpus", "cpu_count", "cpu_model", "versions")},
         "run": run_dir.name,

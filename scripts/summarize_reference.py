@@ -290,9 +290,13 @@ def unrecorded_reason(trial_dir: Path) -> str:
 
 
 def calibration_errors(layout: Layout) -> tuple[Json | None, str | None]:
-    path = layout.calibration_report
+    return report_errors(layout.calibration_report, layout.root)
+
+
+def report_errors(path: Path, root: Path) -> tuple[Json | None, str | None]:
+    """The median errors of an `autotune calibrate` report (JSON); (None, why) when it is absent."""
     if not path.is_file():
-        return None, f"{path.relative_to(layout.root)} absent when this summary was made"
+        return None, f"{path.relative_to(root)} absent when this summary was made"
     report = json.loads(path.read_text())
     return {
         "held_out": report.get("median_abs_error_held_out"),

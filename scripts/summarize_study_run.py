@@ -276,9 +276,10 @@ def this_run(study_dir: Path, run_start: datetime) -> Json:
 
 
 def _simulator(layout: ref.Layout) -> Json:
-    """The shipped profile's error on this run's points (fitted before them: out of sample), and a refit's."""
+    """The profile shipped before this run on this run's points (out of sample), and the refits made with them:
+    `refit-all-points.json` (this run's and the earlier runs' points), `refit-this-run.json` (this run's only)."""
     folder = layout.root / "calibration"
-    shipped, refit = folder / "shipped-profile-on-these-points.json", folder / "refit-all-points.json"
+    shipped = folder / "shipped-profile-on-these-points.json"
     if not shipped.is_file():
         return {"simulator_median_abs_error_pct": None, "simulator_note": f"{shipped.name} absent"}
     out = json.loads(shipped.read_text())
@@ -287,16 +288,17 @@ def _simulator(layout: ref.Layout) -> Json:
         "points": out["points"],
         "profile": str(out.get("base_profile")),
     }
-    if refit.is_file():
-        again = json.loads(refit.read_text())
-        errors["refit_on_all_points"] = {
-            "points": again["points"], "held_out": again["median_abs_error_held_out"],
-            "in_sample": again["median_abs_error_in_sample"], "held_out_method": again.get("held_out_method"),
-        }
+    for name, key in (("refit-all-points.json", "refit_on_all_points"), ("refit-this-run.json", "refit_on_this_run")):
+        if (folder / name).is_file():
+            again = json.loads((folder / name).read_text())
+            errors[key] = {
+                "points": again["points"], "held_out": again["median_abs_error_held_out"],
+                "in_sample": again["median_abs_error_in_sample"], "held_out_method": again.get("held_out_method"),
+            }
     return {
         "simulator_median_abs_error_pct": errors,
-        "simulator_note": "the shipped profile was fitted on 2026-11-25's points only, so this run's points test it "
-        "out of sample; a refit on all points held out worse, so it was not shipped",
+        "simulator_note": "shipped_profile_out_of_sample: the profile shipped before this run, predicting this run's "
+        "points; refit_*: fits that include them (which one ships is said in autotune/profiles/)",
     }
 
 

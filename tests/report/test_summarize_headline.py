@@ -1,0 +1,76 @@
+"""scripts/summarize_headline.py on a tiny synthetic run folder: the headline comes from the confirmed trials' files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pandas as pd
+import pytest
+
+from autotune.bench.result import save_result
+from autotune.bench.schemas import SLO, BenchResult, GpuSummary, LoadSpec, Stats, Summary
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+@pytest.fixture(scope="module")
+def headline() -> ModuleType:
+    sys.path.insert(0, str(SCRIPTS))
+    spec = importlib.util.spec_from_file_location("summarize_headline", SCRIPTS / "summarize_headline.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _result(folder: Path, slo_rate: float, util: float, *, censored: bool) -> None:
+    summary = Summary(
+        throughput_rps=slo_rate * 0.8, slo_rate_rps=slo_rate, slo_rate_censored=censored,
+        ttft_ms=Stats(p50=100.0, p99=900.0), tpot_ms=Stats(p50=20.0, p99=40.0),
+        gpu=GpuSummary(devices=["GPU"], samples=3, util_mean=util),
+    )
+    result = BenchResult(url="http://127.0.0.1:1", workload={"name": "vlm-chat"}, load=LoadSpec(mode="slo_rate", concurrency=8, duration_s=1),
+                         slo=SLO(ttft_ms=2000, tpot_ms=50), summary=summary, sweep=[summary])
+    folder.mkdir(parents=True)
+    save_result(result, folder / "result.json.gz")
+
+
+def _run(root: Path) -> Path:
+    study = root / "2026-01-02" / "study" / "qwen3-vl-4b-reference-v2"
+    values = {0: (40.0, 45.0, False), 1: (100.0, 97.0, True), 2: (44.0, 50.0, False), 3: (104.0, 96.0, True)}
+    for number, (rate, util, censored) in values.items():
+        _result(study / "trials" / str(number), rate, util, censored=censored)
+    (study / "confirmation.json").write_text(json.dumps({"defaults": {"trials": [0, 2]}, "best": {"trials": [1, 3]}}))
+    pd.DataFrame([
+        {"number": 0, "state": "COMPLETE", "duplicate_of": None, "timing_total_s": 200.0, "timing_startup_s": 150.0,
+         "timing_warmup_s": 5.0, "timing_measure_s": 40.0, "timing_stop_s": 5.0},
+        {"number": 1, "state": "COMPLETE", "duplicate_of": None, "timing_total_s": 260.0, "timing_startup_s": 200.0,
+         "timing_warmup_s": 5.0, "timing_measure_s": 50.0, "timing_stop_s": 5.0},
+        {"number": 2, "state": "COMPLETE", "duplicate_of": 0.0, "timing_total_s": None, "timing_startup_s": None,
+         "timing_warmup_s": None, "timing_measure_s": None, "timing_stop_s": None},
+        {"number": 3, "state": "PRUNED", "duplicate_of": None, "timing_total_s": 10.0, "timing_startup_s": 1.0,
+         "timing_warmup_s": 1.0, "timing_measure_s": 1.0, "timing_stop_s": 1.0},
+    ]).to_csv(study / "trials.csv", index=False)
+    return study
+
+
+def test_the_confirmed_pair_and_the_trial_cost_come_from_the_trials_files(headline: ModuleType, tmp_path: Path) -> None:
+    study = _run(tmp_path)
+    assert headline.confirmed_runs(tmp_path) == [(tmp_path / "2026-01-02", study)]
+    pair = headline.confirmed(study)
+    assert pair["defaults"]["slo_rate_mean_rps"] == 42.0 and pair["best"]["slo_rate_mean_rps"] == 102.0
+    assert pair["best"]["any_lower_bound"] and not pair["defaults"]["any_lower_bound"]
+    assert pair["best"]["gpu_util_mean_pct"] == 96.5 and pair["defaults"]["slo_rate_range_rps"] == [40.0, 44.0]
+    cost = headline.trial_cost(study)  # served trials only: the duplicate and the pruned one are not
+    assert cost["trials_served"] == 2 and cost["median_trial_s"] == 230.0 and cost["fastest_trial_s"] == 200.0
+    assert cost["median_parts_s"]["startup_s"] == 175.0
+
+
+def test_a_folder_without_a_confirmation_says_so(headline: ModuleType, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="no run with a confirmation.json"):
+        headline.build(tmp_path, None)

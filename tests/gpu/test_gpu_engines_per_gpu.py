@@ -3,8 +3,9 @@ sees, each with the KV cache autotune sized for it, and serves through both.
 
 Marked `gpu` (skipped without an NVIDIA GPU, and without vLLM). Run on the device after staging:
     AUTOTUNE_GPU_MODEL=/root/models/qwen3-vl-4b-instruct CUDA_VISIBLE_DEVICES=0 python3 -m pytest tests/gpu -q
-The same path served trials 3, 6, 9, 11, 13, 14, 16, 20-23 and 26 of the reference study v2 on 4x H200
-(experiments/h100-qwen3-vl-4b/2026-11-26c: their server.log.gz show both engine cores and their KV caches).
+The same path served 17 trials of the reference study v2 on 4x H200, 12 with two engines per GPU and 5 with three
+(experiments/h100-qwen3-vl-4b/2026-11-26c: their server.log.gz show the engine cores and their KV caches); this
+test itself has not run on the device yet.
 """
 
 from __future__ import annotations

@@ -151,10 +151,14 @@ class EngineConfig(StrictModel):
         return self.data_parallel_size * self.engines_per_gpu
 
     @property
+    def effective_gpu_memory_utilization(self) -> float:
+        """The share of the GPU the deployment may use: `gpu_memory_utilization`, or vLLM's default when unset."""
+        return self.gpu_memory_utilization if self.gpu_memory_utilization is not None else VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
+
+    @property
     def utilization_per_engine(self) -> float:
-        """The share of the GPU each engine may use (vLLM's default share when unset, split between engines)."""
-        total = self.gpu_memory_utilization if self.gpu_memory_utilization is not None else VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
-        return total / self.engines_per_gpu
+        """The share of the GPU each engine may use: the deployment's share split between `engines_per_gpu`."""
+        return self.effective_gpu_memory_utilization / self.engines_per_gpu
 
     def to_vllm_cli_args(self, kv_cache_memory_bytes: int | None = None) -> list[str]:
         """The one translation of an EngineConfig into `vllm serve` arguments (model excluded).

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from autotune.config import VLLM_DEFAULT_GPU_MEMORY_UTILIZATION, EngineConfig
+from autotune.config import EngineConfig
 from autotune.errors import ConfigError
 
 GIB = 1024**3
@@ -137,13 +137,12 @@ def estimate_memory(
     engine: EngineConfig, model: ModelInfo, gpu_memory_gib: float, activation_reserve_gib: float = 4.0
 ) -> MemoryEstimate:
     """Per-GPU estimate for `engine` on a GPU of `gpu_memory_gib`; never raises for a config that cannot fit."""
-    utilization = engine.gpu_memory_utilization if engine.gpu_memory_utilization is not None else VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
     text_params = (model.num_params_b - model.vision_params_b) * 1e9
     vision_params = model.vision_params_b * 1e9
     weights_bytes = text_params * weight_bytes_per_param(engine) + vision_params * 2.0
     weights_gib = weights_bytes / GIB / engine.tensor_parallel_size
     per_token = kv_bytes_per_token(engine, model)
-    free_gib = gpu_memory_gib * utilization / engine.engines_per_gpu - weights_gib - activation_reserve_gib
+    free_gib = gpu_memory_gib * engine.utilization_per_engine - weights_gib - activation_reserve_gib
     capacity = 0 if free_gib <= 0 else int(free_gib * GIB // per_token)
     capacity -= capacity % KV_BLOCK_SIZE_TOKENS
     max_model_len = engine.max_model_len or model.max_position_embeddings
@@ -168,7 +167,7 @@ def colocated_kv_cache_bytes(engine: EngineConfig, model: ModelInfo, gpu_memory_
     if estimate.kv_capacity_tokens <= 0:
         raise ConfigError(
             f"engines_per_gpu {engine.engines_per_gpu}: each engine's share of {gpu_memory_gib:.1f} GiB x "
-            f"{engine.utilization_per_engine * engine.engines_per_gpu:.2f} leaves no KV cache beside "
+            f"{engine.effective_gpu_memory_utilization:.2f} leaves no KV cache beside "
             f"{estimate.weights_gib:.1f} GiB of weights and {COLOCATED_RESERVE_GIB:.1f} GiB reserve"
         )
     return estimate.kv_capacity_tokens * estimate.kv_bytes_per_token

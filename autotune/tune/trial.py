@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from autotune.bench.schemas import SLO, BenchResult, LoadSpec, Summary
-from autotune.config import VLLM_DEFAULT_GPU_MEMORY_UTILIZATION, EngineConfig, EngineKind, Provenance, TunedConfig
+from autotune.config import EngineConfig, EngineKind, Provenance, TunedConfig
 from autotune.errors import AutotuneError, ConfigError
 from autotune.memory_model import MemoryEstimate, ModelInfo, estimate_memory
 from autotune.search_space import TrialSettings, config_hash
@@ -130,8 +130,8 @@ def check_feasibility(
         log.info("no memory pre-check for %s: %s", engine.model, exc)
         return None, None
     estimate = estimate_memory(engine, model, gpu_memory_gib, settings.activation_reserve_gib)
-    utilization = engine.gpu_memory_utilization if engine.gpu_memory_utilization is not None else VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
-    budget_gib = gpu_memory_gib * utilization / engine.engines_per_gpu
+    utilization = engine.effective_gpu_memory_utilization
+    budget_gib = gpu_memory_gib * engine.utilization_per_engine
     if estimate.weights_gib + settings.activation_reserve_gib > budget_gib:
         share = f" / {engine.engines_per_gpu} engines" if engine.engines_per_gpu > 1 else ""
         return (
@@ -367,7 +367,7 @@ class TrialRunner:
         vLLM refuses to start when another process holds the memory (a previous server still exiting, another
         job): waiting here, then failing with an environmental reason, keeps that from being blamed on the config.
         """
-        wanted = engine.gpu_memory_utilization or VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
+        wanted = engine.effective_gpu_memory_utilization
         deadline = time.monotonic() + self.settings.gpu_release_timeout_s
         while True:
             free = gpu_memory_free_fraction()

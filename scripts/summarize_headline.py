@@ -62,10 +62,9 @@ def measurement(study_dir: Path, number: int) -> Json:
 
 def confirmed(study_dir: Path) -> Json:
     """Best and defaults, every measurement of each, from the trials the confirmation names."""
-    names = json.loads((study_dir / "confirmation.json").read_text())
     out: Json = {}
-    for label in ("defaults", "best"):
-        rows = [measurement(study_dir, n) for n in names[label]["trials"]]
+    for label, numbers in (study_run.confirmed_trials(study_dir) or {}).items():
+        rows = [measurement(study_dir, n) for n in numbers]
         values = [r["slo_rate_rps"] for r in rows]
         utils = [r["gpu_util_mean"] for r in rows if r["gpu_util_mean"] is not None]
         out[label] = {

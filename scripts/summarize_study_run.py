@@ -406,16 +406,24 @@ def plot_gpu_util(root: Path, summary: Json, target: Path) -> None:
     ref._save(fig, target)
 
 
+def confirmed_trials(study_dir: Path) -> dict[str, list[int]] | None:
+    """The trials of each confirmed config ("defaults", "best") from the study's confirmation.json; None without."""
+    path = study_dir / "confirmation.json"
+    if not path.is_file():
+        return None
+    confirmed = json.loads(path.read_text())
+    return {label: [int(n) for n in confirmed[label]["trials"]] for label in ("defaults", "best")}
+
+
 def load_windows(study_dir: Path) -> pd.DataFrame:
     """Each measured window of the confirmed configs (confirmation.json: defaults and best, every measurement): the
     closed-loop capacity probe and the open-loop rates of slo_rate, with achieved rate, p99s and GPU utilization."""
-    path = study_dir / "confirmation.json"
-    if not path.is_file():
+    confirmed = confirmed_trials(study_dir)
+    if confirmed is None:
         return pd.DataFrame()
-    confirmed = json.loads(path.read_text())
     rows = []
-    for label in ("defaults", "best"):
-        for number in confirmed[label]["trials"]:
+    for label, numbers in confirmed.items():
+        for number in numbers:
             result = trial_result(study_dir, number)
             for window in (result.sweep or []) if result else []:
                 rows.append({

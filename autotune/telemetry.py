@@ -3,25 +3,34 @@
 `make_gpu_sampler()` returns an `NvmlSampler` when NVML works, else a `NotAvailableSampler`
 whose summary is None (never zeros). The NVML module is injectable (`nvml=`) so tests pass a fake.
 Samples every `interval_s` (default 0.1 s, 10 Hz): utilization %, memory used MiB, power W,
-SM clock MHz, per device. Window marks (`mark_window_start/end`, or `summarize(start, end)`
+SM clock MHz, per device. NVML's utilization is a busy flag (the share of time any kernel ran); where the GPU has
+NVML GPM (`autotune.gpm`: Hopper and newer), each sample also carries SM active, SM occupancy, tensor-pipe active
+and DRAM bandwidth % over the interval since the previous sample, and the summary says why where it has none
+(`gpm_status`), never zeros. Window marks (`mark_window_start/end`, or `summarize(start, end)`
 with `time.monotonic()` bounds) make the summary cover only the measured window; the whole
-time series is kept. Per sample, across devices: utilization and SM clock are averaged, memory
-and power are summed (a tensor-parallel engine uses them all).
+time series is kept. Per sample, across devices: utilization, SM clock and the GPM figures are averaged, memory
+and power are summed (a tensor-parallel engine uses them all). A GPM figure's window mean weighs each interval by
+its length, and counts only intervals wholly inside the window.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from autotune.bench.schemas import GpuSummary
+from autotune.gpm import GPM_METRICS, GPM_OK, NO_INTERVAL, STOPPED_PREFIX, UNAVAILABLE_PREFIX, GpmReader, GpmUnavailable
 from autotune.sampling import PeriodicSampler
 
 _MIB = 1024 * 1024
+_GPM_STATS = {"sm_active_pct": ("mean", "p50", "p95"), "sm_occupancy_pct": ("mean",),
+              "tensor_active_pct": ("mean", "p95"), "dram_bw_pct": ("mean", "p95")}
+"""The statistics a GPU summary keeps of each GPM figure (`GpuSummary.sm_active_mean`, ...)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +41,11 @@ class GpuSample:
     mem_used_mib: float | None
     power_w: float | None
     sm_clock_mhz: float | None
+    gpm_interval_s: float | None = None  # the GPM interval ending at this sample; None: no GPM figures
+    sm_active_pct: float | None = None
+    sm_occupancy_pct: float | None = None
+    tensor_active_pct: float | None = None
+    dram_bw_pct: float | None = None
 
 
 class GpuSampler(Protocol):
@@ -94,8 +108,20 @@ class NvmlSampler(PeriodicSampler[GpuSample, GpuSummary]):
     reason: str | None = None
     thread_name = "autotune-nvml-sampler"
 
-    def __init__(self, nvml: Any | None = None, *, interval_s: float = 0.1, device_indices: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        nvml: Any | None = None,
+        *,
+        interval_s: float = 0.1,
+        device_indices: list[int] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__(interval_s=interval_s)
+        self._clock = clock
+        self._gpm: GpmReader | None = None
+        self._gpm_status: str | None = None  # None until the first sample opens GPM
+        self._gpm_sampled_at = 0.0
+        self._gpm_errors: dict[str, str] = {}  # GPM metrics NVML did not compute, with its first error
         self.nvml = nvml if nvml is not None else _import_nvml()
         self.nvml.nvmlInit()
         self._indices = device_indices if device_indices is not None else visible_device_indices(self.nvml)
@@ -118,8 +144,42 @@ class NvmlSampler(PeriodicSampler[GpuSample, GpuSummary]):
         except Exception:  # a figure this device does not report stays None
             return None
 
+    @property
+    def gpm_status(self) -> str | None:
+        """'ok' while GPM is sampled, else why not; None before the first sample."""
+        return self._gpm_status
+
+    def _sample_gpm(self, now: float) -> tuple[float, list[dict[str, float | None]]] | None:
+        """(interval length, each device's GPM figures) since the previous sample; None on the first sample (it
+        opens GPM) and where GPM is unavailable. A GPM failure mid-run stops GPM sampling, with the reason."""
+        if self._gpm_status is None:
+            try:
+                self._gpm = GpmReader.open(self.nvml, self._handles, [f"GPU {i} ({n})" for i, n in zip(self._indices, self._names)])
+                self._gpm_status = GPM_OK
+                self._gpm_errors = self._gpm.metric_errors
+            except GpmUnavailable as exc:
+                self._gpm_status = UNAVAILABLE_PREFIX + exc.reason
+            self._gpm_sampled_at = now
+            return None
+        if self._gpm is None:
+            return None
+        try:
+            readings = self._gpm.read()
+        except Exception as exc:
+            self._gpm_status = f"{STOPPED_PREFIX}GPM sampling failed during the run: {type(exc).__name__}: {exc}"
+            self._close_gpm()
+            return None
+        interval_s, self._gpm_sampled_at = now - self._gpm_sampled_at, now
+        return interval_s, readings
+
+    def _close_gpm(self) -> None:
+        if self._gpm is not None:
+            self._gpm.close()
+            self._gpm = None
+
     def sample_once(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
+        gpm = self._sample_gpm(now)
         batch = []
         for position, handle in enumerate(self._handles):
             util = self._read("nvmlDeviceGetUtilizationRates", handle)
@@ -134,12 +194,14 @@ class NvmlSampler(PeriodicSampler[GpuSample, GpuSummary]):
                     mem_used_mib=None if memory is None else memory.used / _MIB,
                     power_w=None if power_mw is None else power_mw / 1000.0,
                     sm_clock_mhz=None if clock is None else float(clock),
+                    **({} if gpm is None else {"gpm_interval_s": gpm[0], **gpm[1][position]}),
                 )
             )
         self._add(*batch)
 
     def stop(self) -> None:
         super().stop()
+        self._close_gpm()  # after the sampling thread ended: NVML frees the GPM sample buffers
         try:
             self.nvml.nvmlShutdown()
         except Exception:
@@ -172,7 +234,36 @@ class NvmlSampler(PeriodicSampler[GpuSample, GpuSummary]):
             mem_used_max_mib=max(memory) if memory else None,
             power_mean_w=float(np.mean(power)) if power else None,
             sm_clock_mean_mhz=float(np.mean(clock)) if clock else None,
+            **self._gpm_figures(by_time, start),
         )
+
+    def _gpm_figures(self, by_time: dict[float, list[GpuSample]], start: float) -> dict[str, Any]:
+        """The GPM fields of a window's summary: intervals wholly inside it, averaged over devices, the mean
+        weighted by interval length; the status says why where a figure is absent."""
+        intervals = [
+            (t, group) for t, group in sorted(by_time.items())
+            if group[0].gpm_interval_s is not None and t - group[0].gpm_interval_s >= start
+        ]
+        figures: dict[str, Any] = {"gpm_intervals": len(intervals)}
+        for name in GPM_METRICS:
+            values, weights = [], []
+            for _, group in intervals:
+                present = [getattr(s, name) for s in group if getattr(s, name) is not None]
+                if present:
+                    values.append(float(np.mean(present)))
+                    weights.append(float(group[0].gpm_interval_s or 0.0))
+            field = name.removesuffix("_pct")
+            if values:
+                stats = {"mean": float(np.average(values, weights=weights)) if sum(weights) > 0 else float(np.mean(values)),
+                         "p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95))}
+                figures.update({f"{field}_{stat}": stats[stat] for stat in _GPM_STATS[name]})
+        status = self._gpm_status or f"{UNAVAILABLE_PREFIX}no sample taken"
+        if status == GPM_OK and not intervals:
+            status = NO_INTERVAL
+        elif status == GPM_OK and self._gpm_errors:
+            status += "; not reported: " + "; ".join(f"{k}: {v}" for k, v in self._gpm_errors.items())
+        figures["gpm_status"] = status
+        return figures
 
     def timeseries(self, origin: float | None = None) -> list[dict[str, float]]:
         """Every sample; `t_s` is seconds from `origin` (default: the window start, else the first sample)."""
@@ -182,7 +273,7 @@ class NvmlSampler(PeriodicSampler[GpuSample, GpuSummary]):
         rows = []
         for s in samples:
             row = {"t_s": round(s.t_monotonic - origin, 4), "device": float(s.device)}
-            for name in ("util_pct", "mem_used_mib", "power_w", "sm_clock_mhz"):
+            for name in ("util_pct", "mem_used_mib", "power_w", "sm_clock_mhz", *GPM_METRICS):
                 value = getattr(s, name)
                 if value is not None:
                     row[name] = round(value, 3)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 
 import pytest
+from helpers.fake_nvml import FakeNvml, FakeNvmlError
 
 from autotune.telemetry import (
     NotAvailableSampler,
@@ -15,61 +15,6 @@ from autotune.telemetry import (
     make_gpu_sampler,
     visible_device_indices,
 )
-
-MIB = 1024 * 1024
-
-
-class FakeNvmlError(Exception):
-    pass
-
-
-class FakeNvml:
-    """Two devices; utilization follows `self.util` (changeable); device 1 does not report power."""
-
-    NVML_CLOCK_SM = 1
-    NVMLError = FakeNvmlError
-
-    def __init__(self, devices: int = 2) -> None:
-        self.devices = devices
-        self.util = [50.0, 70.0]
-        self.inits = self.shutdowns = 0
-
-    def nvmlInit(self) -> None:
-        self.inits += 1
-
-    def nvmlShutdown(self) -> None:
-        self.shutdowns += 1
-
-    def nvmlDeviceGetCount(self) -> int:
-        return self.devices
-
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
-        return index
-
-    def nvmlDeviceGetUUID(self, handle: int) -> str:
-        return f"GPU-0000{handle}-abcd"
-
-    def nvmlDeviceGetName(self, handle: int) -> bytes:
-        return f"Fake H100 #{handle}".encode()
-
-    def nvmlSystemGetDriverVersion(self) -> str:
-        return "999.1"
-
-    def nvmlDeviceGetUtilizationRates(self, handle: int) -> SimpleNamespace:
-        return SimpleNamespace(gpu=self.util[handle], memory=0)
-
-    def nvmlDeviceGetMemoryInfo(self, handle: int) -> SimpleNamespace:
-        used = (1000 + 1000 * handle) * MIB
-        return SimpleNamespace(used=used, total=80_000 * MIB, free=80_000 * MIB - used)
-
-    def nvmlDeviceGetPowerUsage(self, handle: int) -> int:
-        if handle == 1:
-            raise FakeNvmlError("Not Supported")
-        return 300_000  # mW
-
-    def nvmlDeviceGetClockInfo(self, handle: int, clock: int) -> int:
-        assert clock == self.NVML_CLOCK_SM
-        return 1500 + 100 * handle
 
 
 def test_summary_covers_only_the_window() -> None:

@@ -176,7 +176,7 @@ def trials(
     """List a study's trials (state, params, metrics, reasons), or export them as CSV."""
     from rich.table import Table
 
-    from autotune.tune.report import trials_frame
+    from autotune.tune.report import GPU_ACTIVITY_COLUMNS, gpu_activity_cell, trials_frame
     from autotune.tune.study import reopen_study
 
     session = reopen_study(study, experiments_dir=experiments_dir, storage=storage, mlflow=False)
@@ -188,11 +188,16 @@ def trials(
         return
     columns = [c for c in frame.columns if c in ("number", "state", "reason") or c.startswith("param_")]
     columns += [f"metric_{m}" for m in ("throughput_rps", "goodput_rps", "ttft_ms_p99") if f"metric_{m}" in frame]
+    gpu = [(column, header) for column, header in GPU_ACTIVITY_COLUMNS.items() if "metric_gpu_util_mean" in frame]
     table = Table(title=f"study {study}: {len(frame)} trials")
     for column in columns:
         table.add_column(column.removeprefix("param_").removeprefix("metric_"), overflow="fold")
+    for _, header in gpu:
+        table.add_column(header, overflow="fold")
     for _, row in frame.iterrows():
-        table.add_row(*("-" if _missing(row[c]) else (f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c])) for c in columns))
+        cells = ["-" if _missing(row[c]) else (f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c])) for c in columns]
+        cells += [gpu_activity_cell(row.to_dict(), column) for column, _ in gpu]
+        table.add_row(*cells)
     console.print(table)
 
 

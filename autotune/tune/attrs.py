@@ -28,6 +28,7 @@ OUTCOME = "outcome"  # TrialOutcome: complete | failed | rejected
 FAIL_REASON = "fail_reason"
 PRUNE_REASON = "prune_reason"
 METRICS = "metrics"  # flat summary figures
+GPM_STATUS = "gpm_status"  # the reported window's GpuSummary.gpm_status: "ok", or why SM figures are absent
 TRIAL_DIR = "trial_dir"
 RESULT_PATH = "result_path"
 TIMINGS = "timings"
@@ -97,6 +98,8 @@ def trial_record(
         tags["duplicate_of"] = str(user_attrs[DUPLICATE_OF])
     if user_attrs.get(REPEAT_OF) is not None:
         tags[REPEAT_OF] = str(user_attrs[REPEAT_OF])
+    if user_attrs.get(GPM_STATUS):
+        tags[GPM_STATUS] = str(user_attrs[GPM_STATUS])[:4000]
     if user_attrs.get(GUIDED_WHY):
         tags[GUIDED_WHY] = str(user_attrs[GUIDED_WHY])[:4000]
     folder = user_attrs.get(TRIAL_DIR)

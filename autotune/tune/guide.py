@@ -15,6 +15,14 @@ of 2026-11-26b (experiments/h100-qwen3-vl-4b/2026-11-26b/stack_profiles.md) foun
 vLLM's `compilation_config.cudagraph_mm_encoder`, the defaults with the encoder in CUDA graphs are queued. When the
 engine core is that busy (whatever it runs) and the space tunes `engines_per_gpu`, the defaults with a second
 engine core on the same GPU are queued too: that thread is the limit, and a second one is the direct test.
+
+Every rule above pulls a CPU-side lever, which can only raise the rate while the GPU has work left to give. So they
+are read against the GPU's SM activity (NVML GPM, `gpu_sm_active_mean`, the probe's or the reported window's,
+whichever is higher): where the SMs were active GPU_SATURATED_SM_ACTIVE_PCT of the time or more the GPU is the limit
+and no CPU-side trial is queued. NVML's utilization is not that reading: it is the share of time any kernel ran, and
+reads 99% while 52-70% of the SMs work (an H200 serving the Qwen3-VL skeleton). Where GPM is unavailable the guide
+falls back to it and says so in the trial's reason; being at most SM activity's upper bound, it can show an idle GPU
+but never a saturated one, so it never holds a lever back.
 """
 
 from __future__ import annotations
@@ -28,9 +36,10 @@ import optuna
 
 from autotune.bench.process_profile import SINGLE_THREAD_BOUND_CORES
 from autotune.config import EngineConfig
+from autotune.gpm import GPM_UNAVAILABLE, NVML_BUSY_LABEL, SM_ACTIVE_LABEL
 from autotune.search_space import InvalidTrialConfig, SearchSpace, set_path
 from autotune.tune import attrs
-from autotune.tune.metrics import PEAK_PREFIX
+from autotune.tune.metrics import GPM_AVAILABLE_METRIC, NVML_BUSY_METRIC, PEAK_PREFIX, SM_ACTIVE_METRIC
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +59,63 @@ API_SERVER_GROWTH = 4
 servers ran at 0.28-0.38 cores each where one had been saturated: a doubling would leave little headroom."""
 
 
+GPU_SATURATED_SM_ACTIVE_PCT = 90.0
+"""GPU-bound: SMs active (GPM) this share of the time or more; below it a CPU-side lever can raise the rate."""
+
+
 @dataclass(frozen=True, slots=True)
 class Guidance:
     overrides: dict[str, Any]  # engine field (dotted) -> value, applied to the defaults config
     why: str
 
 
+@dataclass(frozen=True, slots=True)
+class GpuActivity:
+    """What the defaults' GPU did, as the guide reads it."""
+
+    pct: float | None
+    source: str  # SM_ACTIVE_LABEL, or NVML_BUSY_LABEL where GPM is unavailable; "" without GPU figures
+    saturated: bool
+
+    @property
+    def text(self) -> str:
+        if self.pct is None:
+            return "no GPU activity measured"
+        if self.source == SM_ACTIVE_LABEL:
+            return f"GPU {SM_ACTIVE_LABEL} {self.pct:.0f}%"
+        return f"GPU {NVML_BUSY_LABEL} {self.pct:.0f}% ({GPM_UNAVAILABLE}: NVML's busy flag, which cannot show saturation)"
+
+
+def gpu_activity(metrics: Mapping[str, Any]) -> GpuActivity:
+    """SM activity (GPM) of the probe or the reported window, whichever is higher; NVML's busy flag only where GPM
+    is unavailable (never saturated: it reads ~99% whenever a kernel runs, however few SMs work)."""
+    sm_active = _highest(metrics, SM_ACTIVE_METRIC)
+    if sm_active is not None:
+        return GpuActivity(sm_active, SM_ACTIVE_LABEL, saturated=sm_active >= GPU_SATURATED_SM_ACTIVE_PCT)
+    busy = _highest(metrics, NVML_BUSY_METRIC)
+    if busy is not None and metrics.get(GPM_AVAILABLE_METRIC) != 1.0:
+        return GpuActivity(busy, NVML_BUSY_LABEL, saturated=False)
+    return GpuActivity(None, "", saturated=False)
+
+
+def _highest(metrics: Mapping[str, Any], name: str) -> float | None:
+    readings = [metrics.get(PEAK_PREFIX + name), metrics.get(name)]
+    return max((float(r) for r in readings if isinstance(r, (int, float))), default=None)
+
+
 def guidance_from_profile(space: SearchSpace, metrics: Mapping[str, Any]) -> list[Guidance]:
-    """The single-change trials the defaults' profile calls for (empty when nothing is saturated)."""
+    """The single-change trials the defaults' profile calls for (empty when nothing is saturated, or when the GPU
+    is: its SMs active GPU_SATURATED_SM_ACTIVE_PCT of the time or more)."""
+    found = _cpu_side_guidance(space, metrics)
+    gpu = gpu_activity(metrics)
+    if found and gpu.saturated:
+        log.info("profile guide: %s, the GPU is the limit: not queued: %s", gpu.text, "; ".join(g.why for g in found))
+        return []
+    return [Guidance(g.overrides, f"{g.why}; {gpu.text}") if gpu.pct is not None else g for g in found]
+
+
+def _cpu_side_guidance(space: SearchSpace, metrics: Mapping[str, Any]) -> list[Guidance]:
+    """The CPU-side levers the server's CPU and stack profile call for."""
     found: list[Guidance] = []
     # the capacity probe (peak_*) is where a saturated frontend shows: at the SLO rate it runs below saturation
     # (2026-11-26: 1.06 cores in the probe, 0.85 at the rate reported)

@@ -2,6 +2,11 @@
 
 Names carry their unit and statistic: `throughput_rps`, `ttft_ms_p99`, `gpu_util_mean`,
 `client_saturated` (0 or 1). Pure functions of a `Summary`; nothing here measures anything.
+
+GPU activity comes in two kinds: `gpu_util_*` is NVML's utilization, a busy flag (the share of time any kernel ran);
+`gpu_sm_active_*`, `gpu_sm_occupancy_mean`, `gpu_tensor_active_*` and `gpu_dram_bw_*` are NVML GPM's SM counters
+(percent). `gpu_gpm_available` is 1 where the window has GPM figures, 0 where GPM was unavailable (the reason is the
+summary's `gpm_status`); without GPU telemetry there is no `gpu_*` figure at all.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ MetricName = Literal[
     "client_cpu_util_max",
     "client_loop_lag_p99_ms",
     "gpu_util_mean",
+    "gpu_sm_active_mean",
+    "gpu_tensor_active_mean",
+    "gpu_dram_bw_mean",
     "gpu_mem_used_max_mib",
     "gpu_power_mean_w",
     "ttft_ms_mean",
@@ -49,6 +57,13 @@ MetricName = Literal[
     "e2el_ms_p99",
 ]
 METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
+
+GPM_FIELDS = ("sm_active_mean", "sm_active_p50", "sm_active_p95", "sm_occupancy_mean", "tensor_active_mean",
+              "tensor_active_p95", "dram_bw_mean", "dram_bw_p95")
+"""The `GpuSummary` fields of NVML GPM's SM counters (each a metric `gpu_<field>`)."""
+SM_ACTIVE_METRIC = "gpu_sm_active_mean"
+NVML_BUSY_METRIC = "gpu_util_mean"
+GPM_AVAILABLE_METRIC = "gpu_gpm_available"
 
 
 def summary_metrics(summary: Summary) -> dict[str, float | None]:
@@ -76,9 +91,12 @@ def summary_metrics(summary: Summary) -> dict[str, float | None]:
     figures["client_loop_lag_p99_ms"] = client.loop_lag_p99_ms
     gpu = summary.gpu
     if gpu is not None:
-        for field in ("util_mean", "util_p50", "util_p95", "mem_used_max_mib", "power_mean_w", "sm_clock_mean_mhz"):
+        for field in ("util_mean", "util_p50", "util_p95", "mem_used_max_mib", "power_mean_w", "sm_clock_mean_mhz", *GPM_FIELDS):
             figures[f"gpu_{field}"] = getattr(gpu, field)
         figures["gpu_samples"] = float(gpu.samples)
+        if gpu.gpm_status is not None:  # None: a result from before GPM sampling, which says nothing either way
+            figures["gpu_gpm_available"] = 0.0 if gpu.sm_active_mean is None else 1.0
+            figures["gpu_gpm_intervals"] = float(gpu.gpm_intervals)
     for key, value in summary.server.items():
         figures[f"server_{_safe_name(key)}"] = float(value)
     cpu = summary.server_cpu
@@ -92,11 +110,12 @@ def summary_metrics(summary: Summary) -> dict[str, float | None]:
 
 
 PEAK_PREFIX = "peak_"
-PEAK_FIGURES = ("throughput_rps", "gpu_util_mean")
+PEAK_FIGURES = ("throughput_rps", NVML_BUSY_METRIC, SM_ACTIVE_METRIC)
 
 
 def peak_metrics(summary: Summary) -> dict[str, float | None]:
-    """`peak_*`: throughput, GPU utilization and the server CPU profile of the highest-throughput window."""
+    """`peak_*`: throughput, GPU activity (NVML busy, SM active) and the server CPU profile of the highest-throughput
+    window."""
     figures = summary_metrics(summary)
     return {
         PEAK_PREFIX + key: value

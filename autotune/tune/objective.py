@@ -177,6 +177,8 @@ class TuneObjective:
         if result.summary is not None:
             metrics = {**trial_metrics(result.summary, result.peak_summary), **result.stack_metrics}
             trial.set_user_attr(attrs.METRICS, {k: v for k, v in metrics.items() if v is not None})
+            if result.summary.gpu is not None and result.summary.gpu.gpm_status is not None:
+                trial.set_user_attr(attrs.GPM_STATUS, result.summary.gpu.gpm_status)
         if result.state is TrialOutcome.REJECTED:
             self._finish(trial, result.state, result.reason or "rejected")
             raise optuna.TrialPruned(result.reason)
@@ -197,7 +199,7 @@ class TuneObjective:
 
     def _reuse(self, trial: optuna.Trial, previous: FrozenTrial) -> float | Sequence[float]:
         trial.set_user_attr(attrs.DUPLICATE_OF, previous.number)
-        for key in (attrs.METRICS, attrs.RESULT_PATH, attrs.SIMULATED):
+        for key in (attrs.METRICS, attrs.GPM_STATUS, attrs.RESULT_PATH, attrs.SIMULATED):
             if key in previous.user_attrs:
                 trial.set_user_attr(key, previous.user_attrs[key])
         if previous.state is TrialState.PRUNED:

@@ -7,7 +7,7 @@ import logging
 import statistics
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,10 @@ from rich.table import Table
 from rich.text import Text
 
 from autotune.config import TunedConfig
+from autotune.gpm import GPM_UNAVAILABLE, NVML_BUSY_LABEL, SM_ACTIVE_LABEL
 from autotune.search_space import SearchSpace
 from autotune.tune import attrs
+from autotune.tune.metrics import GPM_AVAILABLE_METRIC
 from autotune.tune.redact import redact_mapping, redact_url
 
 log = logging.getLogger(__name__)
@@ -39,8 +41,44 @@ COMPARED_METRICS = (
     ("e2el_ms_p99", "lower"),
     ("error_rate", "lower"),
     ("gpu_util_mean", "higher"),
+    ("gpu_sm_active_mean", "higher"),
+    ("gpu_tensor_active_mean", "higher"),
+    ("gpu_dram_bw_mean", "higher"),
     ("gpu_mem_used_max_mib", "lower"),
 )
+
+METRIC_LABELS = {
+    "gpu_util_mean": f"GPU {NVML_BUSY_LABEL} % (any kernel running)",
+    "gpu_sm_active_mean": f"GPU {SM_ACTIVE_LABEL} %",
+    "gpu_tensor_active_mean": "GPU tensor pipes active (GPM) %",
+    "gpu_dram_bw_mean": "GPU DRAM bandwidth (GPM) %",
+}
+"""How tables name a metric where its key alone would mislead: NVML's utilization is a busy flag, not SM activity."""
+
+GPM_METRIC_PREFIXES = ("gpu_sm_", "gpu_tensor_", "gpu_dram_")
+
+GPU_ACTIVITY_COLUMNS = {"metric_gpu_util_mean": f"{NVML_BUSY_LABEL} %", "metric_gpu_sm_active_mean": f"{SM_ACTIVE_LABEL} %"}
+"""The trials table's GPU columns (`autotune trials`): both kinds, labeled."""
+
+
+def metric_label(name: str) -> str:
+    return METRIC_LABELS.get(name, name)
+
+
+def gpm_unavailable(name: str, metrics: Mapping[str, Any]) -> bool:
+    """`name` is a GPM figure, and the trial with these metrics had GPU telemetry but no GPM."""
+    return name.startswith(GPM_METRIC_PREFIXES) and metrics.get(GPM_AVAILABLE_METRIC) == 0.0
+
+
+def gpu_activity_cell(row: Mapping[str, Any], column: str) -> str:
+    """One GPU-activity cell of a trials row (`metric_*` keys): the figure, "GPM unavailable" for a GPM figure of a
+    trial without GPM, else "-"."""
+    value = row.get(column)
+    if isinstance(value, (int, float)) and value == value:  # not NaN (pandas' missing)
+        return f"{value:.1f}"
+    metrics = {key.removeprefix("metric_"): v for key, v in row.items() if isinstance(key, str)}
+    return GPM_UNAVAILABLE if gpm_unavailable(column.removeprefix("metric_"), metrics) else "-"
+
 
 LOWER_BOUND_FLAGS = {"slo_rate_rps": "slo_rate_censored"}
 """A metric whose value is only a lower bound when its flag metric is 1 (shown as `≥ value`)."""
@@ -73,6 +111,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "repeat_of": trial.user_attrs.get(attrs.REPEAT_OF),
             "config_hash": trial.user_attrs.get(attrs.CONFIG_HASH),
             "mlflow_synced": trial.user_attrs.get(attrs.MLFLOW_SYNCED),
+            "gpm_status": trial.user_attrs.get(attrs.GPM_STATUS),
         }
         for index, value in enumerate(trial.values or []):
             row[f"value_{index}"] = value
@@ -299,20 +338,26 @@ def comparison_table(tuned: TunedConfig) -> Table:
     for name, better in COMPARED_METRICS:
         best = provenance.metrics.get(name)
         base = provenance.baseline_metrics.get(name)
-        if best is None and base is None:
+        base_text = _compared_text(name, base, provenance.baseline_metrics)
+        best_text = _compared_text(name, best, provenance.metrics)
+        if best is None and base is None and GPM_UNAVAILABLE not in (base_text, best_text):
             continue
         ratio = None if best is None or not base else best / base
         style = ""
         if ratio is not None and ratio != 1.0:
             improved = ratio > 1.0 if better == "higher" else ratio < 1.0
             style = "green" if improved else "red"
-        base_text, best_text = _fmt(base), _fmt(best)
         if name in LOWER_BOUND_FLAGS:  # slo_rate: no rate above it failed, so it is at least this
             flag = LOWER_BOUND_FLAGS[name]
             base_text = ("≥ " if provenance.baseline_metrics.get(flag) == 1.0 else "") + base_text
             best_text = ("≥ " if provenance.metrics.get(flag) == 1.0 else "") + best_text
-        table.add_row(name, base_text, best_text, Text(f"{ratio:.2f}x" if ratio is not None else "-", style=style))
+        table.add_row(metric_label(name), base_text, best_text, Text(f"{ratio:.2f}x" if ratio is not None else "-", style=style))
     return table
+
+
+def _compared_text(name: str, value: float | None, metrics: Mapping[str, Any]) -> str:
+    """A compared figure as printed; a GPM figure of a trial measured without GPM says so."""
+    return GPM_UNAVAILABLE if value is None and gpm_unavailable(name, metrics) else _fmt(value)
 
 
 def shown_tuned_fields(tuned: TunedConfig) -> dict[str, Any]:

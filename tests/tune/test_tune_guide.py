@@ -150,3 +150,39 @@ def test_a_busy_engine_core_calls_for_a_second_engine_on_the_gpu(quick_space_dat
     assert guidance_from_profile(space, {**BUSY_ENCODER, "stack_engine_core_idle_share": 0.3}) == []
     # a space without the value 2 is not stepped out of
     assert guidance_from_profile(_space(quick_space_data, engines_per_gpu={"type": "categorical", "choices": [1, 3]}), BUSY_ENCODER) == []
+
+
+def _summary_with_gpu(**gpu: Any) -> Any:
+    from autotune.bench.schemas import GpuSummary, Summary
+
+    return Summary(completed=10, failed=0, duration_s=1.0, throughput_rps=40.0, gpu=GpuSummary(devices=["H200"], samples=10, **gpu))
+
+
+FRONTEND_BOUND = {"server_cpu_api_server_busiest_process_cores": 1.01}
+
+
+def test_the_guide_reads_sm_activity_not_nvmls_busy_flag(quick_space_data: dict) -> None:
+    """An H200 serving 80 req/s: NVML busy 99.9%, SM active 70%. NVML's flag would call the GPU saturated."""
+    from autotune.tune.metrics import summary_metrics
+
+    space = _space(quick_space_data, **API_SERVERS, **ENCODER_GRAPHS)
+    room = summary_metrics(_summary_with_gpu(util_mean=99.0, gpm_status="ok", gpm_intervals=10, sm_active_mean=60.0))
+    found = guidance_from_profile(space, {**room, **FRONTEND_BOUND, **BUSY_ENCODER})
+    assert {tuple(g.overrides) for g in found} == {("api_server_count",), ("extra_engine_args.compilation_config.cudagraph_mm_encoder",)}
+    assert all("SM active (GPM) 60%" in g.why for g in found)
+    # the SMs saturated (in the capacity probe): the GPU is the limit, no CPU-side lever is queued
+    assert guidance_from_profile(space, {**room, **FRONTEND_BOUND, **BUSY_ENCODER, "peak_gpu_sm_active_mean": 95.0}) == []
+    saturated = summary_metrics(_summary_with_gpu(util_mean=99.0, gpm_status="ok", gpm_intervals=10, sm_active_mean=92.0))
+    assert guidance_from_profile(space, {**saturated, **FRONTEND_BOUND}) == []
+
+
+def test_without_gpm_the_guide_falls_back_to_nvml_and_says_so(quick_space_data: dict) -> None:
+    from autotune.tune.metrics import summary_metrics
+
+    space = _space(quick_space_data, **API_SERVERS)
+    no_gpm = summary_metrics(_summary_with_gpu(util_mean=99.0, gpm_status="unavailable: GPU 0 does not support GPM"))
+    assert no_gpm["gpu_gpm_available"] == 0.0 and no_gpm["gpu_sm_active_mean"] is None
+    (guidance,) = guidance_from_profile(space, {**no_gpm, **FRONTEND_BOUND})  # 99% busy cannot show saturation
+    assert "NVML busy 99%" in guidance.why and "GPM unavailable" in guidance.why
+    (plain,) = guidance_from_profile(space, FRONTEND_BOUND)  # no GPU figures (simulated engine): as before
+    assert plain.why.endswith("api_server_count 1 -> 4")

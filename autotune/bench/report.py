@@ -7,7 +7,8 @@ from rich.console import Console
 from rich.table import Table
 
 from autotune.bench.process_profile import ServerCpuProfile, bottleneck_hint
-from autotune.bench.schemas import BenchResult, Stats, Summary
+from autotune.bench.schemas import BenchResult, GpuSummary, Stats, Summary
+from autotune.gpm import NVML_BUSY_LABEL, SM_ACTIVE_LABEL, gpm_shown
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -45,13 +46,7 @@ def totals_table(summary: Summary) -> Table:
         ("output tok/s", _num(summary.output_tok_s)),
         ("input tok/s", _num(summary.input_tok_s)),
     ]
-    gpu = summary.gpu
-    if gpu is None:
-        rows.append(("GPU", "not available"))
-    else:
-        rows.append(("GPU util % mean / p95", f"{_num(gpu.util_mean)} / {_num(gpu.util_p95)}"))
-        rows.append(("GPU memory max MiB", _num(gpu.mem_used_max_mib, 0)))
-        rows.append(("GPU power mean W", _num(gpu.power_mean_w)))
+    rows += gpu_rows(summary.gpu)
     for name, value in summary.server.items():
         rows.append((f"server {name}", _num(value, 3)))
     client = summary.client
@@ -62,6 +57,24 @@ def totals_table(summary: Summary) -> Table:
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def gpu_rows(gpu: GpuSummary | None) -> list[tuple[str, str]]:
+    """GPU activity, both kinds labeled: NVML busy (any kernel running) and the SM counters (GPM), or why not."""
+    if gpu is None:
+        return [("GPU", "telemetry not available (no NVML busy, GPM unavailable)")]
+    rows = [(f"GPU {NVML_BUSY_LABEL} % mean / p95 (any kernel running)", f"{_num(gpu.util_mean)} / {_num(gpu.util_p95)}")]
+    if gpu.sm_active_mean is not None:
+        rows.append((f"GPU {SM_ACTIVE_LABEL} % mean / p95", f"{_num(gpu.sm_active_mean)} / {_num(gpu.sm_active_p95)}"))
+        rows.append(("GPU SM occupancy / tensor pipes / DRAM bw % (GPM)",
+                     f"{_num(gpu.sm_occupancy_mean)} / {_num(gpu.tensor_active_mean)} / {_num(gpu.dram_bw_mean)}"))
+        if gpu.gpm_status not in (None, "ok"):
+            rows.append(("GPM", str(gpu.gpm_status)))
+    else:
+        rows.append((f"GPU {SM_ACTIVE_LABEL}", gpm_shown(gpu.gpm_status)))
+    rows.append(("GPU memory max MiB", _num(gpu.mem_used_max_mib, 0)))
+    rows.append(("GPU power mean W", _num(gpu.power_mean_w)))
+    return rows
 
 
 def server_cpu_table(profile: ServerCpuProfile) -> Table:

@@ -18,7 +18,7 @@ from autotune.config import EngineKind
 from autotune.tune import attrs
 from autotune.tune.best import baseline_trial, select_best
 from autotune.tune.confirm import Confirmation, confirmation
-from autotune.tune.report import COMPARED_METRICS, LOWER_BOUND_FLAGS
+from autotune.tune.report import COMPARED_METRICS, LOWER_BOUND_FLAGS, gpm_unavailable
 from autotune.tune.study import StudySession
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ class TrialRun(_Strict):
     tpot_ms: list[float] = Field(default_factory=list)
     e2el_ms: list[float] = Field(default_factory=list)
     gpu_timeseries: list[dict[str, float]] = Field(default_factory=list)
+    gpm_status: str | None = Field(default=None, description="The reported window's GPM status: 'ok', or why no SM figures")
     result_path: Path | None = Field(default=None, description="None when result.json was not found")
 
 
@@ -105,7 +106,8 @@ def _result_path(trial: FrozenTrial, study_dir: Path) -> Path | None:
 
 def load_run(trial: FrozenTrial, label: str, study_dir: Path) -> TrialRun:
     metrics = {k: float(v) for k, v in (trial.user_attrs.get(attrs.METRICS) or {}).items() if isinstance(v, (int, float))}
-    run = TrialRun(number=trial.number, label=label, params=dict(trial.params), metrics=metrics)
+    run = TrialRun(number=trial.number, label=label, params=dict(trial.params), metrics=metrics,
+                   gpm_status=trial.user_attrs.get(attrs.GPM_STATUS))
     path = _result_path(trial, study_dir)
     if path is None:
         return run
@@ -121,6 +123,9 @@ def load_run(trial: FrozenTrial, label: str, study_dir: Path) -> TrialRun:
     run.e2el_ms = [r.e2el_ms for r in ok if r.e2el_ms is not None]
     run.tpot_ms = [v for v in (tpot_ms(r) for r in ok) if v is not None]
     run.gpu_timeseries = list(data.get("gpu_timeseries") or [])
+    if run.gpm_status is None:  # a trial recorded before its status was kept as an attribute: its result says
+        gpu = (data.get("summary") or {}).get("gpu") or {}
+        run.gpm_status = gpu.get("gpm_status") if isinstance(gpu, dict) else None
     run.result_path = path
     return run
 
@@ -159,6 +164,11 @@ def _stack_rows(trials: list[FrozenTrial], study_dir: Path) -> list[StackRow]:
     return rows
 
 
+def _gpm_absent(metric: str, *runs: TrialRun | None) -> bool:
+    """`metric` is a GPM figure and a compared run was measured without GPM (its row says so, not nothing)."""
+    return any(run is not None and gpm_unavailable(metric, run.metrics) for run in runs)
+
+
 def gather(session: StudySession) -> ReportData:
     study, space = session.study, session.space
     trials = study.get_trials(deepcopy=False)
@@ -193,7 +203,7 @@ def gather(session: StudySession) -> ReportData:
         best_how=how,
         default=default_run,
         best=best_run,
-        comparison=[row for row in comparison if row.default is not None or row.best is not None],
+        comparison=[row for row in comparison if row.default is not None or row.best is not None or _gpm_absent(row.metric, default_run, best_run)],
         issues=_issues(session),
         confirmation=confirmation(study, space),
         stack_rows=_stack_rows(trials, session.study_dir),

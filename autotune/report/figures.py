@@ -12,6 +12,7 @@ import optuna
 from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict
 
+from autotune.gpm import NVML_BUSY_LABEL, SM_ACTIVE_LABEL, gpm_shown
 from autotune.report.data import ReportData, TrialRun
 from autotune.tune import attrs
 
@@ -136,7 +137,8 @@ def gpu_figure(data: ReportData) -> Figure:
     runs = [run for run in _runs(data) if any("util_pct" in s for s in run.gpu_timeseries)]
     if not runs:
         note = "no GPU samples (simulated engine or no NVML)" if data.simulated else "no GPU samples in result.json"
-        return Figure(name="gpu_utilization", title="GPU utilization over time", note=note)
+        return Figure(name="gpu_utilization", title="GPU activity over time", note=note)
+    with_gpm = any("sm_active_pct" in s for run in runs for s in run.gpu_timeseries)
 
     def draw() -> Any:
         import matplotlib.pyplot as plt
@@ -148,9 +150,13 @@ def gpu_figure(data: ReportData) -> Figure:
                 samples = [s for s in run.gpu_timeseries if int(s.get("device", 0)) == device]
                 suffix = f" GPU {device}" if len(devices) > 1 else ""
                 times = [s["t_s"] for s in samples]
-                axes[0].plot(times, [s.get("util_pct") for s in samples], label=_label(run) + suffix)
+                busy = axes[0].plot(times, [s.get("util_pct") for s in samples], label=f"{_label(run)}{suffix}: {NVML_BUSY_LABEL}")
+                if with_gpm:
+                    axes[0].plot(times, [s.get("sm_active_pct", float("nan")) for s in samples], linestyle="--",
+                                 color=busy[0].get_color(), label=f"{_label(run)}{suffix}: {SM_ACTIVE_LABEL}")
                 axes[1].plot(times, [s.get("mem_used_mib") for s in samples], label=_label(run) + suffix)
-        axes[0].set_ylabel("utilization (%)")
+        axes[0].set_ylabel("activity (%)")
+        axes[0].set_ylim(0, 105)
         axes[1].set_ylabel("memory used (MiB)")
         for ax in axes:
             ax.set_xlabel("time since measurement start (s)")
@@ -158,7 +164,10 @@ def gpu_figure(data: ReportData) -> Figure:
             ax.legend(fontsize=8)
         return fig
 
-    return _safe("gpu_utilization", "GPU utilization and memory over time (NVML)", draw)
+    title = f"GPU activity and memory over time: {NVML_BUSY_LABEL} vs {SM_ACTIVE_LABEL}"
+    if not with_gpm:
+        title = f"GPU activity and memory over time: {NVML_BUSY_LABEL} only ({gpm_shown(runs[0].gpm_status)})"
+    return _safe("gpu_utilization", title, draw)
 
 
 def all_figures(study: optuna.Study, data: ReportData) -> list[Figure]:

@@ -7,8 +7,11 @@ import html
 from collections.abc import Sequence
 
 from autotune.bench.stack_activity import ACTIVITIES
-from autotune.report.data import ReportData
+from autotune.gpm import GPM_UNAVAILABLE, NVML_BUSY_LABEL, SM_ACTIVE_LABEL, gpm_shown
+from autotune.report.data import ReportData, TrialRun
 from autotune.report.figures import Figure
+from autotune.tune.metrics import NVML_BUSY_METRIC, SM_ACTIVE_METRIC
+from autotune.tune.report import gpm_unavailable, metric_label
 
 SIMULATED_BANNER = "SIMULATED engine — not GPU measurements"
 
@@ -36,17 +39,32 @@ def _summary_lines(data: ReportData) -> list[str]:
         lines.append(f"Best: none ({data.best_how})")
     if data.default is None:
         lines.append("No vLLM-defaults trial completed: no baseline")
+    lines += [_gpu_activity_line(run) for run in (data.default, data.best) if run is not None and NVML_BUSY_METRIC in run.metrics]
     return lines
+
+
+def _gpu_activity_line(run: TrialRun) -> str:
+    """Both GPU readings of a trial, labeled: NVML's busy flag and the SMs' activity (GPM), or why there is none."""
+    busy = f"{NVML_BUSY_LABEL} {_num(run.metrics[NVML_BUSY_METRIC])}% (share of time any kernel ran)"
+    sm_active = run.metrics.get(SM_ACTIVE_METRIC)
+    sm_text = f"{SM_ACTIVE_LABEL} {_num(sm_active)}% (share of SMs busy)" if sm_active is not None else gpm_shown(run.gpm_status)
+    return f"GPU activity, {run.label} (trial {run.number}): {busy}; {sm_text}"
 
 
 def _bound(value: float | None, lower_bound: bool) -> str:
     return ("≥ " if lower_bound else "") + _num(value)
 
 
+def _cell(metric: str, value: float | None, lower_bound: bool, run: TrialRun | None) -> str:
+    if value is None and run is not None and gpm_unavailable(metric, run.metrics):
+        return GPM_UNAVAILABLE
+    return _bound(value, lower_bound)
+
+
 def _comparison_rows(data: ReportData) -> list[list[str]]:
     return [
-        [row.metric, row.better, _bound(row.default, row.default_lower_bound), _bound(row.best, row.best_lower_bound),
-         _ratio(row.ratio)]
+        [metric_label(row.metric), row.better, _cell(row.metric, row.default, row.default_lower_bound, data.default),
+         _cell(row.metric, row.best, row.best_lower_bound, data.best), _ratio(row.ratio)]
         for row in data.comparison
     ]
 

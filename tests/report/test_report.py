@@ -12,7 +12,7 @@ import pytest
 from tune_helpers import FakeRunner, quick_space_mapping, space_from
 from typer.testing import CliRunner
 
-from autotune.bench.schemas import BenchResult, LoadSpec, RequestRecord
+from autotune.bench.schemas import BenchResult, GpuSummary, LoadSpec, RequestRecord
 from autotune.config import EngineConfig, Provenance
 from autotune.report import ReportFormat, gather, write_report
 from autotune.report.render import SIMULATED_BANNER
@@ -23,7 +23,8 @@ STUDY = "report-study"
 
 
 class RecordingRunner(FakeRunner):
-    """FakeRunner that also writes a result.json: per-request latencies and a GPU series scaled by max_num_seqs."""
+    """FakeRunner that also writes a result.json: per-request latencies and a GPU series scaled by max_num_seqs
+    (NVML busy at 99% throughout, SM active (GPM) at 5% per sequence)."""
 
     def run(self, number: int, engine: EngineConfig, provenance: Provenance) -> TrialResult:
         result = super().run(number, engine, provenance)
@@ -35,7 +36,10 @@ class RecordingRunner(FakeRunner):
                           e2el_ms=100.0 * seqs + i, output_tokens=11, itl_ms=[1.0] * 10)
             for i in range(20)
         ]
-        gpu = [{"t_s": i * 0.5, "device": 0.0, "util_pct": float(min(100, 5 * seqs)), "mem_used_mib": 1000.0} for i in range(5)]
+        sm_active = float(min(100, 5 * seqs))
+        gpu = [{"t_s": i * 0.5, "device": 0.0, "util_pct": 99.0, "sm_active_pct": sm_active, "mem_used_mib": 1000.0} for i in range(5)]
+        result.summary = result.summary.model_copy(update={"gpu": GpuSummary(
+            devices=["Fake H200"], samples=5, util_mean=99.0, gpm_status="ok", gpm_intervals=4, sm_active_mean=sm_active)})
         bench = BenchResult(url="http://127.0.0.1:1", workload={"name": "vlm-chat"}, load=LoadSpec(mode="concurrency", concurrency=8, num_requests=20),
                             simulated=True, summary=result.summary, requests=records, gpu_timeseries=gpu)
         path = Path(result.trial_dir) / "result.json"
@@ -183,3 +187,39 @@ def test_a_censored_slo_rate_is_shown_as_a_lower_bound() -> None:
                       workload="vlm-chat", n_trials=2, counts={"COMPLETE": 2}, best_how="mean", default=None, best=None,
                       comparison=[row], issues=[])
     assert "| slo_rate_rps | higher | ≥ 30.71 | 53 |" in to_markdown(data, [], {})
+
+
+def test_the_report_shows_nvml_busy_and_sm_active_labeled(study_dir: Path, tmp_path: Path) -> None:
+    from autotune.report.figures import gpu_figure
+
+    session = reopen_study(STUDY, experiments_dir=study_dir.parent, mlflow=False)
+    data = gather(session)
+    assert data.default is not None and data.default.gpm_status == "ok"
+    write_report(STUDY, experiments_dir=study_dir.parent, formats=[ReportFormat.MD], output_dir=tmp_path)
+    markdown = (tmp_path / "report.md").read_text()
+    sm_active = data.default.metrics["gpu_sm_active_mean"]
+    assert (f"GPU activity, vLLM defaults (trial 0): NVML busy 99% (share of time any kernel ran); "
+            f"SM active (GPM) {sm_active:.4g}% (share of SMs busy)") in markdown
+    assert "| GPU NVML busy % (any kernel running) | higher | 99 | 99 | 1.00x |" in markdown
+    assert f"| GPU SM active (GPM) % | higher | {sm_active:.4g} |" in markdown
+    assert gpu_figure(data).title.endswith("NVML busy vs SM active (GPM)")
+
+
+def test_without_gpm_the_report_says_gpm_unavailable_not_zero() -> None:
+    from autotune.config import EngineKind
+    from autotune.report.data import ComparisonRow, ReportData, TrialRun
+    from autotune.report.figures import gpu_figure
+    from autotune.report.render import to_markdown
+
+    reason = "unavailable: GPU 0 (NVIDIA A100) does not support GPM (Hopper or newer has it)"
+    run = TrialRun(number=0, label="vLLM defaults", metrics={"gpu_util_mean": 99.0, "gpu_gpm_available": 0.0},
+                   gpm_status=reason, gpu_timeseries=[{"t_s": 0.0, "device": 0.0, "util_pct": 99.0}])
+    rows = [ComparisonRow(metric="gpu_util_mean", better="higher", default=99.0, best=None),
+            ComparisonRow(metric="gpu_sm_active_mean", better="higher", default=None, best=None)]
+    data = ReportData(study="s", engine=EngineKind.VLLM, simulated=False, objective="slo_rate", objective_names=["slo_rate_rps"],
+                      workload="vlm-chat", n_trials=1, counts={"COMPLETE": 1}, best_how="mean", default=run, best=None,
+                      comparison=rows, issues=[])
+    markdown = to_markdown(data, [], {})
+    assert "NVML busy 99% (share of time any kernel ran); GPM unavailable: GPU 0 (NVIDIA A100) does not support GPM" in markdown
+    assert "| GPU SM active (GPM) % | higher | GPM unavailable | - | - |" in markdown
+    assert "GPM unavailable: GPU 0 (NVIDIA A100)" in gpu_figure(data).title

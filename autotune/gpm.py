@@ -10,6 +10,9 @@ here, each a percentage of the interval between two consecutive GPM samples:
 - `tensor_active_pct` (NVML_GPM_METRIC_ANY_TENSOR_UTIL): share of time the tensor pipes ran.
 - `dram_bw_pct` (NVML_GPM_METRIC_DRAM_BW_UTIL): DRAM bandwidth used vs its peak.
 
+NVML refreshes the counters behind GPM about every 100 ms: two samples closer than GPM_MIN_INTERVAL_S apart hold no
+new counts, and their metrics read 0 or fail. The caller spaces its samples further apart.
+
 `GpmReader.open(nvml, handles)` takes each device's first GPM sample and returns a reader, or raises `GpmUnavailable`
 with the reason (an nvidia-ml-py without GPM, a GPU without it, MIG mode, no permission). `read()` takes the next
 sample and returns each device's metrics since the previous one. GPM samples are buffers NVML allocates: `close()`
@@ -29,6 +32,11 @@ GPM_METRICS: dict[str, str] = {
     "dram_bw_pct": "NVML_GPM_METRIC_DRAM_BW_UTIL",
 }
 """Figure name -> the pynvml constant holding its GPM metric id."""
+
+GPM_MIN_INTERVAL_S = 0.1
+"""NVML: the interval between two nvmlGpmSampleGet calls should be greater than 100 ms (its internal refresh rate)."""
+DEFAULT_GPM_INTERVAL_S = 0.5
+"""The telemetry's GPM sample spacing: well above the refresh, and 16+ intervals in an 8 s window."""
 
 NVML_BUSY_LABEL = "NVML busy"
 """How reports name NVML's utilization (`util_mean`): the share of time any kernel ran."""

@@ -4,9 +4,9 @@
 whose summary is None (never zeros). The NVML module is injectable (`nvml=`) so tests pass a fake.
 Samples every `interval_s` (default 0.1 s, 10 Hz): utilization %, memory used MiB, power W,
 SM clock MHz, per device. NVML's utilization is a busy flag (the share of time any kernel ran); where the GPU has
-NVML GPM (`autotune.gpm`: Hopper and newer), each sample also carries SM active, SM occupancy, tensor-pipe active
-and DRAM bandwidth % over the interval since the previous sample, and the summary says why where it has none
-(`gpm_status`), never zeros. Window marks (`mark_window_start/end`, or `summarize(start, end)`
+NVML GPM (`autotune.gpm`: Hopper and newer), a sample every `gpm_interval_s` (default 0.5 s: GPM counters refresh
+every 100 ms) also carries SM active, SM occupancy, tensor-pipe active and DRAM bandwidth % over the interval since
+the previous GPM sample, and the summary says why where it has none (`gpm_status`), never zeros. Window marks (`mark_window_start/end`, or `summarize(start, end)`
 with `time.monotonic()` bounds) make the summary cover only the measured window; the whole
 time series is kept. Per sample, across devices: utilization, SM clock and the GPM figures are averaged, memory
 and power are summed (a tensor-parallel engine uses them all). A GPM figure's window mean weighs each interval by
@@ -24,7 +24,17 @@ from typing import Any, Protocol
 import numpy as np
 
 from autotune.bench.schemas import GpuSummary
-from autotune.gpm import GPM_METRICS, GPM_OK, NO_INTERVAL, STOPPED_PREFIX, UNAVAILABLE_PREFIX, GpmReader, GpmUnavailable
+from autotune.gpm import (
+    DEFAULT_GPM_INTERVAL_S,
+    GPM_METRICS,
+    GPM_MIN_INTERVAL_S,
+    GPM_OK,
+    NO_INTERVAL,
+    STOPPED_PREFIX,
+    UNAVAILABLE_PREFIX,
+    GpmReader,
+    GpmUnavailable,
+)
 from autotune.sampling import PeriodicSampler
 
 _MIB = 1024 * 1024
@@ -115,9 +125,13 @@ class NvmlSampler(PeriodicSampler[GpuSample, GpuSummary]):
         interval_s: float = 0.1,
         device_indices: list[int] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        gpm_interval_s: float = DEFAULT_GPM_INTERVAL_S,
     ) -> None:
+        if not gpm_interval_s > GPM_MIN_INTERVAL_S:
+            raise ValueError(f"gpm_interval_s must be above {GPM_MIN_INTERVAL_S} s (NVML's GPM refresh), got {gpm_interval_s}")
         super().__init__(interval_s=interval_s)
         self._clock = clock
+        self.gpm_interval_s = gpm_interval_s
         self._gpm: GpmReader | None = None
         self._gpm_status: str | None = None  # None until the first sample opens GPM
         self._gpm_sampled_at = 0.0
@@ -150,8 +164,9 @@ class NvmlSampler(PeriodicSampler[GpuSample, GpuSummary]):
         return self._gpm_status
 
     def _sample_gpm(self, now: float) -> tuple[float, list[dict[str, float | None]]] | None:
-        """(interval length, each device's GPM figures) since the previous sample; None on the first sample (it
-        opens GPM) and where GPM is unavailable. A GPM failure mid-run stops GPM sampling, with the reason."""
+        """(interval length, each device's GPM figures) since the previous GPM sample, once gpm_interval_s has passed;
+        None on the first sample (it opens GPM), in between, and where GPM is unavailable. A GPM failure mid-run stops
+        GPM sampling, with the reason."""
         if self._gpm_status is None:
             try:
                 self._gpm = GpmReader.open(self.nvml, self._handles, [f"GPU {i} ({n})" for i, n in zip(self._indices, self._names)])
@@ -161,7 +176,7 @@ class NvmlSampler(PeriodicSampler[GpuSample, GpuSummary]):
                 self._gpm_status = UNAVAILABLE_PREFIX + exc.reason
             self._gpm_sampled_at = now
             return None
-        if self._gpm is None:
+        if self._gpm is None or now - self._gpm_sampled_at < self.gpm_interval_s:
             return None
         try:
             readings = self._gpm.read()

@@ -151,8 +151,9 @@ def gpu_figure(data: ReportData) -> Figure:
                 suffix = f" GPU {device}" if len(devices) > 1 else ""
                 times = [s["t_s"] for s in samples]
                 busy = axes[0].plot(times, [s.get("util_pct") for s in samples], label=f"{_label(run)}{suffix}: {NVML_BUSY_LABEL}")
-                if with_gpm:
-                    axes[0].plot(times, [s.get("sm_active_pct", float("nan")) for s in samples], linestyle="--",
+                gpm = [s for s in samples if "sm_active_pct" in s]  # GPM intervals end on some samples only
+                if gpm:
+                    axes[0].plot([s["t_s"] for s in gpm], [s["sm_active_pct"] for s in gpm], linestyle="--",
                                  color=busy[0].get_color(), label=f"{_label(run)}{suffix}: {SM_ACTIVE_LABEL}")
                 axes[1].plot(times, [s.get("mem_used_mib") for s in samples], label=_label(run) + suffix)
         axes[0].set_ylabel("activity (%)")

@@ -62,10 +62,29 @@ def test_a_window_counts_only_gpm_intervals_wholly_inside_it_and_averages_device
     assert all(getattr(none_inside, f) is None for f in GPM_FIELDS)
 
 
+def test_gpm_samples_are_spaced_beyond_nvmls_refresh() -> None:
+    """NVML refreshes GPM counters every 100 ms: samples closer than that would read 0. At 10 Hz NVML ticks, a GPM
+    interval ends every gpm_interval_s only, and covers all the ticks since the last one."""
+    nvml, clock, sampler = _sampler()
+    assert sampler.gpm_interval_s == 0.5
+    nvml.set_activity(0, sm_active=30)
+    sampler.sample_once()
+    for _ in range(10):
+        nvml.advance(0.1)
+        sampler.sample_once()
+    series = sampler.timeseries()
+    assert [i for i, row in enumerate(series) if "sm_active_pct" in row] == [5, 10]
+    summary = sampler.summary()
+    assert summary is not None and summary.samples == 11 and summary.gpm_intervals == 2
+    assert summary.sm_active_mean == pytest.approx(30.0)
+    with pytest.raises(ValueError, match="gpm_interval_s must be above 0.1 s"):
+        NvmlSampler(nvml, gpm_interval_s=0.05)
+
+
 def test_gpm_samples_are_freed_on_stop() -> None:
     nvml, clock, sampler = _sampler(devices=2)
     sampler.sample_once()
-    nvml.advance(0.1)
+    nvml.advance(1.0)
     sampler.sample_once()
     assert len(nvml.allocated()) == 4 and not nvml.freed  # two per device, reused
     sampler.stop()

@@ -50,6 +50,8 @@ class Outcome:
     error: str | None = None
     warmup: bool = False
     phase: int = 0
+    unfinished: bool = False
+    """Cancelled while still streaming because its window stopped waiting (see WorkerPlan.wait_for_s)."""
 
 
 def _clip(text: str) -> str:

@@ -1,5 +1,8 @@
 """One client process's share of the load: warm-up, then the measured window (closed or open loop).
 
+An open-loop window may stop before its schedule ends (slo_rate's steady-state windows, `WorkerPlan.wait_for_s` and
+`deadline_s`): requests still streaming then are cancelled and recorded `unfinished`.
+
 Runs in the caller's event loop (one client process) or in a spawned process (see processes.py).
 All processes start their window at the same wall-clock instant given by the parent.
 """
@@ -7,7 +10,9 @@ All processes start their window at the same wall-clock instant given by the par
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +46,12 @@ class WorkerPlan:
     connect_timeout_s: float = 30.0
     read_timeout_s: float = 300.0
     """No byte for this long fails the request."""
+    wait_for_s: float | None = None
+    """Open loop, steady-state window: only the requests scheduled before this offset are waited for. Once they have
+    all ended, sending stops and the requests still streaming are cancelled (recorded `unfinished`); the later sends
+    only keep the load up meanwhile. None: send the whole schedule and wait for every request."""
+    deadline_s: float | None = None
+    """Open loop: at this offset from the window start, every request still streaming is cancelled (`unfinished`)."""
 
 
 @dataclass(slots=True)
@@ -150,20 +161,59 @@ class Worker:
         return outcomes
 
     async def _open_loop(self, t0: float, send_lags_ms: list[float]) -> list[Outcome]:
-        assert self.plan.offsets_s is not None
-        tasks: list[asyncio.Task[Outcome]] = []
+        plan = self.plan
+        assert plan.offsets_s is not None
+        sent: dict[asyncio.Task[Outcome], tuple[PreparedRequest, float]] = {}
+        awaited: list[asyncio.Task[Outcome]] = []
+        wait_for = math.inf if plan.wait_for_s is None else plan.wait_for_s
+        all_awaited_sent = asyncio.Event()
 
         def done(_: asyncio.Task[Outcome]) -> None:
             if self.on_done is not None:
                 self.on_done()
 
-        for request, offset in zip(self.plan.requests, self.plan.offsets_s, strict=True):
-            due = t0 + offset
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            send_lags_ms.append(max(0.0, (time.perf_counter() - due) * 1000.0))
-            task = asyncio.create_task(self._send(request, t0))
-            task.add_done_callback(done)
-            tasks.append(task)
-        return list(await asyncio.gather(*tasks))
+        async def send_schedule() -> None:
+            for request, offset in zip(plan.requests, plan.offsets_s, strict=True):
+                if offset >= wait_for:
+                    all_awaited_sent.set()
+                due = t0 + offset
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                send_lags_ms.append(max(0.0, (time.perf_counter() - due) * 1000.0))
+                task = asyncio.create_task(self._send(request, t0))
+                task.add_done_callback(done)
+                sent[task] = (request, time.perf_counter() - t0)
+                if offset < wait_for:
+                    awaited.append(task)
+            all_awaited_sent.set()
+
+        sender = asyncio.create_task(send_schedule())
+        deadline = None if plan.deadline_s is None else t0 + plan.deadline_s
+        try:
+            if plan.wait_for_s is None:
+                await asyncio.wait([sender], timeout=None if deadline is None else max(0.0, deadline - time.perf_counter()))
+            else:
+                await all_awaited_sent.wait()
+            pending = [task for task in (awaited if plan.wait_for_s is not None else list(sent)) if not task.done()]
+            if pending:
+                timeout = None if deadline is None else max(0.0, deadline - time.perf_counter())
+                await asyncio.wait(pending, timeout=timeout)
+        finally:  # stop sending, then cut what is still streaming (also when this window itself is cancelled)
+            sender.cancel()
+            for task in sent:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+            if sent:
+                await asyncio.wait(list(sent))
+        return [self._outcome(task, *sent[task]) for task in sent]
+
+    def _outcome(self, task: asyncio.Task[Outcome], request: PreparedRequest, send_time_s: float) -> Outcome:
+        """The task's outcome, or an `unfinished` one for a request cancelled while streaming."""
+        if not task.cancelled():
+            return task.result()
+        return Outcome(
+            index=request.index, send_time_s=send_time_s, success=False, phase=self.plan.phase, unfinished=True,
+            error="unfinished: still streaming when the window stopped waiting",
+        )

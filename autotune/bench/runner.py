@@ -8,9 +8,12 @@ Modes (LoadSpec.mode): `concurrency` (closed loop), `rate` (open loop, Poisson o
 arrivals), `sweep` (GuideLLM-style: a closed-loop run at high concurrency measures the max rate,
 then open-loop runs at rates from max/steps up to max, stopping once the server falls behind
 (requests complete at < 90% of the rate they were sent, first to last), errors rise by 5 points, or the client saturates),
-`slo_rate` (the tuner's objective: a closed-loop probe at `concurrency` measures the capacity, then open-loop windows
-at fractions of it, highest first, until one sustains its rate within the SLO's p99s; that rate is `slo_rate_rps`
-and that window is the summary, so its GPU figures are those at the rate reported).
+`slo_rate` (the tuner's objective: a closed-loop probe at `concurrency` measures the capacity and the latency scale,
+then steady-state open-loop windows (`autotune.bench.steady`: ramp and drain left out, sized from the latency unless
+`slo_rate_window_s` fixes them) at rates chosen by `autotune.bench.rate_search` (fractions of the capacity, then
+bisection to `slo_rate_tolerance`; or bisection from `slo_rate_bracket`, without a probe). The highest rate whose window
+kept pace and met the SLO's p99s is `slo_rate_rps`, and that window is the summary, so its figures (GPU included) are
+those of its steady part at the rate reported; every window's verdict is in its `steady` section).
 Request bodies are rendered before each measured window; warm-up requests run first and are
 recorded but excluded from the summary.
 """
@@ -30,12 +33,13 @@ from autotune.bench.client import Outcome, PreparedRequest
 from autotune.bench.discovery import ServerInfo, auth_headers, discover_server
 from autotune.bench.environment import hardware, versions
 from autotune.bench.health import assess
-from autotune.bench.metrics import completion_rate_rps, compute_summary, send_rate_rps, slo_p99_verdict
+from autotune.bench.metrics import completion_rate_rps, compute_summary, measured, send_rate_rps
 from autotune.bench.prepare import request_renderer
 from autotune.bench.processes import run_plans
 from autotune.bench.process_profile import CpuSampler, make_process_sampler
 from autotune.bench.stack_profile import StackProfileGate
 from autotune.bench.progress import NoProgress, ProgressReporter, RichProgress
+from autotune.bench.rate_search import RateSearch
 from autotune.bench.schedule import (
     arrival_offsets_s,
     choose_client_processes,
@@ -44,6 +48,7 @@ from autotune.bench.schedule import (
 )
 from autotune.bench.schemas import SLO, BenchResult, LoadSpec, RequestRecord, Summary
 from autotune.bench.server_metrics import MetricsPoller
+from autotune.bench.steady import LatencySource, WindowPlan, cut_window, e2el_p90_s, judge_window, plan_window
 from autotune.bench.worker import WorkerPlan
 from autotune.bench.workload import Workload
 from autotune.telemetry import GpuSampler, make_gpu_sampler
@@ -68,6 +73,8 @@ class PhaseLoad:
     kind: Literal["closed", "open"]
     concurrency: int | None = None
     rate_rps: float | None = None
+    window: WindowPlan | None = None
+    """Open loop: a steady-state window (slo_rate); None: bounded by LoadSpec.num_requests/duration_s."""
 
     @property
     def label(self) -> str:
@@ -134,10 +141,12 @@ class _Benchmark:
         cycle_stride: int | None = None
         if phase.kind == "open":
             assert phase.rate_rps is not None
-            offsets = arrival_offsets_s(
-                phase.rate_rps, load.arrival, seed=load.seed + phase.index,
-                num_requests=load.num_requests, duration_s=load.duration_s,
+            bounds = (
+                {"num_requests": load.num_requests, "duration_s": load.duration_s}
+                if phase.window is None
+                else {"num_requests": None, "duration_s": phase.window.schedule_s}
             )
+            offsets = arrival_offsets_s(phase.rate_rps, load.arrival, seed=load.seed + phase.index, **bounds)
             requests = self._build(len(offsets))
         else:
             assert phase.concurrency is not None
@@ -173,6 +182,8 @@ class _Benchmark:
                 warmup=warmup_parts[i],
                 warmup_concurrency=max(1, min(len(warmup_parts[i]), concurrencies[i] or 8)),
                 phase=phase.index,
+                wait_for_s=None if phase.window is None else phase.window.send_s,
+                deadline_s=None if phase.window is None else phase.window.schedule_s,
                 cpus=None if not cpus else ([cpus[i % len(cpus)]] if len(cpus) >= processes else list(cpus)),
             )
             for i in range(processes)
@@ -181,7 +192,8 @@ class _Benchmark:
     async def run_phase(self, phase: PhaseLoad, warmup_count: int = 0) -> PhaseResult:
         plans = self._plans(phase, warmup_count)
         spawn = len(plans) > 1 or bool(self.load.client_cpus)
-        total = None if phase.kind == "closed" and self.load.num_requests is None else sum(len(p.requests) for p in plans)
+        unbounded = (phase.kind == "closed" and self.load.num_requests is None) or phase.window is not None
+        total = None if unbounded else sum(len(p.requests) for p in plans)  # a window stops once its steady part ends
         self.progress.phase(f"{'SIMULATED ' if self.server.simulated else ''}{phase.label}", total)
         log.info("phase %d: %s, %d client process(es)", phase.index, phase.label, len(plans))
         async with httpx.AsyncClient(headers=auth_headers(self.api_key)) as client:
@@ -203,15 +215,24 @@ class _Benchmark:
         outcomes = [o for report in run.reports for o in (*report.warmup_outcomes, *report.outcomes)]
         records = sorted((_record(o) for o in outcomes), key=lambda r: (not r.warmup, r.send_time_s, r.index))
         self.next_index = max([self.next_index, *(r.index + 1 for r in records)])
+        span = (run.start_monotonic, run.end_monotonic)
+        cut = None
+        if phase.window is not None:  # figures of the steady part only (ramp and drain requests are load)
+            cut = cut_window(records, phase.window, self.load.slo_rate_ramp_latencies)
+            records = cut.records
+            span = (run.start_monotonic + cut.ramp_s, run.start_monotonic + phase.window.send_s)
         summary = compute_summary(records, self.slo, offered_rate_rps=phase.rate_rps, concurrency=phase.concurrency)
         summary = summary.model_copy(
             update={
                 "client": assess([report.health for report in run.reports]),
-                "gpu": self.sampler.summarize(run.start_monotonic, run.end_monotonic),
-                "server_cpu": self.cpu_sampler.summarize(run.start_monotonic, run.end_monotonic),
+                "gpu": self.sampler.summarize(*span),
+                "server_cpu": self.cpu_sampler.summarize(*span),
                 "server": poller.summary(),
             }
         )
+        if cut is not None and phase.window is not None and phase.rate_rps is not None:
+            steady = judge_window(summary, cut, phase.window, self.slo, self.load, phase.rate_rps)
+            summary = summary.model_copy(update={"steady": steady})
         if summary.client.saturated:
             log.warning("client saturated during %s: %s", phase.label, summary.client.reason)
         return PhaseResult(summary, records)
@@ -230,70 +251,60 @@ class _Benchmark:
 
     async def _slo_rate(self) -> tuple[Summary, list[Summary], list[RequestRecord]]:
         load = self.load
-        probe = await self.run_phase(PhaseLoad(0, "closed", concurrency=load.concurrency or SWEEP_CONCURRENCY), load.warmup_requests)
-        windows, records = [probe.summary], list(probe.records)
-        capacity = probe.summary.throughput_rps
-        if not capacity or probe.summary.client.saturated:
-            why = "the client saturated" if probe.summary.client.saturated else "it completed nothing"
-            log.warning("slo_rate: the capacity probe is not usable (%s)", why)
-            return probe.summary.model_copy(update={"slo_rate_rps": 0.0}), windows, records
-        last: Summary | None = None
-        failed_rate: float | None = None
+        windows: list[Summary] = []
+        records: list[RequestRecord] = []
+        warmup = load.warmup_requests
+        latency: float | None = None
+        source: LatencySource = "earlier window"
+        if load.slo_rate_bracket is not None:
+            low, high = load.slo_rate_bracket
+            search = RateSearch.from_bracket(low, high, tolerance=load.slo_rate_tolerance, max_bisections=load.slo_rate_refine_steps)
+        else:
+            probe = await self.run_phase(PhaseLoad(0, "closed", concurrency=load.concurrency or SWEEP_CONCURRENCY), warmup)
+            warmup = 0
+            windows.append(probe.summary)
+            records.extend(probe.records)
+            capacity = probe.summary.throughput_rps
+            if not capacity or probe.summary.client.saturated:
+                why = "the client saturated" if probe.summary.client.saturated else "it completed nothing"
+                log.warning("slo_rate: the capacity probe is not usable (%s)", why)
+                return probe.summary.model_copy(update={"slo_rate_rps": 0.0}), windows, records
+            latency, source = e2el_p90_s(measured(probe.records)), "probe"
+            search = RateSearch.from_probe(
+                capacity, load.slo_rate_fractions, load.slo_rate_above,
+                tolerance=load.slo_rate_tolerance, max_bisections=load.slo_rate_refine_steps,
+            )
+        by_rate: dict[float, Summary] = {}
         phase = 0
-
-        async def attempt(rate: float) -> tuple[Summary, str | None]:
-            """The next open-loop window at `rate`, kept with its records; and why it missed the SLO (None: met)."""
-            nonlocal phase
+        while (rate := search.next_rate()) is not None:
             phase += 1
-            step, verdict = await self._slo_window(phase, rate)
+            step = await self._slo_window(phase, rate, plan_window(load, rate, latency, source), warmup)
+            warmup = 0
             windows.append(step.summary)
             records.extend(step.records)
-            return step.summary, verdict
-
-        for fraction in sorted(load.slo_rate_fractions, reverse=True):
-            rate = capacity * fraction
-            last, verdict = await attempt(rate)
-            if last.client.saturated:
+            steady = step.summary.steady
+            assert steady is not None
+            if step.summary.client.saturated:
                 log.warning("slo_rate stopped at %.2f req/s: the client saturated", rate)
+                search.stop()
                 break
-            if verdict is not None:
-                failed_rate = rate
-                continue
-            log.info("slo_rate: %.2f req/s (%.0f%% of capacity %.2f) meets the SLO", rate, 100 * fraction, capacity)
-            best, best_rate = last, rate
-            if failed_rate is None:  # the highest fraction passed: the probe may have been low, so go above it
-                for above in sorted(load.slo_rate_above):
-                    step, verdict = await attempt(capacity * above)
-                    if step.client.saturated:
-                        break
-                    if verdict is not None:
-                        failed_rate = capacity * above
-                        break
-                    best, best_rate = step, capacity * above
-            # bisect between the passing rate and the failing one above it: finer than the fractions' steps
-            for _ in range(load.slo_rate_refine_steps if failed_rate is not None else 0):
-                middle = (best_rate + failed_rate) / 2
-                step, verdict = await attempt(middle)
-                if step.client.saturated:
-                    break
-                if verdict is None:
-                    best, best_rate = step, middle
-                else:
-                    failed_rate = middle
-            censored = failed_rate is None  # nothing above failed: a lower bound
-            if censored:
-                log.warning("slo_rate: %.2f req/s is a lower bound: no rate tried above it failed", best_rate)
-            return best.model_copy(update={"slo_rate_rps": best_rate, "slo_rate_censored": censored}), windows, records
-        assert last is not None
-        return last.model_copy(update={"slo_rate_rps": 0.0, "slo_rate_censored": False}), windows, records
+            search.record(rate, steady.met)
+            by_rate[rate] = step.summary
+            log.info("slo_rate: %.2f req/s %s", rate, "meets the SLO" if steady.met else f"misses: {steady.verdict}")
+            if steady.met and source != "probe" and rate >= search.rate_rps:
+                # no probe: later windows are sized from the latency at the highest rate that passed
+                latency, source = e2el_p90_s(measured(step.records)) or latency, "earlier window"
+        best = search.rate_rps
+        update: dict[str, Any] = {"slo_rate_rps": best, "slo_rate_censored": search.censored, "slo_rate_failed_rps": search.failed_rps}
+        if best > 0:
+            if search.censored:
+                log.warning("slo_rate: %.2f req/s is a lower bound: no rate tried above it failed", best)
+            return by_rate[best].model_copy(update=update), windows, records
+        return windows[-1].model_copy(update=update) if windows else Summary(**update), windows, records
 
-    async def _slo_window(self, phase: int, rate: float) -> tuple[PhaseResult, str | None]:
-        """One open-loop window at `rate` and why it missed the SLO (None: it met it)."""
-        step = await self.run_phase(PhaseLoad(phase, "open", rate_rps=rate))
-        verdict = slo_p99_verdict(step.summary, step.records, self.slo)
-        if verdict is not None:
-            log.info("slo_rate: %.2f req/s misses: %s", rate, verdict)
-        return step, verdict
+    async def _slo_window(self, phase: int, rate: float, window: WindowPlan, warmup: int = 0) -> PhaseResult:
+        """One steady-state window at `rate`; its verdict and steady-state figures are in `summary.steady`."""
+        return await self.run_phase(PhaseLoad(phase, "open", rate_rps=rate, window=window), warmup)
 
     async def _sweep(self) -> tuple[Summary, list[Summary], list[RequestRecord]]:
         load = self.load

@@ -28,10 +28,13 @@ class SLO(_Strict):
 
 class LoadSpec(_Strict):
     """How requests are sent: closed loop at `concurrency`, open loop at `rate_rps`, a rate sweep, or
-    `slo_rate`: the highest open-loop rate whose p99 latencies meet the SLO (a capacity probe at
-    `concurrency`, then rates at `slo_rate_fractions` of that capacity, highest first; when the highest passes,
-    rates at `slo_rate_above`, lowest first, until one fails; then bisection between the passing rate and the
-    failing one above it)."""
+    `slo_rate`: the highest open-loop rate whose steady-state window meets the SLO's p99s without falling behind
+    (a capacity probe at `concurrency`, bounded by `num_requests`/`duration_s`, then rates at `slo_rate_fractions` of
+    that capacity, highest first; when the highest passes, rates at `slo_rate_above`, lowest first, until one fails;
+    then bisection until the passing and the failing rate lie within `slo_rate_tolerance`). With `slo_rate_bracket`
+    the probe is skipped and the bisection starts from that bracket. Each slo_rate window is a steady-state window
+    (`autotune.bench.steady`): sized from the workload's latency unless `slo_rate_window_s` fixes its length;
+    `num_requests`/`duration_s` do not size it."""
 
     mode: Literal["concurrency", "rate", "sweep", "slo_rate"]
     concurrency: Annotated[int, Field(ge=1)] | None = None
@@ -56,10 +59,50 @@ class LoadSpec(_Strict):
         description="slo_rate: fractions of the probed capacity to try upwards when the highest of slo_rate_fractions "
         "already passes (a low probe would otherwise cap the result: 6 of 18 GPU trials on 2026-11-26 passed at 0.95)",
     )
-    slo_rate_refine_steps: Annotated[int, Field(ge=0, le=6)] = Field(
-        default=2,
-        description="slo_rate: windows bisecting between the first passing rate and the failing one above it "
-        "(each halves the gap: 2 turn a 10% step into 2.5%)",
+    slo_rate_refine_steps: Annotated[int, Field(ge=0, le=12)] | None = Field(
+        default=None,
+        description="slo_rate: at most this many bisection windows (each halves the gap between the passing and the "
+        "failing rate); None: as many as slo_rate_tolerance needs. Space files written before slo_rate_tolerance "
+        "set 1 or 2 here, which caps the search above the tolerance",
+    )
+    slo_rate_tolerance: Annotated[float, Field(gt=0, le=0.5)] = Field(
+        default=0.05,
+        description="slo_rate: bisect until the lowest failing rate is within this fraction above the highest passing "
+        "one (0.05: the reported rate is at most 5% below the bracket's failing end)",
+    )
+    slo_rate_bracket: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]] | None = Field(
+        default=None,
+        description="slo_rate: [low, high] req/s believed to bracket the answer (low meets the SLO, high does not): "
+        "no capacity probe, bisection from this bracket; an end is tested only when the search converges onto it, "
+        "and the bracket grows (x2 up, /2 down) when that end turns out wrong",
+    )
+    slo_rate_window_s: Annotated[float, Field(gt=0)] | None = Field(
+        default=None,
+        description="slo_rate: fixed sending time of every window in seconds (ramp + steady part; the drain comes "
+        "after). None: each window is sized from the workload's latency (ramp, steady minimums below)",
+    )
+    slo_rate_min_steady_s: Annotated[float, Field(gt=0)] = Field(
+        default=30.0, description="slo_rate, sized windows: the steady part lasts at least this many seconds"
+    )
+    slo_rate_min_completions: Annotated[int, Field(ge=1)] = Field(
+        default=600,
+        description="slo_rate, sized windows: the steady part sends at least this many requests at the window's rate "
+        "(enough for a stable p99)",
+    )
+    slo_rate_ramp_latencies: Annotated[float, Field(ge=0)] = Field(
+        default=2.0,
+        description="slo_rate: the ramp left out at the start of a window, in latency scales (E2E p90, see "
+        "autotune.bench.steady); at most a quarter of the window",
+    )
+    slo_rate_steady_latencies: Annotated[float, Field(ge=0)] = Field(
+        default=10.0,
+        description="slo_rate, sized windows: the steady part lasts at least this many latency scales (long outputs: "
+        "long windows, so a growing queue shows over the requests' own duration)",
+    )
+    slo_rate_max_backlog_growth_s: Annotated[float, Field(gt=0)] = Field(
+        default=2.0,
+        description="slo_rate: a window falls behind when its backlog (sent minus ended) grows over the steady part "
+        "by more than this many seconds of arrivals at its rate (or 3% of the steady part's sends, whichever is more)",
     )
 
     @model_validator(mode="after")
@@ -75,6 +118,9 @@ class LoadSpec(_Strict):
                 f"slo_rate_above {self.slo_rate_above} must lie above the highest of slo_rate_fractions "
                 f"({max(self.slo_rate_fractions)})"
             )
+        if self.slo_rate_bracket is not None and not self.slo_rate_bracket[0] < self.slo_rate_bracket[1]:
+            low, high = self.slo_rate_bracket
+            raise ValueError(f"slo_rate_bracket: low must be below high (got {low:g}:{high:g})")
         if self.num_requests is None and self.duration_s is None:
             raise ValueError("set num_requests or duration_s (a run must be bounded)")
         return self
@@ -139,6 +185,36 @@ class ClientHealth(_Strict):
     reason: str | None = None
 
 
+class SteadyWindow(_Strict):
+    """How one slo_rate window was cut into ramp, steady part and drain, and its verdict (autotune.bench.steady).
+
+    Times are seconds from the window's first scheduled send. The figures of the summary holding this are those of
+    the steady requests only (sent in [ramp_s, send_s)).
+    """
+
+    sized: bool = Field(description="True: length sized from the latency scale; False: fixed by slo_rate_window_s")
+    latency_scale_s: float | None = Field(default=None, description="E2E p90 the ramp and drain were sized from")
+    latency_source: Literal["probe", "earlier window", "this window"] = Field(
+        description="probe: the capacity probe's E2E p90; earlier window: the steady E2E p90 of the highest rate that "
+        "passed so far (no probe); this window: the E2E p90 of this window's own first quarter"
+    )
+    send_s: float = Field(description="Sending time of the ramp and the steady part (the drain sends after it)")
+    ramp_s: float = Field(description="Requests sent before this are the ramp: load, not measured")
+    steady_s: float = Field(description="Length of the steady part: send_s - ramp_s")
+    drain_limit_s: float = Field(description="After send_s, the longest wait for the requests sent before it")
+    drain_s: float = Field(description="How long after send_s the last request sent before it ended (or was cut)")
+    ramp_requests: int = 0
+    steady_requests: int = 0
+    drain_requests: int = Field(default=0, description="Sent after send_s to keep the load up while the steady part ends")
+    unfinished: int = Field(default=0, description="Steady requests still streaming at the drain limit (counted failed)")
+    backlog_start: float = Field(description="Requests in flight at the steady part's start (least-squares line)")
+    backlog_end: float = Field(description="Requests in flight at the steady part's end (the same line)")
+    backlog_growth: float = Field(description="backlog_end - backlog_start: > 0 means the queue grew")
+    backlog_growth_limit: float = Field(description="The growth above which the window falls behind")
+    met: bool = Field(description="The window met the SLO's p99s and kept pace with its rate")
+    verdict: str = Field(description="Why it missed the SLO, or 'met'")
+
+
 class Summary(_Strict):
     offered_rate_rps: float | None = Field(default=None, description="Open loop: the scheduled request rate")
     concurrency: int | None = Field(default=None, description="Closed loop: the number of concurrent streams")
@@ -156,6 +232,14 @@ class Summary(_Strict):
         default=None,
         description="slo_rate mode: no rate tried above slo_rate_rps failed, so the true value may be higher (a lower "
         "bound); None outside slo_rate mode",
+    )
+    slo_rate_failed_rps: float | None = Field(
+        default=None,
+        description="slo_rate mode: the lowest rate tried that missed the SLO (the bracket's upper end); None when none "
+        "missed (slo_rate_censored) or outside slo_rate mode",
+    )
+    steady: SteadyWindow | None = Field(
+        default=None, description="slo_rate windows: ramp, steady part, drain, backlog and verdict"
     )
     error_rate: float = 0.0
     ttft_ms: Stats = Field(default_factory=Stats)
@@ -184,6 +268,15 @@ class RequestRecord(_Strict):
     error: str | None = None
     warmup: bool = False
     phase: int = Field(default=0, description="Sweep: 0 the max-throughput run, 1.. the rates; else 0")
+    window_part: Literal["ramp", "steady", "drain"] | None = Field(
+        default=None,
+        description="slo_rate windows: which part of the window sent it; only steady requests are measured",
+    )
+    unfinished: bool = Field(
+        default=False,
+        description="Still streaming when its window stopped waiting (drain limit, or a drain request once the steady "
+        "ones had ended): cancelled, success False",
+    )
 
 
 class BenchResult(_Strict):

@@ -30,6 +30,18 @@ def parse_cpu_list(text: str, option: str = "--client-cpus") -> list[int]:
     return sorted(set(cpus))
 
 
+def parse_rate_range(text: str, option: str = "--rate-range") -> tuple[float, float]:
+    """'40:120' -> (40.0, 120.0): requests/s, low below high; errors name `option`."""
+    low, sep, high = text.partition(":")
+    try:
+        values = (float(low), float(high)) if sep else None
+    except ValueError:
+        values = None
+    if values is None or not 0 < values[0] < values[1]:
+        raise ConfigError(f"{option}: expected LOW:HIGH requests per second with 0 < LOW < HIGH, e.g. 40:120 (got {text!r})")
+    return values
+
+
 def parse_slo(pairs: list[str]) -> SLO:
     """['ttft_ms=2000', 'tpot_ms=50'] -> SLO; names: ttft_ms, tpot_ms, e2el_ms (also ttft:2000)."""
     values: dict[str, float] = {}

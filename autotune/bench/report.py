@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from autotune.bench.metrics import measured
 from autotune.bench.process_profile import ServerCpuProfile, bottleneck_hint
 from autotune.bench.schemas import BenchResult, GpuSummary, Stats, Summary
 from autotune.gpm import NVML_BUSY_LABEL, SM_ACTIVE_LABEL, gpm_shown
@@ -13,6 +14,16 @@ from autotune.gpm import NVML_BUSY_LABEL, SM_ACTIVE_LABEL, gpm_shown
 
 def _num(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def _slo_rate_text(summary: Summary) -> str:
+    """The rate, and the bracket it was bisected to (or that it is a lower bound)."""
+    text = _num(summary.slo_rate_rps, 2)
+    if summary.slo_rate_censored:
+        return f">= {text} (no rate tried above it missed)"
+    if summary.slo_rate_failed_rps is not None:
+        text += f" (missed at {_num(summary.slo_rate_failed_rps, 2)})"
+    return text
 
 
 def _stats_row(table: Table, name: str, stats: Stats) -> None:
@@ -42,7 +53,7 @@ def totals_table(summary: Summary) -> Table:
         ("duration s", _num(summary.duration_s, 2)),
         ("throughput req/s", _num(summary.throughput_rps, 2)),
         ("goodput req/s", _num(summary.goodput_rps, 2)),
-        *([("highest rate within SLO p99s req/s", _num(summary.slo_rate_rps, 2))] if summary.slo_rate_rps is not None else []),
+        *([("highest rate within SLO p99s req/s", _slo_rate_text(summary))] if summary.slo_rate_rps is not None else []),
         ("output tok/s", _num(summary.output_tok_s)),
         ("input tok/s", _num(summary.input_tok_s)),
     ]
@@ -95,16 +106,33 @@ def server_cpu_table(profile: ServerCpuProfile) -> Table:
 def sweep_table(steps: list[Summary], title: str = "sweep") -> Table:
     table = Table(title=title, title_justify="left")
     columns = ("load", "throughput req/s", "errors", "goodput req/s", "TTFT p50 / p99 ms", "TPOT p50 / p99 ms", "client")
+    steady = any(step.steady is not None for step in steps)
     for column in columns:
         table.add_column(column, justify="right")
+    if steady:  # slo_rate: each window's steady part, backlog and verdict
+        table.add_column("steady s (ramp s)", justify="right")
+        table.add_column("backlog growth / limit", justify="right")
+        table.add_column("verdict", justify="left")
     for step in steps:
         load = f"{_num(step.offered_rate_rps, 2)} req/s" if step.offered_rate_rps else f"{step.concurrency} concurrent"
-        table.add_row(
+        cells = [
             load, _num(step.throughput_rps, 2), f"{step.error_rate:.1%}",
             _num(step.goodput_rps, 2), f"{_num(step.ttft_ms.p50)} / {_num(step.ttft_ms.p99)}",
             f"{_num(step.tpot_ms.p50)} / {_num(step.tpot_ms.p99)}",
             "[red]SATURATED[/]" if step.client.saturated else "ok",
-        )
+        ]
+        if steady:
+            window = step.steady
+            cells += (
+                ["capacity probe", "", ""]
+                if window is None
+                else [
+                    f"{window.steady_s:.1f} ({window.ramp_s:.1f})",
+                    f"{window.backlog_growth:.0f} / {window.backlog_growth_limit:.0f}",
+                    "met" if window.met else f"[red]{window.verdict}[/]",
+                ]
+            )
+        table.add_row(*cells)
     return table
 
 
@@ -118,12 +146,12 @@ def print_report(result: BenchResult, console: Console | None = None) -> None:
         console.print(server_cpu_table(result.summary.server_cpu))
     if result.sweep:
         slo_rate = result.load.mode == "slo_rate"
-        console.print(sweep_table(result.sweep, "capacity probe, then rates highest first" if slo_rate else "sweep"))
+        console.print(sweep_table(result.sweep, "slo_rate windows in the order run (steady parts only)" if slo_rate else "sweep"))
     saturated = [s.client for s in (result.summary, *result.sweep) if s.client.saturated]
     for client in saturated[:1]:
         console.print(
             f"[bold red]CLIENT SATURATED: {client.reason}. These figures measure the load generator, not only the server.[/]"
         )
-    failed = [r for r in result.requests if not r.success and not r.warmup]
+    failed = [r for r in measured(result.requests) if not r.success]
     if failed:
         console.print(f"[red]{len(failed)} failed request(s); first error: {failed[0].error}[/]")

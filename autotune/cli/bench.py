@@ -24,10 +24,34 @@ def bench(
         bool,
         typer.Option(
             "--slo-rate",
-            help="Find the highest rate meeting the --slo p99s: a capacity probe (at --concurrency, default 64), then rates "
-            "at falling fractions of it (use --duration to size each window)",
+            help="Find the highest rate meeting the --slo p99s without falling behind: a capacity probe (at --concurrency, "
+            "default 64, bounded by --num-requests/--duration), then steady-state windows at falling fractions of it and "
+            "bisection to --rate-tolerance; windows are sized from the probe's latency unless --window-s",
         ),
     ] = False,
+    window_s: Annotated[
+        float | None,
+        typer.Option("--window-s", help="--slo-rate: send each window for this many seconds (ramp + steady part; default: sized from latency)"),
+    ] = None,
+    rate_range: Annotated[
+        str | None,
+        typer.Option(
+            "--rate-range",
+            help="--slo-rate: LOW:HIGH req/s believed to bracket the answer: no capacity probe, bisection from it "
+            "(an end is tried only when the search reaches it; the range grows if it was wrong)",
+        ),
+    ] = None,
+    rate_tolerance: Annotated[
+        float | None,
+        typer.Option("--rate-tolerance", help="--slo-rate: bisect until the failing rate is within this fraction above the passing one [default: 0.05]"),
+    ] = None,
+    min_steady_s: Annotated[
+        float | None, typer.Option("--min-steady-s", help="--slo-rate, sized windows: seconds of the steady part at least [default: 30]")
+    ] = None,
+    min_completions: Annotated[
+        int | None,
+        typer.Option("--min-completions", help="--slo-rate, sized windows: requests sent in the steady part at least [default: 600]"),
+    ] = None,
     arrival: Annotated[Literal["poisson", "constant"], typer.Option(help="Open-loop arrivals")] = "poisson",
     num_requests: Annotated[int | None, typer.Option(help="Requests per measured run (default 200 unless --duration)")] = None,
     duration: Annotated[float | None, typer.Option(help="Seconds per measured run")] = None,
@@ -49,7 +73,7 @@ def bench(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
 ) -> None:
     """Benchmark an OpenAI-compatible chat server (throughput, TTFT/TPOT/ITL, goodput, GPU)."""
-    from autotune.bench.options import parse_cpu_list, parse_slo
+    from autotune.bench.options import parse_cpu_list, parse_rate_range, parse_slo
     from autotune.bench.report import print_report
     from autotune.bench.result import save_result
     from autotune.bench.runner import run_benchmark_sync
@@ -67,6 +91,10 @@ def bench(
         )
     if slo_rate and not slo:
         raise ConfigError("--slo-rate needs at least one --slo (e.g. --slo ttft_ms=2000 --slo tpot_ms=50)")
+    slo_rate_only = {"--window-s": window_s, "--rate-range": rate_range, "--rate-tolerance": rate_tolerance,
+                     "--min-steady-s": min_steady_s, "--min-completions": min_completions}
+    if not slo_rate and (given := [name for name, value in slo_rate_only.items() if value is not None]):
+        raise ConfigError(f"{', '.join(given)}: for --slo-rate only")
     try:
         load = LoadSpec(
             mode=modes[0],  # type: ignore[arg-type]
@@ -81,6 +109,17 @@ def bench(
             seed=seed,
             sweep_max_rate_rps=max_rate,
             sweep_steps=sweep_steps,
+            slo_rate_window_s=window_s,
+            slo_rate_bracket=parse_rate_range(rate_range) if rate_range else None,
+            **{  # given ones only: LoadSpec holds the defaults
+                name: value
+                for name, value in (
+                    ("slo_rate_tolerance", rate_tolerance),
+                    ("slo_rate_min_steady_s", min_steady_s),
+                    ("slo_rate_min_completions", min_completions),
+                )
+                if value is not None
+            },
         )
     except ValidationError as exc:
         raise config_error_from(exc, "options") from None

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from autotune.bench.options import parse_cpu_list, parse_slo
+from autotune.bench.options import parse_cpu_list, parse_rate_range, parse_slo
 from autotune.bench.result import load_result, result_to_dataframe
 from autotune.bench.runner import run_benchmark_sync
 from autotune.bench.schemas import SLO, LoadSpec
@@ -71,15 +71,52 @@ def test_cli_rejects_bad_options_with_a_clear_message(args: list[str], message: 
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rate", "1", "--window-s", "120"], "--window-s: for --slo-rate only"),
+        (["--slo-rate", "--slo", "ttft_ms=100", "--rate-range", "90:30"], "--rate-range: expected LOW:HIGH"),
+        (["--slo-rate", "--slo", "ttft_ms=100", "--window-s", "0"], "slo_rate_window_s: Input should be greater than 0"),
+    ],
+)
+def test_cli_rejects_bad_slo_rate_options_by_name(args: list[str], message: str) -> None:
+    """In-process (the exit code and the message's printing are checked by the test above)."""
+    _register_commands()
+    done = CliRunner().invoke(app, ["bench", "--url", "http://127.0.0.1:9", *args])
+    assert isinstance(done.exception, ConfigError) and message in str(done.exception)
+
+
 def test_cli_help_lists_the_modes() -> None:
     _register_commands()
     help_text = CliRunner().invoke(app, ["bench", "--help"], env={"COLUMNS": "200"}).output
-    for option in ("--concurrency", "--rate", "--sweep", "--slo", "--client-cpus", "--output"):
+    for option in ("--concurrency", "--rate", "--sweep", "--slo", "--client-cpus", "--output", "--window-s", "--rate-range"):
         assert option in help_text
+
+
+def test_cli_slo_rate_with_a_fixed_window_and_a_rate_range(tmp_path: Path, start_fake_server) -> None:
+    """The GPU proof's command shape: no capacity probe, fixed windows, every window's verdict in the result."""
+    url = start_fake_server("--max-concurrent", "1", "--ttft-ms", "30")  # ~30 req/s at most
+    workload = tmp_path / "short.yaml"
+    workload.write_text("name: short\nkind: synthetic\nsynthetic: {input_tokens: 16, output_tokens: 4}\n")
+    out = tmp_path / "slo-rate.json"
+    done = _cli(
+        "--url", url, "--workload", str(workload), "--slo-rate", "--slo", "ttft_ms=250", "--window-s", "1",
+        "--rate-range", "10:40", "--rate-tolerance", "0.5", "--output", str(out), "--quiet",
+    )
+    assert done.returncode == 0, done.stderr
+    result = load_result(out)
+    assert result.load.slo_rate_bracket == (10.0, 40.0) and result.load.slo_rate_window_s == 1.0
+    assert result.load.slo_rate_tolerance == 0.5
+    assert result.sweep and all(w.concurrency is None and w.steady is not None and w.steady.send_s == 1.0 for w in result.sweep)
+    assert result.sweep[0].offered_rate_rps == 25.0  # the bracket's midpoint first
+    assert "verdict" in done.stdout and "highest rate within SLO p99s" in done.stdout
 
 
 def test_option_parsers() -> None:
     assert parse_cpu_list("0-2,5") == [0, 1, 2, 5]
+    assert parse_rate_range("40:120.5") == (40.0, 120.5)
+    with pytest.raises(ConfigError, match="--rate-range"):
+        parse_rate_range("40")
     assert parse_slo(["ttft_ms=2000", "tpot:50"]) == SLO(ttft_ms=2000, tpot_ms=50)
     with pytest.raises(ConfigError, match="greater than 0"):
         parse_slo(["e2el_ms=-1"])

@@ -118,9 +118,10 @@ def test_runs_with_different_seeds_never_repeat_an_image(start_fake_server) -> N
 
 
 def _slo_rate_load(fractions: list[float], refine: int = 0, above: list[float] | None = None) -> LoadSpec:
+    """Short fixed windows (1.5 s of sending): these tests are about the search, not the windows' length."""
     return LoadSpec(
         mode="slo_rate", concurrency=8, num_requests=None, duration_s=1.5, slo_rate_fractions=fractions,
-        slo_rate_refine_steps=refine, slo_rate_above=above or [],
+        slo_rate_refine_steps=refine, slo_rate_above=above or [], slo_rate_window_s=1.5,
     )
 
 

@@ -232,7 +232,8 @@ def test_slo_rate_objective_on_the_simulated_engine(tmp_path: Path, quick_space_
     data = dict(quick_space_data, objective="slo_rate")
     data["engine_base"] = dict(data["engine_base"], model=str((QUICK_SPACE.parent / data["engine_base"]["model"]).resolve()))
     data["load"] = {"mode": "slo_rate", "concurrency": 8, "num_requests": None, "duration_s": 1.0,
-                    "slo_rate_fractions": [0.9, 0.5], "client_processes": 1}
+                    "slo_rate_fractions": [0.9, 0.5], "client_processes": 1,
+                    "slo_rate_window_s": 1.0, "slo_rate_tolerance": 0.5}  # short fixed windows, one bracket step
     space_file = tmp_path / "space.yaml"
     space_file.write_text(yaml.safe_dump(data, sort_keys=False))
     cores = sorted(os.sched_getaffinity(0))

@@ -168,6 +168,16 @@ def test_slo_rate_objective_needs_the_slo_rate_load_mode_and_an_slo() -> None:
     assert space.objective.metric_names() == ["slo_rate_rps"] and space.objective.directions() == ["maximize"]
 
 
+def test_slo_rate_window_options_pass_through_the_space_and_older_files_still_load() -> None:
+    steady = {"mode": "slo_rate", "concurrency": 64, "slo_rate_window_s": 120, "slo_rate_bracket": [30, 90],
+              "slo_rate_tolerance": 0.05, "slo_rate_min_steady_s": 60, "slo_rate_min_completions": 1000}
+    load = parse_search_space(_space(objective="slo_rate", load=steady)).load
+    assert (load.slo_rate_window_s, load.slo_rate_bracket, load.slo_rate_min_completions) == (120, (30, 90), 1000)
+    older = {"mode": "slo_rate", "concurrency": 256, "num_requests": None, "duration_s": 8, "slo_rate_refine_steps": 1}
+    assert parse_search_space(_space(objective="slo_rate", load=older)).load.slo_rate_refine_steps == 1  # caps bisection
+    assert "slo_rate_bracket" in _error(_space(objective="slo_rate", load={**steady, "slo_rate_bracket": [90, 30]}))
+
+
 def test_conditions_choose_the_active_parameters() -> None:
     space = parse_search_space(_space())
     chunked = engine_config_from_params(

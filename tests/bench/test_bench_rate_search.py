@@ -1,0 +1,99 @@
+"""The slo_rate search (autotune.bench.rate_search) against an oracle with a known sustainable rate: no server."""
+
+from __future__ import annotations
+
+import pytest
+
+from autotune.bench.rate_search import MAX_EXPANSIONS, RateSearch
+
+FRACTIONS = [0.95, 0.85, 0.7, 0.55, 0.4, 0.25]
+
+
+def _run(search: RateSearch, sustainable: float, limit: int = 60) -> list[float]:
+    """Drive the search with windows that meet the SLO exactly up to `sustainable`; the rates tried, in order."""
+    tried: list[float] = []
+    while (rate := search.next_rate()) is not None:
+        tried.append(rate)
+        search.record(rate, rate <= sustainable)
+        assert len(tried) <= limit, f"the search does not end: {tried}"
+    return tried
+
+
+@pytest.mark.parametrize("sustainable", [26.0, 51.0, 66.6, 79.0, 94.9])
+def test_from_a_probe_the_search_bisects_until_the_bracket_is_within_5_percent(sustainable: float) -> None:
+    search = RateSearch.from_probe(100.0, FRACTIONS, [1.05, 1.2, 1.4], tolerance=0.05)
+    tried = _run(search, sustainable)
+    passing, failing = search.rate_rps, search.failed_rps
+    assert failing is not None and passing <= sustainable < failing  # both ends were tried
+    assert failing <= 1.05 * passing and not search.censored
+    assert passing in tried and failing in tried
+    # highest fraction first, until the first that passes
+    first_pass = next(i for i, rate in enumerate(tried) if rate <= sustainable)
+    assert tried[: first_pass + 1] == pytest.approx([100 * f for f in FRACTIONS][: first_pass + 1])
+
+
+def test_a_probe_that_was_low_is_passed_upwards_and_a_rate_above_all_is_a_lower_bound() -> None:
+    search = RateSearch.from_probe(100.0, FRACTIONS, [1.05, 1.2, 1.4], tolerance=0.05)
+    tried = _run(search, 130.0)
+    assert tried[:3] == pytest.approx([95.0, 105.0, 120.0])  # 0.95 met: go above, lowest first
+    assert 140.0 in tried and search.rate_rps <= 130.0 < search.failed_rps  # 1.4 missed: bisection below it
+    assert search.failed_rps <= 1.05 * search.rate_rps
+    beyond = RateSearch.from_probe(100.0, FRACTIONS, [1.05, 1.2], tolerance=0.05)
+    _run(beyond, 500.0)
+    assert beyond.rate_rps == pytest.approx(120.0) and beyond.censored and beyond.failed_rps is None
+
+
+def test_no_rate_meeting_the_slo_gives_zero_after_the_fractions() -> None:
+    search = RateSearch.from_probe(100.0, FRACTIONS, [], tolerance=0.05)
+    tried = _run(search, 3.0)
+    assert tried == pytest.approx([100 * f for f in FRACTIONS]) and search.rate_rps == 0.0
+    assert search.failed_rps == pytest.approx(25.0) and not search.censored
+
+
+def test_refine_steps_of_older_space_files_cap_the_bisection() -> None:
+    search = RateSearch.from_probe(100.0, [1.3, 0.3], [], tolerance=0.05, max_bisections=1)
+    assert _run(search, 70.0) == pytest.approx([130.0, 30.0, 80.0])  # one midpoint, then it stops above 5%
+    assert search.rate_rps == pytest.approx(30.0) and search.failed_rps == pytest.approx(80.0)
+
+
+def test_a_right_bracket_costs_no_window_at_its_ends() -> None:
+    search = RateSearch.from_bracket(60.0, 120.0, tolerance=0.05)
+    tried = _run(search, 85.0)
+    assert tried[0] == pytest.approx(90.0)  # no probe: the midpoint first
+    assert 60.0 not in tried and 120.0 not in tried
+    assert search.rate_rps <= 85.0 < search.failed_rps <= 1.05 * search.rate_rps
+    assert len(tried) == 4  # 90 x, 75 v, 82.5 v, 86.25 x: 4.5% apart
+
+
+def test_a_bracket_whose_high_end_passes_grows_upwards() -> None:
+    search = RateSearch.from_bracket(60.0, 120.0, tolerance=0.05)
+    tried = _run(search, 200.0)
+    assert 120.0 in tried and search.expansions_up == 1  # the high end met the SLO: the bracket became 120:240
+    assert search.rate_rps <= 200.0 < search.failed_rps <= 1.05 * search.rate_rps
+
+
+def test_a_bracket_whose_low_end_fails_grows_downwards() -> None:
+    search = RateSearch.from_bracket(60.0, 120.0, tolerance=0.05)
+    tried = _run(search, 20.0)
+    assert 60.0 in tried and 30.0 in tried and search.expansions_down == 2
+    assert search.rate_rps <= 20.0 < search.failed_rps <= 1.05 * search.rate_rps
+
+
+def test_a_bracket_far_off_stops_after_its_expansions() -> None:
+    up = RateSearch.from_bracket(1.0, 2.0, tolerance=0.05)
+    _run(up, 1e6)
+    assert up.censored and up.rate_rps == pytest.approx(2.0 * 2**MAX_EXPANSIONS)
+    down = RateSearch.from_bracket(100.0, 200.0, tolerance=0.05)
+    _run(down, 0.001)
+    assert down.rate_rps == 0.0 and down.failed_rps == pytest.approx(100.0 / 2**MAX_EXPANSIONS)
+
+
+def test_a_verdict_for_another_rate_is_refused_and_stop_ends_the_search() -> None:
+    search = RateSearch.from_bracket(10.0, 20.0, tolerance=0.05)
+    assert search.next_rate() == pytest.approx(15.0)
+    with pytest.raises(ValueError, match="asked for"):
+        search.record(14.0, True)
+    search.stop()
+    assert search.next_rate() is None and search.rate_rps == 0.0
+    with pytest.raises(ValueError, match="low < high"):
+        RateSearch.from_bracket(20.0, 10.0, tolerance=0.05)

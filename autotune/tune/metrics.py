@@ -26,6 +26,7 @@ MetricName = Literal[
     "goodput_rps",
     "slo_rate_rps",
     "slo_rate_censored",
+    "slo_rate_failed_rps",
     "output_tok_s",
     "input_tok_s",
     "error_rate",
@@ -76,10 +77,15 @@ def summary_metrics(summary: Summary) -> dict[str, float | None]:
         "goodput_rps": summary.goodput_rps,
         "slo_rate_rps": summary.slo_rate_rps,
         "slo_rate_censored": None if summary.slo_rate_censored is None else float(summary.slo_rate_censored),
+        "slo_rate_failed_rps": summary.slo_rate_failed_rps,
         "output_tok_s": summary.output_tok_s,
         "input_tok_s": summary.input_tok_s,
         "error_rate": summary.error_rate,
     }
+    steady = summary.steady
+    if steady is not None:  # slo_rate: the reported window's steady part
+        figures["steady_s"] = steady.steady_s
+        figures["steady_backlog_growth"] = steady.backlog_growth
     for name in LATENCY_FIELDS:
         stats: Stats = getattr(summary, name)
         for stat in STAT_FIELDS:

@@ -10,6 +10,9 @@ import asyncio
 import json
 import time
 
+import pytest
+
+from autotune.bench import health
 from autotune.bench.client import Outcome, PreparedRequest
 from autotune.bench.distributions import UniformInt
 from autotune.bench.metrics import completion_rate_rps, measured, send_rate_rps
@@ -18,6 +21,15 @@ from autotune.bench.schemas import SLO, LoadSpec, RequestRecord
 from autotune.bench.steady import e2el_p90_s
 from autotune.bench.worker import Worker, WorkerPlan
 from autotune.bench.workload import Workload, resolve_workload
+
+
+@pytest.fixture(autouse=True)
+def _lenient_self_watch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about windows, not the client's self-watch (test_bench_runner.py tests that): on a loaded test
+    machine an event-loop lag above 25 ms would flag the client saturated and stop the search. The limits are raised
+    well above what the windows' timing tolerates; the one client process runs in this process, so the patch applies."""
+    monkeypatch.setattr(health, "LOOP_LAG_P99_LIMIT_MS", 250.0)
+    monkeypatch.setattr(health, "SEND_LAG_P99_LIMIT_MS", 250.0)
 
 
 def _workload(output_tokens: object) -> Workload:

@@ -125,6 +125,18 @@ class LoadSpec(_Strict):
             raise ValueError("set num_requests or duration_s (a run must be bounded)")
         return self
 
+    def warmup(self, requests: int) -> LoadSpec:
+        """The warm-up run before this load is measured: `requests` closed-loop requests, one client process, at this
+        load's concurrency (at most 8 when it has none), with seed + 1 so no warm-up request repeats a measured one."""
+        return LoadSpec(
+            mode="concurrency",
+            concurrency=max(1, min(self.concurrency or 8, requests)),
+            num_requests=requests,
+            warmup_requests=0,
+            seed=self.seed + 1,
+            client_processes=1,
+        )
+
 
 class Stats(_Strict):
     mean: float | None = None

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
 from autotune.cli import app
+
+if TYPE_CHECKING:
+    from autotune.bench.schemas import BenchResult
 
 
 @app.command()
@@ -69,6 +72,14 @@ def bench(
         int | None,
         typer.Option(help="The server's root pid on this host: profile its processes' CPU use by role (frontend, engine core)"),
     ] = None,
+    space: Annotated[
+        Path | None,
+        typer.Option(
+            "--space",
+            help="Measure with a search space's objective: its workload, SLO, load and warm-up, exactly as a trial of it "
+            "would (only --rate-range, --client-cpus, --seed and --server-pid may be added)",
+        ),
+    ] = None,
     output: Annotated[Path | None, typer.Option(help="Write the result JSON here")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
 ) -> None:
@@ -81,6 +92,21 @@ def bench(
     from autotune.bench.workload import resolve_workload
     from autotune.errors import ConfigError, config_error_from
 
+    if space is not None:
+        result = _bench_space_objective(
+            url, space, rate_range=rate_range, client_cpus=client_cpus, seed=seed, model=model, api_key=api_key,
+            server_pid=server_pid, quiet=quiet,
+            others={"--workload": workload != "vlm-chat", "--concurrency": concurrency is not None, "--rate": rate is not None,
+                    "--sweep": sweep, "--slo-rate": slo_rate, "--slo": bool(slo), "--window-s": window_s is not None,
+                    "--rate-tolerance": rate_tolerance is not None, "--min-steady-s": min_steady_s is not None,
+                    "--min-completions": min_completions is not None, "--num-requests": num_requests is not None,
+                    "--duration": duration is not None, "--warmup": warmup != 0, "--processes": processes is not None},
+        )
+        print_report(result, Console())
+        if output is not None:
+            save_result(result, output)
+            Console(stderr=True).print(f"result written to {output}")
+        return
     chosen_modes = (
         ("concurrency", concurrency is not None and not slo_rate), ("rate", rate is not None), ("sweep", sweep), ("slo_rate", slo_rate)
     )
@@ -132,3 +158,29 @@ def bench(
     if output is not None:
         save_result(result, output)
         Console(stderr=True).print(f"result written to {output}")
+
+
+def _bench_space_objective(
+    url: str, space: Path, *, rate_range: str | None, client_cpus: str | None, seed: int, model: str | None,
+    api_key: str | None, server_pid: int | None, quiet: bool, others: dict[str, bool],
+) -> BenchResult:
+    """`--space`: the space's own objective; options that would change what it measures are refused by name."""
+    from autotune.bench.options import parse_cpu_list, parse_rate_range
+    from autotune.errors import ConfigError
+    from autotune.search_space import load_search_space
+    from autotune.tune.served_objective import measure_served_objective
+
+    if given := [name for name, set_ in others.items() if set_]:
+        raise ConfigError(f"--space measures the space's own workload, SLO and load: drop {', '.join(given)}")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return measure_served_objective(
+        url,
+        load_search_space(space),
+        rate_bracket=parse_rate_range(rate_range) if rate_range else None,
+        client_cpus=parse_cpu_list(client_cpus) if client_cpus else None,
+        seed=seed or None,
+        model=model,
+        api_key=api_key,
+        server_pid=server_pid,
+        progress=not quiet,
+    )

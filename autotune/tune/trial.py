@@ -308,7 +308,7 @@ class TrialRunner:
             if self.settings.warmup_requests > 0:
                 self.observer.phase(number, "warm-up")
                 t_warm = time.monotonic()
-                warm = _warmup_load(self.load, self.settings.warmup_requests)
+                warm = self.load.warmup(self.settings.warmup_requests)
                 asyncio.run(
                     asyncio.wait_for(
                         benchmark(server.base_url, self.workload, warm, self.slo, model=model, telemetry=False),
@@ -398,18 +398,6 @@ class TrialRunner:
                 )
                 return False
             time.sleep(0.5)
-
-
-def _warmup_load(load: LoadSpec, requests: int) -> LoadSpec:
-    concurrency = min(load.concurrency or 8, requests)
-    return LoadSpec(
-        mode="concurrency",
-        concurrency=max(1, concurrency),
-        num_requests=requests,
-        warmup_requests=0,
-        seed=load.seed + 1,
-        client_processes=1,
-    )
 
 
 def _read_log(path: Path) -> str | None:

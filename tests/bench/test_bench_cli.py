@@ -192,3 +192,26 @@ def test_against_autotune_serve_simulated() -> None:
     assert result.summary.completed == 4 and result.summary.failed == 0
     assert all(r.output_tokens == 128 and r.input_tokens and r.input_tokens > 64 for r in result.requests if r.success)
     assert result.summary.ttft_ms.p50 is not None and result.summary.server
+
+
+def test_space_option_measures_the_spaces_own_objective_with_its_warm_up(tmp_path: Path, start_fake_server) -> None:
+    """`--space`: the workload, SLO, load and warm-up of a trial of that space, on a server already running."""
+    url = start_fake_server("--simulated", "--ttft-ms", "2", "--itl-ms", "1")
+    space = Path(__file__).resolve().parents[2] / "search_spaces" / "simulated-quick.yaml"
+    out = tmp_path / "objective.json"
+    done = _cli("--url", url, "--space", str(space), "--quiet", "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    result = load_result(out)
+    assert result.load.mode == "concurrency" and result.load.concurrency == 8 and result.load.num_requests == 16
+    assert result.slo == SLO(ttft_ms=1000, tpot_ms=50) and result.workload["name"] == "vlm-chat"
+    assert result.summary.completed == 16
+    stats = httpx.get(f"{url}/stats").json()
+    assert stats["received"] == 16 + 2 and stats["distinct_images"] == 18  # the load and two warm-up requests, none repeated
+
+
+@pytest.mark.parametrize("extra", [["--slo", "ttft_ms=1"], ["--concurrency", "3"], ["--window-s", "30"]])
+def test_space_option_refuses_options_that_would_change_the_objective(extra: list[str]) -> None:
+    space = Path(__file__).resolve().parents[2] / "search_spaces" / "simulated-quick.yaml"
+    done = _cli("--url", "http://127.0.0.1:9", "--space", str(space), *extra)
+    assert done.returncode == 2
+    assert "--space measures the space's own" in done.stderr and extra[0] in done.stderr

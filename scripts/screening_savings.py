@@ -3,7 +3,8 @@
 The study's measured trials are re-ordered by the objective the simulator predicts for their configs
 (`autotune.tune.screen.screening_savings`): how many GPU trials, as run and best-predicted first, until one lies
 within WITHIN% of the best, and the rank correlation of predicted and measured. Simulated figures are predictions,
-not measurements. Copies the study's optuna.db to a scratch folder first (read only here).
+not measurements. Copies the study's optuna.db (or unpacks its recorded optuna.db.xz) to a scratch folder first
+(read only here).
 
     .venv/bin/python scripts/screening_savings.py STUDY_DIR PROFILE.json [PROFILE2.json ...] [--within 5] [--output F.json]
 """
@@ -12,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from autotune.report import recorded  # noqa: E402
 from autotune.tune.screen import screening_savings  # noqa: E402
 from autotune.tune.study import reopen_study  # noqa: E402
 from serving.engines.profile import SimulatorProfile  # noqa: E402
@@ -33,7 +34,7 @@ def main(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / args.study_dir.name
         copy.mkdir()
-        shutil.copy2(args.study_dir / "optuna.db", copy / "optuna.db")
+        (copy / "optuna.db").write_bytes(recorded.read_bytes(args.study_dir / "optuna.db"))
         session = reopen_study(args.study_dir.name, experiments_dir=Path(scratch), mlflow=False)
         results = []
         for path in args.profiles:

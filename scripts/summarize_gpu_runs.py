@@ -6,12 +6,14 @@ Writes summary.json beside the measurements and prints a Markdown table; every f
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 import sys
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from autotune.report import recorded  # noqa: E402
 
 KV_RE = re.compile(r"GPU KV cache size: ([\d,]+) tokens")
 LOAD_RE = re.compile(r"Model loading took ([\d.]+) GiB")
@@ -19,7 +21,7 @@ QUANT_RE = re.compile(r"quantization=([A-Za-z_0-9]+)")
 
 
 def bench_row(path: Path) -> dict[str, Any]:
-    result = json.loads(gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes())
+    result = json.loads(recorded.read_bytes(path))
     summary = result["summary"]
     gpu = summary.get("gpu") or {}
     return {
@@ -55,7 +57,7 @@ def vllm_bench_row(path: Path) -> dict[str, Any]:
 
 
 def server_facts(log: Path) -> dict[str, Any]:
-    text = log.read_text(errors="replace")
+    text = recorded.read_text(log)
     kv = KV_RE.findall(text)
     loaded = LOAD_RE.findall(text)
     quant = QUANT_RE.findall(text)
@@ -75,7 +77,7 @@ def main() -> None:
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "experiments/gpu-runs/measurements")
     benches = [bench_row(p) for p in sorted([*root.glob("*/bench-*.json"), *root.glob("*/bench-*.json.gz")])]
     vllm = [vllm_bench_row(p) for p in sorted(root.glob("*/vllm-bench-*.json"))]
-    servers = {p.stem.removeprefix("serve-"): server_facts(p) for p in sorted(root.glob("*/serve-*.log"))}
+    servers = {p.stem.removeprefix("serve-"): server_facts(p) for p in recorded.glob(root, "*/serve-*.log")}
     startup = {p.stem.removeprefix("startup-"): int(p.read_text().split("=")[1]) for p in sorted(root.glob("*/startup-*.txt"))}
     by_name = {Path(r["file"]).name.removesuffix(".gz").removesuffix(".json"): r for r in benches + vllm}
 

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from autotune.bench.schemas import BenchResult, Summary  # noqa: E402
 from autotune.bench.result import load_result  # noqa: E402
 from autotune.config import read_yaml_mapping  # noqa: E402
+from autotune.report import recorded  # noqa: E402
 
 DEFAULT_DIR = Path("experiments/h100-qwen3-vl-4b")
 MAIN_STUDY = "h100-qwen3-vl-4b"
@@ -225,11 +226,11 @@ _ROOT_CAUSE = re.compile(r"ERROR .*?\] (\w*(?:Error|Exception)\b: .*)$")
 
 def root_cause(server_log: Path) -> str | None:
     """The last `XxxError: message` line vLLM logged at ERROR level, other than the generic start failure."""
-    if not server_log.is_file():
+    if not recorded.exists(server_log):
         return None
     causes = [
         m.group(1)
-        for line in server_log.read_text(errors="replace").splitlines()
+        for line in recorded.read_text(server_log).splitlines()
         if (m := _ROOT_CAUSE.search(line)) and "Engine core initialization failed" not in m.group(1)
     ]
     return causes[-1] if causes else None
@@ -285,7 +286,7 @@ def unrecorded_reason(trial_dir: Path) -> str:
     config = trial_dir / "config.yaml"
     engine = read_yaml_mapping(config).get("engine_config", {}) if config.is_file() else {}
     log = trial_dir / "server.log"
-    last = log.read_text(errors="replace").strip().splitlines()[-1] if log.is_file() else "(no server.log)"
+    last = recorded.read_text(log).strip().splitlines()[-1] if recorded.exists(log) else "(no server.log)"
     return f"no trial.json (killed before recording); tensor_parallel_size={engine.get('tensor_parallel_size')}; log ends: {last}"
 
 

@@ -26,6 +26,7 @@ from autotune.bench.stack_activity import (  # noqa: E402
     engine_core_shares,
     window_folders,
 )
+from autotune.report import recorded  # noqa: E402
 
 Json = dict[str, Any]
 
@@ -33,16 +34,17 @@ Json = dict[str, Any]
 def summarize(study_dir: Path) -> list[Json]:
     rows = []
     for trial_dir in sorted((study_dir / "trials").iterdir(), key=lambda p: int(p.name)):
-        if not (trial_dir / "stack-profile").is_dir():
+        if not recorded.exists(trial_dir / "stack-profile"):
             continue
         trial = json.loads((trial_dir / "trial.json").read_text())
         rate = (trial.get("summary") or {}).get("slo_rate_rps")
-        reported, probe = window_folders(trial_dir / "stack-profile", rate)
         row: Json = {"trial": int(trial_dir.name), "slo_rate_rps": round(rate or 0.0, 2)}
-        for kind, window in (("probe", probe), ("reported", reported)):
-            row[f"{kind}_window"] = window.name if window else None
-            row[f"engine_core_{kind}"] = engine_core_shares(window) if window else None
-            row[f"api_server_{kind}"] = api_server_busy(window) if window else None
+        with recorded.folder(trial_dir / "stack-profile") as profile:
+            reported, probe = window_folders(profile, rate)
+            for kind, window in (("probe", probe), ("reported", reported)):
+                row[f"{kind}_window"] = window.name if window else None
+                row[f"engine_core_{kind}"] = engine_core_shares(window) if window else None
+                row[f"api_server_{kind}"] = api_server_busy(window) if window else None
         rows.append(row)
     return rows
 

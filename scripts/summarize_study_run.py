@@ -13,7 +13,7 @@ Percent differences: agreement = (mean of autotune bench runs - mean of vllm ben
 
 from __future__ import annotations
 
-import gzip
+import io
 import json
 import re
 import sqlite3
@@ -35,6 +35,7 @@ import summarize_reference as ref  # noqa: E402
 from autotune.bench.result import load_result  # noqa: E402
 from autotune.bench.schemas import BenchResult  # noqa: E402
 from autotune.config import read_yaml_mapping  # noqa: E402
+from autotune.report import recorded  # noqa: E402
 
 DEFAULT_DIR = Path("experiments/h100-qwen3-vl-4b/2026-11-26")
 MAIN_STUDIES = ("qwen3-vl-4b-reference", "qwen3-vl-4b-reference-v2")  # the first one a run folder holds is summarized
@@ -89,10 +90,9 @@ PHASE_MARKS = {  # phase end -> the log line that marks it (the first match)
 
 def startup_phases(server_log: Path, year: int) -> Json | None:
     """Seconds between the start-up marks of one vLLM server log, and its torch.compile facts."""
-    if not server_log.is_file():
+    if not recorded.exists(server_log):
         return None
-    data = server_log.read_bytes()
-    text = (gzip.decompress(data) if server_log.suffix == ".gz" else data).decode(errors="replace")
+    text = recorded.read_text(server_log)
     start: datetime | None = None
     marks: dict[str, datetime] = {}
     for line in text.splitlines():
@@ -125,8 +125,7 @@ def startup_phases(server_log: Path, year: int) -> Json | None:
 def startup_table(study_dir: Path, year: int) -> pd.DataFrame:
     rows = []
     for d in sorted((study_dir / "trials").iterdir(), key=lambda p: int(p.name)):
-        log_path = d / "server.log" if (d / "server.log").is_file() else d / "server.log.gz"
-        info = startup_phases(log_path, year)
+        info = startup_phases(d / "server.log", year)
         if info is None:
             continue
         trial = ref.read_trial(d) or {}
@@ -231,9 +230,19 @@ def main_study(layout: ref.Layout) -> str:
 
 
 def trial_starts(study_dir: Path) -> dict[int, datetime]:
-    """Each trial's start (Optuna's datetime_start, UTC) from the study's SQLite storage."""
-    with sqlite3.connect(f"file:{study_dir / 'optuna.db'}?mode=ro", uri=True) as db:
+    """Each trial's start (Optuna's datetime_start, UTC) from the study's SQLite storage, or from its export
+    `optuna-trials.csv` (Optuna's trials_dataframe) where the storage was not kept."""
+    storage = study_dir / "optuna.db"
+    if not recorded.exists(storage):
+        frame = pd.read_csv(io.BytesIO(recorded.read_bytes(study_dir / "optuna-trials.csv")))
+        frame = frame[frame["datetime_start"].notna()]
+        return {int(n): datetime.fromisoformat(t) for n, t in zip(frame["number"], frame["datetime_start"], strict=True)}
+    db = sqlite3.connect(":memory:")
+    try:
+        db.deserialize(recorded.read_bytes(storage))
         rows = db.execute("SELECT number, datetime_start FROM trials WHERE datetime_start IS NOT NULL").fetchall()
+    finally:
+        db.close()
     return {int(n): datetime.fromisoformat(t) for n, t in rows}
 
 
@@ -310,9 +319,8 @@ def build_summary(root: Path) -> tuple[Json, pd.DataFrame, pd.DataFrame]:
     startups = startup_table(study_dir, year)
     trials = pd.concat([ref.trials_frame(layout, s) for s in (main, TP_STUDY) if layout.study(s).is_dir()],
                        ignore_index=True)
-    simulated = sorted(
-        str(p.relative_to(root)) for p in root.rglob("*.json.gz") if load_result(p).simulated
-    )
+    results = [*root.glob("measurements/*.json.gz"), *root.glob("study/*/trials/*/result.json.gz")]
+    simulated = sorted(str(p.relative_to(root)) for p in results if load_result(p).simulated)
     summary: Json = {
         "kind": "study-run-summary",
         "made_by": "scripts/summarize_study_run.py (computed from the raw files of this folder)",

@@ -58,10 +58,16 @@ left() { echo $(( BUDGET_S - (SECONDS - T0) )); }
 TRIAL_S=${TRIAL_S:-230}   # the longest trial expected: workers start no trial later than this before the end
 SLO=(--slo ttft_ms=2000 --slo tpot_ms=50)
 
-# A fresh machine resumes the study from its latest recording: experiments/h100-qwen3-vl-4b/study/ (2026-11-25) or
-# a dated run folder experiments/h100-qwen3-vl-4b/YYYY-MM-DD/study/ (the latest date wins); RESTORE overrides.
+# A fresh machine resumes the study from its latest recording that kept its Optuna store (optuna.db.xz, as
+# scripts/pack_experiment.py stores it): experiments/h100-qwen3-vl-4b/study/ (2026-11-25) or a dated run folder
+# experiments/h100-qwen3-vl-4b/YYYY-MM-DD/study/ (the latest date wins); RESTORE overrides.
+has_store() { [ -f "$1/optuna.db" ] || [ -f "$1/optuna.db.xz" ]; }
+restore_study() {  # restore_study FROM_DIR STUDY: copy the recorded study into $EXP with its store unpacked
+  cp -r "$1/$2" "$EXP/"
+  if [ -f "$EXP/$2/optuna.db.xz" ]; then xz -d "$EXP/$2/optuna.db.xz"; fi
+}
 if [ -z "${RESTORE:-}" ]; then
-  for d in experiments/h100-qwen3-vl-4b/study experiments/h100-qwen3-vl-4b/20*/study; do [ -d "$d/$STUDY" ] && RESTORE=$d; done
+  for d in experiments/h100-qwen3-vl-4b/study experiments/h100-qwen3-vl-4b/20*/study; do has_store "$d/$STUDY" && RESTORE=$d; done
 fi
 # A study's trials are comparable only on one GPU model: on another one the workers start a study of its own.
 recorded_gpu() {  # recorded_gpu STUDY_DIR: the GPU of the study's first measured trial (from its result.json[.gz])
@@ -83,13 +89,13 @@ if [ "$ENGINE" = vllm ] && [ -n "${RESTORE:-}" ] && [ -d "$RESTORE/$STUDY" ]; th
 fi
 if [ ! -d "$EXP/$STUDY" ] && [ -n "${RESTORE:-}" ] && [ -d "$RESTORE/$STUDY" ]; then
   echo "resuming study $STUDY from $RESTORE"
-  cp -r "$RESTORE/$STUDY" "$EXP/"
+  restore_study "$RESTORE" "$STUDY"
 fi
 if [ -n "${SECOND_SPACE:-}" ]; then  # the other GPUs' first study resumes from its latest recording too
   SECOND_STUDY=${SECOND_STUDY:-$(basename "$SECOND_SPACE" .yaml)}
-  for d in experiments/h100-qwen3-vl-4b/20*/study; do [ -d "$d/$SECOND_STUDY" ] && SECOND_RESTORE=$d; done
+  for d in experiments/h100-qwen3-vl-4b/20*/study; do has_store "$d/$SECOND_STUDY" && SECOND_RESTORE=$d; done
   if [ ! -d "$EXP/$SECOND_STUDY" ] && [ -n "${SECOND_RESTORE:-}" ]; then
-    echo "resuming study $SECOND_STUDY from $SECOND_RESTORE"; cp -r "$SECOND_RESTORE/$SECOND_STUDY" "$EXP/"
+    echo "resuming study $SECOND_STUDY from $SECOND_RESTORE"; restore_study "$SECOND_RESTORE" "$SECOND_STUDY"
   fi
 fi
 

@@ -1,0 +1,187 @@
+"""Pack a run folder under experiments/ into the form the repository keeps, before it is committed.
+
+    .venv/bin/python scripts/pack_experiment.py FOLDER [FOLDER ...] [--export-store STUDY ...]
+
+FOLDER: a run folder, or parts of one (the 2026-11-25 run's `measurements`, `study`, `report` lie beside later runs).
+
+What it does (experiments/README.md says why; `autotune.report.recorded` reads every packed form):
+
+- removes the MLflow stores and artifact copies (`mlflow.db`, `mlartifacts/`); it stops, naming the file, if an
+  artifact has no byte-identical copy elsewhere in its study folder;
+- keeps each Optuna store as `optuna.db.xz`, or, for the studies named by `--export-store` (nothing resumes from
+  this copy), writes Optuna's `trials_dataframe` as `optuna-trials.csv.gz` and removes the store;
+- removes `autotune report`'s HTML where its Markdown is beside it (the same figures, as PNG files);
+- removes the per-token gaps (`itl_ms` lists) from the requests of every bench result (the ITL statistics stay in
+  each summary and sweep window) and stores it as `.json.gz`;
+- gzips `*.log` and `stack_profile.json`; packs each `stack-profile/` folder as `stack-profile.tar.xz`, its folded
+  stacks uncompressed inside so that xz compresses them together.
+
+It is idempotent and prints each folder's size and file count before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import lzma
+import shutil
+import sqlite3
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from autotune.bench.schemas import BenchResult  # noqa: E402
+from autotune.report import recorded  # noqa: E402
+
+STUDY_EXPORT = "optuna-trials.csv"
+EXPORT_ATTRS = ("number", "state", "values", "datetime_start", "datetime_complete", "duration", "params",
+                "distributions", "user_attrs", "system_attrs", "intermediate_values")
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=9, mtime=0)  # no timestamp: the same content packs to the same bytes
+
+
+def size_and_count(folder: Path) -> tuple[int, int]:
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files), len(files)
+
+
+def drop_mlflow(run: Path) -> None:
+    for artifacts in sorted(run.rglob("mlartifacts")):
+        study = artifacts.parent
+        kept = {hashlib.sha256(p.read_bytes()).hexdigest() for p in study.rglob("*")
+                if p.is_file() and artifacts not in p.parents}
+        for path in sorted(p for p in artifacts.rglob("*") if p.is_file()):
+            if hashlib.sha256(path.read_bytes()).hexdigest() not in kept:
+                raise SystemExit(f"{path}: no copy of this MLflow artifact in {study}; move it there first")
+        shutil.rmtree(artifacts)
+    for store in [*run.rglob("mlflow.db"), *run.rglob("mlflow.db.autotune-lock")]:
+        store.unlink()
+
+
+def export_trials(store: Path) -> bytes:
+    """Optuna's trials_dataframe of the one study in `store`, as CSV (read from a copy: Optuna may write)."""
+    import optuna
+
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "optuna.db"
+        shutil.copy2(store, copy)
+        storage = f"sqlite:///{copy}"
+        (name,) = optuna.get_all_study_names(storage)
+        frame = optuna.load_study(study_name=name, storage=storage).trials_dataframe(attrs=EXPORT_ATTRS)
+    return frame.to_csv(index=False).encode()
+
+
+def pack_stores(run: Path, export: set[str]) -> None:
+    for store in sorted(run.rglob("optuna.db")):
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True):
+            pass  # a readable SQLite file, not a half-copied one
+        if store.parent.name in export:
+            (store.parent / f"{STUDY_EXPORT}.gz").write_bytes(gzip_bytes(export_trials(store)))
+        else:
+            store.with_name("optuna.db.xz").write_bytes(lzma.compress(store.read_bytes(), preset=9 | lzma.PRESET_EXTREME))
+        store.unlink()
+    for journal in run.rglob("optuna.db-journal"):
+        journal.unlink()
+
+
+def drop_report_html(run: Path) -> None:
+    for html in sorted(run.rglob("report.html")):
+        if (html.parent / "report.md").is_file():
+            html.unlink()
+
+
+def without_gaps(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The result without its requests' itl_ms lists; None when it has none (nothing to rewrite)."""
+    if not any("itl_ms" in r for r in data.get("requests") or []):
+        return None
+    stripped = {**data, "requests": [{k: v for k, v in r.items() if k != "itl_ms"} for r in data["requests"]]}
+    before, after = BenchResult.model_validate(data), BenchResult.model_validate(stripped)
+    expected = before.model_copy(update={"requests": [r.model_copy(update={"itl_ms": []}) for r in before.requests]})
+    if after != expected:  # the same result but for the gaps, as the schema reads it
+        raise SystemExit("removing the per-token gaps changed another field")
+    return stripped
+
+
+def pack_results(run: Path) -> None:
+    for path in sorted([*run.rglob("*.json"), *run.rglob("*.json.gz")]):
+        if path.name == "stack_profile.json" or not path.is_file():
+            continue
+        raw = recorded.read_bytes(path)
+        data = json.loads(raw)
+        if not isinstance(data, dict) or data.get("kind") != "autotune-bench-result":
+            continue
+        stripped = without_gaps(data)
+        target = path if path.suffix == ".gz" else path.with_name(path.name + ".gz")
+        if stripped is not None:
+            target.write_bytes(gzip_bytes(json.dumps(stripped, indent=1).encode()))
+        elif target != path:
+            target.write_bytes(gzip_bytes(raw))
+        if target != path:
+            path.unlink()
+
+
+def gzip_files(run: Path) -> None:
+    for path in sorted([*run.rglob("*.log"), *run.rglob("stack_profile.json")]):
+        path.with_name(path.name + ".gz").write_bytes(gzip_bytes(path.read_bytes()))
+        path.unlink()
+
+
+def _tar_entry(name: str, data: bytes | None) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+    if data is None:
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+    else:
+        info.size, info.mode = len(data), 0o644
+    return info
+
+
+def archive_profiles(run: Path) -> None:
+    for folder in sorted(run.rglob("stack-profile")):
+        if not folder.is_dir():
+            continue
+        archive = folder.with_name(folder.name + recorded.FOLDER_ARCHIVE)
+        with lzma.open(archive, "wb", preset=9) as xz, tarfile.open(fileobj=xz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            tar.addfile(_tar_entry(folder.name, None))
+            for path in sorted(folder.rglob("*")):
+                name = path.relative_to(folder.parent).as_posix()
+                if path.is_dir():
+                    tar.addfile(_tar_entry(name, None))
+                    continue
+                data = recorded.read_bytes(path)  # a .folded.gz goes in as its .folded
+                name = name.removesuffix(".gz") if path.suffix == ".gz" else name
+                tar.addfile(_tar_entry(name, data), io.BytesIO(data))
+        shutil.rmtree(folder)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", type=Path, nargs="+", help="run folders under experiments/ (or parts of one)")
+    parser.add_argument("--export-store", action="append", default=[], metavar="STUDY",
+                        help="a study whose Optuna store nothing resumes from: export its trials, drop the store")
+    args = parser.parse_args(argv)
+    for folder in args.folders:
+        if not folder.is_dir():
+            raise SystemExit(f"{folder}: no such folder")
+    for folder in args.folders:
+        size, count = size_and_count(folder)
+        drop_mlflow(folder)
+        pack_stores(folder, set(args.export_store))
+        drop_report_html(folder)
+        pack_results(folder)
+        gzip_files(folder)
+        archive_profiles(folder)
+        new_size, new_count = size_and_count(folder)
+        print(f"{folder}: {size / 1e6:.2f} MB in {count} files -> {new_size / 1e6:.2f} MB in {new_count} files")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

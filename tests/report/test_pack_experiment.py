@@ -1,0 +1,125 @@
+"""scripts/pack_experiment.py on a tiny synthetic run folder: what it drops, what it keeps, and that the summary
+scripts' reader (autotune.report.recorded) reads every packed file back."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import optuna
+import pytest
+
+from autotune.bench.result import load_result, save_result
+from autotune.bench.schemas import BenchResult, LoadSpec, RequestRecord, Stats, Summary
+from autotune.report import recorded
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "pack_experiment.py"
+
+
+@pytest.fixture(scope="module")
+def pack() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("pack_experiment", SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _result() -> BenchResult:
+    requests = [
+        RequestRecord(index=i, send_time_s=0.1 * i, success=True, ttft_ms=100.0 + i, e2el_ms=700.0 + i,
+                      itl_ms=[5.0 + i, 6.5, 7.25], input_tokens=270, output_tokens=4)
+        for i in range(3)
+    ]
+    summary = Summary(completed=3, throughput_rps=2.0, itl_ms=Stats(p50=6.5, p99=7.25))
+    return BenchResult(url="http://127.0.0.1:1", workload={"name": "vlm-chat"}, load=LoadSpec(mode="concurrency", concurrency=2),
+                       summary=summary, sweep=[summary], requests=requests, gpu_timeseries=[{"t_s": 0.0, "util_pct": 50.0}])
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """An Optuna SQLite store of one finished trial (made once: creating the schema takes seconds)."""
+    path = tmp_path_factory.mktemp("store") / "optuna.db"
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{path}")
+    study.enqueue_trial({"max_num_seqs": 128})
+    study.optimize(lambda trial: float(trial.suggest_int("max_num_seqs", 64, 256)), n_trials=1)
+    return path.read_bytes()
+
+
+@pytest.fixture()
+def run(tmp_path: Path, store: bytes) -> Path:
+    """A run folder as the device brings it back: two studies, MLflow copies, HTML report, logs, a stack profile."""
+    root = tmp_path / "2026-01-02"
+    for name in ("kept", "superseded"):
+        trial = root / "study" / name / "trials" / "0"
+        trial.mkdir(parents=True)
+        save_result(_result(), trial / "result.json.gz")
+        (trial / "server.log").write_text("INFO starting\nERROR ValueError: boom\n")
+        (trial / "trial.json").write_text(json.dumps({"number": 0, "state": "complete"}))
+        (root / "study" / name / "optuna.db").write_bytes(store)
+        (root / "study" / name / "mlflow.db").write_bytes(b"SQLite format 3\x00")
+        artifacts = root / "study" / name / "mlartifacts" / "abc" / "artifacts"
+        artifacts.mkdir(parents=True)
+        (artifacts / "trial.json").write_bytes((trial / "trial.json").read_bytes())
+    window = root / "study" / "kept" / "trials" / "0" / "stack-profile" / "phase00-c256"
+    window.mkdir(parents=True)
+    (window / "EngineCore.7.folded.gz").write_bytes(gzip.compress(b"# header\nMainThread;run 10\n"))
+    (root / "study" / "kept" / "trials" / "0" / "stack_profile.json").write_text('{"windows": []}')
+    (root / "measurements").mkdir()
+    save_result(_result(), root / "measurements" / "bench-c2.json")  # written uncompressed
+    (root / "measurements" / "worker-gpu0.log").write_text("worker\n")
+    (root / "report").mkdir()
+    (root / "report" / "report.html").write_text("<html>")
+    (root / "report" / "report.md").write_text("# report\n![](latency_cdf.png)\n")
+    return root
+
+
+def test_a_run_folder_packs_to_what_the_reader_reads_back(pack: ModuleType, run: Path) -> None:
+    pack.main([str(run), "--export-store", "superseded"])
+    kept, superseded = run / "study" / "kept", run / "study" / "superseded"
+    # MLflow copies and the HTML twin of the Markdown report are gone; the Markdown stays
+    assert not list(run.rglob("mlflow.db")) and not list(run.rglob("mlartifacts"))
+    assert not (run / "report" / "report.html").exists() and (run / "report" / "report.md").is_file()
+    # one store kept compressed (readable as SQLite again), the other exported as Optuna's trials table
+    assert (kept / "optuna.db.xz").is_file() and not (kept / "optuna.db").exists()
+    assert recorded.read_bytes(kept / "optuna.db").startswith(b"SQLite format 3\x00")
+    assert not recorded.exists(superseded / "optuna.db")
+    export = recorded.read_text(superseded / "optuna-trials.csv").splitlines()
+    assert "datetime_start" in export[0].split(",") and "params_max_num_seqs" in export[0] and len(export) == 2
+    # results lose only their per-token gaps, and every result is stored gzip'd
+    for path in (kept / "trials" / "0" / "result.json.gz", run / "measurements" / "bench-c2.json.gz"):
+        packed, original = load_result(path), _result()
+        assert [r.itl_ms for r in packed.requests] == [[], [], []]
+        assert packed.summary == original.summary and packed.sweep == original.sweep
+        assert [r.model_dump(exclude={"itl_ms"}) for r in packed.requests] == [
+            r.model_dump(exclude={"itl_ms"}) for r in original.requests
+        ]
+    assert not (run / "measurements" / "bench-c2.json").exists()
+    # logs and stack profiles are compressed but read as written
+    assert (kept / "trials" / "0" / "server.log.gz").is_file()
+    assert recorded.read_text(kept / "trials" / "0" / "server.log").endswith("ValueError: boom\n")
+    assert recorded.read_text(run / "measurements" / "worker-gpu0.log") == "worker\n"
+    assert recorded.read_bytes(kept / "trials" / "0" / "stack_profile.json") == b'{"windows": []}'
+    assert (kept / "trials" / "0" / "stack-profile.tar.xz").is_file()
+    with recorded.folder(kept / "trials" / "0" / "stack-profile") as profile:
+        assert (profile / "phase00-c256" / "EngineCore.7.folded").read_bytes() == b"# header\nMainThread;run 10\n"
+
+
+def test_packing_twice_changes_nothing(pack: ModuleType, run: Path) -> None:
+    pack.main([str(run), "--export-store", "superseded"])
+    first = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    pack.main([str(run), "--export-store", "superseded"])
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == first
+
+
+def test_an_artifact_without_a_copy_in_its_study_stops_the_packing(pack: ModuleType, run: Path) -> None:
+    lost = run / "study" / "kept" / "mlartifacts" / "abc" / "artifacts" / "only-here.txt"
+    lost.write_text("logged to MLflow only")
+    with pytest.raises(SystemExit, match="only-here.txt: no copy of this MLflow artifact"):
+        pack.main([str(run)])
+    assert lost.is_file()

@@ -110,6 +110,10 @@ def request_renderer(workload: Workload) -> Callable[[int, str], PreparedRequest
     """`render(index, model_name)`; loads the dataset (and checks it) once."""
     if workload.synthetic is not None:
         return _SyntheticRenderer(workload, workload.synthetic).render
+    if workload.trace is not None:
+        from autotune.bench.trace import TraceRenderer  # imports this module's helpers
+
+        return TraceRenderer(workload, workload.trace).render
     assert workload.dataset is not None
     return _DatasetRenderer(workload, workload.dataset).render
 

@@ -50,6 +50,7 @@ from autotune.bench.schemas import SLO, BenchResult, LoadSpec, RequestRecord, Su
 from autotune.bench.server_metrics import MetricsPoller
 from autotune.bench.steady import LatencySource, WindowPlan, cut_window, e2el_p90_s, judge_window, plan_window
 from autotune.bench.worker import WorkerPlan
+from autotune.bench.trace import ReplaySchedule, replay_schedule
 from autotune.bench.workload import Workload
 from autotune.telemetry import GpuSampler, make_gpu_sampler
 
@@ -120,6 +121,7 @@ class _Benchmark:
         # so vLLM's prefix and multimodal caches cannot flatter the second run.
         self.next_index = load.seed * REQUESTS_PER_SEED
         self.first_window_monotonic: float | None = None
+        self.replay: ReplaySchedule | None = None  # load mode replay: the trace's send times
 
     def _build(self, count: int) -> list[PreparedRequest]:
         first = self.next_index
@@ -139,7 +141,11 @@ class _Benchmark:
         warmup = self._build(warmup_count)
         offsets: list[float] | None = None
         cycle_stride: int | None = None
-        if phase.kind == "open":
+        if phase.kind == "open" and self.replay is not None:  # the trace's own send times
+            self.next_index = self.replay.first_index(self.next_index)
+            offsets = self.replay.offsets_s
+            requests = self._build(len(offsets))
+        elif phase.kind == "open":
             assert phase.rate_rps is not None
             bounds = (
                 {"num_requests": load.num_requests, "duration_s": load.duration_s}
@@ -247,6 +253,10 @@ class _Benchmark:
             return result.summary, [], result.records
         if load.mode == "slo_rate":
             return await self._slo_rate()
+        if load.mode == "replay":
+            self.replay = replay_schedule(self.workload, load)
+            result = await self.run_phase(PhaseLoad(0, "open", rate_rps=self.replay.mean_rate_rps), load.warmup_requests)
+            return result.summary, [], result.records
         return await self._sweep()
 
     async def _slo_rate(self) -> tuple[Summary, list[Summary], list[RequestRecord]]:

@@ -34,14 +34,19 @@ class LoadSpec(_Strict):
     then bisection until the passing and the failing rate lie within `slo_rate_tolerance`). With `slo_rate_bracket`
     the probe is skipped and the bisection starts from that bracket. Each slo_rate window is a steady-state window
     (`autotune.bench.steady`): sized from the workload's latency unless `slo_rate_window_s` fixes its length;
-    `num_requests`/`duration_s` do not size it."""
+    `num_requests`/`duration_s` do not size it. Or `replay`: a trace workload's requests at the trace's own times,
+    scaled by `time_scale` (docs/traces.md)."""
 
-    mode: Literal["concurrency", "rate", "sweep", "slo_rate"]
+    mode: Literal["concurrency", "rate", "sweep", "slo_rate", "replay"]
     concurrency: Annotated[int, Field(ge=1)] | None = None
     rate_rps: Annotated[float, Field(gt=0)] | None = None
     arrival: Literal["poisson", "constant"] = "poisson"
     num_requests: Annotated[int, Field(ge=1)] | None = 200
     duration_s: Annotated[float, Field(gt=0)] | None = None
+    time_scale: Annotated[float, Field(gt=0, allow_inf_nan=False)] = Field(
+        default=1.0,
+        description="replay: send times are the trace's times x time_scale (0.5 replays twice as fast, 2 at half speed)",
+    )
     warmup_requests: Annotated[int, Field(ge=0)] = 0
     client_processes: Annotated[int, Field(ge=1, le=64)] | None = Field(
         default=None, description="None: chosen from the load"
@@ -121,8 +126,10 @@ class LoadSpec(_Strict):
         if self.slo_rate_bracket is not None and not self.slo_rate_bracket[0] < self.slo_rate_bracket[1]:
             low, high = self.slo_rate_bracket
             raise ValueError(f"slo_rate_bracket: low must be below high (got {low:g}:{high:g})")
-        if self.num_requests is None and self.duration_s is None:
+        if self.num_requests is None and self.duration_s is None and self.mode != "replay":  # a trace ends by itself
             raise ValueError("set num_requests or duration_s (a run must be bounded)")
+        if self.time_scale != 1.0 and self.mode != "replay":
+            raise ValueError(f"time_scale applies to mode 'replay' only (got mode {self.mode!r})")
         return self
 
     def warmup(self, requests: int) -> LoadSpec:

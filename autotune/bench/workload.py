@@ -5,6 +5,8 @@ Two kinds:
   (deterministic pictures, see `images.py`), lengths fixed or drawn from a distribution, with an
   optional shared system prompt (`shared_prefix_fraction`) so prefix caching matters.
 - `dataset`: a JSONL file of OpenAI chat `messages` (see `dataset.py`).
+- `trace`: a timestamped JSONL trace of request shapes (start time, prompt and output lengths, image sizes), see
+  `trace.py` and docs/traces.md; load mode `replay` sends each request at its trace time.
 
 Built-ins live in `autotune/workloads/<name>.yaml`.
 """
@@ -85,9 +87,21 @@ class DatasetSpec(_Strict):
     shuffle: bool = False
 
 
+class TraceSpec(_Strict):
+    """A request trace (format: autotune/bench/trace.py, docs/traces.md); its images are generated at the sizes it lists."""
+
+    path: str = Field(description="JSONL trace file; relative paths are relative to the workload file")
+    image_format: ImageFormat = "jpeg"
+    jpeg_quality: Annotated[int, Field(ge=1, le=95)] = 85
+    image_pattern: ImagePattern = "photo"
+    tokenizer: str | None = Field(
+        default=None, description="tokenizer.json or a model folder: fit text lengths exactly (needs `tokenizers`)"
+    )
+
+
 class Workload(_Strict):
     name: str
-    kind: Literal["synthetic", "dataset"]
+    kind: Literal["synthetic", "dataset", "trace"]
     description: str = ""
     seed: int = 0
     ignore_eos: bool = Field(default=True, description="Ask the server to generate exactly max_tokens")
@@ -96,13 +110,17 @@ class Workload(_Strict):
     )
     synthetic: SyntheticSpec | None = None
     dataset: DatasetSpec | None = None
+    trace: TraceSpec | None = None
 
     @model_validator(mode="after")
     def _section_matches_kind(self) -> Workload:
-        if self.kind == "synthetic" and (self.synthetic is None or self.dataset is not None):
-            raise ValueError("kind 'synthetic' needs a 'synthetic' section and no 'dataset' section")
-        if self.kind == "dataset" and (self.dataset is None or self.synthetic is not None):
-            raise ValueError("kind 'dataset' needs a 'dataset' section and no 'synthetic' section")
+        sections = {"synthetic": self.synthetic, "dataset": self.dataset, "trace": self.trace}
+        others = [name for name, section in sections.items() if name != self.kind and section is not None]
+        if sections[self.kind] is None or others:
+            raise ValueError(
+                f"kind {self.kind!r} needs a {self.kind!r} section"
+                + (f" and no {', '.join(repr(name) for name in others)} section" if others else "")
+            )
         reserved = {"model", "messages", "stream"} & set(self.extra_body)
         if reserved:
             raise ValueError(f"extra_body may not set {sorted(reserved)} (the benchmark sets them)")
@@ -119,9 +137,11 @@ def workload_from_mapping(data: dict[str, Any], source: str | Path, base_dir: Pa
         workload = Workload.model_validate(data)
     except ValidationError as exc:
         raise config_error_from(exc, source) from None
-    if workload.dataset is not None and base_dir is not None and not Path(workload.dataset.path).is_absolute():
-        resolved = (base_dir / workload.dataset.path).resolve()
-        workload = workload.model_copy(update={"dataset": workload.dataset.model_copy(update={"path": str(resolved)})})
+    for section in ("dataset", "trace"):
+        spec = getattr(workload, section)
+        if spec is not None and base_dir is not None and not Path(spec.path).is_absolute():
+            resolved = (base_dir / spec.path).resolve()
+            workload = workload.model_copy(update={section: spec.model_copy(update={"path": str(resolved)})})
     return workload
 
 

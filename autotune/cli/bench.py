@@ -55,6 +55,12 @@ def bench(
         int | None,
         typer.Option("--min-completions", help="--slo-rate, sized windows: requests sent in the steady part at least [default: 600]"),
     ] = None,
+    replay: Annotated[
+        bool, typer.Option("--replay", help="Send a trace workload's requests at the trace's own times (docs/traces.md)")
+    ] = False,
+    time_scale: Annotated[
+        float, typer.Option("--time-scale", help="--replay: send times are the trace's x this (0.5: twice as fast)")
+    ] = 1.0,
     arrival: Annotated[Literal["poisson", "constant"], typer.Option(help="Open-loop arrivals")] = "poisson",
     num_requests: Annotated[int | None, typer.Option(help="Requests per measured run (default 200 unless --duration)")] = None,
     duration: Annotated[float | None, typer.Option(help="Seconds per measured run")] = None,
@@ -89,6 +95,7 @@ def bench(
     from autotune.bench.result import save_result
     from autotune.bench.runner import run_benchmark_sync
     from autotune.bench.schemas import LoadSpec
+    from autotune.bench.trace import check_trace_workload
     from autotune.bench.workload import resolve_workload
     from autotune.errors import ConfigError, config_error_from
 
@@ -100,7 +107,8 @@ def bench(
                     "--sweep": sweep, "--slo-rate": slo_rate, "--slo": bool(slo), "--window-s": window_s is not None,
                     "--rate-tolerance": rate_tolerance is not None, "--min-steady-s": min_steady_s is not None,
                     "--min-completions": min_completions is not None, "--num-requests": num_requests is not None,
-                    "--duration": duration is not None, "--warmup": warmup != 0, "--processes": processes is not None},
+                    "--duration": duration is not None, "--warmup": warmup != 0, "--processes": processes is not None,
+                    "--replay": replay, "--time-scale": time_scale != 1.0},
         )
         print_report(result, Console())
         if output is not None:
@@ -108,13 +116,16 @@ def bench(
             Console(stderr=True).print(f"result written to {output}")
         return
     chosen_modes = (
-        ("concurrency", concurrency is not None and not slo_rate), ("rate", rate is not None), ("sweep", sweep), ("slo_rate", slo_rate)
+        ("concurrency", concurrency is not None and not slo_rate), ("rate", rate is not None), ("sweep", sweep), ("slo_rate", slo_rate),
+        ("replay", replay),
     )
     modes = [name for name, chosen in chosen_modes if chosen]
     if len(modes) != 1:
         raise ConfigError(
-            "choose exactly one of --concurrency N, --rate R, --sweep or --slo-rate" + (f" (got {', '.join(modes)})" if modes else "")
+            "choose exactly one of --concurrency N, --rate R, --sweep, --slo-rate or --replay" + (f" (got {', '.join(modes)})" if modes else "")
         )
+    if time_scale != 1.0 and not replay:
+        raise ConfigError(f"--time-scale applies to --replay only (got --time-scale {time_scale})")
     if slo_rate and not slo:
         raise ConfigError("--slo-rate needs at least one --slo (e.g. --slo ttft_ms=2000 --slo tpot_ms=50)")
     slo_rate_only = {"--window-s": window_s, "--rate-range": rate_range, "--rate-tolerance": rate_tolerance,
@@ -127,8 +138,9 @@ def bench(
             concurrency=concurrency,
             rate_rps=rate,
             arrival=arrival,
-            num_requests=num_requests if num_requests is not None or duration is not None else 200,
+            num_requests=num_requests if num_requests is not None or duration is not None or replay else 200,
             duration_s=duration,
+            time_scale=time_scale,
             warmup_requests=warmup,
             client_processes=processes,
             client_cpus=parse_cpu_list(client_cpus) if client_cpus else None,
@@ -149,9 +161,11 @@ def bench(
         )
     except ValidationError as exc:
         raise config_error_from(exc, "options") from None
+    chosen = resolve_workload(workload)
+    check_trace_workload(load, chosen)  # a bad trace, or --replay without one, before any request
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     result = run_benchmark_sync(
-        url, resolve_workload(workload), load, parse_slo(slo or []),
+        url, chosen, load, parse_slo(slo or []),
         model=model, api_key=api_key, telemetry=telemetry, progress=not quiet, server_pid=server_pid,
     )
     print_report(result, Console())

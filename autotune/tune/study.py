@@ -343,11 +343,13 @@ def run_tuning(
 
     `session`: a study already opened with `open_study(space, settings)` (else it is opened here).
     """
+    from autotune.bench.trace import check_trace_workload
     from autotune.bench.workload import resolve_workload
 
     check_engine(settings.engine or space.engine)  # before the study records an engine
     prepare_engine_env(space)  # literal secrets -> this process's environment; every ${VAR} set (idempotent)
     workload = resolve_workload(space.workload)  # a bad workload fails before any trial
+    check_trace_workload(space.load, workload)  # and a bad trace, or mode replay without one
     screener = None
     if settings.screen is not None:  # a bad or uncalibrated screening profile fails before any trial
         from autotune.tune.screen import Screener

@@ -59,7 +59,7 @@ def test_cli_writes_a_result_that_loads_as_a_dataframe(tmp_path: Path, start_fak
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--concurrency", "2", "--rate", "3"], "exactly one of --concurrency N, --rate R, --sweep or --slo-rate"),
+        (["--concurrency", "2", "--rate", "3"], "exactly one of --concurrency N, --rate R, --sweep, --slo-rate or --replay"),
         (["--rate", "0"], "rate_rps: Input should be greater than 0"),
         (["--rate", "1", "--slo", "latency=3"], "NAME one of ttft_ms, tpot_ms, e2el_ms"),
         (["--rate", "1", "--client-cpus", "a-b"], "--client-cpus"),

@@ -125,7 +125,7 @@ def test_text_token_count_is_exact_with_the_qwen_tokenizer(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("yaml_text", "expected"),
     [
-        ("name: x\nkind: video\n", "kind: Input should be 'synthetic' or 'dataset'"),
+        ("name: x\nkind: video\n", "kind: Input should be 'synthetic', 'dataset' or 'trace'"),
         ("name: x\nkind: synthetic\n", "needs a 'synthetic' section"),
         ("name: x\nkind: synthetic\nsynthetic: {input_tokens: 5, output_tokens: {kind: zipf}}\n", "synthetic.output_tokens"),
         ("name: x\nkind: synthetic\nsynthetic: {input_tokens: 5, output_tokens: 5, images: {sizes: [big]}}\n", "WIDTHxHEIGHT"),

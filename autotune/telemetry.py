@@ -370,3 +370,40 @@ def gpu_memory_used_mib(nvml: Any | None = None) -> list[float] | None:
     """Memory used on each GPU now, in MiB; None when NVML is not available (the tuner checks release)."""
     infos = _visible_memory_infos(nvml)
     return None if infos is None else [info.used / _MIB for info in infos]
+
+
+@dataclass(frozen=True, slots=True)
+class GpuFacts:
+    """What a search space is sized for: one GPU's name, memory and CUDA compute capability (None: unknown)."""
+
+    name: str
+    memory_gib: float
+    compute_capability: tuple[int, int] | None = None
+
+
+def first_visible_gpu(nvml: Any | None = None) -> GpuFacts | None:
+    """This process's first visible GPU (as `gpu_total_memory_gib` picks it); None without NVML or a visible GPU."""
+    try:
+        module = nvml if nvml is not None else _import_nvml()
+        module.nvmlInit()
+    except Exception:
+        return None
+    try:
+        indices = visible_device_indices(module)
+        if not indices:
+            return None
+        handle = module.nvmlDeviceGetHandleByIndex(indices[0])
+        total = float(module.nvmlDeviceGetMemoryInfo(handle).total) / 1024**3
+        try:
+            major, minor = module.nvmlDeviceGetCudaComputeCapability(handle)
+            capability: tuple[int, int] | None = (int(major), int(minor))
+        except Exception:
+            capability = None
+        return GpuFacts(name=_text(module.nvmlDeviceGetName(handle)), memory_gib=total, compute_capability=capability)
+    except Exception:
+        return None
+    finally:
+        try:
+            module.nvmlShutdown()
+        except Exception:
+            pass

@@ -18,10 +18,12 @@ ExperimentsDir = Annotated[
     Path, typer.Option("--experiments-dir", help="Folder holding one sub-folder per study")
 ]
 StorageUrl = Annotated[
-    str | None, typer.Option("--storage", help="Optuna RDB URL (default: SQLite in the study folder)")
+    str | None,
+    typer.Option("--storage", envvar="AUTOTUNE_STORAGE", help="Optuna RDB URL (default: SQLite in the study folder)"),
 ]
 MlflowUri = Annotated[
-    str | None, typer.Option("--mlflow-uri", help="MLflow tracking URI (default: SQLite in the study folder)")
+    str | None,
+    typer.Option("--mlflow-uri", envvar="AUTOTUNE_MLFLOW_URI", help="MLflow tracking URI (default: SQLite in the study folder)"),
 ]
 
 
@@ -37,7 +39,10 @@ def _quiet_optuna() -> None:
 
 @app.command()
 def tune(
-    space_file: Annotated[Path, typer.Argument(metavar="SPACE.yaml", help="Search space YAML")],
+    space_file: Annotated[
+        Path | None,
+        typer.Argument(metavar="[SPACE.yaml]", help="Search space YAML; without it, --model, --workload and --slo build one"),
+    ] = None,
     engine: Annotated[EngineKind | None, typer.Option("--engine", help="Default: the space's engine")] = None,
     study: Annotated[str | None, typer.Option("--study", help="Study name (default: the space name); resumes")] = None,
     storage: StorageUrl = None,
@@ -49,6 +54,12 @@ def tune(
     no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Do not log to MLflow")] = False,
     experiments_dir: ExperimentsDir = Path("experiments"),
     model: Annotated[str | None, typer.Option("--model", help="Replace the space's model (path or hub id)")] = None,
+    workload: Annotated[
+        str | None, typer.Option("--workload", help="Without SPACE.yaml: a built-in workload or a workload file")
+    ] = None,
+    slo: Annotated[
+        list[str] | None, typer.Option("--slo", help="Without SPACE.yaml: a latency SLO, repeatable: ttft_ms=2000, tpot_ms=50")
+    ] = None,
     serve: Annotated[bool, typer.Option("--serve", help="Serve the best config when the study ends")] = False,
     server_cpus: Annotated[
         str | None, typer.Option("--server-cpus", help="Pin each trial's server to these cores, e.g. 0-11 (recorded per trial)")
@@ -82,12 +93,21 @@ def tune(
 ) -> None:
     """Tune vLLM engine settings on a workload: one served and benchmarked config per trial."""
     from autotune.bench.options import parse_cpu_list
+    from autotune.errors import ConfigError
     from autotune.search_space import load_search_space
     from autotune.tune.preflight import check_engine, prepare_engine_env
     from autotune.tune.report import LiveTrialsTable
     from autotune.tune.screen import ScreenSettings
     from autotune.tune.study import TuneSettings, counted_trials, open_study, run_tuning
 
+    if space_file is None:  # the one-line start: a space for this model, workload, SLO and GPU, written beside the study
+        from autotune.tune.quickstart import quickstart
+
+        space_file, study = quickstart(model, workload, slo, engine, study, experiments_dir)
+        console.print(f"search space {space_file} (built for this model and GPU: edit it, then `autotune tune {space_file}`)")
+        model = None  # the space names it
+    elif workload is not None or slo:
+        raise ConfigError("--workload and --slo build a space when no SPACE.yaml is given; with SPACE.yaml, set them in the file")
     space = load_search_space(space_file, model=model)
     settings = TuneSettings(
         study=study,

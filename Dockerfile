@@ -9,8 +9,10 @@ COPY serving ./serving
 
 # Install autotune without touching vLLM's pinned stack: its non-vLLM dependencies are resolved
 # under constraints = everything already installed in the image (a conflict fails the build loudly).
+# The `cluster` extra (the PostgreSQL driver) comes too: workers share a study in PostgreSQL (deploy/, docker-compose.yml).
 RUN python3 -m pip list --format=freeze > /tmp/image-constraints.txt \
- && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+ && python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['cluster']))" \
         > /tmp/autotune-requirements.txt \
  && python3 -m pip install --no-cache-dir -c /tmp/image-constraints.txt -r /tmp/autotune-requirements.txt \
  && python3 -m pip install --no-cache-dir --no-deps . \

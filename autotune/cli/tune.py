@@ -174,12 +174,21 @@ def _print_best(path: Path) -> None:
 @app.command()
 def best(
     study: Annotated[str, typer.Argument(help="Study name")],
+    storage: Annotated[
+        str | None,
+        typer.Option("--storage", envvar="AUTOTUNE_STORAGE", help="Choose the best from this Optuna RDB (a study of several "
+                     "hosts) and write it to the study folder; default: the study folder's best.yaml"),
+    ] = None,
     experiments_dir: ExperimentsDir = Path("experiments"),
 ) -> None:
     """Print a study's best config (best.yaml) and a table of vLLM defaults vs best."""
     from autotune.errors import ConfigError
 
     path = experiments_dir / study / "best.yaml"
+    if storage is not None:
+        from autotune.tune.study import write_best_from_storage
+
+        path = write_best_from_storage(study, experiments_dir=experiments_dir, storage=storage)
     if not path.is_file():
         raise ConfigError(f"study {study!r}: no {path} (has the study completed a feasible trial?)")
     console.print(path.read_text(), highlight=False, markup=False)

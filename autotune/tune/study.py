@@ -495,3 +495,27 @@ def sync_mlflow(name: str, *, experiments_dir: Path, storage: str | None = None,
     synced = _sync_missing(session)
     finalize(session)
     return synced
+
+
+def write_best_from_storage(name: str, *, experiments_dir: Path, storage: str) -> Path:
+    """`autotune best STUDY --storage URL`: the winner chosen from the shared storage, written to
+    `<experiments>/<study>/best.yaml` on this host (workers on other hosts, pods or array tasks wrote their own).
+
+    The winning trial's result file (hardware, versions) stays on the worker that measured it; when it is not
+    readable here, the provenance says so instead of recording this host's hardware (MLflow's trial run has it).
+    """
+    session = reopen_study(name, experiments_dir=experiments_dir, storage=storage, mlflow=False)
+    tuned = build_best_config(session.study, session.space, session.engine)
+    if tuned is None:
+        raise ConfigError(f"study {name!r}: no feasible trial completed in {redact_url(storage)}")
+    best = next(t for t in session.study.get_trials(deepcopy=False) if t.number == tuned.provenance.trial_number)
+    result_path = best.user_attrs.get(attrs.RESULT_PATH)
+    if not (result_path and Path(result_path).is_file()):
+        tuned.provenance.hardware = {}
+        tuned.provenance.versions = {}
+        tuned.provenance.notes = (
+            f"{tuned.provenance.notes}; hardware and versions: trial {best.number}'s result file is on the worker that "
+            "measured it (its MLflow run has them)"
+        )
+    session.study_dir.mkdir(parents=True, exist_ok=True)
+    return tuned.write(session.study_dir / "best.yaml")

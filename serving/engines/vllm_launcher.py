@@ -53,18 +53,31 @@ def build_vllm_argv(tuned: TunedConfig, settings: ServingSettings, kv_cache_memo
         "serve",
         engine.model,
         *engine.to_vllm_cli_args(kv_cache_memory_bytes),
-        "--host",
-        settings.host,
-        "--port",
-        str(settings.port),
+        *serving_flags(settings),
         "--middleware",
         MIDDLEWARE_PATH,
     ]
-    if settings.allowed_image_hosts:
-        argv += ["--allowed-media-domains", *settings.allowed_image_hosts]
     # The API key reaches vLLM through VLLM_API_KEY (vllm_environment), never the command line,
     # where any local user could read it from the process list.
     return argv
+
+
+def serving_flags(settings: ServingSettings) -> list[str]:
+    """The serving settings vLLM's own server takes as flags (the others are our middleware's)."""
+    flags = ["--host", settings.host, "--port", str(settings.port)]
+    if settings.allowed_image_hosts:
+        flags += ["--allowed-media-domains", *settings.allowed_image_hosts]
+    return flags
+
+
+def vllm_serving_environment(settings: ServingSettings) -> dict[str, str]:
+    """The environment autotune serves vLLM with, before the config's own `env` (which wins)."""
+    return {
+        "VLLM_USE_FLASHINFER_SAMPLER": "0",
+        # Our middleware checks image URLs once; vLLM must not follow redirects to somewhere unchecked.
+        "VLLM_MEDIA_URL_ALLOW_REDIRECTS": "0",
+        "VLLM_IMAGE_FETCH_TIMEOUT": str(max(1, math.ceil(settings.image_fetch_timeout_s))),
+    }
 
 
 def vllm_environment(tuned: TunedConfig, config_json_path: str) -> dict[str, str]:
@@ -72,10 +85,7 @@ def vllm_environment(tuned: TunedConfig, config_json_path: str) -> dict[str, str
     settings = tuned.serving
     configured = expand_env(tuned.engine_config.env, os.environ)  # `${VAR}` placeholders: from our environment
     env = {
-        "VLLM_USE_FLASHINFER_SAMPLER": "0",
-        # Our middleware checks image URLs once; vLLM must not follow redirects to somewhere unchecked.
-        "VLLM_MEDIA_URL_ALLOW_REDIRECTS": "0",
-        "VLLM_IMAGE_FETCH_TIMEOUT": str(max(1, math.ceil(settings.image_fetch_timeout_s))),
+        **vllm_serving_environment(settings),
         **configured,
         **colocation_env(tuned.engine_config),  # engines_per_gpu > 1: read by each engine-core process
         CONFIG_ENV: config_json_path,

@@ -41,7 +41,7 @@ def _quiet_optuna() -> None:
 def tune(
     space_file: Annotated[
         Path | None,
-        typer.Argument(metavar="[SPACE.yaml]", help="Search space YAML; without it, --model, --workload and --slo build one"),
+        typer.Argument(metavar="SPACE.yaml", help="Search space YAML; without it, --model, --workload and --slo build one"),
     ] = None,
     engine: Annotated[EngineKind | None, typer.Option("--engine", help="Default: the space's engine")] = None,
     study: Annotated[str | None, typer.Option("--study", help="Study name (default: the space name); resumes")] = None,

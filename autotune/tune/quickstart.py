@@ -229,12 +229,13 @@ def build_space(
             "gpu_memory_gib": round(gpu.memory_gib, 2), "gpu_release_timeout_s": 10,
         }
     else:
+        # the reference space's load and trial settings (tests/tune/test_tune_quickstart.py keeps them the same)
         load = {"mode": "replay", "num_requests": None} if replay else {
             "mode": "slo_rate", "concurrency": 256, "num_requests": None, "duration_s": 8,
-            "slo_rate_fractions": [0.95, 0.85, 0.75, 0.6, 0.45, 0.3], "slo_rate_refine_steps": 1,
+            "slo_rate_fractions": [0.95, 0.85, 0.75, 0.6, 0.45, 0.3], "slo_rate_tolerance": 0.05,
             "slo_rate_above": [1.05, 1.2, 1.4],
         }
-        trial = {"warmup_requests": 32, "measure_timeout_s": 300, "activation_reserve_gib": ACTIVATION_RESERVE_GIB}
+        trial = {"warmup_requests": 32, "measure_timeout_s": 900, "activation_reserve_gib": ACTIVATION_RESERVE_GIB}
     slo_flags = " ".join(f"--slo {name}={getattr(slo, name):g}" for name in ("ttft_ms", "tpot_ms", "e2el_ms") if getattr(slo, name))
     return {
         "name": study,

@@ -59,10 +59,16 @@ def _build(tmp_path: Path, config: dict[str, Any] = QWEN3_VL_4B, gpu: GpuFacts =
 def test_reference_levers_on_an_h100_and_the_space_loads(tmp_path: Path) -> None:
     data = _build(tmp_path)
     space = parse_search_space(data)
-    assert set(space.parameters) == set(load_search_space(Path("search_spaces/qwen3-vl-4b.yaml")).parameters)
+    assert set(space.parameters) == set(load_search_space(Path(__file__).resolve().parents[2] / "search_spaces" / "qwen3-vl-4b.yaml").parameters)
     assert data["engine_base"]["limit_mm_per_prompt"] == {"image": {"count": 1, "width": 448, "height": 448}, "video": 0}
     assert space.objective.kind == "slo_rate" and space.load.mode == "slo_rate" and space.slo == SLO_2S
     assert space.parameters["engines_per_gpu"].choices == [1, 2, 3]
+    reference = yaml.safe_load((Path(__file__).resolve().parents[2] / "search_spaces" / "qwen3-vl-4b.yaml").read_text())
+    assert data["load"] == reference["load"] and data["objective"] == reference["objective"]
+    for name in ("warmup_requests", "measure_timeout_s", "activation_reserve_gib"):
+        assert data["trial"][name] == reference["trial"][name], name
+    for name, spec in data["parameters"].items():  # the reference's choices where the GPU allows them all
+        assert spec == reference["parameters"][name], name
 
 
 def test_a_small_gpu_keeps_only_the_memory_shares_that_leave_a_kv_cache(tmp_path: Path) -> None:

@@ -50,7 +50,12 @@ def field_path(parts: Iterable[int | str]) -> str:
 
 def validate_manifest(doc: Manifest, source: str | Path) -> None:
     """Check one document against the Kubernetes schemas (strict: unknown fields are errors)."""
-    import kubernetes_validate
+    try:
+        import kubernetes_validate
+    except ImportError:
+        raise ConfigError(
+            "checking Kubernetes objects needs kubernetes-validate (it ships the schemas): pip install 'autotune[deploy]'"
+        ) from None
 
     if not isinstance(doc, dict):
         raise ConfigError(f"{source}: expected a Kubernetes object (a mapping), got {type(doc).__name__}")

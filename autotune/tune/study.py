@@ -31,6 +31,7 @@ from autotune.tune import attrs
 from autotune.tune.best import build_best_config
 from autotune.tune.confirm import Confirmation, confirmation, enqueue_repeats
 from autotune.tune.objective import TrialFailed, TuneDisplay, TuneObjective
+from autotune.hub import require_space_models
 from autotune.tune.preflight import check_engine, check_study_dir, min_free_gib, prepare_engine_env
 from autotune.tune.recovery import recover_dead_workers
 from autotune.tune.redact import redact_url
@@ -347,6 +348,7 @@ def run_tuning(
 
     check_engine(settings.engine or space.engine)  # before the study records an engine
     prepare_engine_env(space)  # literal secrets -> this process's environment; every ${VAR} set (idempotent)
+    require_space_models(space)  # hub ids: their configs cached or fetched, or one clear error (memoized)
     workload = resolve_workload(space.workload)  # a bad workload fails before any trial
     screener = None
     if settings.screen is not None:  # a bad or uncalibrated screening profile fails before any trial

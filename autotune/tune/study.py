@@ -242,6 +242,9 @@ def open_study(space: SearchSpace, settings: TuneSettings, *, create: bool = Tru
         study.set_user_attr(attrs.STUDY_SPACE, space.model_dump(mode="json", exclude_unset=True))  # `otherwise` keeps meaning "unset"
         study.set_user_attr(attrs.STUDY_ENGINE, engine.value)
         study.set_user_attr(attrs.STUDY_OBJECTIVE, space.objective.model_dump(mode="json"))
+        with warnings.catch_warnings():  # experimental in Optuna, and only a label
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(space.objective.metric_names())  # optuna-dashboard names its axes with them
     elif not space.matches_hash(stored_hash):
         raise ConfigError(
             f"study {name!r} was created from a different search space (parameters, engine base, workload, load, SLO "

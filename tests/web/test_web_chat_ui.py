@@ -174,8 +174,9 @@ def test_a_wrong_key_a_text_file_and_an_oversized_image_get_the_apis_errors(brow
                 page.wait_for_selector("#attachment:not([hidden])")
                 page.fill("#question", "What is this?")
                 page.click("#send")
-                page.wait_for_function(f"document.querySelectorAll('#messages li.error').length > {count}")
-                return str(page.locator("#messages li.error .text").last.inner_text())
+                error = page.locator("#messages li.error .text").nth(count)
+                error.wait_for()
+                return str(error.inner_text())
 
             text_data_url = "data:text/plain;base64," + base64.b64encode(text_file.read_bytes()).decode()
             expected_text_error = _api_error(url, "qwen3-vl-4b", text_data_url, API_KEY)

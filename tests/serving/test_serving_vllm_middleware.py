@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers.fake_nvml import FakeNvml
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
@@ -186,34 +187,13 @@ def test_text_that_mentions_a_url_is_not_an_image(make_client) -> None:  # type:
     asyncio.run(scenario())
 
 
-class _OneGpuNvml:
-    """NVML with one visible GPU, 87% busy, 12 GiB of 80 in use."""
-
-    def nvmlInit(self) -> None: ...
-    def nvmlShutdown(self) -> None: ...
-    def nvmlDeviceGetCount(self) -> int:
-        return 1
-
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
-        return index
-
-    def nvmlDeviceGetName(self, handle: int) -> str:
-        return "NVIDIA H200"
-
-    def nvmlDeviceGetUtilizationRates(self, handle: int) -> object:
-        return type("Rates", (), {"gpu": 87, "memory": 40})()
-
-    def nvmlDeviceGetMemoryInfo(self, handle: int) -> object:
-        return type("Memory", (), {"used": 12 * 1024**3, "total": 80 * 1024**3})()
-
-
 def test_chat_page_and_gpu_activity_in_front_of_vllm(make_client, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """The page's files without the key (they hold no data); /autotune/gpu, NVML's figures, with the key only;
     `web_ui: false` leaves /ui to vLLM (which has no such page)."""
     import autotune.telemetry
 
-    monkeypatch.setattr(autotune.telemetry, "_import_nvml", lambda: _OneGpuNvml())
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(autotune.telemetry, "_import_nvml", FakeNvml)  # two GPUs: 50% and 70% busy
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # this server's GPU: NVML's index 1
     client, _ = make_client(api_key="k3y")
 
     async def scenario() -> None:
@@ -226,8 +206,8 @@ def test_chat_page_and_gpu_activity_in_front_of_vllm(make_client, monkeypatch: p
             gpu = await client.get("/autotune/gpu", headers={"Authorization": "Bearer k3y"})
             assert gpu.json() == {
                 "available": True, "reason": None,
-                "gpus": [{"index": 0, "name": "NVIDIA H200", "utilization_pct": 87.0,
-                          "memory_used_mib": 12 * 1024.0, "memory_total_mib": 80 * 1024.0}],
+                "gpus": [{"index": 1, "name": "Fake H100 #1", "utilization_pct": 70.0,
+                          "memory_used_mib": 2000.0, "memory_total_mib": 80_000.0}],
             }
 
     asyncio.run(scenario())

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import io
 import threading
 from collections.abc import Iterator
 from pathlib import Path

@@ -131,3 +131,12 @@ def test_dashboard_and_mlflow_ui_show_the_study(browser: Any, small_study: Path,
             page.screenshot(path=str(screenshot_dir / "mlflow.png"))
         finally:
             page.close()
+
+
+def test_dashboard_of_a_missing_study_is_one_clear_error(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "autotune.cli", "dashboard", "no-such-study", "--experiments-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "study 'no-such-study': no " in " ".join(done.stderr.split()) and "optuna.db" in done.stderr

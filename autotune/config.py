@@ -236,6 +236,9 @@ class ServingSettings(StrictModel):
         default=False, description="Allow image URLs that resolve to private, loopback or link-local addresses"
     )
     max_queued_requests: Annotated[int, Field(ge=1)] = 4096
+    web_ui: bool = Field(
+        default=True, description="Serve the chat page at /ui (its data comes from the API, with the API key when set)"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_serializer("api_key", when_used="json")

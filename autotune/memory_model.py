@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autotune.config import EngineConfig
 from autotune.errors import ConfigError
+from autotune.hub import model_files_dir
 
 GIB = 1024**3
 KV_BLOCK_SIZE_TOKENS = 16  # vLLM's default block size on CUDA
@@ -49,8 +50,9 @@ class ModelInfo(BaseModel):
 
     @classmethod
     def from_model_dir(cls, path: str | Path) -> ModelInfo:
-        """Read a Hugging Face `config.json` (Qwen3-VL nests `text_config` and `vision_config`)."""
-        config_path = Path(path) / "config.json"
+        """Read a Hugging Face `config.json` (Qwen3-VL nests `text_config` and `vision_config`) from a model folder,
+        or from the hub cache for a hub id (`autotune.hub`)."""
+        config_path = model_files_dir(path) / "config.json"
         if not config_path.is_file():
             raise ConfigError(f"{config_path}: no such file (need the model's config.json to estimate memory)")
         try:

@@ -407,3 +407,46 @@ def first_visible_gpu(nvml: Any | None = None) -> GpuFacts | None:
             module.nvmlShutdown()
         except Exception:
             pass
+
+
+@dataclass(frozen=True, slots=True)
+class GpuNow:
+    """One visible GPU at one instant (what the chat page's side panel shows)."""
+
+    index: int
+    name: str
+    utilization_pct: float | None
+    memory_used_mib: float | None
+    memory_total_mib: float | None
+
+
+def gpu_activity_now(nvml: Any | None = None) -> list[GpuNow] | None:
+    """Utilization (NVML's busy share of its last sample period) and memory of each visible GPU now;
+    None when NVML is not available or sees no GPU."""
+    try:
+        module = nvml if nvml is not None else _import_nvml()
+        module.nvmlInit()
+    except Exception:
+        return None
+    try:
+        gpus: list[GpuNow] = []
+        for index in visible_device_indices(module):
+            handle = module.nvmlDeviceGetHandleByIndex(index)
+            try:
+                utilization: float | None = float(module.nvmlDeviceGetUtilizationRates(handle).gpu)
+            except Exception:
+                utilization = None
+            try:
+                memory = module.nvmlDeviceGetMemoryInfo(handle)
+                used, total = memory.used / _MIB, memory.total / _MIB
+            except Exception:
+                used = total = None
+            gpus.append(GpuNow(index, _text(module.nvmlDeviceGetName(handle)), utilization, used, total))
+        return gpus or None
+    except Exception:
+        return None
+    finally:
+        try:
+            module.nvmlShutdown()
+        except Exception:
+            pass

@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# Services the CPU tests need: PostgreSQL binaries for tests/scaleout (the test starts its own server in a
-# temporary folder on 127.0.0.1; nothing runs as a system service). Run as root on a Debian/Ubuntu CI image.
+# Services and programs the CPU tests need, on a Debian/Ubuntu CI image, as root:
+# - PostgreSQL binaries for tests/scaleout (the test starts its own server in a temporary folder on 127.0.0.1;
+#   nothing runs as a system service);
+# - Chromium for tests/web (Playwright drives this system browser over CDP, no chromedriver; its own browser download
+#   cannot be reached from CI).
 set -euo pipefail
-if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+packages=()
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || packages+=(postgresql)
+command -v chromium >/dev/null || packages+=(chromium)
+if [ "${#packages[@]}" -gt 0 ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"
 fi
 ls -d /usr/lib/postgresql/*/bin/initdb
+chromium --version 2>/dev/null

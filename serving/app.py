@@ -105,7 +105,11 @@ def create_app(tuned: TunedConfig, engine: Engine, *, token_counter: TextTokenCo
     app.add_middleware(
         AutotuneGuard,  # type: ignore[arg-type]
         options=GuardOptions(
-            engine=engine.kind.value, max_request_bytes=settings.max_request_bytes, api_key=api_key, catch_errors=True
+            engine=engine.kind.value,
+            max_request_bytes=settings.max_request_bytes,
+            api_key=api_key,
+            catch_errors=True,
+            web_ui=settings.web_ui,
         ),
     )
     return app

@@ -5,11 +5,13 @@ response bodies through untouched, so streaming is not slowed. Request bodies of
 are read once here (bounded by `max_request_bytes`: Content-Length first, then a running count) and
 replayed to the app. Optionally it checks the API key (every method; constant-time comparison),
 answers GET /autotune/config, checks image URLs in JSON bodies, and turns an escaped exception
-into an OpenAI-style 500.
+into an OpenAI-style 500. With `web_ui` it serves the chat page's static files under /ui (no key: they hold
+no data; see `serving.webui`) and GET /autotune/gpu (key required, like the API).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from serving.errors import ApiError, error_bytes
+from serving.webui import GPU_PATH, SECURITY_HEADERS, asset, gpu_activity_document, is_ui_path
 
 log = logging.getLogger("autotune.serve")
 
@@ -52,6 +55,7 @@ class GuardOptions:
     body_check: BodyCheck | None = None
     catch_errors: bool = True
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    web_ui: bool = False  # the chat page at /ui and GET /autotune/gpu
 
 
 class AutotuneGuard:
@@ -79,6 +83,9 @@ class AutotuneGuard:
         path: str = scope.get("path", "")
         method: str = scope.get("method", "GET")
         try:
+            if self.options.web_ui and is_ui_path(path):
+                await self._serve_ui(send_with_header, path, method)
+                return
             # Every method, OPTIONS included: no route of ours needs a CORS preflight, and an exempt
             # OPTIONS once served the config document without the key.
             if self._key is not None and self._needs_key(path):
@@ -93,6 +100,11 @@ class AutotuneGuard:
                         headers={"Allow": "GET"},
                     )
                 await self._respond(send_with_header, 200, self.options.config_document)
+                return
+            if path == GPU_PATH and self.options.web_ui:
+                _require_get(method, GPU_PATH)
+                document = await asyncio.to_thread(gpu_activity_document, self.options.engine != "simulated")
+                await self._respond(send_with_header, 200, document)
                 return
             if method in _BODY_METHODS:
                 body = await self._read_body(scope, receive)
@@ -127,7 +139,22 @@ class AutotuneGuard:
     def _needs_key(self, path: str) -> bool:
         if path in _OPEN_PATHS:
             return False
-        return self.options.auth_everywhere or path == CONFIG_PATH
+        return self.options.auth_everywhere or path in (CONFIG_PATH, GPU_PATH)
+
+    async def _serve_ui(self, send: Send, path: str, method: str) -> None:
+        """The page's static files; 404 for any other path under /ui, 405 for methods other than GET and HEAD."""
+        if method not in ("GET", "HEAD"):
+            raise ApiError(
+                405, f"Method {method} not allowed on {path} (GET only)", code="method_not_allowed",
+                headers={"Allow": "GET, HEAD"},
+            )
+        found = asset(path)
+        if found is None:
+            raise ApiError(404, f"No page at {path}", type="not_found_error", code=404)
+        headers = [(b"content-type", found.content_type.encode()), (b"content-length", str(len(found.body)).encode())]
+        headers += [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else found.body})
 
     def _key_matches(self, scope: Scope) -> bool:
         assert self._key is not None
@@ -165,6 +192,13 @@ class AutotuneGuard:
         raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _require_get(method: str, path: str) -> None:
+    if method != "GET":
+        raise ApiError(
+            405, f"Method {method} not allowed on {path} (GET only)", code="method_not_allowed", headers={"Allow": "GET"}
+        )
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -14,6 +14,7 @@ from rich.logging import RichHandler
 
 from autotune.config import EngineConfig, EngineKind, TunedConfig, load_tuned_config
 from autotune.errors import ConfigError, config_error_from
+from autotune.hub import require_model_files
 from autotune.tune.redact import expand_env
 from serving.engines.base import ServingBackend
 
@@ -114,6 +115,7 @@ def backend_for(tuned: TunedConfig) -> ServingBackend:
 def serve(options: ServeOptions) -> None:
     tuned = resolve_tuned_config(options)
     configure_logging(tuned.serving.log_level)
+    require_model_files([tuned.engine_config.model])  # a hub id: its configs cached or fetched now, or one clear error
     describe(tuned)
     # `${VAR}` env values (secrets) are expanded here only, from this process's environment; files keep them.
     os.environ.update(expand_env(tuned.engine_config.env, os.environ))

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from autotune.hub import HubModelError, model_files_dir
+
 log = logging.getLogger("autotune.serve")
 
 MESSAGE_OVERHEAD_TOKENS = 4  # <|im_start|>role\n ... <|im_end|>\n
@@ -20,7 +22,7 @@ MAX_ASPECT_RATIO = 200
 
 @dataclass(frozen=True, slots=True)
 class VisionGrid:
-    """Qwen3-VL defaults (preprocessor_config.json of the model overrides them)."""
+    """Qwen3-VL defaults (preprocessor_config.json of the model overrides them; a hub id's from the hub cache)."""
 
     patch_size: int = 16
     merge_size: int = 2
@@ -33,7 +35,10 @@ class VisionGrid:
 
     @classmethod
     def from_model_dir(cls, path: str | Path) -> VisionGrid:
-        source = Path(path) / "preprocessor_config.json"
+        try:
+            source = model_files_dir(path) / "preprocessor_config.json"
+        except HubModelError:
+            return cls()
         try:
             data = json.loads(source.read_text())
         except (OSError, ValueError):
@@ -102,7 +107,10 @@ class HFTokenCounter:
 
 
 def make_token_counter(model: str | Path) -> TextTokenCounter:
-    tokenizer_json = Path(model) / "tokenizer.json"
+    try:
+        tokenizer_json = model_files_dir(model) / "tokenizer.json"
+    except HubModelError:
+        return ApproxTokenCounter()
     if tokenizer_json.is_file():
         try:
             return HFTokenCounter(tokenizer_json)

@@ -5,6 +5,7 @@ AUTOTUNE_CONFIG_JSON) and, through the shared `AutotuneGuard`:
 - answers GET /autotune/config (API key required when one is set; the key itself is masked),
 - adds `x-autotune-engine: vllm` to every response (touching only `http.response.start`),
 - refuses bodies over max_request_bytes with an OpenAI-style 413,
+- serves the chat page at /ui and GET /autotune/gpu (`serving.webui`; off with `serving.web_ui: false`),
 - for POST bodies that contain `"http://` or `"https://` (a cheap bytes scan; only then is the JSON
   parsed) applies the image-URL policy of `serving.security`, the same code as our own app.
 vLLM does its own auth on /v1 routes and its own error handling.
@@ -86,5 +87,6 @@ class AutotuneMiddleware(AutotuneGuard):
                 config_document=raw,
                 body_check=make_url_check(ImageUrlPolicy.from_settings(settings)),
                 catch_errors=False,
+                web_ui=settings.web_ui,
             ),
         )

@@ -94,6 +94,7 @@ def tune(
     """Tune vLLM engine settings on a workload: one served and benchmarked config per trial."""
     from autotune.bench.options import parse_cpu_list
     from autotune.errors import ConfigError
+    from autotune.hub import require_space_models
     from autotune.search_space import load_search_space
     from autotune.tune.preflight import check_engine, prepare_engine_env
     from autotune.tune.report import LiveTrialsTable
@@ -129,6 +130,7 @@ def tune(
     _quiet_optuna()
     check_engine(engine or space.engine)
     prepare_engine_env(space)  # literal secrets -> this process's environment; every ${VAR} set
+    require_space_models(space)  # hub ids: configs cached or fetched before the study exists, or one clear error
     session = open_study(space, settings)  # errors (folder, storage, space mismatch) before anything runs
     planned = n_trials if n_trials is not None else max(0, space.budget.n_trials - counted_trials(session.study))
     kind = session.engine

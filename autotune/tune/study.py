@@ -31,6 +31,7 @@ from autotune.tune import attrs
 from autotune.tune.best import build_best_config
 from autotune.tune.confirm import Confirmation, confirmation, enqueue_repeats
 from autotune.tune.objective import TrialFailed, TuneDisplay, TuneObjective
+from autotune.hub import require_space_models
 from autotune.tune.preflight import check_engine, check_study_dir, min_free_gib, prepare_engine_env
 from autotune.tune.recovery import recover_dead_workers
 from autotune.tune.redact import redact_url
@@ -241,6 +242,9 @@ def open_study(space: SearchSpace, settings: TuneSettings, *, create: bool = Tru
         study.set_user_attr(attrs.STUDY_SPACE, space.model_dump(mode="json", exclude_unset=True))  # `otherwise` keeps meaning "unset"
         study.set_user_attr(attrs.STUDY_ENGINE, engine.value)
         study.set_user_attr(attrs.STUDY_OBJECTIVE, space.objective.model_dump(mode="json"))
+        with warnings.catch_warnings():  # experimental in Optuna, and only a label
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(space.objective.metric_names())  # optuna-dashboard names its axes with them
     elif not space.matches_hash(stored_hash):
         raise ConfigError(
             f"study {name!r} was created from a different search space (parameters, engine base, workload, load, SLO "
@@ -348,6 +352,7 @@ def run_tuning(
 
     check_engine(settings.engine or space.engine)  # before the study records an engine
     prepare_engine_env(space)  # literal secrets -> this process's environment; every ${VAR} set (idempotent)
+    require_space_models(space)  # hub ids: their configs cached or fetched, or one clear error (memoized)
     workload = resolve_workload(space.workload)  # a bad workload fails before any trial
     check_trace_workload(space.load, workload)  # and a bad trace, or mode replay without one
     screener = None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers.fake_nvml import FakeNvml
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
@@ -184,3 +185,37 @@ def test_text_that_mentions_a_url_is_not_an_image(make_client) -> None:  # type:
             assert response.status_code == 200 and len(seen) == 1
 
     asyncio.run(scenario())
+
+
+def test_chat_page_and_gpu_activity_in_front_of_vllm(make_client, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The page's files without the key (they hold no data); /autotune/gpu, NVML's figures, with the key only;
+    `web_ui: false` leaves /ui to vLLM (which has no such page)."""
+    import autotune.telemetry
+
+    monkeypatch.setattr(autotune.telemetry, "_import_nvml", FakeNvml)  # two GPUs: 50% and 70% busy
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # this server's GPU: NVML's index 1
+    client, _ = make_client(api_key="k3y")
+
+    async def scenario() -> None:
+        async with client:
+            page = await client.get("/ui")
+            assert page.status_code == 200 and b'src="/ui/chat.js"' in page.content
+            assert page.headers["x-autotune-engine"] == "vllm"
+            assert (await client.get("/ui/chat.css")).status_code == 200
+            assert (await client.get("/autotune/gpu")).status_code == 401
+            gpu = await client.get("/autotune/gpu", headers={"Authorization": "Bearer k3y"})
+            assert gpu.json() == {
+                "available": True, "reason": None,
+                "gpus": [{"index": 1, "name": "Fake H100 #1", "utilization_pct": 70.0,
+                          "memory_used_mib": 2000.0, "memory_total_mib": 80_000.0}],
+            }
+
+    asyncio.run(scenario())
+    client_off, _ = make_client(web_ui=False)
+
+    async def scenario_off() -> None:
+        async with client_off:
+            assert (await client_off.get("/ui")).status_code == 404  # the stand-in vLLM app's own 404
+            assert (await client_off.get("/autotune/gpu")).status_code == 404
+
+    asyncio.run(scenario_off())

@@ -1,0 +1,194 @@
+"""The sustained SLO rate of served configs on one GPU, three ways, one server each (issue 16's proof).
+
+For every config, in order, on one server started by `autotune serve --engine vllm`:
+  1. objective: the tuner's own objective (`autotune bench --space SPACE`: the space's workload, SLO and load,
+     i.e. its steady-state windows and verdicts), the bisection started from a known bracket (`--rate-range`)
+     instead of a capacity probe so the lease holds both configs;
+  2. sustained: `autotune bench --slo-rate --window-s 120`, bracketed from the objective's rate upwards: the first
+     120 s window at the objective's rate, the next 5% above it (a pass and a fail bound the sustained rate to 5%);
+  3. confirmation: VLLM_BENCH_PROCS `vllm bench serve` processes sharing the sustained rate for VLLM_BENCH_S (random-mm,
+     the same image size and token lengths as the workload), their per-request p99s combined
+     (`scripts/gpu/combine_vllm_bench.py`).
+Every step checks the time left (DEADLINE_EPOCH) and is skipped, saying so, when it cannot finish.
+
+usage (on the GPU host, after staging; detached so no device command cuts a window):
+  RUN_DIR=/root/sustained DEADLINE_EPOCH=$(( $(date +%s) + 1500 )) \
+    setsid nohup python3 scripts/gpu/sustained.py NAME=CONFIG:LOW:HIGH ... > /root/sustained.log 2>&1 &
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from autotune.config import EngineKind
+from serving.process import ServerProcess
+
+ROOT = Path(__file__).resolve().parents[2]  # run with PYTHONPATH=$PWD (scripts/gpu/env.sh)
+
+SPACE = os.environ.get("SPACE", "search_spaces/qwen3-vl-4b.yaml")
+SLO = ["--slo", "ttft_ms=2000", "--slo", "tpot_ms=50"]
+WINDOW_S = float(os.environ.get("WINDOW_S", "120"))
+SERVER_CPUS = os.environ.get("SERVER_CPUS", "0-9")
+CLIENT_CPUS = os.environ.get("CLIENT_CPUS", "10-15")
+VLLM_BENCH_PROCS = int(os.environ.get("VLLM_BENCH_PROCS", "3"))
+VLLM_BENCH_S = float(os.environ.get("VLLM_BENCH_S", "60"))
+MODEL_DIR = os.environ.get("MODEL", "/root/models/qwen3-vl-4b-instruct")
+RUN_DIR = Path(os.environ.get("RUN_DIR", "/root/sustained"))
+DEADLINE = float(os.environ.get("DEADLINE_EPOCH", str(time.time() + 1500)))
+ENGINE = EngineKind(os.environ.get("ENGINE", "vllm"))  # simulated: a smoke test of this script without a GPU
+
+
+def cpu_list(text: str) -> list[int]:
+    cpus: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        cpus.extend(range(int(low), int(high or low) + 1))
+    return cpus
+
+
+def say(message: str) -> None:
+    line = f"{time.strftime('%H:%M:%S')} {message}"
+    print(line, flush=True)
+    with open(RUN_DIR / "progress.log", "a") as handle:
+        handle.write(line + "\n")
+
+
+def left_s() -> float:
+    return DEADLINE - time.time()
+
+
+def bench(url: str, out: Path, *args: str) -> dict:
+    """One `autotune bench` run, cut when the lease would end (then it wrote nothing, and says so)."""
+    argv = [sys.executable, "-m", "autotune.cli", "bench", "--url", url, "--client-cpus", CLIENT_CPUS, "--quiet",
+            "--output", str(out), *args]
+    say("$ " + " ".join(argv[2:]))
+    started = time.time()
+    with open(out.with_suffix(".log"), "w") as log:
+        try:
+            code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, timeout=max(1.0, left_s())).returncode
+        except subprocess.TimeoutExpired:
+            code = "cut by the lease"
+    say(f"  exit {code} after {time.time() - started:.0f} s")
+    return json.loads(out.read_text()) if out.exists() else {}
+
+
+def gpu_memory_used_mib() -> float | None:
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                              capture_output=True, text=True)
+    except FileNotFoundError:  # no NVIDIA driver: the simulated smoke test
+        return None
+    return float(done.stdout.split()[0]) if done.returncode == 0 and done.stdout.strip() else None
+
+
+def wait_gpu_released(limit_s: float = 90.0) -> float | None:
+    """Poll GPU memory until it is back under 2 GiB (the next server must not start beside the last one)."""
+    deadline = time.time() + limit_s
+    used = gpu_memory_used_mib()
+    while used is not None and used > 2048 and time.time() < deadline:
+        time.sleep(1)
+        used = gpu_memory_used_mib()
+    return used
+
+
+def vllm_bench(url: str, model: str, rate: float, folder: Path) -> None:
+    per_process = rate / VLLM_BENCH_PROCS
+    prompts = max(1, round(per_process * VLLM_BENCH_S))
+    procs = []
+    for k in range(VLLM_BENCH_PROCS):
+        argv = ["taskset", "-c", CLIENT_CPUS, sys.executable, "-m", "vllm.entrypoints.cli.main", "bench", "serve",
+                "--backend", "openai-chat", "--endpoint", "/v1/chat/completions", "--base-url", url,
+                "--model", model, "--tokenizer", MODEL_DIR, "--dataset-name", "random-mm",
+                "--random-mm-base-items-per-request", "1", "--random-mm-limit-mm-per-prompt", '{"image":1,"video":0}',
+                "--random-mm-bucket-config", "{(448,448,1):1.0}", "--random-input-len", "64",
+                "--random-output-len", "128", "--ignore-eos", "--num-prompts", str(prompts),
+                "--request-rate", f"{per_process:.4f}", "--seed", str(1000 + k), "--save-result", "--save-detailed",
+                "--result-dir", str(folder), "--result-filename", f"vllm-bench-p{k}.json"]
+        say(f"$ vllm bench serve p{k}: {per_process:.2f} req/s x {prompts} prompts")
+        procs.append(subprocess.Popen(argv, stdout=open(folder / f"vllm-bench-p{k}.log", "w"), stderr=subprocess.STDOUT))
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(1.0, left_s()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            say("  vllm bench cut by the lease")
+    combined = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/gpu/combine_vllm_bench.py"), *SLO[1::2],
+         *[str(folder / f"vllm-bench-p{k}.json") for k in range(VLLM_BENCH_PROCS)]],
+        capture_output=True, text=True,
+    )
+    (folder / "vllm-bench-combined.json").write_text(combined.stdout)
+    say(f"  vllm bench combined: {combined.stdout.strip()[:400]} {combined.stderr.strip()[-400:]}")
+
+
+def measure(name: str, config: str, low: float, high: float) -> None:
+    folder = RUN_DIR / name
+    folder.mkdir(parents=True, exist_ok=True)
+    if left_s() < float(os.environ.get("MIN_LEFT_TO_START_S", "400")):
+        say(f"{name}: skipped, {left_s():.0f} s left")
+        return
+    memory_before = wait_gpu_released()
+    say(f"{name}: starting {config} (GPU memory used {memory_before} MiB)")
+    started = time.time()
+    server = ServerProcess(Path(config), engine=ENGINE, port=8000, log_path=folder / "serve.log",
+                           startup_timeout_s=min(600.0, left_s() - 60), cpus=cpu_list(SERVER_CPUS))
+    try:
+        server.start()
+    except Exception as exc:  # noqa: BLE001 - recorded, the next config still runs
+        say(f"{name}: start failed: {exc}")
+        (folder / "start-failed.txt").write_text(str(exc))
+        server.stop()
+        return
+    startup_s = time.time() - started
+    say(f"{name}: ready after {startup_s:.0f} s at {server.base_url}")
+    record: dict = {"name": name, "config": config, "startup_s": startup_s, "server_cpus": SERVER_CPUS,
+                    "client_cpus": CLIENT_CPUS, "window_s": WINDOW_S, "vllm_bench_s": VLLM_BENCH_S,
+                    "gpu_memory_before_start_mib": memory_before}
+    try:
+        model = json.loads(subprocess.run(["curl", "-s", f"{server.base_url}/v1/models"], capture_output=True,
+                                          text=True).stdout)["data"][0]["id"]
+        objective = bench(server.base_url, folder / "objective.json", "--space", SPACE, "--rate-range",
+                          f"{low}:{high}", "--server-pid", str(server.pid))
+        rate = (objective.get("summary") or {}).get("slo_rate_rps") or low
+        record["objective_rps"] = rate
+        if left_s() > 2.5 * WINDOW_S + 60:
+            sustained = bench(server.base_url, folder / "sustained.json", "--slo-rate", "--workload", "vlm-chat", *SLO,
+                              "--window-s", str(WINDOW_S), "--rate-range", f"{rate:.3f}:{rate * 1.05:.3f}",
+                              "--seed", "7", "--server-pid", str(server.pid))
+            record["sustained_rps"] = (sustained.get("summary") or {}).get("slo_rate_rps")
+        else:
+            say(f"{name}: 120 s windows skipped, {left_s():.0f} s left")
+        confirm_rate = record.get("sustained_rps") or rate
+        if ENGINE is EngineKind.SIMULATED:
+            say(f"{name}: vllm bench skipped (simulated engine)")
+        elif left_s() > VLLM_BENCH_S + 60:
+            vllm_bench(server.base_url, model, confirm_rate, folder)
+            record["vllm_bench_rate_rps"] = confirm_rate
+        else:
+            say(f"{name}: vllm bench skipped, {left_s():.0f} s left")
+    finally:
+        stop_started = time.time()
+        server.stop()
+        record["gpu_memory_after_stop_mib"] = wait_gpu_released()
+        record["stop_s"] = time.time() - stop_started
+        (folder / "record.json").write_text(json.dumps(record, indent=2))
+        say(f"{name}: done {json.dumps(record)}")
+
+
+def main() -> None:
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    for spec in sys.argv[1:]:
+        name, _, rest = spec.partition("=")
+        config, low, high = rest.rsplit(":", 2)
+        measure(name, config, float(low), float(high))
+    (RUN_DIR / "done").write_text("done\n")
+    say("all done")
+
+
+if __name__ == "__main__":
+    main()

@@ -88,7 +88,7 @@ def gpu_memory_used_mib() -> float | None:
 
 def wait_gpu_released(limit_s: float = 90.0) -> float | None:
     """Poll GPU memory until it is back under 2 GiB (the next server must not start beside the last one)."""
-    deadline = time.time() + limit_s
+    deadline = time.time() + min(limit_s, max(0.0, left_s()))
     used = gpu_memory_used_mib()
     while used is not None and used > 2048 and time.time() < deadline:
         time.sleep(1)
@@ -182,6 +182,7 @@ def measure(name: str, config: str, low: float, high: float) -> None:
 
 def main() -> None:
     RUN_DIR.mkdir(parents=True, exist_ok=True)
+    (RUN_DIR / "deadline").write_text(f"{DEADLINE:.0f}\n")  # scripts/gpu/wait_pack.sh waits at most until then
     for spec in sys.argv[1:]:
         name, _, rest = spec.partition("=")
         config, low, high = rest.rsplit(":", 2)

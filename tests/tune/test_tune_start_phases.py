@@ -191,3 +191,13 @@ def test_the_trials_table_and_mlflow_show_each_trials_phases_and_cache_use(tmp_p
     runs = mlflow.search_runs(experiment_names=["autotune"], filter_string="tags.`autotune.role` = 'trial'")
     assert set(runs["tags.compile_cache"]) == {"hit"} and set(runs["tags.compile_keys"]) == {"963eb1d0e1"}
     assert set(runs["metrics.start_torch_compile_s"]) == {5.54} and set(runs["metrics.start_compile_cache_hit"]) == {1.0}
+    # `autotune trials` shows the start and the cache use beside the figures
+    from typer.testing import CliRunner
+
+    import autotune.cli.tune  # noqa: F401 - registers `trials`
+    from autotune.cli import app
+
+    shown = CliRunner().invoke(app, ["trials", space.name, "--experiments-dir", str(tmp_path)], env={"COLUMNS": "250"})
+    assert shown.exit_code == 0, shown.output
+    header = next(line for line in shown.output.splitlines() if "number" in line)
+    assert "start_total_s" in header and "compile_cache" in header and shown.output.count(" hit ") == 2

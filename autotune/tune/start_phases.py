@@ -6,7 +6,7 @@ year, whole seconds). Each phase runs from one mark to the next:
 
 | phase            | from                                   | to                                                |
 |------------------|----------------------------------------|---------------------------------------------------|
-| launcher_s       | the trial starts the server process    | `autotune.serve: starting vLLM` (ours: Python, autotune, config) |
+| launcher_s       | the trial starts the server process    | `autotune.serve: starting vLLM` (our launcher and the imports it triggers: with the vLLM engine, vLLM, torch and transformers through serving.vllm_middleware) |
 | api_server_s     | `starting vLLM`                        | the first `Initializing a V1 LLM engine` (vLLM's CLI, API-server processes, tokenizer and processor) |
 | engine_core_s    | the first engine core initializing     | the first `Starting to load model` (workers, device, distributed set-up) |
 | model_load_s     | the first `Starting to load model`     | the last `Model loading took` (every engine)      |
@@ -80,7 +80,9 @@ class StartPhases(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    launcher_s: float | None = Field(default=None, description="Process start -> `vllm serve` called (ours)")
+    launcher_s: float | None = Field(
+        default=None, description="Process start -> `vllm serve` called (our launcher, and the vLLM import it triggers)"
+    )
     api_server_s: float | None = Field(default=None, description="`vllm serve` called -> the first engine core starts")
     engine_core_s: float | None = Field(default=None, description="Engine core starts -> model load starts")
     model_load_s: float | None = Field(default=None, description="Model load starts -> every engine's model loaded")

@@ -144,3 +144,15 @@ def test_a_bad_config_is_pruned_after_screening_and_the_study_goes_on(tmp_path: 
     assert counted_trials(study) == 4 and len(study.trials) == 4 and len(bench.loads) == 8
     table = trials_frame(study)
     assert table.loc[1, "screening_value"] == bad.user_attrs[attrs.SCREENING]["value"] and table.loc[1, "state"] == "PRUNED"
+
+
+def test_mlflow_gets_a_screened_trials_screening_figures() -> None:
+    from autotune.tune.fidelity import screening_record
+
+    screening = screening_record("goodput_rps", 1.5, {"goodput_rps": 1.5, "ttft_ms_p99": 900.0, "completed": 4.0})
+    record = attrs.trial_record(
+        number=3, state="PRUNED", params={}, study_tags={},
+        user_attrs={attrs.SCREENING: screening, attrs.PRUNE_REASON: "pruned after screening: goodput_rps 1.5 is below 2"},
+    )
+    assert record.metrics == {"screening_value": 1.5, "screening_goodput_rps": 1.5, "screening_ttft_ms_p99": 900.0}
+    assert record.tags["screening_metric"] == "goodput_rps" and record.tags["fail_reason"].startswith("pruned after screening")

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from autotune.bench.schemas import SLO, LoadSpec
 from autotune.config import EngineConfig, EngineKind, Quantization, read_yaml_mapping
 from autotune.errors import AutotuneError, ConfigError, format_validation_error
+from autotune.tune.fidelity import FidelitySettings, fidelity_issues
 from autotune.tune.metrics import MetricName
 from autotune.tune.redact import hide_secret_env, is_secret_key, placeholder_name
 
@@ -289,6 +290,14 @@ class SamplerSettings(_Strict):
     kind: Literal["tpe", "nsga2", "random", "grid"] = "tpe"
     seed: int | None = 0
     n_startup_trials: Annotated[int, Field(ge=0)] = 5
+    compile_key_runs: Annotated[int, Field(ge=1, le=20)] = Field(
+        default=1,
+        description="Consecutive sampled trials that keep the compile-key parameters of the one before (1: off); "
+        "a trial whose compile key vLLM has compiled loads it from its cache instead (autotune.tune.compile_order)",
+    )
+    compile_key_params: list[str] | None = Field(
+        default=None, description="The parameters that change vLLM's compile key; default: those whose engine field does"
+    )
 
 
 class TrialSettings(_Strict):
@@ -324,6 +333,9 @@ class SearchSpace(_Strict):
     budget: Budget = Field(default_factory=Budget)
     sampler: SamplerSettings = Field(default_factory=SamplerSettings)
     trial: TrialSettings = Field(default_factory=TrialSettings)
+    fidelity: FidelitySettings | None = Field(
+        default=None, description="Screen each trial with a short measurement first; prune it there unless it can win"
+    )
 
     _secret_env: dict[str, str] = PrivateAttr(default_factory=dict)
     _given_paths: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -403,7 +415,7 @@ def config_hash(engine: EngineConfig) -> str:
     return _sha(engine.model_dump(mode="json"))
 
 
-_UNHASHED = {"budget", "description", "sampler"}
+_UNHASHED = {"budget", "description", "sampler", "fidelity"}  # how trials are chosen and cut short, not what they measure
 
 
 def _sha(data: Any) -> str:
@@ -555,6 +567,13 @@ def _semantic_issues(space: SearchSpace) -> list[str]:
         engine_config_from_params(space, {}, tuned=False)
     except InvalidTrialConfig as exc:
         issues.append(f"engine_base + fixed (vLLM defaults, trial 0): {exc}")
+    if space.fidelity is not None:
+        issues += fidelity_issues(space.fidelity, space.load, space.objective.directions())
+    for name in space.sampler.compile_key_params or []:
+        if name not in space.parameters:
+            issues.append(f"sampler.compile_key_params: {name!r} is not a parameter; parameters: {', '.join(space.parameters)}")
+    if space.sampler.compile_key_runs > 1 and space.sampler.kind == "grid":
+        issues.append("sampler.compile_key_runs: the grid sampler keeps its own order; use tpe, random or nsga2")
     return issues
 
 

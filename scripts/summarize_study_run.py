@@ -36,6 +36,7 @@ from autotune.bench.result import load_result  # noqa: E402
 from autotune.bench.schemas import BenchResult  # noqa: E402
 from autotune.config import read_yaml_mapping  # noqa: E402
 from autotune.report import recorded  # noqa: E402
+from autotune.tune.start_phases import read_marks  # noqa: E402
 
 DEFAULT_DIR = Path("experiments/h100-qwen3-vl-4b/2026-11-26")
 MAIN_STUDIES = ("qwen3-vl-4b-reference", "qwen3-vl-4b-reference-v2")  # the first one a run folder holds is summarized
@@ -76,48 +77,38 @@ def agreement_abba(measurements: Path) -> Json | None:
 
 # --- start-up phases from vLLM's server log ---------------------------------------------------------------------
 
-_VLLM_TS = re.compile(r"(?:INFO|WARNING) (\d\d-\d\d \d\d:\d\d:\d\d) ")
-_OURS_TS = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ INFO autotune\.serve: starting vLLM")
-PHASE_MARKS = {  # phase end -> the log line that marks it (the first match)
-    "api_server_imported": "[api_utils.py",
-    "engine_core_started": "Initializing a V1 LLM engine",
-    "model_load_started": "Starting to load model",
-    "engine_ready": "init engine (profile, create kv cache, warmup model)",
-    "mm_warmup_done": "Multi-modal warmup completed",
-    "serving": "Application startup complete",
-}
+# The marks, in order, this summary splits a start at (autotune.tune.start_phases reads them from the log; the
+# tuner records its own phases per trial since issue 17). "start" is our launcher's `starting vLLM` line.
+PHASE_MARKS = ("api_server_imported", "engine_core_started", "model_load_started", "engine_ready", "mm_warmup_done",
+               "serving")
 
 
 def startup_phases(server_log: Path, year: int) -> Json | None:
-    """Seconds between the start-up marks of one vLLM server log, and its torch.compile facts."""
+    """Seconds between the start-up marks of one vLLM server log (each mark's first occurrence), and its
+    torch.compile facts."""
     if not recorded.exists(server_log):
         return None
     text = recorded.read_text(server_log)
-    start: datetime | None = None
-    marks: dict[str, datetime] = {}
-    for line in text.splitlines():
-        if start is None and (m := _OURS_TS.search(line)):
-            start = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")
-            continue
-        ts = _VLLM_TS.search(line)
-        for name, needle in PHASE_MARKS.items():
-            if name not in marks and needle in line and ts:
-                marks[name] = datetime.strptime(f"{year}-{ts.group(1)}", "%Y-%m-%d %H:%M:%S")
-        if "Application startup complete" in line and "serving" not in marks and marks:  # uvicorn's line has no stamp
-            marks["serving"] = max(marks.values())
-    if start is None or "engine_ready" not in marks:
+    found = read_marks(text, year=year)
+    if "vllm_started" not in found.first or "engine_ready" not in found.first:
         return None
+    times = {"start": found.first["vllm_started"].replace(microsecond=0)}
+    named = {"api_server_imported": "vllm_first_line", "serving": None}
+    for name in PHASE_MARKS:
+        source = named.get(name, name)
+        if source is not None and source in found.first:
+            times[name] = found.first[source]
+    if "Application startup complete" in text:  # uvicorn's line has no stamp: the latest mark before it
+        times["serving"] = max(times.values())
     order = ["start", *PHASE_MARKS]
-    times = {"start": start, **marks}
     present = [name for name in order if name in times]
     phases = {f"{a}->{b}": (times[b] - times[a]).total_seconds() for a, b in zip(present, present[1:], strict=False)}
-    compile_s = re.search(r"torch\.compile took ([\d.]+) s in total", text)
     warmups = [float(x) for x in re.findall(r"Multi-modal warmup completed in ([\d.]+)s", text)]
     return {
         "phases_s": phases,
-        "to_serving_s": (max(times.values()) - start).total_seconds(),
-        "torch_compile_s": float(compile_s.group(1)) if compile_s else None,
-        "compile_cache_hit": "Directly load the compiled graph" in text,
+        "to_serving_s": (max(times.values()) - times["start"]).total_seconds(),
+        "torch_compile_s": found.compile_s[0] if found.compile_s else None,
+        "compile_cache_hit": found.cache_hits > 0,
         "mm_warmup_s_per_api_server": warmups,
     }
 

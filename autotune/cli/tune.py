@@ -90,6 +90,12 @@ def tune(
                      help="Each server process samples its Python threads' stacks HZ times a second during the measured "
                           "windows: trials/N/stack_profile.json (where the API servers and the engine core are busy)"),
     ] = None,
+    compile_cache: Annotated[
+        Path | None,
+        typer.Option("--compile-cache", metavar="DIR",
+                     help="VLLM_CACHE_ROOT of every vLLM trial server: one torch.compile cache across trials and runs "
+                          "(default: $VLLM_CACHE_ROOT, else vLLM's ~/.cache/vllm)"),
+    ] = None,
 ) -> None:
     """Tune vLLM engine settings on a workload: one served and benchmarked config per trial."""
     from autotune.bench.options import parse_cpu_list
@@ -126,6 +132,7 @@ def tune(
         ),
         confirm=confirm,
         stack_profile_hz=stack_profile_hz,
+        compile_cache_dir=compile_cache,
     )
     _quiet_optuna()
     check_engine(engine or space.engine)
@@ -219,6 +226,7 @@ def trials(
         return
     columns = [c for c in frame.columns if c in ("number", "state", "reason") or c.startswith("param_")]
     columns += [f"metric_{m}" for m in ("throughput_rps", "goodput_rps", "ttft_ms_p99") if f"metric_{m}" in frame]
+    columns += [c for c in ("screening_value", "start_total_s", "compile_cache") if c in frame and frame[c].notna().any()]
     gpu = [(column, header) for column, header in GPU_ACTIVITY_COLUMNS.items() if "metric_gpu_util_mean" in frame]
     table = Table(title=f"study {study}: {len(frame)} trials")
     for column in columns:

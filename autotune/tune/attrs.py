@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune.tracking import TrialRecord, flatten
+from autotune.tune.start_phases import StartPhases
 
 CONFIG_KIND = "config_kind"  # "vllm-defaults" (trial 0) | "sampled" | "profile-guided" | "repeat"
 VLLM_DEFAULTS = "vllm-defaults"
@@ -42,6 +43,12 @@ SERVER_PGID = "server_pgid"
 SERVER_URL = "server_url"
 MLFLOW_SYNCED = "mlflow_synced"
 MLFLOW_RUN_ID = "mlflow_run_id"
+START_PHASES = "start_phases"  # StartPhases (autotune.tune.start_phases) as a dict: the start's phases from its log
+COMPILE_CACHE = "compile_cache"  # hit | miss | partial | disabled: whether vLLM's compile cache served the start
+COMPILE_CACHE_ROOT = "compile_cache_root"  # the VLLM_CACHE_ROOT the trial's server was given
+COMPILE_GROUP = "compile_group"  # hash of the trial's compile-key fields (autotune.tune.compile_order)
+COMPILE_KEY_FROM = "compile_key_from"  # the trial whose compile-key parameters this sampled trial keeps
+SCREENING = "screening"  # {"metric", "value", "figures"}: the short screening measurement (autotune.tune.fidelity)
 
 WORKER_DIED = "worker died"
 GPU_BUSY = "GPU busy before start"
@@ -60,7 +67,7 @@ STUDY_SPACE_HASH = "search_space_hash"
 STUDY_ENGINE = "engine"
 STUDY_OBJECTIVE = "objective"
 
-_TRIAL_FILES = ("result.json", "server.log", "config.yaml", "trial.json", "stack_profile.json")
+_TRIAL_FILES = ("result.json", "screening.json", "server.log", "config.yaml", "trial.json", "stack_profile.json")
 
 
 def trial_record(
@@ -80,6 +87,15 @@ def trial_record(
     for key, value in (user_attrs.get(TIMINGS) or {}).items():
         if _finite(value):
             metrics[f"trial_{key}"] = float(value)
+    phases = user_attrs.get(START_PHASES)
+    if phases:
+        metrics.update(StartPhases.model_validate(phases).metrics())
+    screening = user_attrs.get(SCREENING) or {}
+    if _finite(screening.get("value")):
+        metrics["screening_value"] = float(screening["value"])
+    for key, value in (screening.get("figures") or {}).items():
+        if _finite(value):
+            metrics[f"screening_{key}"] = float(value)
     simulated = bool(user_attrs.get(SIMULATED, study_tags.get("simulated") == "true"))
     tags = {
         **study_tags,
@@ -102,6 +118,13 @@ def trial_record(
         tags[GPM_STATUS] = str(user_attrs[GPM_STATUS])[:4000]
     if user_attrs.get(GUIDED_WHY):
         tags[GUIDED_WHY] = str(user_attrs[GUIDED_WHY])[:4000]
+    if phases and phases.get("compile_keys"):
+        tags["compile_keys"] = ", ".join(phases["compile_keys"])
+    for key in (COMPILE_CACHE, COMPILE_CACHE_ROOT, COMPILE_GROUP, COMPILE_KEY_FROM):
+        if user_attrs.get(key) is not None:
+            tags[key] = str(user_attrs[key])[:4000]
+    if screening.get("metric"):
+        tags["screening_metric"] = str(screening["metric"])
     folder = user_attrs.get(TRIAL_DIR)
     artifacts = [Path(folder) / name for name in _TRIAL_FILES] if folder else []
     return TrialRecord(number=number, state=state, params=logged_params, metrics=metrics, tags=tags, artifacts=artifacts)

@@ -27,13 +27,16 @@ import optuna
 import psutil
 from optuna.trial import FrozenTrial, TrialState
 
+from autotune.bench.schemas import Summary
 from autotune.config import EngineConfig, EngineKind, Provenance
 from autotune.errors import AutotuneError
 from autotune.search_space import InvalidTrialConfig, SearchSpace, config_hash
 from autotune.tracking import MlflowTracker
 from autotune.tune import attrs
+from autotune.tune.compile_order import compile_group
+from autotune.tune.fidelity import SCREENING_STEP, Screening, screening_load, screening_record
 from autotune.tune.guide import enqueue_guided_trials, guided_config
-from autotune.tune.metrics import trial_metrics
+from autotune.tune.metrics import summary_metrics, trial_metrics
 from autotune.tune.trial import ServerHandle, TrialOutcome, TrialResult, TrialRunner
 
 log = logging.getLogger(__name__)
@@ -130,6 +133,7 @@ class TuneObjective:
                 raise optuna.TrialPruned(str(exc)) from None
             trial.set_user_attr(attrs.ENGINE_CONFIG, engine.model_dump(mode="json"))
             trial.set_user_attr(attrs.CONFIG_HASH, config_hash(engine))
+            trial.set_user_attr(attrs.COMPILE_GROUP, compile_group(engine))
             if self.display is not None:
                 self.display.trial_started(trial.number, dict(trial.params))
             previous = _measured_before(trial, config_hash(engine)) if kind != attrs.REPEAT else None
@@ -144,11 +148,42 @@ class TuneObjective:
                 trial.set_user_attr(attrs.DUPLICATE_OF, serving_twin)
                 self._finish(trial, TrialOutcome.REJECTED, reason)
                 raise optuna.TrialPruned(reason)
-            result = self.runner.run(trial.number, engine, self._provenance(trial.number))
+            screening = self._screening(trial, kind)
+            provenance = self._provenance(trial.number)
+            if screening is None:
+                result = self.runner.run(trial.number, engine, provenance)
+            else:
+                result = self.runner.run(trial.number, engine, provenance, screening=screening)
             return self._record(trial, result)
         except KeyboardInterrupt:
             trial.set_user_attr(attrs.FAIL_REASON, f"{attrs.INTERRUPTED} (Ctrl-C)")
             raise
+
+    def _screening(self, trial: optuna.Trial, kind: str) -> Screening | None:
+        """The short measurement before the full one (the space's `fidelity`); repeats are measured in full only.
+
+        The gate reports the screening value to Optuna and asks its pruner; vLLM's defaults report theirs (a reference
+        for later trials) but are never pruned."""
+        fidelity = self.space.fidelity
+        if fidelity is None or kind == attrs.REPEAT:
+            return None
+        [metric] = self.space.objective.metric_names()
+        prunable = kind != attrs.VLLM_DEFAULTS
+
+        def gate(summary: Summary) -> str | None:
+            figures = summary_metrics(summary)
+            value = figures.get(metric)
+            trial.set_user_attr(attrs.SCREENING, screening_record(metric, value, figures))
+            if value is None:  # the objective's metric was not measured: nothing to judge by, measure in full
+                return None
+            trial.report(float(value), SCREENING_STEP)
+            if not prunable or not trial.should_prune():
+                return None
+            from autotune.tune.pruning import prune_reason
+
+            return prune_reason(trial.study, fidelity.pruner, metric, float(value))
+
+        return Screening(load=screening_load(self.runner.load, fidelity), gate=gate)
 
     def _engine_for(self, trial: optuna.Trial, kind: str) -> EngineConfig:
         if kind == attrs.REPEAT:  # the original's config again: its kind's way, its params (fixed at enqueue)
@@ -171,6 +206,12 @@ class TuneObjective:
         trial.set_user_attr(attrs.TIMINGS, result.timings.model_dump(exclude_none=True))
         trial.set_user_attr(attrs.CPU_PINNING, {"server": result.server_cpus, "client": result.client_cpus})
         trial.set_user_attr(attrs.SIMULATED, result.simulated)
+        if result.start_phases is not None:
+            trial.set_user_attr(attrs.START_PHASES, result.start_phases.model_dump(mode="json", exclude_none=True))
+            if result.start_phases.compile_cache is not None:
+                trial.set_user_attr(attrs.COMPILE_CACHE, result.start_phases.compile_cache.value)
+        if result.compile_cache_root is not None:
+            trial.set_user_attr(attrs.COMPILE_CACHE_ROOT, result.compile_cache_root)
         if result.result_path:
             trial.set_user_attr(attrs.RESULT_PATH, result.result_path)
         metrics: dict[str, float | None] = {}
@@ -179,8 +220,8 @@ class TuneObjective:
             trial.set_user_attr(attrs.METRICS, {k: v for k, v in metrics.items() if v is not None})
             if result.summary.gpu is not None and result.summary.gpu.gpm_status is not None:
                 trial.set_user_attr(attrs.GPM_STATUS, result.summary.gpu.gpm_status)
-        if result.state is TrialOutcome.REJECTED:
-            self._finish(trial, result.state, result.reason or "rejected")
+        if result.state in (TrialOutcome.REJECTED, TrialOutcome.PRUNED):
+            self._finish(trial, result.state, result.reason or result.state.value)
             raise optuna.TrialPruned(result.reason)
         if result.state is TrialOutcome.FAILED:
             self._finish(trial, result.state, result.reason or "failed")
@@ -222,11 +263,14 @@ class TuneObjective:
         """Last attributes before Optuna records the state; then the MLflow run (attrs are frozen after)."""
         trial.set_user_attr(attrs.OUTCOME, outcome.value)
         if reason is not None:
-            key = attrs.PRUNE_REASON if outcome is TrialOutcome.REJECTED else attrs.FAIL_REASON
+            key = attrs.FAIL_REASON if outcome is TrialOutcome.FAILED else attrs.PRUNE_REASON
             trial.set_user_attr(key, reason)
         if self.tracker is None:
             return
-        state = {TrialOutcome.COMPLETE: "COMPLETE", TrialOutcome.FAILED: "FAIL", TrialOutcome.REJECTED: "PRUNED"}[outcome]
+        state = {
+            TrialOutcome.COMPLETE: "COMPLETE", TrialOutcome.FAILED: "FAIL", TrialOutcome.REJECTED: "PRUNED",
+            TrialOutcome.PRUNED: "PRUNED",
+        }[outcome]
         record = attrs.trial_record(
             number=trial.number, state=state, params=trial.params, user_attrs=trial.user_attrs, study_tags=self.study_tags
         )

@@ -24,6 +24,7 @@ from autotune.gpm import GPM_UNAVAILABLE, NVML_BUSY_LABEL, SM_ACTIVE_LABEL
 from autotune.search_space import SearchSpace
 from autotune.tune import attrs
 from autotune.tune.metrics import GPM_AVAILABLE_METRIC
+from autotune.tune.start_phases import PHASES
 from autotune.tune.redact import redact_mapping, redact_url
 
 log = logging.getLogger(__name__)
@@ -112,12 +113,21 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "config_hash": trial.user_attrs.get(attrs.CONFIG_HASH),
             "mlflow_synced": trial.user_attrs.get(attrs.MLFLOW_SYNCED),
             "gpm_status": trial.user_attrs.get(attrs.GPM_STATUS),
+            "compile_cache": trial.user_attrs.get(attrs.COMPILE_CACHE),
+            "compile_group": trial.user_attrs.get(attrs.COMPILE_GROUP),
+            "compile_key_from": trial.user_attrs.get(attrs.COMPILE_KEY_FROM),
+            "screening_value": (trial.user_attrs.get(attrs.SCREENING) or {}).get("value"),
         }
         for index, value in enumerate(trial.values or []):
             row[f"value_{index}"] = value
         row.update({f"param_{name}": value for name, value in trial.params.items()})
         row.update({f"metric_{name}": value for name, value in (trial.user_attrs.get(attrs.METRICS) or {}).items()})
         row.update({f"timing_{name}": value for name, value in (trial.user_attrs.get(attrs.TIMINGS) or {}).items()})
+        phases = trial.user_attrs.get(attrs.START_PHASES) or {}
+        row.update({f"start_{name}": phases.get(name) for name in (*PHASES, "total_s", "torch_compile_s", "cuda_graphs_s")
+                    if phases.get(name) is not None})
+        if phases.get("compile_keys"):
+            row["compile_keys"] = ", ".join(phases["compile_keys"])
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -67,6 +67,11 @@ class TuneSettings(BaseModel):
     stack_profile_hz: Annotated[float, Field(gt=0, le=1000)] | None = Field(
         default=None, description="Sample the server processes' Python stacks in each measured window (--stack-profile-hz)"
     )
+    compile_cache_dir: Path | None = Field(
+        default=None,
+        description="VLLM_CACHE_ROOT of every vLLM trial server (--compile-cache); default: the environment's, else "
+        "vLLM's own (~/.cache/vllm)",
+    )
 
 
 class TuneOutcome(BaseModel):
@@ -188,7 +193,20 @@ class _SeededRandom(_PerTrialSeed, optuna.samplers.RandomSampler):
 
 
 def _make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
-    """The space's sampler. With `sampler.seed` set, each trial's draws are seeded by (seed, trial number):
+    """The space's sampler; with `sampler.compile_key_runs` > 1, wrapped so that consecutive sampled trials keep their
+    compile-key parameters (autotune.tune.compile_order)."""
+    sampler = _base_sampler(space)
+    if space.sampler.compile_key_runs > 1 and space.sampler.kind != "grid":
+        from autotune.tune.compile_order import CompileKeyRuns, compile_key_params
+
+        key_params = compile_key_params(space)
+        if key_params:
+            return CompileKeyRuns(sampler, key_params, space.sampler.compile_key_runs)
+    return sampler
+
+
+def _base_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
+    """The space's Optuna sampler. With `sampler.seed` set, each trial's draws are seeded by (seed, trial number):
     reproducible for one worker, distinct across workers sharing the study. Without a seed, every
     process draws from fresh entropy."""
     seed = space.sampler.seed
@@ -219,6 +237,15 @@ def _make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
     return sampler
 
 
+def _make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
+    """The space's pruner for screened trials (`fidelity`); without screening nothing is ever pruned by it."""
+    if space.fidelity is None:
+        return optuna.pruners.NopPruner()
+    from autotune.tune.pruning import make_pruner
+
+    return make_pruner(space.fidelity.pruner)
+
+
 def open_study(space: SearchSpace, settings: TuneSettings, *, create: bool = True) -> StudySession:
     """Create or resume the study; checks the folder, storage, the space is the same as the stored one."""
     name = settings.study or space.name
@@ -232,7 +259,8 @@ def open_study(space: SearchSpace, settings: TuneSettings, *, create: bool = Tru
     engine = settings.engine or space.engine
     directions = space.objective.directions()
     study = optuna.create_study(
-        study_name=name, storage=storage, sampler=_make_sampler(space), directions=directions, load_if_exists=True
+        study_name=name, storage=storage, sampler=_make_sampler(space), pruner=_make_pruner(space), directions=directions,
+        load_if_exists=True,
     )
     if [d.name.lower() for d in study.directions] != directions:
         raise ConfigError(f"study {name!r} optimizes {len(study.directions)} objective(s) in the storage; the space asks {directions}")
@@ -369,6 +397,7 @@ def run_tuning(
         session.tracker.start_study(tags=session.study_tags(), params=_study_params(space))
         _sync_missing(session)  # trials finished while MLflow was down or by a dead worker
     load = space.load if settings.client_cpus is None else space.load.model_copy(update={"client_cpus": settings.client_cpus})
+    cache_root = _compile_cache(session.engine, settings.compile_cache_dir)
     runner = runner_factory(
         study_dir=session.study_dir,
         engine_kind=session.engine,
@@ -378,6 +407,7 @@ def run_tuning(
         settings=space.trial,
         **({"server_cpus": settings.server_cpus} if settings.server_cpus else {}),
         **({"stack_profile_hz": settings.stack_profile_hz} if settings.stack_profile_hz else {}),
+        **({"compile_cache_root": cache_root} if cache_root is not None else {}),
     )
     objective = TuneObjective(
         space=space,
@@ -409,6 +439,17 @@ def run_tuning(
     finally:
         outcome = finalize(session, recovered=recovered, ran=_finished(study) - before, interrupted=interrupted)
     return outcome
+
+
+def _compile_cache(engine: EngineKind, configured: Path | None) -> Path | None:
+    """The compile cache every vLLM trial server shares (None for the simulated engine, which compiles nothing)."""
+    if engine is not EngineKind.VLLM:
+        return None
+    from autotune.tune.compile_cache import cached_keys, compile_cache_root
+
+    root = compile_cache_root(configured)
+    log.info("vLLM compile cache %s: %d compile key(s) cached", root, len(cached_keys(root)))
+    return root
 
 
 def finalize(session: StudySession, *, recovered: list[int] | None = None, ran: int = 0, interrupted: bool = False) -> TuneOutcome:

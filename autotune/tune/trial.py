@@ -4,8 +4,11 @@ What is tuned is what is served: the trial writes the TunedConfig that `autotune
 and starts exactly that. Every way a trial can go wrong (infeasible config, server crash, OOM, start-up
 timeout, hang or stop mid-benchmark) becomes a `TrialResult` with a state and a reason; nothing here
 raises for a bad config. Files land in `<study_dir>/trials/<number>/`:
-config.yaml, server.log, result.json (BenchResult), trial.json (TrialResult).
+config.yaml, server.log, result.json (BenchResult), trial.json (TrialResult); screening.json (BenchResult) when
+the trial is screened first (autotune.tune.fidelity): a gate then decides whether it is measured in full or PRUNED.
 config.yaml keeps `${VAR}` env placeholders; the server expands them from the environment it inherits.
+A vLLM server gets VLLM_CACHE_ROOT (`compile_cache_root`, one folder for every trial: compiled graphs are loaded,
+not compiled again) unless its config's env sets it; its start is split into phases from its log (start_phases).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +34,8 @@ from autotune.search_space import TrialSettings, config_hash
 from autotune.telemetry import gpu_memory_free_fraction, gpu_total_memory_gib
 from autotune.tune import attrs
 from autotune.tune.failures import failure_summary, find_oom, last_line
+from autotune.tune.fidelity import Screening
+from autotune.tune.start_phases import StartPhases, start_phases_of_file
 from autotune.tune.redact import hide_secret_env, missing_env_placeholders
 
 log = logging.getLogger(__name__)
@@ -39,6 +45,7 @@ class TrialOutcome(StrEnum):
     COMPLETE = "complete"
     FAILED = "failed"
     REJECTED = "rejected"
+    PRUNED = "pruned"  # served and screened, then stopped: its screening value cannot reach the best
 
 
 class TrialTimings(BaseModel):
@@ -46,6 +53,7 @@ class TrialTimings(BaseModel):
 
     startup_s: float | None = None
     warmup_s: float | None = None
+    screening_s: float | None = None
     measure_s: float | None = None
     stop_s: float | None = None
     total_s: float = 0.0
@@ -79,6 +87,9 @@ class TrialResult(BaseModel):
     memory: MemoryEstimate | None = None
     gpu_memory_released: bool | None = Field(default=None, description="None: not checked (no NVML)")
     timings: TrialTimings = Field(default_factory=TrialTimings)
+    start_phases: StartPhases | None = Field(default=None, description="The start's phases from the server log")
+    compile_cache_root: str | None = Field(default=None, description="VLLM_CACHE_ROOT given to the server")
+    screening_summary: Summary | None = Field(default=None, description="The screening measurement (fidelity)")
     server_cpus: list[int] | None = Field(default=None, description="CPU cores the server was pinned to (None: not pinned)")
     client_cpus: list[int] | None = Field(default=None, description="CPU cores the load generator was pinned to")
 
@@ -174,8 +185,10 @@ class TrialRunner:
         server_factory: Callable[..., Any] | None = None,
         server_cpus: Sequence[int] | None = None,
         stack_profile_hz: float | None = None,
+        compile_cache_root: Path | None = None,
     ) -> None:
         self.study_dir = study_dir
+        self.compile_cache_root = compile_cache_root
         self.stack_profile_hz = stack_profile_hz
         self.server_cpus = sorted(set(server_cpus)) if server_cpus else None
         self.engine_kind = engine_kind
@@ -191,7 +204,10 @@ class TrialRunner:
     def trial_dir(self, number: int) -> Path:
         return self.study_dir / "trials" / str(number)
 
-    def run(self, number: int, engine: EngineConfig, provenance: Provenance) -> TrialResult:
+    def run(
+        self, number: int, engine: EngineConfig, provenance: Provenance, *, screening: Screening | None = None
+    ) -> TrialResult:
+        """Serve and measure `engine`; with `screening`, measure its load first and stop there if its gate says so."""
         started = time.monotonic()
         folder = self.trial_dir(number)
         if folder.exists():  # a study recreated under the same name: never mix old files in
@@ -212,14 +228,15 @@ class TrialRunner:
         if reason is not None:
             result.state, result.reason = TrialOutcome.REJECTED, reason
         else:
-            self._serve_and_measure(number, engine, provenance, folder, result)
+            self._serve_and_measure(number, engine, provenance, folder, result, screening)
         result.timings.total_s = round(time.monotonic() - started, 3)
         (folder / "trial.json").write_text(result.model_dump_json(indent=2))
         log.info("trial %d %s%s", number, result.state, f": {result.reason}" if result.reason else "")
         return result
 
     def _serve_and_measure(
-        self, number: int, engine: EngineConfig, provenance: Provenance, folder: Path, result: TrialResult
+        self, number: int, engine: EngineConfig, provenance: Provenance, folder: Path, result: TrialResult,
+        screening: Screening | None = None,
     ) -> None:
         from serving.process import ServerProcess, ServerStartError
 
@@ -239,11 +256,12 @@ class TrialRunner:
         if busy is not None:
             result.state, result.reason = TrialOutcome.FAILED, busy
             return
-        server_env = {**secret_env, **self._stack_profile_env(folder)}
+        server_env = {**secret_env, **self._stack_profile_env(folder), **self._compile_cache_env(engine, result)}
         before_mib = _gpu_memory_used_mib()
         factory = self._server_factory or ServerProcess
         self.observer.phase(number, "starting")
         t0 = time.monotonic()
+        started_at, ready_at = datetime.now(), None  # local wall clock, as the server log's stamps
         try:
             with factory(
                 config_path,
@@ -254,8 +272,9 @@ class TrialRunner:
                 **({"cpus": self.server_cpus} if self.server_cpus else {}),
             ) as server:
                 result.timings.startup_s = round(time.monotonic() - t0, 3)
+                ready_at = datetime.now()
                 self.observer.server_started(number, server)
-                self._measure(number, engine, server, folder, result)
+                self._measure(number, engine, server, folder, result, screening)
                 result.log_tail = server.log_tail(lines=50)
                 self.observer.phase(number, "stopping")
                 t_stop = time.monotonic()
@@ -274,7 +293,18 @@ class TrialRunner:
             oom = find_oom(result.log_tail)
             if oom:
                 result.reason = f"out of GPU memory: {oom}"
+        result.start_phases = start_phases_of_file(log_path, started_at=started_at, ready_at=ready_at)
         result.gpu_memory_released = self._wait_gpu_release(before_mib)
+
+    def _compile_cache_env(self, engine: EngineConfig, result: TrialResult) -> dict[str, str]:
+        """VLLM_CACHE_ROOT for a vLLM server (the config's own env wins: vLLM's launcher exports it last)."""
+        from autotune.tune.compile_cache import CACHE_ROOT_ENV
+
+        if self.engine_kind is not EngineKind.VLLM or self.compile_cache_root is None:
+            return {}
+        root = engine.env.get(CACHE_ROOT_ENV) or str(self.compile_cache_root)
+        result.compile_cache_root = root
+        return {CACHE_ROOT_ENV: str(self.compile_cache_root)}
 
     def _stack_dir(self, folder: Path) -> Path:
         return folder / "stack-profile"
@@ -301,7 +331,10 @@ class TrialRunner:
         (folder / "stack_profile.json").write_text(summary.model_dump_json(indent=2))
         return stack_metrics(directory, reported_rate_rps)
 
-    def _measure(self, number: int, engine: EngineConfig, server: ServerHandle, folder: Path, result: TrialResult) -> None:
+    def _measure(
+        self, number: int, engine: EngineConfig, server: ServerHandle, folder: Path, result: TrialResult,
+        screening: Screening | None = None,
+    ) -> None:
         benchmark = self._benchmark or _default_benchmark()
         model = engine.name_for_clients
         try:
@@ -319,6 +352,8 @@ class TrialRunner:
             if not server.alive():
                 result.state = TrialOutcome.FAILED
                 result.reason = f"server exited during warm-up: {last_line(server.log_tail(lines=20))}"
+                return
+            if screening is not None and self._screen(number, engine, server, folder, result, screening):
                 return
             self.observer.phase(number, "measuring")
             t_measure = time.monotonic()
@@ -360,6 +395,35 @@ class TrialRunner:
             first_error = next((r.error for r in bench.requests if r.error), None)
             result.state = TrialOutcome.FAILED
             result.reason = f"no request succeeded ({summary.failed} failed; first error: {first_error})"[:500]
+
+    def _screen(
+        self, number: int, engine: EngineConfig, server: ServerHandle, folder: Path, result: TrialResult,
+        screening: Screening,
+    ) -> bool:
+        """The screening measurement, then its gate: True when the trial ends here (pruned, or the server died).
+        Raises what the benchmark raises (the caller turns it into a failed trial)."""
+        benchmark = self._benchmark or _default_benchmark()
+        self.observer.phase(number, "screening")
+        t_screen = time.monotonic()
+        bench: BenchResult = asyncio.run(
+            asyncio.wait_for(
+                benchmark(server.base_url, self.workload, screening.load, self.slo, model=engine.name_for_clients,
+                          telemetry=True, server_pid=server.pid),
+                timeout=self.settings.measure_timeout_s,
+            )
+        )
+        result.timings.screening_s = round(time.monotonic() - t_screen, 3)
+        (folder / "screening.json").write_text(bench.model_dump_json(indent=2))
+        result.screening_summary = bench.summary
+        if not server.alive():
+            result.state = TrialOutcome.FAILED
+            result.reason = f"server exited during screening: {last_line(server.log_tail(lines=20))}"
+            return True
+        reason = screening.gate(bench.summary)
+        if reason is None:
+            return False
+        result.state, result.reason = TrialOutcome.PRUNED, reason
+        return True
 
     def _wait_for_free_gpu(self, engine: EngineConfig) -> str | None:
         """None once each visible GPU has the memory the config asks for free (or NVML cannot tell), else why not.

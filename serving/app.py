@@ -7,8 +7,9 @@ stops the engine, one router per resource, errors are OpenAI-style JSON.
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
@@ -25,7 +26,7 @@ from serving.errors import ApiError, error_body
 from serving.images import ImageLimits
 from serving.metrics import ServingMetrics
 from serving.prepare import RequestPreparer
-from serving.routes import chat, config, health, metrics, models
+from serving.routes import cache, chat, config, health, metrics, models
 from serving.security import ImageUrlPolicy
 from serving.state import AppState
 from serving.tokens import TextTokenCounter, VisionGrid, make_token_counter
@@ -33,6 +34,16 @@ from serving.tokens import TextTokenCounter, VisionGrid, make_token_counter
 log = logging.getLogger("autotune.serve")
 
 MAX_PREPROCESSING_THREADS = 32
+DEV_MODE_ENV = "VLLM_SERVER_DEV_MODE"
+
+
+def dev_mode_enabled(tuned: TunedConfig, environ: Mapping[str, str]) -> bool:
+    """vLLM's `VLLM_SERVER_DEV_MODE` (an integer, as vLLM parses it), from the engine's env or ours."""
+    value = tuned.engine_config.env.get(DEV_MODE_ENV, environ.get(DEV_MODE_ENV, "0"))
+    try:
+        return bool(int(value))
+    except ValueError:
+        return False
 
 
 def create_app(tuned: TunedConfig, engine: Engine, *, token_counter: TextTokenCounter | None = None) -> FastAPI:
@@ -82,6 +93,9 @@ def create_app(tuned: TunedConfig, engine: Engine, *, token_counter: TextTokenCo
     app.state.autotune = state
     for module in (chat, models, health, metrics, config):
         app.include_router(module.router)
+    if dev_mode_enabled(tuned, os.environ):  # as vLLM: the cache-reset routes only in dev mode
+        log.warning("%s=1: the cache-reset routes (POST /reset_prefix_cache, ...) are enabled", DEV_MODE_ENV)
+        app.include_router(cache.router)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:

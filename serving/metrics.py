@@ -3,7 +3,9 @@
 Request counters and the TTFT histogram are updated by the chat route; engine gauges are read from
 `Engine.stats()` at scrape time. Every series carries `engine="simulated"|"vllm"`; the GPU busy
 fraction exists only for the simulated engine and is named `autotune_simulated_...`. vLLM-named
-gauges (`vllm:num_requests_running`, ...) are also exported so a scraper can read either server.
+gauges (`vllm:num_requests_running`, ...) and cache counters (`vllm:prefix_cache_queries_total`,
+`vllm:prefix_cache_hits_total`, `vllm:mm_cache_queries_total`, `vllm:mm_cache_hits_total`: vLLM 0.24's names
+and units, from vllm/v1/metrics/loggers.py) are also exported so a scraper can read either server.
 """
 
 from __future__ import annotations
@@ -42,6 +44,16 @@ class _EngineCollector(Collector):
         preemptions = CounterMetricFamily("autotune_preemptions", "Sequences preempted", labels=["engine"])
         preemptions.add_metric(label, stats.preemptions_total)
         yield preemptions
+        for name, doc, value in (
+            ("vllm:prefix_cache_queries", "Prefix cache queries, in prompt tokens (as vLLM's)", stats.prefix_cache_queries),
+            ("vllm:prefix_cache_hits", "Prefix cache hits, in cached tokens (as vLLM's)", stats.prefix_cache_hits),
+            ("vllm:mm_cache_queries", "Multi-modal cache queries, in images (as vLLM's)", stats.mm_cache_queries),
+            ("vllm:mm_cache_hits", "Multi-modal cache hits, in images (as vLLM's)", stats.mm_cache_hits),
+        ):
+            if value is not None:
+                counter = CounterMetricFamily(name, doc, labels=["engine"])
+                counter.add_metric(label, value)
+                yield counter
         if stats.gpu_busy_fraction is not None:
             yield gauge(
                 "autotune_simulated_gpu_busy_fraction",

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from concurrent.futures import Executor
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import httpx
 
@@ -27,6 +29,33 @@ class _PendingImage:
     param: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    kind: Literal["message", "text", "image"]  # a message: its role; an image: its index among the images
+    value: str
+    tokens: int
+
+
+def _prompt_prefixes(layout: list[_Segment], images: Sequence[ImageInput]) -> tuple[tuple[str, int], ...]:
+    """A chained hash of the prompt and its token count after every content part, then with the assistant header."""
+    chain = hashlib.blake2b(digest_size=16)
+    tokens = 0
+    points: list[tuple[str, int]] = []
+    for segment in layout:
+        if segment.kind == "image":
+            image = images[int(segment.value)]
+            chain.update(b"\x00image\x00" + image.content_hash.encode())
+            tokens += image.tokens
+        else:
+            chain.update(b"\x00" + segment.kind.encode() + b"\x00" + segment.value.encode())
+            tokens += segment.tokens
+        if segment.kind != "message":
+            points.append((chain.hexdigest(), tokens))
+    chain.update(b"\x00assistant")
+    points.append((chain.hexdigest(), tokens + ASSISTANT_PROMPT_TOKENS))
+    return tuple(points)
+
+
 @dataclass
 class RequestPreparer:
     counter: TextTokenCounter
@@ -42,16 +71,23 @@ class RequestPreparer:
         pending: list[_PendingImage] = []
         prefix_hash: str | None = None
         prefix_tokens = 0
+        layout: list[_Segment] = []  # the prompt in order, for its prefix hashes once the images are known
         for m_index, message in enumerate(body.messages):
             text_tokens += MESSAGE_OVERHEAD_TOKENS
+            layout.append(_Segment("message", message.role, MESSAGE_OVERHEAD_TOKENS))
             content = message.content
             if isinstance(content, str):
-                text_tokens += self.counter.count(content)
+                count = self.counter.count(content)
+                text_tokens += count
+                layout.append(_Segment("text", content, count))
             elif content is not None:
                 for p_index, part in enumerate(content):
                     if isinstance(part, TextPart):
-                        text_tokens += self.counter.count(part.text)
+                        count = self.counter.count(part.text)
+                        text_tokens += count
+                        layout.append(_Segment("text", part.text, count))
                     elif isinstance(part, ImagePart):
+                        layout.append(_Segment("image", str(len(pending)), 0))
                         pending.append(
                             _PendingImage(part.image_url.url, f"messages[{m_index}].content[{p_index}].image_url.url")
                         )
@@ -73,6 +109,7 @@ class RequestPreparer:
             seed=body.seed,
             prefix_hash=prefix_hash,
             prefix_tokens=prefix_tokens,
+            prompt_prefixes=_prompt_prefixes(layout, images),
         )
 
     async def _load(self, image: _PendingImage) -> ImageInput:

@@ -36,6 +36,10 @@ class GenerationRequest:
     seed: int | None = None
     prefix_hash: str | None = None  # shared system-prompt prefix (for prefix caching)
     prefix_tokens: int = 0
+    prompt_prefixes: tuple[tuple[str, int], ...] = ()
+    """(hash of the prompt up to a point, its tokens up to there) after every content part and message, shortest
+    first: a later request whose prompt starts the same way (text and image content alike) can reuse that prefix's
+    KV cache, as vLLM's prefix caching does (it hashes 16-token blocks, images by their content)."""
 
     @property
     def image_tokens(self) -> int:
@@ -58,6 +62,10 @@ class EngineStats:
     kv_usage: float  # 0..1
     preemptions_total: int = 0
     gpu_busy_fraction: float | None = None  # simulated engines only
+    prefix_cache_queries: int | None = None  # prompt tokens looked up in the prefix cache (vLLM's counter); None: no cache
+    prefix_cache_hits: int | None = None  # of which found cached
+    mm_cache_queries: int | None = None  # images looked up in the multimodal processor cache; None: no cache
+    mm_cache_hits: int | None = None
     extra: dict[str, float] = field(default_factory=dict)
 
 
@@ -97,6 +105,18 @@ class Engine(Protocol):
     def stats(self) -> EngineStats: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+    def reset_prefix_cache(self) -> bool:
+        """Forget every cached prefix (vLLM's POST /reset_prefix_cache); False when it cannot now."""
+        ...
+
+    def reset_mm_cache(self) -> None:
+        """Forget every cached preprocessed image (vLLM's POST /reset_mm_cache)."""
+        ...
+
+    def reset_encoder_cache(self) -> None:
+        """Forget cached vision-encoder outputs (vLLM's POST /reset_encoder_cache)."""
+        ...
 
 
 class ServingBackend(Protocol):

@@ -5,6 +5,13 @@ if nothing was preempted, waiting sequences in FCFS order while there is room un
 `max_num_seqs`, token budget `max_num_batched_tokens` and free KV blocks. When a running sequence
 needs a KV block and none is free, the newest running sequence is preempted (recompute) back to the
 front of the queue. The caller turns `StepOutcome.duration_s` into time.
+
+Prefix caching: a waiting request reuses the longest prefix of its prompt (`prompt_prefixes`, or the shared
+system prompt) that an earlier request computed, in whole 16-token blocks and never its last token, as vLLM's
+KV-cache manager does; the cache is an LRU of `_PREFIX_CACHE_ENTRIES` prefixes. Like vLLM's
+`vllm:prefix_cache_queries`/`_hits`, every new request admitted adds its prompt tokens to `prefix_cache_queries`
+and the tokens found cached to `prefix_cache_hits` (requests resumed after a preemption are not counted; nothing
+is counted with prefix caching off).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ class Sequence:
     blocks: int = 0
     encoder_done: bool = False
     preemptions: int = 0
+    prefixes_cached: int = 0  # how many of request.prompt_prefixes are already in the prefix cache
     token: object = None  # opaque handle of the caller (its output queue)
 
     @property
@@ -71,6 +79,8 @@ class BatchScheduler:
         self.steps_total = 0
         self.tokens_generated_total = 0
         self._prefix_cache: OrderedDict[str, None] = OrderedDict()
+        self.prefix_cache_queries = 0
+        self.prefix_cache_hits = 0
 
     # -- admission -------------------------------------------------------------------------
     def resolve(self, request: GenerationRequest) -> GenerationRequest:
@@ -161,6 +171,9 @@ class BatchScheduler:
                 if needed > self.total_blocks - self.used_blocks:
                     break
                 self.waiting.popleft()
+                if self.settings.enable_prefix_caching and seq.preemptions == 0:
+                    self.prefix_cache_queries += seq.num_tokens
+                    self.prefix_cache_hits += cached
                 seq.computed += cached
                 seq.blocks += needed
                 self.used_blocks += needed
@@ -172,16 +185,26 @@ class BatchScheduler:
 
     def _cached_prefix(self, seq: Sequence) -> int:
         request = seq.request
-        if (
-            not self.settings.enable_prefix_caching
-            or seq.computed
-            or request.prefix_hash is None
-            or request.prefix_hash not in self._prefix_cache
-        ):
+        if not self.settings.enable_prefix_caching or seq.computed:
             return 0
-        self._prefix_cache.move_to_end(request.prefix_hash)
-        usable = min(request.prefix_tokens, seq.num_tokens - 1)
+        found = 0
+        for prefix_hash, tokens in reversed(request.prompt_prefixes):
+            if prefix_hash in self._prefix_cache:
+                self._prefix_cache.move_to_end(prefix_hash)
+                found = tokens
+                break
+        if request.prefix_hash is not None and request.prefix_hash in self._prefix_cache:
+            self._prefix_cache.move_to_end(request.prefix_hash)
+            found = max(found, request.prefix_tokens)
+        usable = min(found, seq.num_tokens - 1)
         return usable - usable % KV_BLOCK_SIZE_TOKENS
+
+    def reset_prefix_cache(self) -> bool:
+        """Forget every cached prefix, as vLLM's reset_prefix_cache: refused (False) while sequences hold KV blocks."""
+        if self.running:
+            return False
+        self._prefix_cache.clear()
+        return True
 
     def _allocate(self, seq: Sequence, new_tokens: int, preempted: list[Sequence]) -> bool:
         needed = blocks_for(seq.computed + new_tokens) - seq.blocks
@@ -225,6 +248,10 @@ class BatchScheduler:
             request = seq.request
             if request.prefix_hash is not None and seq.computed >= request.prefix_tokens:
                 self._remember_prefix(request.prefix_hash)
+            prefixes = request.prompt_prefixes
+            while seq.prefixes_cached < len(prefixes) and prefixes[seq.prefixes_cached][1] <= seq.computed:
+                self._remember_prefix(prefixes[seq.prefixes_cached][0])
+                seq.prefixes_cached += 1
             if seq.computed < seq.num_tokens:
                 continue  # a prefill chunk: no token yet
             seq.generated += 1

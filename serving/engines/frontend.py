@@ -54,6 +54,10 @@ class ImageCache:
         self.hits = 0
         self.misses = 0
 
+    def clear(self) -> None:
+        self._entries.clear()
+        self.used_bytes = 0
+
     def lookup(self, key: str, size_bytes: int) -> bool:
         """True on a hit; a miss inserts the entry (evicting the least recently used)."""
         if key in self._entries:
@@ -91,6 +95,19 @@ class Frontends:
 
     def pick(self) -> Frontend:
         return next(self._next)
+
+    @property
+    def image_cache_enabled(self) -> bool:
+        return self.cost.image_cache_bytes > 0
+
+    def image_cache_counts(self) -> tuple[int, int]:
+        """(images looked up, of which hits) over every frontend's cache, as vLLM's mm_cache_queries/hits."""
+        caches = [frontend.cache for frontend in self.frontends]
+        return sum(c.hits + c.misses for c in caches), sum(c.hits for c in caches)
+
+    def reset_image_caches(self) -> None:
+        for frontend in self.frontends:
+            frontend.cache.clear()
 
     def admit(self, frontend: Frontend, now: float, images: tuple[ImageInput, ...]) -> float:
         """Virtual time at which the request has been parsed and its images preprocessed."""

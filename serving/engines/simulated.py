@@ -257,14 +257,37 @@ class SimulatedEngine:
     def stats(self) -> EngineStats:
         scheduler = self.scheduler
         elapsed = (self._loop.time() - self._started_at) if self._loop is not None else 0.0
+        prefix_caching = self.cost.settings.enable_prefix_caching
+        mm_queries, mm_hits = self.frontends.image_cache_counts()
+        mm_cache = self.frontends.image_cache_enabled
         return EngineStats(
             queue_depth=self._pending_frontend + len(scheduler.waiting),
             running_seqs=len(scheduler.running),
             kv_usage=scheduler.kv_usage,
             preemptions_total=scheduler.preemptions_total,
             gpu_busy_fraction=min(1.0, self._busy_s / elapsed) if elapsed > 0 else 0.0,
+            prefix_cache_queries=scheduler.prefix_cache_queries if prefix_caching else None,
+            prefix_cache_hits=scheduler.prefix_cache_hits if prefix_caching else None,
+            mm_cache_queries=mm_queries if mm_cache else None,
+            mm_cache_hits=mm_hits if mm_cache else None,
             extra={"gpu_busy_seconds_total": self._busy_s, "steps_total": float(scheduler.steps_total)},
         )
+
+    # -- cache resets (vLLM's dev routes; the app registers them under the same setting) -------------------
+    def reset_prefix_cache(self) -> bool:
+        done = self.scheduler.reset_prefix_cache()
+        if done:
+            log.info("prefix cache reset")
+        else:
+            log.warning("prefix cache not reset: requests are running (as vLLM, the route still answers 200)")
+        return done
+
+    def reset_mm_cache(self) -> None:
+        self.frontends.reset_image_caches()
+        log.info("multimodal cache reset")
+
+    def reset_encoder_cache(self) -> None:
+        """Nothing to forget: the simulated vision encoder runs for every request it admits (no encoder cache)."""
 
     def describe(self) -> dict[str, Any]:
         return {

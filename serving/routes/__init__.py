@@ -1,1 +1,1 @@
-"""One router per resource: chat, models, health, metrics, config."""
+"""One router per resource: chat, models, health, metrics, config, cache (vLLM's dev-mode cache resets)."""

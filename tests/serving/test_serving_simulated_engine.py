@@ -157,3 +157,31 @@ def test_real_time_matches_the_virtual_time_model() -> None:
 
     elapsed = asyncio.run(scenario())
     assert predicted * 0.95 <= elapsed <= predicted * 2.5 + 0.3
+
+
+def test_cache_counters_come_from_what_the_engine_saw_and_resets_clear_them() -> None:
+    async def scenario() -> None:
+        sim = engine()
+        await sim.start()
+        try:
+            image = ImageInput(448, 448, 198, "same-pixels")
+            same = {"images": (image,), "prompt_prefixes": (("img", 198), ("all", 300))}
+            for name in ("first", "repeat"):
+                await collect(sim, GenerationRequest(request_id=name, prompt_tokens=300, max_tokens=2, **same))  # type: ignore[arg-type]
+            stats = sim.stats()
+            assert (stats.mm_cache_queries, stats.mm_cache_hits) == (2, 1)
+            assert (stats.prefix_cache_queries, stats.prefix_cache_hits) == (600, 288)
+            assert sim.reset_prefix_cache() is True
+            sim.reset_mm_cache()
+            await collect(sim, GenerationRequest(request_id="after", prompt_tokens=300, max_tokens=2, **same))  # type: ignore[arg-type]
+            stats = sim.stats()
+            assert (stats.mm_cache_hits, stats.prefix_cache_hits) == (1, 288)  # nothing new hit after the resets
+        finally:
+            await sim.stop()
+
+    asyncio.run(scenario())
+
+
+def test_no_cache_no_counters() -> None:
+    stats = engine(enable_prefix_caching=False, mm_processor_cache_gb=0).stats()
+    assert stats.prefix_cache_queries is None and stats.mm_cache_queries is None

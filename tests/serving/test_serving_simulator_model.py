@@ -154,3 +154,40 @@ def test_output_length_is_seeded_without_ignore_eos() -> None:
     exact = scheduler.add(GenerationRequest(request_id="c", prompt_tokens=10, max_tokens=50, ignore_eos=True))
     assert one.target_tokens == two.target_tokens <= 50
     assert exact.target_tokens == 50
+
+
+def _drain(scheduler: BatchScheduler) -> None:
+    while scheduler.has_work:
+        scheduler.step()
+
+
+def test_a_repeated_prompt_hits_the_prefix_cache_and_is_counted_as_vllm_counts() -> None:
+    scheduler = BatchScheduler(cost(max_model_len=4096))
+
+    def request(name: str, last: str, max_tokens: int = 1) -> GenerationRequest:  # an image (300 tokens), text: 605
+        return GenerationRequest(
+            request_id=name, prompt_tokens=605, max_tokens=max_tokens, prompt_prefixes=(("image-a", 300), (last, 605))
+        )
+
+    scheduler.add(request("first", "text-1"))
+    assert scheduler.step().work.prefill_tokens == 605  # type: ignore[union-attr]
+    _drain(scheduler)
+    scheduler.add(request("same", "text-1"))
+    assert scheduler.step().work.prefill_tokens == 605 - 592  # type: ignore[union-attr]  # all but the last token, in whole blocks
+    _drain(scheduler)
+    scheduler.add(request("same image, other text", "text-2"))
+    assert scheduler.step().work.prefill_tokens == 605 - 288  # type: ignore[union-attr]
+    _drain(scheduler)
+    assert (scheduler.prefix_cache_queries, scheduler.prefix_cache_hits) == (3 * 605, 592 + 288)
+    assert scheduler.reset_prefix_cache() is True
+    scheduler.add(request("after the reset", "text-1", max_tokens=4))
+    assert scheduler.step().work.prefill_tokens == 605  # type: ignore[union-attr]
+    assert scheduler.reset_prefix_cache() is False  # as vLLM: not while a sequence holds KV blocks
+
+
+def test_prefix_cache_counters_stay_zero_when_prefix_caching_is_off() -> None:
+    scheduler = BatchScheduler(cost(max_model_len=4096, enable_prefix_caching=False))
+    for name in ("a", "b"):
+        scheduler.add(GenerationRequest(request_id=name, prompt_tokens=100, max_tokens=1, prompt_prefixes=(("p", 100),)))
+        _drain(scheduler)
+    assert scheduler.prefix_cache_queries == scheduler.prefix_cache_hits == 0

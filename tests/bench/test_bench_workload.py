@@ -211,3 +211,19 @@ def test_distributions_are_seeded_and_bounded() -> None:
     assert draws == [normal.sample(np.random.default_rng(seed)) for seed in range(200)]
     with pytest.raises(ValueError, match="min must be <= max"):
         adapter.validate_python({"kind": "uniform", "min": 5, "max": 1})
+
+
+def test_every_photo_has_its_own_decoded_pixels() -> None:
+    # vLLM keys its multimodal and prefix caches by a hash of the decoded pixels: distinct files are not enough
+    import hashlib
+    from io import BytesIO
+
+    from PIL import Image
+
+    requests = build_requests(resolve_workload("vlm-chat"), 200, "m", first_index=5_000)
+    digests = set()
+    for request in requests:
+        part = next(p for p in _body(request)["messages"][-1]["content"] if p["type"] == "image_url")
+        image = Image.open(BytesIO(base64.b64decode(part["image_url"]["url"].split(",", 1)[1])))
+        digests.add(hashlib.sha256(np.asarray(image.convert("RGB")).tobytes()).hexdigest())
+    assert len(digests) == 200

@@ -2,23 +2,41 @@
 
 Request `i` of a workload is a pure function of (workload, i, model name): the same seed gives the
 same bytes, in any process and any order.
+
+Each seed owns a block of request indexes (`REQUESTS_PER_SEED`): seed k renders requests k * REQUESTS_PER_SEED
+onwards, so runs with different seeds never repeat a synthetic image or prompt. A dataset has only its lines:
+the j-th request of seed k reads the j-th line of the (shuffled) dataset, counted from the first line for an
+even k and from the last line for an odd k. Two runs of adjacent seeds against one server (the tuner's warm-up
+with seed + 1, then its measurement with the seed) thus never share a line while together they fit in the
+dataset; `request_source.RequestSource` refuses a run that would send a line twice.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from autotune.bench.client import PreparedRequest
 from autotune.bench.dataset import DatasetEntry, load_dataset
-from autotune.bench.images import data_url, image_bytes, mime_for
+from autotune.bench.images import data_url, encoded_image, mime_for
 from autotune.bench.text import TokenCounter, fit_to_tokens, load_token_counter, make_text
 from autotune.bench.workload import DatasetSpec, SyntheticSpec, Workload
 
 _SHARED_PREFIX_STREAM = 1_000_000_007  # seed stream of the shared system prompt, apart from request streams
+REQUESTS_PER_SEED = 10_000_000
+"""Request indexes owned by one seed: seed k renders requests k * REQUESTS_PER_SEED onwards."""
+RENDER_VERSION = 1
+"""Bump when the bytes a request index renders to change (it names the cached bodies, see body_cache.py)."""
+
+
+def dataset_position(index: int, lines: int) -> int:
+    """The position in the dataset's (shuffled) order that request `index` reads (see the module docstring)."""
+    seed, number = divmod(index, REQUESTS_PER_SEED)
+    number %= lines
+    return number if seed % 2 == 0 else lines - 1 - number
 
 
 def _rng(*keys: int) -> np.random.Generator:
@@ -39,6 +57,14 @@ def _body(workload: Workload, model_name: str, messages: list[dict[str, Any]], m
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+class Renderer(Protocol):
+    @property
+    def lines(self) -> int | None:
+        """A dataset's line count (the distinct requests it can send); None for a synthetic workload."""
+
+    def render(self, index: int, model_name: str) -> PreparedRequest: ...
+
+
 class _SyntheticRenderer:
     def __init__(self, workload: Workload, spec: SyntheticSpec) -> None:
         self.workload = workload
@@ -46,6 +72,10 @@ class _SyntheticRenderer:
         self.count: TokenCounter | None = load_token_counter(spec.tokenizer) if spec.tokenizer else None
         self._images: dict[tuple[int, int, int], str] = {}
         self._prefixes: dict[int, str] = {}
+
+    @property
+    def lines(self) -> int | None:
+        return None
 
     def _text(self, num_tokens: int, rng: np.random.Generator) -> str:
         text = make_text(num_tokens, rng)
@@ -57,13 +87,15 @@ class _SyntheticRenderer:
         return self._prefixes[num_tokens]
 
     def _image_url(self, width: int, height: int, image_seed: int) -> str:
+        spec = self.spec.images
+        assert spec is not None
         key = (width, height, image_seed)
-        if key not in self._images:
-            spec = self.spec.images
-            assert spec is not None
-            data = image_bytes(width, height, image_seed, spec.format, spec.jpeg_quality, spec.pattern)
-            self._images[key] = data_url(data, mime_for(spec.format))
-        return self._images[key]
+        if key in self._images:
+            return self._images[key]
+        url = data_url(encoded_image(width, height, image_seed, spec.format, spec.jpeg_quality, spec.pattern), mime_for(spec.format))
+        if spec.pool_size is not None:  # a pool repeats its images: keep them; distinct ones are used once
+            self._images[key] = url
+        return url
 
     def render(self, index: int, model_name: str) -> PreparedRequest:
         rng = _rng(self.workload.seed, index)
@@ -99,23 +131,32 @@ class _DatasetRenderer:
         if spec.shuffle:
             self.order = _rng(workload.seed, 11).permutation(len(self.entries))
 
+    @property
+    def lines(self) -> int:
+        return len(self.entries)
+
     def render(self, index: int, model_name: str) -> PreparedRequest:
-        entry = self.entries[int(self.order[index % len(self.entries)])]
+        entry = self.entries[int(self.order[dataset_position(index, len(self.entries))])]
         max_tokens = entry.max_tokens or max(1, self.spec.output_tokens.sample(_rng(self.workload.seed, index)))
         body = _body(self.workload, model_name, entry.messages, max_tokens)
         return PreparedRequest(index=index, body=body, max_tokens=max_tokens, images=entry.images)
 
 
-def request_renderer(workload: Workload) -> Callable[[int, str], PreparedRequest]:
-    """`render(index, model_name)`; loads the dataset (and checks it) once."""
+def make_renderer(workload: Workload) -> Renderer:
+    """The workload's renderer; loads the dataset or trace (and checks it) once."""
     if workload.synthetic is not None:
-        return _SyntheticRenderer(workload, workload.synthetic).render
+        return _SyntheticRenderer(workload, workload.synthetic)
     if workload.trace is not None:
         from autotune.bench.trace import TraceRenderer  # imports this module's helpers
 
-        return TraceRenderer(workload, workload.trace).render
+        return TraceRenderer(workload, workload.trace)
     assert workload.dataset is not None
-    return _DatasetRenderer(workload, workload.dataset).render
+    return _DatasetRenderer(workload, workload.dataset)
+
+
+def request_renderer(workload: Workload) -> Callable[[int, str], PreparedRequest]:
+    """`render(index, model_name)`; loads the dataset (and checks it) once."""
+    return make_renderer(workload).render
 
 
 def build_requests(workload: Workload, n: int, model_name: str, *, first_index: int = 0) -> list[PreparedRequest]:

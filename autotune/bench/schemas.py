@@ -53,6 +53,11 @@ class LoadSpec(_Strict):
     )
     client_cpus: list[int] | None = Field(default=None, description="CPU cores the client processes are pinned to")
     seed: int = 0
+    reset_caches: bool = Field(
+        default=False,
+        description="Reset the server's prefix, multimodal and encoder caches before every measured window (vLLM: "
+        "needs VLLM_SERVER_DEV_MODE=1). A dataset workload then needs only as many lines as one window sends",
+    )
     sweep_max_rate_rps: Annotated[float, Field(gt=0)] | None = None
     sweep_steps: Annotated[int, Field(ge=2, le=50)] = 6
     slo_rate_fractions: list[Annotated[float, Field(gt=0, le=1.5)]] = Field(
@@ -193,6 +198,13 @@ class GpuSummary(_Strict):
     dram_bw_p95: float | None = Field(default=None, description="DRAM bandwidth %, 95th percentile interval")
 
 
+class DiscardedAttempt(_Strict):
+    """A measurement of this window thrown away because its client saturated (it was run again with more processes)."""
+
+    processes: int
+    reason: str
+
+
 class ClientHealth(_Strict):
     """The load generator watching itself: a saturated client does not measure the server."""
 
@@ -201,6 +213,30 @@ class ClientHealth(_Strict):
     loop_lag_p99_ms: float | None = None
     send_lag_p99_ms: float | None = Field(default=None, description="Open loop: how late requests left vs their schedule")
     saturated: bool = False
+    reason: str | None = None
+    planned_core_share: float | None = Field(
+        default=None,
+        description="The share of one core each client process was planned to use at this load (from the measured "
+        "client cost, see client_capacity.py); None when the process count was given or the loop is closed",
+    )
+    max_processes: int | None = Field(default=None, description="The most client processes this window could use")
+    discarded_attempts: list[DiscardedAttempt] = Field(
+        default_factory=list, description="Earlier measurements of this window with a saturated client, not used"
+    )
+
+
+class CacheHits(_Strict):
+    """The server's prefix- and multimodal-cache hit rates over a window (from /metrics) against what the workload
+    declares it shares. A window whose hit rate exceeds the declared sharing by more than `CACHE_HIT_TOLERANCE` is
+    cache-flattered: a request reached the server twice, so it looks faster than real traffic; it is never used as
+    an objective value."""
+
+    prefix_hit_rate: float | None = Field(default=None, description="prefix_cache_hits / prefix_cache_queries (tokens)")
+    mm_hit_rate: float | None = Field(default=None, description="mm_cache_hits / mm_cache_queries (images)")
+    prefix_declared: float = Field(default=0.0, description="The workload's declared prefix sharing (0..1)")
+    mm_declared: float = Field(default=0.0, description="The workload's declared image sharing (0..1)")
+    reset_before: bool = Field(default=False, description="The server's caches were reset just before the window")
+    flattered: bool = False
     reason: str | None = None
 
 
@@ -271,6 +307,9 @@ class Summary(_Strict):
         default=None, description="CPU use of the server's processes by role over the window (when its pid is known)"
     )
     client: ClientHealth = Field(default_factory=ClientHealth)
+    cache: CacheHits | None = Field(
+        default=None, description="Prefix/multimodal cache hit rates vs the workload's declared sharing (None: not checked)"
+    )
 
 
 class RequestRecord(_Strict):

@@ -14,6 +14,7 @@ Built-ins live in `autotune/workloads/<name>.yaml`.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -85,6 +86,30 @@ class DatasetSpec(_Strict):
         default=FixedInt(value=128), description="max_tokens for lines that do not set their own"
     )
     shuffle: bool = False
+    shared_prefix_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        default=0.0,
+        description="Share of the prompt tokens that lines have in common by design (e.g. one system prompt): "
+        "the prefix-cache hit rate a window may show without being flagged as cache-flattered",
+    )
+    shared_image_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        default=0.0,
+        description="Share of the images that recur across lines by design: the multimodal-cache hit rate a "
+        "window may show without being flagged",
+    )
+    allow_repeats: bool = Field(
+        default=False,
+        description="Send lines again when a run needs more requests than the dataset has. A line sent twice "
+        "to one server is a prefix- and multimodal-cache hit, so such windows are not checked for cache hits; "
+        "without it, a run that needs more lines than the dataset has is refused",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSharing:
+    """The server-side cache hit rates (0..1) a workload may cause by design, without any request repeated."""
+
+    prefix: float
+    mm: float
 
 
 class TraceSpec(_Strict):
@@ -125,6 +150,23 @@ class Workload(_Strict):
         if reserved:
             raise ValueError(f"extra_body may not set {sorted(reserved)} (the benchmark sets them)")
         return self
+
+    def declared_cache_sharing(self) -> CacheSharing:
+        """Synthetic: the shared system prompt's fraction, and every image when they come from a pool. Trace: none
+        (each request's text and images are generated from its index). Dataset: what its section declares
+        (everything when lines may repeat)."""
+        if self.synthetic is not None:
+            images = self.synthetic.images
+            return CacheSharing(
+                prefix=self.synthetic.shared_prefix_fraction,
+                mm=1.0 if images is not None and images.pool_size is not None else 0.0,
+            )
+        if self.trace is not None:
+            return CacheSharing(prefix=0.0, mm=0.0)
+        assert self.dataset is not None
+        if self.dataset.allow_repeats:
+            return CacheSharing(prefix=1.0, mm=1.0)
+        return CacheSharing(prefix=self.dataset.shared_prefix_fraction, mm=self.dataset.shared_image_fraction)
 
 
 def builtin_workloads() -> list[str]:

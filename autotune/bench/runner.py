@@ -14,8 +14,12 @@ then steady-state open-loop windows (`autotune.bench.steady`: ramp and drain lef
 bisection to `slo_rate_tolerance`; or bisection from `slo_rate_bracket`, without a probe). The highest rate whose window
 kept pace and met the SLO's p99s is `slo_rate_rps`, and that window is the summary, so its figures (GPU included) are
 those of its steady part at the rate reported; every window's verdict is in its `steady` section).
-Request bodies are rendered before each measured window; warm-up requests run first and are
-recorded but excluded from the summary.
+Request bodies are rendered before each measured window (synthetic ones once per seed: they are cached on
+disk, see body_cache.py); warm-up requests run first and are recorded but excluded from the summary. No request
+reaches the server twice unless the workload declares it (request_source.py); every window reports the server's
+prefix- and multimodal-cache hit rates against the workload's declared sharing (`Summary.cache`; a cache-flattered
+window never passes), and the client sizes itself from its measured cost (client_capacity.py); a window whose
+client saturated is run again with more processes, up to the client's cores (`ClientHealth.discarded_attempts`).
 """
 
 from __future__ import annotations
@@ -23,32 +27,39 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 
+from autotune.bench.cache_reset import reset_server_caches
 from autotune.bench.client import Outcome, PreparedRequest
+from autotune.bench.client_capacity import ClientCost, client_cost
 from autotune.bench.discovery import ServerInfo, auth_headers, discover_server
 from autotune.bench.environment import hardware, versions
 from autotune.bench.health import assess
 from autotune.bench.metrics import completion_rate_rps, compute_summary, measured, send_rate_rps
-from autotune.bench.prepare import request_renderer
+from autotune.bench.prepare import REQUESTS_PER_SEED
 from autotune.bench.processes import run_plans
 from autotune.bench.process_profile import CpuSampler, make_process_sampler
 from autotune.bench.stack_profile import StackProfileGate
 from autotune.bench.progress import NoProgress, ProgressReporter, RichProgress
 from autotune.bench.rate_search import RateSearch
+from autotune.bench.request_source import RequestSource
 from autotune.bench.schedule import (
     arrival_offsets_s,
     choose_client_processes,
     deal_round_robin,
+    max_client_processes,
+    next_client_processes,
     split_evenly,
 )
-from autotune.bench.schemas import SLO, BenchResult, LoadSpec, RequestRecord, Summary
+from autotune.bench.schemas import SLO, BenchResult, DiscardedAttempt, LoadSpec, RequestRecord, Summary
 from autotune.bench.server_metrics import MetricsPoller
 from autotune.bench.steady import LatencySource, WindowPlan, cut_window, e2el_p90_s, judge_window, plan_window
+from autotune.bench.window_checks import cache_hits, window_unusable_reason
 from autotune.bench.worker import WorkerPlan
 from autotune.bench.trace import ReplaySchedule, replay_schedule
 from autotune.bench.workload import Workload
@@ -61,9 +72,10 @@ SWEEP_CONCURRENCY = 64
 SWEEP_MIN_ACHIEVED_FRACTION = 0.9
 SWEEP_MAX_ERROR_RISE = 0.05
 CLOSED_LOOP_POOL_MIN = 64
-CLOSED_LOOP_POOL_MAX = 2048
-REQUESTS_PER_SEED = 10_000_000
-"""Request indexes owned by one seed: seed k renders requests k * REQUESTS_PER_SEED onwards."""
+CLOSED_LOOP_POOL_MAX = 8192
+CLOSED_LOOP_RPS_PER_STREAM = 2.0
+"""A closed loop bounded by duration only renders this many requests per second per stream, distinct ones; a window
+that uses them all ends early rather than send one twice (unless the dataset allows repeats)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,30 +127,55 @@ class _Benchmark:
         self.api_key = api_key
         self.headers = {"Content-Type": "application/json", **auth_headers(api_key)}
         self.chat_url = f"{server.base_url}/v1/chat/completions"
-        self.render = request_renderer(workload)
+        self.requests = RequestSource(workload, server.model, reset_between_windows=load.reset_caches)
         # Each seed owns its own block of request indexes: runs against the same server with different
         # seeds (the tuner's warm-up and measurement, successive CLI runs) never repeat an image or prompt,
         # so vLLM's prefix and multimodal caches cannot flatter the second run.
         self.next_index = load.seed * REQUESTS_PER_SEED
         self.first_window_monotonic: float | None = None
         self.replay: ReplaySchedule | None = None  # load mode replay: the trace's send times
+        self._client_cost: ClientCost | None = None
 
-    def _build(self, count: int) -> list[PreparedRequest]:
+    def _build(self, count: int, what: str = "window") -> list[PreparedRequest]:
         first = self.next_index
         self.next_index += count
-        return [self.render(index, self.server.model) for index in range(first, first + count)]
+        return self.requests.take(first, count, what=what)
 
-    def _processes(self, phase: PhaseLoad) -> int:
+    def _closed_pool(self, concurrency: int) -> int:
+        """Distinct requests for a closed loop bounded by duration only (a dataset: at most what it has left)."""
+        duration = self.load.duration_s or 0.0
+        pool = min(max(math.ceil(concurrency * duration * CLOSED_LOOP_RPS_PER_STREAM), CLOSED_LOOP_POOL_MIN), CLOSED_LOOP_POOL_MAX)
+        lines = self.requests.dataset_lines
+        if lines is not None and not self._repeats_allowed():
+            used = 0 if self.load.reset_caches else self.next_index % REQUESTS_PER_SEED
+            pool = min(pool, max(1, lines - used))
+        return pool
+
+    def _repeats_allowed(self) -> bool:
+        dataset = self.workload.dataset
+        return dataset is not None and dataset.allow_repeats
+
+    def _processes(self, phase: PhaseLoad, requests: list[PreparedRequest]) -> tuple[int, float | None]:
+        """Client processes for this window and the share of a core each is planned to use (open loop)."""
         if self.load.client_processes is not None:
-            return self.load.client_processes
-        return choose_client_processes(
-            concurrency=phase.concurrency, rate_rps=phase.rate_rps, client_cpus=self.load.client_cpus
+            return self.load.client_processes, None
+        cpu_s = None
+        if phase.rate_rps is not None and requests:
+            if self._client_cost is None:
+                self._client_cost = client_cost()
+            body = sum(len(r.body) for r in requests) / len(requests)
+            tokens = sum(r.max_tokens for r in requests) / len(requests)
+            cpu_s = self._client_cost.cpu_s_per_request(body, tokens)
+        processes = choose_client_processes(
+            concurrency=phase.concurrency, rate_rps=phase.rate_rps, client_cpus=self.load.client_cpus,
+            cpu_s_per_request=cpu_s,
         )
+        share = None if cpu_s is None or phase.rate_rps is None else phase.rate_rps * cpu_s / processes
+        return processes, share
 
-    def _plans(self, phase: PhaseLoad, warmup_count: int) -> list[WorkerPlan]:
+    def _plans(self, phase: PhaseLoad, warmup_count: int, processes: int | None = None) -> tuple[list[WorkerPlan], float | None]:
         load = self.load
-        processes = self._processes(phase)
-        warmup = self._build(warmup_count)
+        warmup = self._build(warmup_count, "warm-up")
         offsets: list[float] | None = None
         cycle_stride: int | None = None
         if phase.kind == "open" and self.replay is not None:  # the trace's own send times
@@ -156,13 +193,17 @@ class _Benchmark:
             requests = self._build(len(offsets))
         else:
             assert phase.concurrency is not None
-            processes = min(processes, phase.concurrency)
             if load.num_requests is not None:
                 requests = self._build(load.num_requests)
-            else:  # bounded by duration only: a pool of bodies, reused with fresh indexes
-                pool = min(max(4 * phase.concurrency, CLOSED_LOOP_POOL_MIN), CLOSED_LOOP_POOL_MAX)
+            else:  # bounded by duration only: distinct requests, reused only where the dataset allows repeats
+                pool = self._closed_pool(phase.concurrency)
                 requests = self._build(pool)
-                cycle_stride = pool
+                cycle_stride = pool if self._repeats_allowed() else None
+        share: float | None = None
+        if processes is None:
+            processes, share = self._processes(phase, requests)
+        if phase.concurrency is not None:
+            processes = min(processes, phase.concurrency)
         cpus = load.client_cpus
         concurrencies = split_evenly(phase.concurrency, processes) if phase.concurrency else [None] * processes
         if phase.kind == "open":
@@ -193,10 +234,32 @@ class _Benchmark:
                 cpus=None if not cpus else ([cpus[i % len(cpus)]] if len(cpus) >= processes else list(cpus)),
             )
             for i in range(processes)
-        ]
+        ], share
 
     async def run_phase(self, phase: PhaseLoad, warmup_count: int = 0) -> PhaseResult:
-        plans = self._plans(phase, warmup_count)
+        """Measure one window; while its client saturates, measure it again with more processes (fresh requests)."""
+        limit = max_client_processes(self.load.client_cpus)
+        discarded: list[DiscardedAttempt] = []
+        processes: int | None = None
+        while True:
+            result = await self._run_attempt(phase, warmup_count, processes)
+            client = result.summary.client
+            more = None if self.load.client_processes is not None else next_client_processes(
+                client.processes, client.cpu_util_max, limit
+            )
+            if not client.saturated or more is None:
+                break
+            log.warning(
+                "%s: the client saturated with %d process(es) (%s); measuring again with %d",
+                phase.label, client.processes, client.reason, more,
+            )
+            discarded.append(DiscardedAttempt(processes=client.processes, reason=client.reason or "saturated"))
+            processes, warmup_count = more, 0
+        client = result.summary.client.model_copy(update={"max_processes": limit, "discarded_attempts": discarded})
+        return PhaseResult(result.summary.model_copy(update={"client": client}), result.records)
+
+    async def _run_attempt(self, phase: PhaseLoad, warmup_count: int, processes: int | None) -> PhaseResult:
+        plans, share = self._plans(phase, warmup_count, processes)
         spawn = len(plans) > 1 or bool(self.load.client_cpus)
         unbounded = (phase.kind == "closed" and self.load.num_requests is None) or phase.window is not None
         total = None if unbounded else sum(len(p.requests) for p in plans)  # a window stops once its steady part ends
@@ -206,6 +269,8 @@ class _Benchmark:
             poller = MetricsPoller(client, f"{self.server.base_url}/metrics")
 
             async def before_window() -> None:
+                if self.load.reset_caches:
+                    await reset_server_caches(client, self.server.base_url)
                 await poller.start()
                 if self.stack_gate is not None:
                     self.stack_gate.open(phase.slug)
@@ -228,9 +293,10 @@ class _Benchmark:
             records = cut.records
             span = (run.start_monotonic + cut.ramp_s, run.start_monotonic + phase.window.send_s)
         summary = compute_summary(records, self.slo, offered_rate_rps=phase.rate_rps, concurrency=phase.concurrency)
+        health = assess([report.health for report in run.reports]).model_copy(update={"planned_core_share": share})
         summary = summary.model_copy(
             update={
-                "client": assess([report.health for report in run.reports]),
+                "client": health,
                 "gpu": self.sampler.summarize(*span),
                 "server_cpu": self.cpu_sampler.summarize(*span),
                 "server": poller.summary(),
@@ -239,6 +305,10 @@ class _Benchmark:
         if cut is not None and phase.window is not None and phase.rate_rps is not None:
             steady = judge_window(summary, cut, phase.window, self.slo, self.load, phase.rate_rps)
             summary = summary.model_copy(update={"steady": steady})
+        declared = self.workload.declared_cache_sharing()
+        summary = summary.model_copy(update={"cache": cache_hits(summary.server, declared, reset_before=self.load.reset_caches)})
+        if summary.cache is not None and summary.cache.flattered:
+            log.warning("%s is cache-flattered: %s", phase.label, summary.cache.reason)
         if summary.client.saturated:
             log.warning("client saturated during %s: %s", phase.label, summary.client.reason)
         return PhaseResult(summary, records)
@@ -298,10 +368,12 @@ class _Benchmark:
                 log.warning("slo_rate stopped at %.2f req/s: the client saturated", rate)
                 search.stop()
                 break
-            search.record(rate, steady.met)
+            unusable = window_unusable_reason(step.summary)  # e.g. cache-flattered: never an objective value
+            met = steady.met and unusable is None
+            search.record(rate, met)
             by_rate[rate] = step.summary
-            log.info("slo_rate: %.2f req/s %s", rate, "meets the SLO" if steady.met else f"misses: {steady.verdict}")
-            if steady.met and source != "probe" and rate >= search.rate_rps:
+            log.info("slo_rate: %.2f req/s %s", rate, "meets the SLO" if met else f"misses: {unusable or steady.verdict}")
+            if met and source != "probe" and rate >= search.rate_rps:
                 # no probe: later windows are sized from the latency at the highest rate that passed
                 latency, source = e2el_p90_s(measured(step.records)) or latency, "earlier window"
         best = search.rate_rps
@@ -383,6 +455,9 @@ async def run_benchmark(
     sampler = make_gpu_sampler(telemetry)
     cpu_sampler = make_process_sampler(server_pid)
     reporter: ProgressReporter = RichProgress() if progress else NoProgress()
+    if load.reset_caches:  # before anything is sent: a server without the routes fails the run here
+        async with httpx.AsyncClient(headers=auth_headers(api_key)) as client:
+            await reset_server_caches(client, server.base_url)
     sampler.start()
     cpu_sampler.start()
     try:

@@ -20,10 +20,10 @@ T = TypeVar("T")
 
 STREAMS_PER_PROCESS = 256
 """Closed loop: one client process per this many concurrent streams."""
-RATE_PER_PROCESS_RPS = 200.0
-"""Open loop: one client process per this many requests/s. experiments/loadgen-capacity measured
-one process sustaining 600 req/s of 128-token streams (~75k chunks/s) on a core shared with the
-server; these limits keep a 3x margin, and the self-watch flags a client that falls behind anyway."""
+PROCESS_CORE_SHARE = 0.5
+"""Open loop: each client process is planned to use at most this share of a core (from the measured client cost,
+see client_capacity.py). Headroom for what a CPU-time model misses: bursts of tokens that a batched server sends
+for all streams at once, garbage collection, a core shared with other work; the self-watch catches the rest."""
 
 
 def arrival_offsets_s(
@@ -68,14 +68,40 @@ def available_cpus(client_cpus: Sequence[int] | None = None) -> int:
         return os.cpu_count() or 1
 
 
+def max_client_processes(client_cpus: Sequence[int] | None = None) -> int:
+    """One process per client core: the cores given, else half of this machine's (the rest is the server's)."""
+    return available_cpus(client_cpus) if client_cpus else max(1, available_cpus() // 2)
+
+
 def choose_client_processes(
-    *, concurrency: int | None = None, rate_rps: float | None = None, client_cpus: Sequence[int] | None = None
+    *,
+    concurrency: int | None = None,
+    rate_rps: float | None = None,
+    client_cpus: Sequence[int] | None = None,
+    cpu_s_per_request: float | None = None,
 ) -> int:
-    """Enough processes for the load, at most half the usable cores (the rest is the server's)."""
+    """Enough processes for the load, at most `max_client_processes`.
+
+    Closed loop: one per `STREAMS_PER_PROCESS` streams. Open loop: `rate_rps * cpu_s_per_request` cores of work
+    (the measured client cost of this workload's requests) spread so that no process is planned above
+    `PROCESS_CORE_SHARE` of a core.
+    """
     wanted = 1
     if concurrency is not None:
         wanted = max(wanted, math.ceil(concurrency / STREAMS_PER_PROCESS))
     if rate_rps is not None:
-        wanted = max(wanted, math.ceil(rate_rps / RATE_PER_PROCESS_RPS))
-    cap = available_cpus(client_cpus) if client_cpus else max(1, available_cpus() // 2)
-    return max(1, min(wanted, cap))
+        if cpu_s_per_request is None:
+            raise ValueError("an open loop needs cpu_s_per_request (the client cost of one request)")
+        wanted = max(wanted, math.ceil(rate_rps * cpu_s_per_request / PROCESS_CORE_SHARE))
+    return max(1, min(wanted, max_client_processes(client_cpus)))
+
+
+def next_client_processes(processes: int, cpu_util_max: float | None, limit: int) -> int | None:
+    """How many processes to measure a window again with after its client saturated; None: already at `limit`.
+
+    Enough that the busiest process's load, spread evenly, falls to `PROCESS_CORE_SHARE` of a core; at least one more.
+    """
+    if processes >= limit:
+        return None
+    spread = math.ceil(processes * cpu_util_max / PROCESS_CORE_SHARE) if cpu_util_max else 2 * processes
+    return min(limit, max(processes + 1, spread))

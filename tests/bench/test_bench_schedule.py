@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from autotune.bench.schedule import (
-    RATE_PER_PROCESS_RPS,
     STREAMS_PER_PROCESS,
     arrival_offsets_s,
     choose_client_processes,
@@ -64,5 +63,5 @@ def test_splits() -> None:
 def test_client_process_choice_scales_with_load_and_is_capped_by_cpus() -> None:
     assert choose_client_processes(concurrency=1, client_cpus=[0, 1, 2, 3]) == 1
     assert choose_client_processes(concurrency=3 * STREAMS_PER_PROCESS, client_cpus=[0, 1, 2, 3]) == 3
-    assert choose_client_processes(rate_rps=2.5 * RATE_PER_PROCESS_RPS, client_cpus=list(range(8))) == 3
+    assert choose_client_processes(rate_rps=100, cpu_s_per_request=0.0125, client_cpus=list(range(8))) == 3  # 1.25 cores
     assert choose_client_processes(concurrency=100 * STREAMS_PER_PROCESS, client_cpus=[0, 1]) == 2

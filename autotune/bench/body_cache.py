@@ -6,6 +6,11 @@ its bytes can be kept: a chunk holds requests `k * CHUNK_REQUESTS .. (k + 1) * C
 (a tokenizer) and the format version. Windows of any size reuse the chunks they overlap, so the second run
 of a seed (a resumed study, the next trial of the tuner, the same `autotune bench` again) renders nothing.
 
+Chunks missing from disk are rendered in parallel by spawned processes (one per core, at most `MAX_RENDER_PROCESSES`)
+when there are at least `PARALLEL_MIN_CHUNKS` of them and this machine has `PARALLEL_MIN_CORES` cores: 3,200 vlm-chat
+requests cost ~4.2 CPU seconds (a busy 2-core Xeon VM), and each render process ~0.6 s to start; on fewer cores
+the processes would only compete with each other (and the server) for the same ones.
+
 Files live under `~/.cache/autotune/bodies` (or `$AUTOTUNE_CACHE_DIR/bodies`); the oldest are removed once
 they hold more than `MAX_CACHE_BYTES`. A file is written under a temporary name and renamed, so concurrent
 writers leave one complete chunk and a reader never sees half of one. A cache that cannot be written only
@@ -21,8 +26,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing as mp
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from autotune.bench.client import PreparedRequest
@@ -32,6 +40,9 @@ from autotune.bench.workload import Workload
 log = logging.getLogger(__name__)
 
 CHUNK_REQUESTS = 256
+PARALLEL_MIN_CHUNKS = 3
+PARALLEL_MIN_CORES = 4
+MAX_RENDER_PROCESSES = 8
 MAX_CACHE_BYTES = 4 * 1024**3
 FORMAT_VERSION = 1
 _HEADER_BYTES = 8
@@ -103,13 +114,35 @@ def decode_chunk(data: bytes) -> list[PreparedRequest]:
     return requests
 
 
-class BodyCache:
-    """Bodies of one (workload, model), by chunk; `take(first, count)` renders only the chunks not on disk."""
+def render_chunk(workload_json: str, model_name: str, first: int) -> bytes:
+    """One chunk, encoded: what a spawned render process does (a module-level function, so it pickles by name)."""
+    from autotune.bench.prepare import make_renderer
 
-    def __init__(self, key: str, render: RenderRange, folder: Path | None = None) -> None:
+    renderer = make_renderer(Workload.model_validate_json(workload_json))
+    return encode_chunk([renderer.render(index, model_name) for index in range(first, first + CHUNK_REQUESTS)])
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class BodyCache:
+    """Bodies of one (workload, model), by chunk; `take(first, count)` renders only the chunks not on disk.
+
+    `parallel`: (workload JSON, model name) for rendering many missing chunks in spawned processes (`render_chunk`);
+    None renders every chunk here with `render`.
+    """
+
+    def __init__(
+        self, key: str, render: RenderRange, folder: Path | None = None, parallel: tuple[str, str] | None = None
+    ) -> None:
         self.key = key
         self.render = render
         self.folder = folder or body_cache_dir()
+        self.parallel = parallel
         self.rendered_requests = 0
         """Requests rendered by this cache (not read from disk): 0 on a fully cached run."""
 
@@ -119,19 +152,36 @@ class BodyCache:
     def take(self, first: int, count: int) -> list[PreparedRequest]:
         if count <= 0:
             return []
-        requests: list[PreparedRequest] = []
         last = first + count - 1
+        chunks = {chunk: self._read(chunk) for chunk in range(first // CHUNK_REQUESTS, last // CHUNK_REQUESTS + 1)}
+        missing = [chunk for chunk, cached in chunks.items() if cached is None]
+        parallel = self.parallel and len(missing) >= PARALLEL_MIN_CHUNKS and _cores() >= PARALLEL_MIN_CORES
+        rendered = self._render_parallel(missing) if parallel else {}
         wrote = False
-        for chunk in range(first // CHUNK_REQUESTS, last // CHUNK_REQUESTS + 1):
-            cached = self._read(chunk)
+        requests: list[PreparedRequest] = []
+        for chunk, cached in chunks.items():
             if cached is None:
-                cached = self.render(chunk * CHUNK_REQUESTS, CHUNK_REQUESTS)
+                cached = rendered.get(chunk) or self.render(chunk * CHUNK_REQUESTS, CHUNK_REQUESTS)
                 self.rendered_requests += len(cached)
                 wrote = self._write(chunk, cached) or wrote
             requests.extend(r for r in cached if first <= r.index <= last)
         if wrote:
             prune(self.folder, MAX_CACHE_BYTES)
         return requests
+
+    def _render_parallel(self, chunks: list[int]) -> dict[int, list[PreparedRequest]]:
+        """Render `chunks` in spawned processes; {} when they cannot run (then they are rendered here)."""
+        assert self.parallel is not None
+        workload_json, model_name = self.parallel
+        workers = max(1, min(len(chunks), _cores(), MAX_RENDER_PROCESSES))
+        try:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+                encoded = pool.map(render_chunk, [workload_json] * len(chunks), [model_name] * len(chunks),
+                                   [chunk * CHUNK_REQUESTS for chunk in chunks])
+                return {chunk: decode_chunk(data) for chunk, data in zip(chunks, encoded, strict=True)}
+        except (OSError, RuntimeError, BrokenProcessPool) as exc:
+            log.warning("body cache: parallel rendering failed (%s: %s); rendering here", type(exc).__name__, exc)
+            return {}
 
     def _read(self, chunk: int) -> list[PreparedRequest] | None:
         path = self._path(chunk)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import psutil
 
-from autotune.bench.schemas import ClientHealth
+if TYPE_CHECKING:  # spawned client processes import this module: keep pydantic and numpy out of their start-up
+    from autotune.bench.schemas import ClientHealth
 
 CPU_UTIL_LIMIT = 0.90
 LOOP_LAG_P99_LIMIT_MS = 25.0
@@ -95,6 +97,8 @@ class ProcessHealth:
 
 def assess(processes: list[ProcessHealth]) -> ClientHealth:
     """Merge per-process health into the run's ClientHealth (worst process wins)."""
+    from autotune.bench.schemas import ClientHealth
+
     cpu = max((p.cpu_util for p in processes), default=None)
     lag = max((p.loop_lag_p99_ms for p in processes if p.loop_lag_p99_ms is not None), default=None)
     send = max((p.send_lag_p99_ms for p in processes if p.send_lag_p99_ms is not None), default=None)

@@ -1,9 +1,9 @@
 """Run worker plans: in this event loop (one client process) or in spawned client processes.
 
-Protocol with spawned processes (multiprocessing "spawn"): each child warms up, reports "ready",
-waits for the parent's go with a shared wall-clock start instant, runs its window, reports
-progress every `_PROGRESS_EVERY_S` and finally its WorkerReport. A child that dies is an error
-of the benchmark itself (AutotuneError), not of the server.
+Protocol with spawned processes (multiprocessing "spawn", kept for a whole run by `ClientProcesses`): for each
+window a child receives its plan, warms up, reports "ready", waits for the parent's go with a shared wall-clock
+start instant, runs its window, reports progress every `_PROGRESS_EVERY_S` and finally its WorkerReport, then waits
+for the next plan. A child that dies is an error of the benchmark itself (AutotuneError), not of the server.
 """
 
 from __future__ import annotations
@@ -88,15 +88,26 @@ async def _run_in_process(plan: WorkerPlan, on_done: Callable[[], None], before_
     return PhaseRun([report], start_wall, start_monotonic, time.monotonic())
 
 
-def _child_main(plan: WorkerPlan, messages: Any, go: Any, start_wall: Any) -> None:
-    """Entry point of a spawned client process."""
+def _child_main(worker_id: int, inbox: Any, messages: Any, go: Any, start_wall: Any) -> None:
+    """Entry point of a spawned client process: one window per plan from `inbox`, until it says None."""
     try:
-        if plan.cpus:
-            os.sched_setaffinity(0, plan.cpus)
         raise_open_files_limit()
-        asyncio.run(_child_async(plan, messages, go, start_wall))
+        allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        parent = mp.parent_process()
+        while True:
+            try:
+                plan = inbox.get(timeout=_POLL_S)
+            except queue.Empty:
+                if parent is not None and not parent.is_alive():
+                    return
+                continue
+            if plan is None:
+                return
+            if allowed is not None:
+                os.sched_setaffinity(0, plan.cpus or allowed)
+            asyncio.run(_child_async(plan, messages, go, start_wall))
     except BaseException:
-        messages.put(("failed", plan.worker_id, traceback.format_exc(limit=8)))
+        messages.put(("failed", worker_id, traceback.format_exc(limit=8)))
 
 
 async def _child_async(plan: WorkerPlan, messages: Any, go: Any, start_wall: Any) -> None:
@@ -134,43 +145,65 @@ async def _child_async(plan: WorkerPlan, messages: Any, go: Any, start_wall: Any
     messages.put(("done", plan.worker_id, report))
 
 
-class _Children:
-    def __init__(self, plans: list[WorkerPlan]) -> None:
-        ctx = mp.get_context("spawn")
-        self.messages = ctx.Queue()
-        self.go = ctx.Event()
-        self.start_wall = ctx.Value("d", 0.0)
-        self.processes = [
-            ctx.Process(
+class ClientProcesses:
+    """Spawned client processes kept for a whole benchmark run and reused by every window.
+
+    A process costs 0.5-1.5 s to start (interpreter, aiohttp): `ensure(n)` starts them as soon as the runner knows
+    how many a window needs, so they start while its requests are rendered, and later windows pay nothing. Worker
+    `i` of a window runs in process `i`; each window's plan reaches its process through that process's inbox.
+    After a failed window the processes are in an unknown state: `run` refuses to reuse them (close and start anew).
+    """
+
+    def __init__(self) -> None:
+        self._ctx = mp.get_context("spawn")
+        self.messages = self._ctx.Queue()
+        self.go = self._ctx.Event()
+        self.start_wall = self._ctx.Value("d", 0.0)
+        self._inboxes: list[Any] = []
+        self._processes: list[Any] = []
+        self._broken = False
+
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for process in self._processes]
+
+    def ensure(self, count: int) -> None:
+        """At least `count` processes started (returns at once: they finish starting in the background)."""
+        while len(self._processes) < count:
+            worker_id = len(self._processes)
+            inbox = self._ctx.Queue()
+            process = self._ctx.Process(
                 target=_child_main,
-                args=(plan, self.messages, self.go, self.start_wall),
-                name=f"autotune-bench-client-{plan.worker_id}",
+                args=(worker_id, inbox, self.messages, self.go, self.start_wall),
+                name=f"autotune-bench-client-{worker_id}",
                 daemon=True,
             )
-            for plan in plans
-        ]
-
-    def start(self) -> None:
-        for process in self.processes:
             process.start()
+            self._inboxes.append(inbox)
+            self._processes.append(process)
 
-    def stop(self) -> None:
-        for process in self.processes:
+    def close(self) -> None:
+        for inbox in self._inboxes:
+            with contextlib.suppress(Exception):
+                inbox.put(None)
+        for process in self._processes:
+            process.join(timeout=2)
             if process.is_alive():
                 process.terminate()
-        for process in self.processes:
-            process.join(timeout=5)
+                process.join(timeout=5)
             if process.is_alive():
                 process.kill()
                 process.join(timeout=5)
+        self._processes.clear()
+        self._inboxes.clear()
 
     def _check_alive(self, waiting_for: set[int]) -> None:
         for worker_id in waiting_for:
-            process = self.processes[worker_id]
-            if not process.is_alive() and process.exitcode not in (None, 0):
+            process = self._processes[worker_id]
+            if not process.is_alive():
                 raise ClientProcessError(f"client process {worker_id} exited with code {process.exitcode}")
 
-    async def next_message(self, waiting_for: set[int]) -> tuple[str, int, Any]:
+    async def _next_message(self, waiting_for: set[int]) -> tuple[str, int, Any]:
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -178,39 +211,45 @@ class _Children:
             except queue.Empty:
                 self._check_alive(waiting_for)
 
-
-async def _run_in_children(plans: list[WorkerPlan], on_done: Callable[[], None], before_window: BeforeWindow) -> PhaseRun:
-    children = _Children(plans)
-    children.start()
-    try:
-        waiting = set(range(len(plans)))
+    async def _await(self, waiting: set[int], on_message: Callable[[str, int, Any], None]) -> None:
         while waiting:
-            kind, worker_id, payload = await children.next_message(waiting)
+            kind, worker_id, payload = await self._next_message(waiting)
             if kind == "failed":
                 raise ClientProcessError(f"client process {worker_id} failed:\n{payload}")
-            if kind == "ready":
+            on_message(kind, worker_id, payload)
+            if kind in ("ready", "done"):
                 waiting.discard(worker_id)
+
+    async def run(self, plans: list[WorkerPlan], on_done: Callable[[], None], before_window: BeforeWindow) -> PhaseRun:
+        if self._broken:
+            raise ClientProcessError("the client processes failed in an earlier window; start new ones")
+        if [plan.worker_id for plan in plans] != list(range(len(plans))):
+            raise ValueError("plans must be numbered 0..n-1 (worker i runs in client process i)")
+        self._broken = True  # until this window completes
+        self.ensure(len(plans))
+        self.go.clear()
+        for plan in plans:
+            self._inboxes[plan.worker_id].put(plan)
+        await self._await(set(range(len(plans))), lambda *_: None)
         await before_window()
         start_wall = time.time() + _START_MARGIN_S
         start_monotonic = time.monotonic() + _START_MARGIN_S
-        children.start_wall.value = start_wall
-        children.go.set()
+        self.start_wall.value = start_wall
+        self.go.set()
         reports: dict[int, WorkerReport] = {}
-        waiting = set(range(len(plans)))
-        while waiting:
-            kind, worker_id, payload = await children.next_message(waiting)
-            if kind == "failed":
-                raise ClientProcessError(f"client process {worker_id} failed:\n{payload}")
+
+        def on_message(kind: str, worker_id: int, payload: Any) -> None:
             if kind == "progress":
                 for _ in range(payload):
                     on_done()
             elif kind == "done":
                 reports[worker_id] = payload
-                waiting.discard(worker_id)
+
+        await self._await(set(range(len(plans))), on_message)
         end_monotonic = time.monotonic()
+        self.go.clear()
+        self._broken = False
         return PhaseRun([reports[i] for i in sorted(reports)], start_wall, start_monotonic, end_monotonic)
-    finally:
-        children.stop()
 
 
 async def run_plans(
@@ -219,12 +258,23 @@ async def run_plans(
     spawn: bool,
     on_done: Callable[[], None] | None = None,
     before_window: BeforeWindow | None = None,
+    processes: ClientProcesses | None = None,
 ) -> PhaseRun:
-    """Warm up every plan, call `before_window`, start all windows at one instant, return the reports."""
+    """Warm up every plan, call `before_window`, start all windows at one instant, return the reports.
+
+    `spawn`: in client processes (`processes`, kept by the caller across windows; without it, ones started for this
+    call and stopped after it); else in this event loop (exactly one plan).
+    """
     callback = on_done or (lambda: None)
     hook = before_window or _nothing
     if not spawn:
         if len(plans) != 1:
             raise ValueError("in-process mode runs exactly one plan")
         return await _run_in_process(plans[0], callback, hook)
-    return await _run_in_children(plans, callback, hook)
+    if processes is not None:
+        return await processes.run(plans, callback, hook)
+    own = ClientProcesses()
+    try:
+        return await own.run(plans, callback, hook)
+    finally:
+        own.close()

@@ -65,6 +65,10 @@ def totals_table(summary: Summary) -> Table:
         ("client", f"{client.processes} process(es), CPU max {_num(None if client.cpu_util_max is None else 100 * client.cpu_util_max)}%, "
          f"loop lag p99 {_num(client.loop_lag_p99_ms)} ms")
     )
+    if client.discarded_attempts:
+        rows.append(("client re-sized", ", ".join(f"{a.processes} process(es) saturated" for a in client.discarded_attempts)))
+    if summary.cache is not None:
+        rows.append(("cache hits prefix / mm", _cache_text(summary)))
     for name, value in rows:
         table.add_row(name, value)
     return table
@@ -86,6 +90,17 @@ def gpu_rows(gpu: GpuSummary | None) -> list[tuple[str, str]]:
     rows.append(("GPU memory max MiB", _num(gpu.mem_used_max_mib, 0)))
     rows.append(("GPU power mean W", _num(gpu.power_mean_w)))
     return rows
+
+
+def _cache_text(summary: Summary) -> str:
+    cache = summary.cache
+    assert cache is not None
+
+    def rate(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1%}"
+
+    text = f"{rate(cache.prefix_hit_rate)} / {rate(cache.mm_hit_rate)} (declared {cache.prefix_declared:.0%} / {cache.mm_declared:.0%})"
+    return f"[red]{text} CACHE-FLATTERED[/]" if cache.flattered else text
 
 
 def server_cpu_table(profile: ServerCpuProfile) -> Table:
@@ -119,7 +134,7 @@ def sweep_table(steps: list[Summary], title: str = "sweep") -> Table:
             load, _num(step.throughput_rps, 2), f"{step.error_rate:.1%}",
             _num(step.goodput_rps, 2), f"{_num(step.ttft_ms.p50)} / {_num(step.ttft_ms.p99)}",
             f"{_num(step.tpot_ms.p50)} / {_num(step.tpot_ms.p99)}",
-            "[red]SATURATED[/]" if step.client.saturated else "ok",
+            "[red]SATURATED[/]" if step.client.saturated else "[red]CACHE-FLATTERED[/]" if step.cache and step.cache.flattered else "ok",
         ]
         if steady:
             window = step.steady
@@ -152,6 +167,9 @@ def print_report(result: BenchResult, console: Console | None = None) -> None:
         console.print(
             f"[bold red]CLIENT SATURATED: {client.reason}. These figures measure the load generator, not only the server.[/]"
         )
+    flattered = [s.cache for s in (result.summary, *result.sweep) if s.cache is not None and s.cache.flattered]
+    for cache in flattered[:1]:
+        console.print(f"[bold red]CACHE-FLATTERED: {cache.reason}. Such a window is never an objective value.[/]")
     failed = [r for r in measured(result.requests) if not r.success]
     if failed:
         console.print(f"[red]{len(failed)} failed request(s); first error: {failed[0].error}[/]")

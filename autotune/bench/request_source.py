@@ -36,7 +36,13 @@ class RequestSource:
             return [renderer.render(index, model_name) for index in range(first, first + count)]
 
         self._render_range = render_range
-        self._cache = BodyCache(workload_key(workload, model_name), render_range) if workload.synthetic else None
+        self._cache = (
+            BodyCache(
+                workload_key(workload, model_name), render_range, parallel=(workload.model_dump_json(), model_name)
+            )
+            if workload.synthetic
+            else None
+        )
 
     @property
     def rendered_requests(self) -> int:
@@ -48,6 +54,12 @@ class RequestSource:
         if count <= 0:
             return []
         self._check_dataset(first, count, what)
+        if self._cache is not None:
+            return self._cache.take(first, count)
+        return self._render_range(first, count)
+
+    def sample(self, first: int, count: int) -> list[PreparedRequest]:
+        """Requests `first ..` to look at (their sizes), not to send: no budget is spent or checked."""
         if self._cache is not None:
             return self._cache.take(first, count)
         return self._render_range(first, count)

@@ -42,7 +42,7 @@ from autotune.bench.environment import hardware, versions
 from autotune.bench.health import assess
 from autotune.bench.metrics import completion_rate_rps, compute_summary, measured, send_rate_rps
 from autotune.bench.prepare import REQUESTS_PER_SEED
-from autotune.bench.processes import run_plans
+from autotune.bench.processes import ClientProcesses, run_plans
 from autotune.bench.process_profile import CpuSampler, make_process_sampler
 from autotune.bench.stack_profile import StackProfileGate
 from autotune.bench.progress import NoProgress, ProgressReporter, RichProgress
@@ -73,6 +73,8 @@ SWEEP_MIN_ACHIEVED_FRACTION = 0.9
 SWEEP_MAX_ERROR_RISE = 0.05
 CLOSED_LOOP_POOL_MIN = 64
 CLOSED_LOOP_POOL_MAX = 8192
+SIZING_SAMPLE = 16
+"""Requests whose mean body size and output tokens size the client of a window (client_capacity.py)."""
 CLOSED_LOOP_RPS_PER_STREAM = 2.0
 """A closed loop bounded by duration only renders this many requests per second per stream, distinct ones; a window
 that uses them all ends early rather than send one twice (unless the dataset allows repeats)."""
@@ -135,6 +137,8 @@ class _Benchmark:
         self.first_window_monotonic: float | None = None
         self.replay: ReplaySchedule | None = None  # load mode replay: the trace's send times
         self._client_cost: ClientCost | None = None
+        self.client_processes: ClientProcesses | None = None
+        """Spawned client processes, kept across windows (closed by run_benchmark)."""
 
     def _build(self, count: int, what: str = "window") -> list[PreparedRequest]:
         first = self.next_index
@@ -181,7 +185,7 @@ class _Benchmark:
         if phase.kind == "open" and self.replay is not None:  # the trace's own send times
             self.next_index = self.replay.first_index(self.next_index)
             offsets = self.replay.offsets_s
-            requests = self._build(len(offsets))
+            count = len(offsets)
         elif phase.kind == "open":
             assert phase.rate_rps is not None
             bounds = (
@@ -190,20 +194,22 @@ class _Benchmark:
                 else {"num_requests": None, "duration_s": phase.window.schedule_s}
             )
             offsets = arrival_offsets_s(phase.rate_rps, load.arrival, seed=load.seed + phase.index, **bounds)
-            requests = self._build(len(offsets))
+            count = len(offsets)
         else:
             assert phase.concurrency is not None
             if load.num_requests is not None:
-                requests = self._build(load.num_requests)
+                count = load.num_requests
             else:  # bounded by duration only: distinct requests, reused only where the dataset allows repeats
-                pool = self._closed_pool(phase.concurrency)
-                requests = self._build(pool)
-                cycle_stride = pool if self._repeats_allowed() else None
+                count = self._closed_pool(phase.concurrency)
+                cycle_stride = count if self._repeats_allowed() else None
         share: float | None = None
-        if processes is None:
-            processes, share = self._processes(phase, requests)
+        if processes is None:  # sized from a sample, so that the processes start while the rest is rendered
+            processes, share = self._processes(phase, self.requests.sample(self.next_index, min(count, SIZING_SAMPLE)))
         if phase.concurrency is not None:
             processes = min(processes, phase.concurrency)
+        if self._spawns(processes):
+            self._client_pool().ensure(processes)
+        requests = self._build(count)
         cpus = load.client_cpus
         concurrencies = split_evenly(phase.concurrency, processes) if phase.concurrency else [None] * processes
         if phase.kind == "open":
@@ -258,9 +264,17 @@ class _Benchmark:
         client = result.summary.client.model_copy(update={"max_processes": limit, "discarded_attempts": discarded})
         return PhaseResult(result.summary.model_copy(update={"client": client}), result.records)
 
+    def _spawns(self, processes: int) -> bool:
+        return processes > 1 or bool(self.load.client_cpus)
+
+    def _client_pool(self) -> ClientProcesses:
+        if self.client_processes is None:
+            self.client_processes = ClientProcesses()
+        return self.client_processes
+
     async def _run_attempt(self, phase: PhaseLoad, warmup_count: int, processes: int | None) -> PhaseResult:
         plans, share = self._plans(phase, warmup_count, processes)
-        spawn = len(plans) > 1 or bool(self.load.client_cpus)
+        spawn = self._spawns(len(plans))
         unbounded = (phase.kind == "closed" and self.load.num_requests is None) or phase.window is not None
         total = None if unbounded else sum(len(p.requests) for p in plans)  # a window stops once its steady part ends
         self.progress.phase(f"{'SIMULATED ' if self.server.simulated else ''}{phase.label}", total)
@@ -276,7 +290,10 @@ class _Benchmark:
                     self.stack_gate.open(phase.slug)
 
             try:
-                run = await run_plans(plans, spawn=spawn, on_done=self.progress.advance, before_window=before_window)
+                run = await run_plans(
+                    plans, spawn=spawn, on_done=self.progress.advance, before_window=before_window,
+                    processes=self.client_processes if spawn else None,
+                )
             finally:
                 if self.stack_gate is not None and (unclosed := self.stack_gate.close(phase.slug)):
                     log.warning("stack profile of %s: %s did not close their files", phase.label, ", ".join(unclosed))
@@ -463,7 +480,11 @@ async def run_benchmark(
     try:
         gate = StackProfileGate(stack_profile_dir) if stack_profile_dir is not None else None
         bench = _Benchmark(server, workload, load, slo, api_key, sampler, reporter, cpu_sampler, gate)
-        summary, sweep, records = await bench.run()
+        try:
+            summary, sweep, records = await bench.run()
+        finally:
+            if bench.client_processes is not None:
+                bench.client_processes.close()
     finally:
         sampler.stop()
         cpu_sampler.stop()

@@ -71,6 +71,14 @@ def bench(
     sweep_steps: Annotated[int, typer.Option(help="Rates in a sweep")] = 6,
     max_rate: Annotated[float | None, typer.Option(help="Sweep: skip the max-throughput run and use this max rate")] = None,
     seed: Annotated[int, typer.Option(help="Seed of arrival times and requests; runs with different seeds send different images")] = 0,
+    reset_caches: Annotated[
+        bool,
+        typer.Option(
+            "--reset-caches",
+            help="Reset the server's prefix, multimodal and encoder caches before every measured window (vLLM: start it "
+            "with VLLM_SERVER_DEV_MODE=1); a dataset then needs only as many lines as one window sends",
+        ),
+    ] = False,
     model: Annotated[str | None, typer.Option(help="Model name to request (default: the server's first)")] = None,
     api_key: Annotated[str | None, typer.Option(envvar="AUTOTUNE_API_KEY", help="Bearer token")] = None,
     telemetry: Annotated[bool, typer.Option(help="Sample GPUs with NVML")] = True,
@@ -108,7 +116,7 @@ def bench(
                     "--rate-tolerance": rate_tolerance is not None, "--min-steady-s": min_steady_s is not None,
                     "--min-completions": min_completions is not None, "--num-requests": num_requests is not None,
                     "--duration": duration is not None, "--warmup": warmup != 0, "--processes": processes is not None,
-                    "--replay": replay, "--time-scale": time_scale != 1.0},
+                    "--replay": replay, "--time-scale": time_scale != 1.0, "--reset-caches": reset_caches},
         )
         print_report(result, Console())
         if output is not None:
@@ -145,6 +153,7 @@ def bench(
             client_processes=processes,
             client_cpus=parse_cpu_list(client_cpus) if client_cpus else None,
             seed=seed,
+            reset_caches=reset_caches,
             sweep_max_rate_rps=max_rate,
             sweep_steps=sweep_steps,
             slo_rate_window_s=window_s,

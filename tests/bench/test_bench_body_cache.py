@@ -100,3 +100,16 @@ def test_a_second_run_of_the_same_seed_renders_nothing(quick_server: str, monkey
     assert len(rendered) == CHUNK_REQUESTS  # one chunk covers the 8 requests
     second = run_benchmark_sync(quick_server, workload, load, SLO(), telemetry=False)
     assert len(rendered) == CHUNK_REQUESTS and second.summary.completed == first.summary.completed == 6
+
+
+def test_many_missing_chunks_render_in_parallel_processes_with_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autotune.bench import body_cache
+
+    monkeypatch.setattr(body_cache, "_cores", lambda: body_cache.PARALLEL_MIN_CORES)  # this machine may have fewer
+    workload = _small_vlm()
+    counting = _Counting(workload)
+    cache = BodyCache("k", counting.range, folder=tmp_path, parallel=(workload.model_dump_json(), "m"))
+    count = body_cache.PARALLEL_MIN_CHUNKS * CHUNK_REQUESTS
+    requests = cache.take(0, count)
+    assert counting.calls == 0 and cache.rendered_requests == count  # rendered by the spawned processes
+    assert [r.body for r in requests[::97]] == [r.body for r in build_requests(workload, count, "m")[::97]]

@@ -215,3 +215,11 @@ def test_space_option_refuses_options_that_would_change_the_objective(extra: lis
     done = _cli("--url", "http://127.0.0.1:9", "--space", str(space), *extra)
     assert done.returncode == 2
     assert "--space measures the space's own" in done.stderr and extra[0] in done.stderr
+
+
+def test_cli_reset_caches_against_a_server_without_the_routes_says_how_to_get_them(start_fake_server) -> None:
+    url = start_fake_server("--ttft-ms", "1", "--itl-ms", "1")
+    done = _cli("--url", url, "--workload", "text-chat", "--concurrency", "1", "--num-requests", "2", "--reset-caches", "--quiet")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "no POST /reset_prefix_cache" in done.stderr and "VLLM_SERVER_DEV_MODE=1" in done.stderr
+    assert httpx.get(f"{url}/stats").json()["received"] == 0

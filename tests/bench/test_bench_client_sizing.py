@@ -67,3 +67,31 @@ def test_a_saturated_window_is_measured_again_with_more_processes(quick_server: 
     assert client.discarded_attempts == [DiscardedAttempt(processes=1, reason="injected")]
     assert sorted(r.index for r in result.requests) == list(range(10, 20))  # fresh requests; the first 10 were discarded
     assert result.summary.completed == 10
+
+
+def test_client_processes_are_started_once_and_reused_by_later_windows(quick_server: str) -> None:
+    import asyncio
+    import json
+
+    from autotune.bench.client import PreparedRequest
+    from autotune.bench.processes import ClientProcesses, run_plans
+    from autotune.bench.worker import WorkerPlan
+
+    body = json.dumps({"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "stream": True})
+
+    def plan(worker: int, first: int) -> WorkerPlan:
+        requests = [PreparedRequest(index=first + i, body=body.encode(), max_tokens=2) for i in range(3)]
+        return WorkerPlan(worker_id=worker, chat_url=f"{quick_server}/v1/chat/completions", headers={}, requests=requests, concurrency=1)
+
+    pool = ClientProcesses()
+    try:
+        first = asyncio.run(run_plans([plan(0, 0), plan(1, 3)], spawn=True, processes=pool))
+        started = pool.pids
+        second = asyncio.run(run_plans([plan(0, 6)], spawn=True, processes=pool))
+        assert pool.pids == started and len(started) == 2
+        assert sorted(o.index for r in first.reports for o in r.outcomes) == list(range(6))
+        assert [o.index for o in second.reports[0].outcomes] == [6, 7, 8]
+        assert all(o.success for r in (*first.reports, *second.reports) for o in r.outcomes)
+    finally:
+        pool.close()
+    assert pool.pids == []

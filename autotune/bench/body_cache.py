@@ -1,9 +1,9 @@
 """Rendered request bodies on disk, in fixed chunks of request indexes, shared by every run and process.
 
-Request `i` of a synthetic workload is a pure function of (workload, i, model name) (see prepare.py), so
+Request `i` of a synthetic or trace workload is a pure function of (workload, i, model name) (see prepare.py), so
 its bytes can be kept: a chunk holds requests `k * CHUNK_REQUESTS .. (k + 1) * CHUNK_REQUESTS - 1` of one
 (workload, model) and is named by a hash of both, the chunk's first index, the files the text depends on
-(a tokenizer) and the format version. Windows of any size reuse the chunks they overlap, so the second run
+(a tokenizer, a trace) and the format version. Windows of any size reuse the chunks they overlap, so the second run
 of a seed (a resumed study, the next trial of the tuner, the same `autotune bench` again) renders nothing.
 
 Chunks missing from disk are rendered in parallel by spawned processes (one per core, at most `MAX_RENDER_PROCESSES`)
@@ -72,6 +72,10 @@ def workload_key(workload: Workload, model_name: str) -> str:
     inputs: list[object] = []
     if workload.synthetic is not None and workload.synthetic.tokenizer:
         inputs.append(_file_fingerprint(workload.synthetic.tokenizer))
+    if workload.trace is not None:
+        inputs.append(_file_fingerprint(workload.trace.path))
+        if workload.trace.tokenizer:
+            inputs.append(_file_fingerprint(workload.trace.tokenizer))
     document = {
         "format": FORMAT_VERSION,
         "workload": workload.model_dump(mode="json", exclude={"name", "description"}),

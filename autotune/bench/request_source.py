@@ -1,8 +1,8 @@
 """The requests one benchmark run sends: rendered once (cached on disk) and never repeated on the server.
 
 A request sent twice to one server is a prefix-cache and multimodal-cache hit, which makes the server look
-faster than real traffic would. Synthetic workloads render a distinct request for every index (each seed
-owns its own block, see prepare.py) and keep the rendered bodies on disk (body_cache.py). A dataset has only
+faster than real traffic would. Synthetic and trace workloads render a distinct request for every index (each
+seed owns its own block, see prepare.py) and keep the rendered bodies on disk (body_cache.py). A dataset has only
 its lines: a run that would send one of them a second time is refused (`DatasetTooSmallError`, with the
 count it needs and the count the dataset has) before that window sends anything, unless
 
@@ -40,7 +40,7 @@ class RequestSource:
             BodyCache(
                 workload_key(workload, model_name), render_range, parallel=(workload.model_dump_json(), model_name)
             )
-            if workload.synthetic
+            if workload.dataset is None
             else None
         )
 

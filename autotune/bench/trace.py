@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from autotune.bench.client import PreparedRequest
-from autotune.bench.images import data_url, image_bytes, mime_for
+from autotune.bench.images import data_url, encoded_image, mime_for
 from autotune.bench.prepare import _body, _rng
 from autotune.bench.schemas import LoadSpec
 from autotune.bench.text import TokenCounter, fit_to_tokens, load_token_counter, make_text
@@ -126,6 +126,11 @@ class TraceRenderer:
         self.entries = load_trace(spec.path)
         self.count: TokenCounter | None = load_token_counter(spec.tokenizer) if spec.tokenizer else None
 
+    @property
+    def lines(self) -> int | None:
+        """None: every index renders its own text and images (the trace gives shapes, not content)."""
+        return None
+
     def _text(self, num_tokens: int, rng: np.random.Generator) -> str:
         text = make_text(num_tokens, rng)
         return fit_to_tokens(text, num_tokens, self.count, rng) if self.count else text
@@ -136,7 +141,7 @@ class TraceRenderer:
         content: list[dict[str, Any]] = []
         for slot, (width, height) in enumerate(entry.images):
             seed = int(_rng(self.workload.seed, index * 64 + slot, _IMAGE_STREAM).integers(0, 2**31 - 1))
-            data = image_bytes(width, height, seed, self.spec.image_format, self.spec.jpeg_quality, self.spec.image_pattern)
+            data = encoded_image(width, height, seed, self.spec.image_format, self.spec.jpeg_quality, self.spec.image_pattern)
             content.append({"type": "image_url", "image_url": {"url": data_url(data, mime_for(self.spec.image_format))}})
         content.append({"type": "text", "text": self._text(entry.input_tokens, rng)})
         body = _body(self.workload, model_name, [{"role": "user", "content": content}], entry.output_tokens)

@@ -69,6 +69,14 @@ def test_allow_repeats_and_resets_lift_the_dataset_budget(tmp_path: Path) -> Non
         source.take(6, 4)
 
 
+def test_a_dataset_that_allows_repeats_cycles_its_lines_in_a_duration_bounded_closed_loop(tmp_path: Path, start_fake_server) -> None:
+    url = start_fake_server("--ttft-ms", "1", "--itl-ms", "1")
+    load = LoadSpec(mode="concurrency", concurrency=2, num_requests=None, duration_s=0.4)
+    result = run_benchmark_sync(url, _dataset(tmp_path, 3, allow_repeats=True), load, SLO(), telemetry=False)
+    assert result.summary.completed > 3 and httpx.get(f"{url}/stats").json()["distinct_images"] == 3
+    assert len({r.index for r in result.requests}) == len(result.requests)
+
+
 def test_reset_caches_without_the_routes_fails_before_anything_is_sent(start_fake_server) -> None:
     url = start_fake_server("--ttft-ms", "1", "--itl-ms", "1")
     load = LoadSpec(mode="concurrency", concurrency=1, num_requests=2, reset_caches=True)

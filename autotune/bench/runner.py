@@ -163,6 +163,8 @@ class _Benchmark:
         """Client processes for this window and the share of a core each is planned to use (open loop)."""
         if self.load.client_processes is not None:
             return self.load.client_processes, None
+        if phase.rate_rps is not None and not requests:  # nothing to send
+            return 1, None
         cpu_s = None
         if phase.rate_rps is not None and requests:
             if self._client_cost is None:

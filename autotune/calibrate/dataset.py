@@ -33,6 +33,7 @@ SkipReason = Literal[
     "not_closed_loop",
     "failed",
     "client_saturated",
+    "cache_flattered",
     "no_config",
     "unsupported_workload",
     "duplicate",
@@ -158,6 +159,8 @@ def point_from_file(path: Path) -> CalibrationPoint:
         raise _Skip("failed", f"error rate {summary.error_rate:.2f} > {MAX_ERROR_RATE}")
     if summary.client.saturated:
         raise _Skip("client_saturated", summary.client.reason or "the load generator was the limit")
+    if summary.cache is not None and summary.cache.flattered:
+        raise _Skip("cache_flattered", summary.cache.reason or "requests reached the server twice")
     engine = _engine_config(path, result)
     try:
         workload = Workload.model_validate(result.workload)

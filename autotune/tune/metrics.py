@@ -31,6 +31,9 @@ MetricName = Literal[
     "input_tok_s",
     "error_rate",
     "client_saturated",
+    "cache_flattered",
+    "cache_prefix_hit_rate",
+    "cache_mm_hit_rate",
     "client_cpu_util_max",
     "client_loop_lag_p99_ms",
     "gpu_util_mean",
@@ -95,6 +98,11 @@ def summary_metrics(summary: Summary) -> dict[str, float | None]:
     figures["client_processes"] = float(client.processes)
     figures["client_cpu_util_max"] = client.cpu_util_max
     figures["client_loop_lag_p99_ms"] = client.loop_lag_p99_ms
+    cache = summary.cache
+    if cache is not None:  # a flattered window: requests reached the server twice (use {metric: cache_flattered, max: 0})
+        figures["cache_flattered"] = 1.0 if cache.flattered else 0.0
+        figures["cache_prefix_hit_rate"] = cache.prefix_hit_rate
+        figures["cache_mm_hit_rate"] = cache.mm_hit_rate
     gpu = summary.gpu
     if gpu is not None:
         for field in ("util_mean", "util_p50", "util_p95", "mem_used_max_mib", "power_mean_w", "sm_clock_mean_mhz", *GPM_FIELDS):

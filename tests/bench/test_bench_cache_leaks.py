@@ -132,3 +132,11 @@ def test_window_unusable_reason_names_the_cause() -> None:
     assert window_unusable_reason(flattered) == "cache-flattered: prefix-cache hit rate 90.0% ..."
     at_most = Summary(client=ClientHealth(processes=3, max_processes=3, saturated=True, reason="loop lag"))
     assert window_unusable_reason(at_most) == "client saturated with 3 client process(es), the most the client's cores allow: loop lag"
+
+
+def test_trial_metrics_carry_the_hit_rates_and_the_flag() -> None:
+    from autotune.tune.metrics import summary_metrics
+
+    figures = summary_metrics(Summary(cache=CacheHits(prefix_hit_rate=0.4, mm_hit_rate=1.0, flattered=True)))
+    assert (figures["cache_flattered"], figures["cache_prefix_hit_rate"], figures["cache_mm_hit_rate"]) == (1.0, 0.4, 1.0)
+    assert "cache_flattered" not in summary_metrics(Summary())  # a result from before the check: absent, never 0

@@ -81,3 +81,12 @@ def test_an_slo_rate_result_contributes_its_capacity_probe_and_gz_files_are_read
     (point,) = collect_points([tmp_path]).points
     # the closed-loop probe is the point: its concurrency and figures, not the open-loop window's
     assert (point.concurrency, point.throughput_rps, point.ttft_ms_p50) == (probe.concurrency, probe.throughput_rps, probe.ttft_ms_p50)
+
+
+def test_a_cache_flattered_measurement_is_not_a_point(tmp_path: Path) -> None:
+    point = measured_points(BASE, noise=0.0)[0]
+    result = bench_result(point)
+    result["summary"]["cache"] = {"prefix_hit_rate": 0.99, "mm_hit_rate": 1.0, "flattered": True, "reason": "repeated dataset"}
+    write_json(tmp_path / "bench-repeated.json", result)
+    dataset = collect_points([tmp_path])
+    assert dataset.points == [] and [(s.reason, s.detail) for s in dataset.skipped] == [("cache_flattered", "repeated dataset")]

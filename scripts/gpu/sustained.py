@@ -158,7 +158,7 @@ def measure(name: str, config: str, low: float, high: float) -> None:
         record["objective_rps"] = rate
         if left_s() > 2.5 * WINDOW_S + 60:
             sustained = bench(server.base_url, folder / "sustained.json", "--slo-rate", "--workload", "vlm-chat", *SLO,
-                              "--window-s", str(WINDOW_S), "--rate-range", f"{rate:.3f}:{rate * 1.05:.3f}",
+                              "--window-s", str(WINDOW_S), "--rate-range", f"{rate:.3f}:{rate * 1.0495:.3f}",
                               "--seed", "7", "--server-pid", str(server.pid))
             record["sustained_rps"] = (sustained.get("summary") or {}).get("slo_rate_rps")
         else:

@@ -283,3 +283,13 @@ def test_bad_input_never_reached_the_catch_all(client: httpx.Client, server: Ser
     metrics = client.get("/metrics").text
     assert 'status="500"' not in metrics
     assert "internal error" not in server.log_tail(10_000)
+
+
+def test_cache_reset_routes_exist_only_in_vllm_dev_mode(client: httpx.Client) -> None:
+    from autotune.config import EngineConfig, TunedConfig
+    from serving.app import dev_mode_enabled
+
+    assert_openai_error(client.post("/reset_prefix_cache"), 404, param=None)  # as vLLM without VLLM_SERVER_DEV_MODE=1
+    tuned = TunedConfig(engine_config=EngineConfig(model=MODEL_DIR, env={"VLLM_SERVER_DEV_MODE": "1"}))
+    assert dev_mode_enabled(tuned, {}) is True
+    assert dev_mode_enabled(TunedConfig(engine_config=EngineConfig(model=MODEL_DIR)), {"VLLM_SERVER_DEV_MODE": "0"}) is False

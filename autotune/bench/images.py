@@ -26,6 +26,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
+from autotune.model_files import cache_root
+
 ImageFormat = Literal["png", "jpeg"]
 ImagePattern = Literal["photo", "noise"]
 GENERATOR_VERSION = 2

@@ -11,6 +11,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from autotune import GPU_INSTALL_HINT
 from autotune.config import EngineKind
 from autotune.errors import ConfigError, EngineUnavailableError
 from autotune.tune.redact import missing_env_placeholders
@@ -41,7 +42,7 @@ def check_study_dir(study_dir: Path, *, min_free_gib: float = MIN_FREE_GIB) -> N
 def check_engine(engine: EngineKind) -> None:
     if engine is EngineKind.VLLM and importlib.util.find_spec("vllm") is None:
         raise EngineUnavailableError(
-            "engine vllm: vLLM is not installed here (install the 'gpu' extra on a GPU host), "
+            f"engine vllm: vLLM is not installed here (on a GPU host: {GPU_INSTALL_HINT}), "
             "or tune the simulated engine with --engine simulated"
         )
 

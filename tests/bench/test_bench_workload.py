@@ -15,6 +15,7 @@ from autotune.bench.images import image_bytes, image_cache_dir
 from autotune.bench.prepare import build_requests
 from autotune.bench.workload import builtin_workloads, load_workload, resolve_workload
 from autotune.errors import ConfigError
+from autotune.model_files import usable_model_dir
 
 from helpers.servers import MODEL_DIR as SHARED_MODEL_DIR
 
@@ -109,9 +110,7 @@ def test_shared_prefix_and_image_pool(tmp_path: Path) -> None:
 
 def test_text_token_count_is_exact_with_the_qwen_tokenizer(tmp_path: Path) -> None:
     tokenizers = pytest.importorskip("tokenizers")
-    if not (MODEL_DIR / "tokenizer.json").is_file():
-        pytest.skip("model skeleton not present")
-    tokenizer = tokenizers.Tokenizer.from_file(str(MODEL_DIR / "tokenizer.json"))
+    tokenizer = tokenizers.Tokenizer.from_file(str(Path(usable_model_dir(MODEL_DIR)) / "tokenizer.json"))
     (request,) = build_requests(resolve_workload("text-chat"), 1, "m")
     text = _body(request)["messages"][-1]["content"][-1]["text"]
     assert len(tokenizer.encode(text, add_special_tokens=False).ids) == 256

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
+from autotune import DISTRIBUTION, GPU_INSTALL_HINT
 from autotune.config import EngineKind
 from autotune.errors import ConfigError, EngineUnavailableError
 from helpers.servers import MODEL_DIR
@@ -44,7 +46,22 @@ def test_vllm_engine_without_vllm_is_a_clear_error() -> None:
         pytest.skip("vLLM is installed here")
     result = serve_cli("--model", MODEL_DIR, "--port", "0")
     assert result.returncode == 2
-    assert "pip install 'autotune[gpu]'" in result.stderr and "--engine simulated" in result.stderr
+    assert GPU_INSTALL_HINT in result.stderr and "--engine simulated" in result.stderr
+
+
+def test_the_distribution_has_a_name_of_its_own_and_every_install_hint_uses_it() -> None:
+    """"autotune" on the package index is an unrelated project: a hint must not send anyone there."""
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert project["name"] == DISTRIBUTION == "vllm-autotune"
+    assert project["scripts"] == {"autotune": "autotune.cli:main"}  # the command keeps its name
+    assert "pip install -e '.[gpu]'" in GPU_INSTALL_HINT and DISTRIBUTION in GPU_INSTALL_HINT
+    wrong = "autotune" + "[gpu]"  # spelled apart so that this file does not find itself
+    sources = [root / "README.md", root / "Dockerfile", *[
+        path for folder in ("autotune", "serving", "tests", "docs", "scripts") for path in (root / folder).rglob("*")
+        if path.suffix in (".py", ".md", ".sh", ".yaml", ".yml", ".toml")
+    ]]
+    assert [str(p) for p in sources if wrong in p.read_text(errors="replace")] == []
 
 
 def test_preprocessing_workers_need_the_cache_off(tmp_path: Path) -> None:

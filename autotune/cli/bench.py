@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
 from autotune.cli import app
+from autotune.cli.console import make_console
 
 if TYPE_CHECKING:
     from autotune.bench.schemas import BenchResult
@@ -177,10 +177,10 @@ def bench(
         url, chosen, load, parse_slo(slo or []),
         model=model, api_key=api_key, telemetry=telemetry, progress=not quiet, server_pid=server_pid,
     )
-    print_report(result, Console())
+    print_report(result, make_console())
     if output is not None:
         save_result(result, output)
-        Console(stderr=True).print(f"result written to {output}")
+        make_console(stderr=True).print(f"result written to {output}")
 
 
 def _bench_space_objective(

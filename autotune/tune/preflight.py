@@ -1,5 +1,6 @@
 """Checks before the first trial: the study folder is writable, the disk has room, the engine can run,
-every `${VAR}` of the engine env is set."""
+every `${VAR}` of the engine env is set, and what every trial reads (workload, dataset, model folders) is there
+(`check_trial_inputs`, before the study is created)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from autotune.tune.redact import missing_env_placeholders
 
 if TYPE_CHECKING:
     from autotune.search_space import SearchSpace
+    from autotune.tune.study import TuneSettings
 
 MIN_FREE_GIB = 1.0
 
@@ -66,3 +68,75 @@ def prepare_engine_env(space: SearchSpace, environ: MutableMapping[str, str] | N
             "engine env: " + ", ".join(missing) + " not set in the environment of `autotune tune` "
             "(trial servers take `${VAR}` values from it)"
         )
+
+
+def check_trial_inputs(space: SearchSpace, settings: TuneSettings) -> None:
+    """What every trial reads, checked before the study is created: the workload (a dataset's every line), the
+    model folders, the screening profile. Raises one ConfigError with a line per problem."""
+    problems = [*workload_problems(space), *model_problems(space)]
+    if settings.screen is not None:
+        from autotune.tune.screen import load_screen_profile
+
+        try:
+            load_screen_profile(settings.screen)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def workload_problems(space: SearchSpace) -> list[str]:
+    from autotune.bench.dataset import load_dataset
+    from autotune.bench.text import load_token_counter
+    from autotune.bench.trace import check_trace_workload
+    from autotune.bench.workload import resolve_workload
+
+    try:
+        workload = resolve_workload(space.workload)
+        if workload.dataset is not None:
+            load_dataset(workload.dataset.path)  # a missing file or a bad line: here, not in every trial
+        if workload.synthetic is not None and workload.synthetic.tokenizer is not None:
+            load_token_counter(workload.synthetic.tokenizer)
+        check_trace_workload(space.load, workload)
+    except ConfigError as exc:
+        return [f"workload: {exc}"]
+    return []
+
+
+def model_problems(space: SearchSpace) -> list[str]:
+    """Each model and tokenizer the space names: a local path must be a folder (a model's with its config.json);
+    a Hugging Face id (`org/name`) must have its config files cached or fetchable (`autotune.hub`)."""
+    base = space.engine_base
+    folders = [("engine_base.model", base.model, True)]
+    tokenizer = base.extra_engine_args.get("tokenizer")
+    if isinstance(tokenizer, str):
+        folders.append(("engine_base.extra_engine_args.tokenizer", tokenizer, False))
+    for key, variant in space.model_variants.items():
+        folders.append((f"model_variants.{key}.model", variant.model, True))
+        if variant.tokenizer is not None:
+            folders.append((f"model_variants.{key}.tokenizer", variant.tokenizer, False))
+    problems = []
+    for field, value, is_model in folders:
+        problem = _folder_problem(value, needs_config=is_model)
+        if problem:
+            problems.append(f"{field}: {value}: {problem}")
+    return problems
+
+
+def _folder_problem(value: str, *, needs_config: bool) -> str | None:
+    from autotune.hub import HubModelError, looks_like_hub_id, model_files_dir
+
+    if looks_like_hub_id(value):
+        try:
+            model_files_dir(value)  # its config files cached, or fetched now (memoized for the trials)
+        except HubModelError as exc:
+            return str(exc)
+        return None
+    path = Path(value).expanduser()
+    if not path.exists():
+        return "no such folder"
+    if not path.is_dir():
+        return "not a folder"
+    if needs_config and not (path / "config.json").is_file():
+        return "no config.json in this folder (the memory model and the engine read it)"
+    return None

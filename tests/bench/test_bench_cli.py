@@ -52,6 +52,20 @@ def test_cli_writes_a_result_that_loads_as_a_dataframe(tmp_path: Path, start_fak
     assert frame["tpot_ms"].notna().all() and frame.attrs["simulated"] is True
 
 
+def test_cli_takes_a_jsonl_dataset_as_the_workload(tmp_path: Path, start_fake_server) -> None:
+    url = start_fake_server("--simulated", "--ttft-ms", "2", "--itl-ms", "1")
+    data = tmp_path / "mydata.jsonl"
+    lines = [{"messages": [{"role": "user", "content": f"question {i}"}], "max_tokens": 5} for i in range(3)]
+    data.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "result.json"
+    done = _cli("--url", url, "--workload", str(data), "--concurrency", "1", "--num-requests", "3", "--warmup", "0",
+                "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    result = load_result(out)
+    assert result.workload["name"] == "mydata" and result.workload["kind"] == "dataset"
+    assert result.summary.completed == 3 and all(r.output_tokens == 5 for r in result.requests)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -171,6 +171,19 @@ def test_dataset_workload_inlines_local_images(tmp_path: Path) -> None:
     assert [r.max_tokens for r in requests] == [7, 9, 7]  # cycles over the lines
 
 
+def test_a_jsonl_file_is_a_dataset_workload_by_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _dataset(tmp_path, [_line("img/a.png", max_tokens=7), _line("img/a.png")])
+    monkeypatch.chdir(tmp_path)
+    workload = resolve_workload("data/set.jsonl")  # as `--workload data/set.jsonl` gives it
+    assert workload.kind == "dataset" and workload.name == "set" and workload.dataset is not None
+    assert workload.dataset.path == str(data)  # absolute: image paths stay relative to the file's folder
+    requests = build_requests(workload, 2, "m")
+    assert [r.max_tokens for r in requests] == [7, 128]  # a line's own max_tokens, else the dataset default
+    assert _body(requests[0])["messages"][0]["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
+    with pytest.raises(ConfigError, match=r"workload 'data/nope.jsonl': no such file \(.*data/nope.jsonl\)"):
+        resolve_workload("data/nope.jsonl")
+
+
 @pytest.mark.parametrize(
     ("bad_line", "reason"),
     [

@@ -104,26 +104,22 @@ def workload_problems(space: SearchSpace) -> list[str]:
 
 
 def model_problems(space: SearchSpace) -> list[str]:
-    """Each model and tokenizer the space names: a local path must be a folder (a model's with its config.json);
-    a Hugging Face id (`org/name`) must have its config files cached or fetchable (`autotune.hub`)."""
+    """Each model and tokenizer the space names: a local path must exist; a Hugging Face id (`org/name`) must have
+    its config files cached or fetchable (`autotune.hub`). A folder without config.json is not refused here (vLLM
+    reads other formats too): the memory pre-check then says, once, that it cannot judge the trials."""
     base = space.engine_base
-    folders = [("engine_base.model", base.model, True)]
+    named = [("engine_base.model", base.model)]
     tokenizer = base.extra_engine_args.get("tokenizer")
     if isinstance(tokenizer, str):
-        folders.append(("engine_base.extra_engine_args.tokenizer", tokenizer, False))
+        named.append(("engine_base.extra_engine_args.tokenizer", tokenizer))
     for key, variant in space.model_variants.items():
-        folders.append((f"model_variants.{key}.model", variant.model, True))
+        named.append((f"model_variants.{key}.model", variant.model))
         if variant.tokenizer is not None:
-            folders.append((f"model_variants.{key}.tokenizer", variant.tokenizer, False))
-    problems = []
-    for field, value, is_model in folders:
-        problem = _folder_problem(value, needs_config=is_model)
-        if problem:
-            problems.append(f"{field}: {value}: {problem}")
-    return problems
+            named.append((f"model_variants.{key}.tokenizer", variant.tokenizer))
+    return [f"{field}: {value}: {problem}" for field, value in named if (problem := _model_problem(value))]
 
 
-def _folder_problem(value: str, *, needs_config: bool) -> str | None:
+def _model_problem(value: str) -> str | None:
     from autotune.hub import HubModelError, looks_like_hub_id, model_files_dir
 
     if looks_like_hub_id(value):
@@ -132,11 +128,4 @@ def _folder_problem(value: str, *, needs_config: bool) -> str | None:
         except HubModelError as exc:
             return str(exc)
         return None
-    path = Path(value).expanduser()
-    if not path.exists():
-        return "no such folder"
-    if not path.is_dir():
-        return "not a folder"
-    if needs_config and not (path / "config.json").is_file():
-        return "no config.json in this folder (the memory model and the engine read it)"
-    return None
+    return None if Path(value).expanduser().exists() else "no such file or folder"

@@ -76,7 +76,7 @@ def test_what_a_trial_reads_is_checked_before_the_study_one_line_per_problem(tmp
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 2, done.stderr
     assert "workload" in lines[0] and str(tmp_path / "spaces" / "data" / "mine.jsonl") in lines[0]  # next to the YAML
-    assert f"engine_base.model: {tmp_path / 'no-model'}: no such folder" in lines[1]
+    assert f"engine_base.model: {tmp_path / 'no-model'}: no such file or folder" in lines[1]
     assert not (tmp_path / "experiments").exists()  # no study folder, no study: the fixed re-run is the same study
     (tmp_path / "spaces" / "data").mkdir()
     (tmp_path / "spaces" / "data" / "mine.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"oops"\n')

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from helpers.servers import MODEL_DIR as MODEL
 from rich.console import Console
-from tune_helpers import QUICK_SPACE, quick_space_mapping, space_from
+from tune_helpers import quick_space_mapping, space_from
 
 from autotune.config import EngineConfig, EngineKind, Provenance, TunedConfig
 from autotune.errors import ConfigError

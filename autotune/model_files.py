@@ -17,19 +17,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import lzma
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from autotune.cache import cache_root
+
 PACKED_SUFFIX = ".xz"
 _DIGEST_CHARS = 16
-
-
-def cache_root() -> Path:
-    """`$AUTOTUNE_CACHE_DIR`, or `~/.cache/autotune`: every file autotune caches lies under it."""
-    root = os.environ.get("AUTOTUNE_CACHE_DIR")
-    return Path(root) if root else Path.home() / ".cache" / "autotune"
 
 
 def packed_files(folder: Path) -> list[Path]:

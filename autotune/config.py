@@ -8,6 +8,7 @@ place where an EngineConfig becomes vLLM arguments.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -17,6 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_serializer, model_validator
 
 from autotune.errors import ConfigError, config_error_from
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 VLLM_DEFAULT_GPU_MEMORY_UTILIZATION = 0.92
@@ -314,6 +317,26 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
 def load_tuned_config(path: str | Path) -> TunedConfig:
     data = read_yaml_mapping(path)
     try:
-        return TunedConfig.model_validate(data)
+        tuned = TunedConfig.model_validate(data)
     except ValidationError as exc:
         raise config_error_from(exc, path) from None
+    _warn_if_the_model_is_elsewhere(tuned, path)
+    return tuned
+
+
+_WARNED_MISSING_MODELS: set[str] = set()
+
+
+def _warn_if_the_model_is_elsewhere(tuned: TunedConfig, path: str | Path) -> None:
+    """A config written on another machine (best.yaml of a GPU host) names a model folder of that machine: say so
+    once per model and process, before an engine fails on it."""
+    from autotune.hub import looks_like_hub_id
+
+    model = tuned.engine_config.model
+    if model in _WARNED_MISSING_MODELS or Path(model).expanduser().exists() or looks_like_hub_id(model):
+        return
+    _WARNED_MISSING_MODELS.add(model)
+    log.warning(
+        "%s: engine_config.model %s does not exist on this machine (the config was written where it did): "
+        "put the model there, or edit engine_config.model in the file", path, model,
+    )

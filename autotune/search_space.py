@@ -636,9 +636,9 @@ def _resolve_paths(
             resolved[key] = entry
         data["model_variants"] = resolved
     workload = data.get("workload")
-    if isinstance(workload, str) and workload.endswith((".yaml", ".yml", ".json")):
+    if isinstance(workload, str) and workload.endswith((".yaml", ".yml", ".json", ".jsonl")):
         given["workload"] = workload
-        data["workload"] = _resolve_path(workload, base_dir)
+        data["workload"] = str((base_dir / Path(workload).expanduser()).resolve())  # a file, next to the YAML
     return data
 
 

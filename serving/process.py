@@ -2,7 +2,11 @@
 
 Production code (the tuner starts one per trial) and the test helper. The server dies with its
 parent (PR_SET_PDEATHSIG=SIGTERM on Linux) and `kill_process_group` cleans up one left behind.
-Start-up failures tell a crash (the process exited) from a timeout (it never became ready).
+Start-up failures tell a crash from a timeout: a crash is a process that exited, or that printed
+`serving.launch.START_FAILED_LINE` (its engine failed to start; it is exiting); a timeout is a process that did
+neither before the deadline and had not failed by the time it was stopped. The second test matters on a slow
+machine: a server whose engine fails just as the deadline passes is still exiting then (uvicorn holds the stop
+signal until its start-up ends), and its failure is a crash, not a timeout.
 Note: PDEATHSIG fires when the *thread* that started the child exits; start servers from a
 long-lived thread (the main thread).
 """
@@ -25,8 +29,10 @@ import httpx
 
 from autotune.config import EngineKind
 from autotune.errors import AutotuneError
+from serving.launch import START_FAILED_LINE
 
 _LISTENING = re.compile(r"autotune serve listening on http://(\S+):(\d+)")
+_START_FAILED = START_FAILED_LINE.encode()
 _PR_SET_PDEATHSIG = 1
 _POLL_INTERVAL_S = 0.05
 
@@ -154,6 +160,8 @@ class ServerProcess:
         self.pgid = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
+        self._log_offset = 0  # how far _new_log_lines has read
+        self._start_failed = False  # START_FAILED_LINE seen
 
     # -- lifecycle -----------------------------------------------------------------------------
     def __enter__(self) -> ServerProcess:
@@ -185,31 +193,59 @@ class ServerProcess:
         self.pgid = self.pid  # start_new_session: the child leads its own group
         try:
             self._wait_ready(time.monotonic() + self.startup_timeout_s)
+        except ServerStartError as exc:
+            self.stop()
+            self._new_log_lines()  # what the server printed while it was stopped
+            if exc.reason == "timeout" and self._start_failed:
+                raise ServerStartError("crashed", self.log_tail(), self.exit_code) from None
+            raise
         except BaseException:
             self.stop()
             raise
 
     def _wait_ready(self, deadline: float) -> None:
-        port: str | None = None
         with httpx.Client(timeout=2.0, trust_env=False) as client:
             while time.monotonic() < deadline:
-                if not self.alive():
-                    raise ServerStartError("crashed", self.log_tail(), self.exit_code)
-                if port is None:
-                    match = _LISTENING.search(self._read_log())
-                    if match is not None:
-                        port = match.group(2)
-                        self.base_url = f"http://{connect_host(self.host)}:{port}"
-                if port is not None:
+                self._new_log_lines()
+                if not self.alive() or self._start_failed:
+                    raise ServerStartError("crashed", self.log_tail(), self._exit_code_soon())
+                if self.base_url:
                     try:
                         if client.get(f"{self.base_url}/health").status_code == 200:
                             return
                     except httpx.HTTPError:
                         pass
                 time.sleep(_POLL_INTERVAL_S)
-        if not self.alive():
-            raise ServerStartError("crashed", self.log_tail(), self.exit_code)
+        self._new_log_lines()
+        if not self.alive() or self._start_failed:
+            raise ServerStartError("crashed", self.log_tail(), self._exit_code_soon())
         raise ServerStartError("timeout", self.log_tail(), None)
+
+    def _new_log_lines(self) -> None:
+        """Read the log's complete lines written since the last call: the listening line gives `base_url`,
+        START_FAILED_LINE sets `_start_failed`."""
+        try:
+            with open(self.log_path, "rb") as handle:
+                handle.seek(self._log_offset)
+                data = handle.read()
+        except OSError:
+            return
+        complete = data[: data.rfind(b"\n") + 1]
+        self._log_offset += len(complete)
+        if not self.base_url:
+            match = _LISTENING.search(complete.decode(errors="replace"))
+            if match is not None:
+                self.base_url = f"http://{connect_host(self.host)}:{match.group(2)}"
+        self._start_failed = self._start_failed or _START_FAILED in complete
+
+    def _exit_code_soon(self, grace_s: float = 5.0) -> int | None:
+        """The exit code of a server that is exiting by itself (None if it has not within `grace_s`)."""
+        if self._process is None:
+            return None
+        try:
+            return self._process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            return None
 
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None

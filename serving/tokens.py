@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from autotune.hub import HubModelError, model_files_dir
+from autotune.model_files import usable_model_dir
 
 log = logging.getLogger("autotune.serve")
 
@@ -108,7 +109,7 @@ class HFTokenCounter:
 
 def make_token_counter(model: str | Path) -> TextTokenCounter:
     try:
-        tokenizer_json = model_files_dir(model) / "tokenizer.json"
+        tokenizer_json = Path(usable_model_dir(model_files_dir(model))) / "tokenizer.json"
     except HubModelError:
         return ApproxTokenCounter()
     if tokenizer_json.is_file():

@@ -34,8 +34,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from autotune.bench.client import PreparedRequest
-from autotune.bench.images import cache_root
 from autotune.bench.workload import Workload
+from autotune.cache import cache_root
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from autotune.bench.client import PreparedRequest
 from autotune.bench.worker import Worker, WorkerPlan
-from autotune.bench.images import cache_root
+from autotune.cache import cache_root
 
 log = logging.getLogger(__name__)
 

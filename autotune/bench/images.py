@@ -26,6 +26,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
+from autotune.cache import cache_root
+
 ImageFormat = Literal["png", "jpeg"]
 ImagePattern = Literal["photo", "noise"]
 GENERATOR_VERSION = 2
@@ -34,12 +36,6 @@ PHOTO_BASES = 16
 """Base pictures per size; a photo's seed picks one and stamps its own pixels on it."""
 STAMP_PX = 16
 """Side of the block of random pixels that makes each photo unique (smaller images: their whole side)."""
-
-
-def cache_root() -> Path:
-    """autotune's cache folder: `$AUTOTUNE_CACHE_DIR`, else `~/.cache/autotune`."""
-    root = os.environ.get("AUTOTUNE_CACHE_DIR")
-    return Path(root) if root else Path.home() / ".cache" / "autotune"
 
 
 def image_cache_dir() -> Path:

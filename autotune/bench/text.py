@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from autotune.errors import ConfigError
+from autotune.model_files import usable_model_dir
 
 WORDS: tuple[str, ...] = tuple(
     """the of and to in is was for on are with as at be by this had not but from or have an they which
@@ -63,7 +64,7 @@ def load_token_counter(path: str) -> TokenCounter:
     """A counter from a `tokenizer.json` (or a model folder holding one), via the `tokenizers` package."""
     source = Path(path)
     if source.is_dir():
-        source = source / "tokenizer.json"
+        source = Path(usable_model_dir(source)) / "tokenizer.json"
     if not source.is_file():
         raise ConfigError(f"synthetic.tokenizer: no tokenizer.json at {path}")
     try:

@@ -8,7 +8,8 @@ Two kinds:
 - `trace`: a timestamped JSONL trace of request shapes (start time, prompt and output lengths, image sizes), see
   `trace.py` and docs/traces.md; load mode `replay` sends each request at its trace time.
 
-Built-ins live in `autotune/workloads/<name>.yaml`.
+Built-ins live in `autotune/workloads/<name>.yaml`. A `.jsonl` file given where a workload is expected is a dataset
+workload of its own (`dataset_workload`: the file's name, every line's `max_tokens` or 128), no YAML needed.
 """
 
 from __future__ import annotations
@@ -187,13 +188,26 @@ def workload_from_mapping(data: dict[str, Any], source: str | Path, base_dir: Pa
     return workload
 
 
-def load_workload(path: str | Path) -> Workload:
+DATASET_SUFFIX = ".jsonl"
+
+
+def dataset_workload(path: str | Path) -> Workload:
+    """A JSONL dataset as a workload with the defaults of a `kind: dataset` file (name: the file's stem)."""
     source = Path(path)
+    return Workload(name=source.stem, kind="dataset", dataset=DatasetSpec(path=str(source.resolve())))
+
+
+def load_workload(path: str | Path) -> Workload:
+    """A workload YAML file, or a JSONL dataset (by its `.jsonl` suffix)."""
+    source = Path(path)
+    if source.suffix == DATASET_SUFFIX:
+        return dataset_workload(source)
     return workload_from_mapping(read_yaml_mapping(source), source, base_dir=source.resolve().parent)
 
 
 def resolve_workload(name_or_path: str | Path) -> Workload:
-    """A workload file, or a built-in by name (`vlm-chat`, `vlm-chat-random-mm`, `text-chat`, `vlm-multi-image`)."""
+    """A workload file (YAML, or a JSONL dataset), or a built-in by name (`vlm-chat`, `vlm-chat-random-mm`,
+    `text-chat`, `vlm-multi-image`)."""
     candidate = Path(name_or_path)
     if candidate.is_file():
         return load_workload(candidate)
@@ -201,6 +215,8 @@ def resolve_workload(name_or_path: str | Path) -> Workload:
     if name in builtin_workloads():
         with resources.as_file(resources.files("autotune") / "workloads" / f"{name}.yaml") as path:
             return load_workload(path)
+    if candidate.suffix in (".yaml", ".yml", ".json", DATASET_SUFFIX) or "/" in name:
+        raise ConfigError(f"workload {name!r}: no such file ({candidate.resolve()})")
     raise ConfigError(
         f"workload {name!r}: not a file and not a built-in (built-ins: {', '.join(builtin_workloads())})"
     )

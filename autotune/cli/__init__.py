@@ -36,6 +36,6 @@ def main() -> None:
     try:
         app()
     except AutotuneError as exc:
-        # escape(): messages may hold brackets (pip install 'autotune[gpu]') that are not markup
+        # escape(): messages may hold brackets (pip install -e '.[gpu]') that are not markup
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
 from autotune.cli import app
+from autotune.cli.console import make_console
 
 if TYPE_CHECKING:
     from autotune.bench.schemas import BenchResult
@@ -118,10 +118,10 @@ def bench(
                     "--duration": duration is not None, "--warmup": warmup != 0, "--processes": processes is not None,
                     "--replay": replay, "--time-scale": time_scale != 1.0, "--reset-caches": reset_caches},
         )
-        print_report(result, Console())
+        print_report(result, make_console())
         if output is not None:
             save_result(result, output)
-            Console(stderr=True).print(f"result written to {output}")
+            make_console(stderr=True).print(f"result written to {output}")
         return
     chosen_modes = (
         ("concurrency", concurrency is not None and not slo_rate), ("rate", rate is not None), ("sweep", sweep), ("slo_rate", slo_rate),
@@ -177,10 +177,10 @@ def bench(
         url, chosen, load, parse_slo(slo or []),
         model=model, api_key=api_key, telemetry=telemetry, progress=not quiet, server_pid=server_pid,
     )
-    print_report(result, Console())
+    print_report(result, make_console())
     if output is not None:
         save_result(result, output)
-        Console(stderr=True).print(f"result written to {output}")
+        make_console(stderr=True).print(f"result written to {output}")
 
 
 def _bench_space_objective(

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from autotune.cli import app
+from autotune.cli.console import make_console
 
-console = Console()
+console = make_console()
 
 
 @app.command()

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from autotune.cli import app
+from autotune.cli.console import make_console
 from autotune.report.build import ReportFormat
 
-console = Console()
+console = make_console()
 
 
 @app.command()

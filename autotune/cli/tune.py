@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from autotune.cli import app
+from autotune.cli.console import make_console
 from autotune.config import EngineKind
 
-console = Console()
+console = make_console()
 
 ExperimentsDir = Annotated[
     Path, typer.Option("--experiments-dir", help="Folder holding one sub-folder per study")
@@ -100,12 +100,11 @@ def tune(
     """Tune vLLM engine settings on a workload: one served and benchmarked config per trial."""
     from autotune.bench.options import parse_cpu_list
     from autotune.errors import ConfigError
-    from autotune.hub import require_space_models
     from autotune.search_space import load_search_space
-    from autotune.tune.preflight import check_engine, prepare_engine_env
+    from autotune.tune.preflight import check_engine, check_trial_inputs, prepare_engine_env
     from autotune.tune.report import LiveTrialsTable
     from autotune.tune.screen import ScreenSettings
-    from autotune.tune.study import TuneSettings, counted_trials, open_study, run_tuning
+    from autotune.tune.study import TuneSettings, counted_trials, open_study, run_tuning, spent_budget_message
 
     if space_file is None:  # the one-line start: a space for this model, workload, SLO and GPU, written beside the study
         from autotune.tune.quickstart import quickstart
@@ -137,9 +136,12 @@ def tune(
     _quiet_optuna()
     check_engine(engine or space.engine)
     prepare_engine_env(space)  # literal secrets -> this process's environment; every ${VAR} set
-    require_space_models(space)  # hub ids: configs cached or fetched before the study exists, or one clear error
+    check_trial_inputs(space, settings)  # workload, dataset, model folders, screen profile: before the study exists
     session = open_study(space, settings)  # errors (folder, storage, space mismatch) before anything runs
     planned = n_trials if n_trials is not None else max(0, space.budget.n_trials - counted_trials(session.study))
+    spent = spent_budget_message(session.study, space) if n_trials is None else None
+    if spent:
+        console.print(f"[yellow]{spent}[/]", highlight=False)
     kind = session.engine
     label = "SIMULATED engine (not GPU measurements)" if kind is EngineKind.SIMULATED else f"{kind.value} engine"
     console.print(f"study [bold]{session.name}[/] ({label}), objective {space.objective.kind}, folder {session.study_dir}")
@@ -214,7 +216,7 @@ def trials(
     """List a study's trials (state, params, metrics, reasons), or export them as CSV."""
     from rich.table import Table
 
-    from autotune.tune.report import GPU_ACTIVITY_COLUMNS, gpu_activity_cell, trials_frame
+    from autotune.tune.report import GPU_ACTIVITY_COLUMNS, gpu_activity_cell, trials_cell, trials_frame
     from autotune.tune.study import reopen_study
 
     session = reopen_study(study, experiments_dir=experiments_dir, storage=storage, mlflow=False)
@@ -234,19 +236,10 @@ def trials(
     for _, header in gpu:
         table.add_column(header, overflow="fold")
     for _, row in frame.iterrows():
-        cells = ["-" if _missing(row[c]) else (f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c])) for c in columns]
+        cells = [trials_cell(row[c], c) for c in columns]
         cells += [gpu_activity_cell(row.to_dict(), column) for column, _ in gpu]
         table.add_row(*cells)
     console.print(table)
-
-
-def _missing(value: object) -> bool:
-    try:
-        import pandas as pd
-
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
 
 
 @app.command("sync-mlflow")

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from autotune import install_hint
 from autotune.errors import ConfigError
 
 KUBERNETES_VERSION = "1.33"
@@ -54,7 +55,7 @@ def validate_manifest(doc: Manifest, source: str | Path) -> None:
         import kubernetes_validate
     except ImportError:
         raise ConfigError(
-            "checking Kubernetes objects needs kubernetes-validate (it ships the schemas): pip install 'autotune[deploy]'"
+            f"checking Kubernetes objects needs kubernetes-validate (it ships the schemas): {install_hint('deploy')}"
         ) from None
 
     if not isinstance(doc, dict):

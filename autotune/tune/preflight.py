@@ -1,5 +1,6 @@
 """Checks before the first trial: the study folder is writable, the disk has room, the engine can run,
-every `${VAR}` of the engine env is set."""
+every `${VAR}` of the engine env is set, and what every trial reads (workload, dataset, model folders) is there
+(`check_trial_inputs`, before the study is created)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from autotune import GPU_INSTALL_HINT
 from autotune.config import EngineKind
 from autotune.errors import ConfigError, EngineUnavailableError
 from autotune.tune.redact import missing_env_placeholders
 
 if TYPE_CHECKING:
     from autotune.search_space import SearchSpace
+    from autotune.tune.study import TuneSettings
 
 MIN_FREE_GIB = 1.0
 
@@ -41,7 +44,7 @@ def check_study_dir(study_dir: Path, *, min_free_gib: float = MIN_FREE_GIB) -> N
 def check_engine(engine: EngineKind) -> None:
     if engine is EngineKind.VLLM and importlib.util.find_spec("vllm") is None:
         raise EngineUnavailableError(
-            "engine vllm: vLLM is not installed here (install the 'gpu' extra on a GPU host), "
+            f"engine vllm: vLLM is not installed here (on a GPU host: {GPU_INSTALL_HINT}), "
             "or tune the simulated engine with --engine simulated"
         )
 
@@ -65,3 +68,64 @@ def prepare_engine_env(space: SearchSpace, environ: MutableMapping[str, str] | N
             "engine env: " + ", ".join(missing) + " not set in the environment of `autotune tune` "
             "(trial servers take `${VAR}` values from it)"
         )
+
+
+def check_trial_inputs(space: SearchSpace, settings: TuneSettings) -> None:
+    """What every trial reads, checked before the study is created: the workload (a dataset's every line), the
+    model folders, the screening profile. Raises one ConfigError with a line per problem."""
+    problems = [*workload_problems(space), *model_problems(space)]
+    if settings.screen is not None:
+        from autotune.tune.screen import load_screen_profile
+
+        try:
+            load_screen_profile(settings.screen)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def workload_problems(space: SearchSpace) -> list[str]:
+    from autotune.bench.dataset import load_dataset
+    from autotune.bench.text import load_token_counter
+    from autotune.bench.trace import check_trace_workload
+    from autotune.bench.workload import resolve_workload
+
+    try:
+        workload = resolve_workload(space.workload)
+        if workload.dataset is not None:
+            load_dataset(workload.dataset.path)  # a missing file or a bad line: here, not in every trial
+        if workload.synthetic is not None and workload.synthetic.tokenizer is not None:
+            load_token_counter(workload.synthetic.tokenizer)
+        check_trace_workload(space.load, workload)
+    except ConfigError as exc:
+        return [f"workload: {exc}"]
+    return []
+
+
+def model_problems(space: SearchSpace) -> list[str]:
+    """Each model and tokenizer the space names: a local path must exist; a Hugging Face id (`org/name`) must have
+    its config files cached or fetchable (`autotune.hub`). A folder without config.json is not refused here (vLLM
+    reads other formats too): the memory pre-check then says, once, that it cannot judge the trials."""
+    base = space.engine_base
+    named = [("engine_base.model", base.model)]
+    tokenizer = base.extra_engine_args.get("tokenizer")
+    if isinstance(tokenizer, str):
+        named.append(("engine_base.extra_engine_args.tokenizer", tokenizer))
+    for key, variant in space.model_variants.items():
+        named.append((f"model_variants.{key}.model", variant.model))
+        if variant.tokenizer is not None:
+            named.append((f"model_variants.{key}.tokenizer", variant.tokenizer))
+    return [f"{field}: {value}: {problem}" for field, value in named if (problem := _model_problem(value))]
+
+
+def _model_problem(value: str) -> str | None:
+    from autotune.hub import HubModelError, looks_like_hub_id, model_files_dir
+
+    if looks_like_hub_id(value):
+        try:
+            model_files_dir(value)  # its config files cached, or fetched now (memoized for the trials)
+        except HubModelError as exc:
+            return str(exc)
+        return None
+    return None if Path(value).expanduser().exists() else "no such file or folder"

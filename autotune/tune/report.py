@@ -132,6 +132,19 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def trials_cell(value: Any, column: str) -> str:
+    """A `trials_frame` value as `autotune trials` prints it: '-' when missing; whole numbers as integers (pandas
+    holds an int column that has a gap as floats: 3 would read 3.00); other parameter values exactly; metrics to
+    2 decimals."""
+    if pd.api.types.is_scalar(value) and pd.isna(value):  # None, NaN, pd.NA
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, float):
+        return str(value)
+    if value.is_integer():
+        return str(int(value))
+    return str(float(value)) if column.startswith("param_") else f"{value:.2f}"
+
+
 def write_trials_csv(study: optuna.Study, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     trials_frame(study).to_csv(path, index=False)

@@ -28,11 +28,11 @@ from autotune.errors import ConfigError
 from autotune.search_space import SearchSpace, grid_choices
 from autotune.tracking import MlflowTracker, default_tracking_uri, flatten
 from autotune.tune import attrs
-from autotune.tune.best import build_best_config
+from autotune.tune.best import build_best_config, feasible_trials
 from autotune.tune.confirm import Confirmation, confirmation, enqueue_repeats
 from autotune.tune.objective import TrialFailed, TuneDisplay, TuneObjective
 from autotune.hub import require_space_models
-from autotune.tune.preflight import check_engine, check_study_dir, min_free_gib, prepare_engine_env
+from autotune.tune.preflight import check_engine, check_study_dir, check_trial_inputs, min_free_gib, prepare_engine_env
 from autotune.tune.recovery import recover_dead_workers
 from autotune.tune.redact import redact_url
 from autotune.tune.report import write_plots, write_trials_csv
@@ -329,6 +329,21 @@ def counted_trials(study: optuna.Study) -> int:
     return sum(1 for t in finished if t.state is not TrialState.FAIL or _config_was_at_fault(t))
 
 
+def spent_budget_message(study: optuna.Study, space: SearchSpace) -> str | None:
+    """When the budget has no trial left: what it was spent on and how to go on (None while trials are left)."""
+    counted = counted_trials(study)
+    if counted < space.budget.n_trials:
+        return None
+    states = [t.state for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))]
+    spent = ", ".join(f"{states.count(s)} {s.name.lower()}" for s in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED) if s in states)
+    feasible = len(feasible_trials(study))
+    on = "no trial feasible: the budget went on failures" if feasible == 0 else f"{feasible} feasible"
+    return (
+        f"study {study.study_name!r}: its budget of {space.budget.n_trials} trials is spent ({spent}; {on}), "
+        f"so no trial runs. See why with `autotune trials {study.study_name}`; run more with --n-trials N"
+    )
+
+
 def _finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)))
 
@@ -381,6 +396,8 @@ def run_tuning(
     check_engine(settings.engine or space.engine)  # before the study records an engine
     prepare_engine_env(space)  # literal secrets -> this process's environment; every ${VAR} set (idempotent)
     require_space_models(space)  # hub ids: their configs cached or fetched, or one clear error (memoized)
+    if session is None:
+        check_trial_inputs(space, settings)  # workload, dataset, trace, models: before the study is created
     workload = resolve_workload(space.workload)  # a bad workload fails before any trial
     check_trace_workload(space.load, workload)  # and a bad trace, or mode replay without one
     screener = None

@@ -138,7 +138,7 @@ def check_feasibility(
     try:
         model = ModelInfo.from_model_dir(engine.model)
     except ConfigError as exc:
-        log.info("no memory pre-check for %s: %s", engine.model, exc)
+        _warn_no_memory_check(engine.model, exc)
         return None, None
     estimate = estimate_memory(engine, model, gpu_memory_gib, settings.activation_reserve_gib)
     utilization = engine.effective_gpu_memory_utilization
@@ -159,6 +159,20 @@ def check_feasibility(
             estimate,
         )
     return None, estimate
+
+
+_WARNED_NO_MEMORY_CHECK: set[str] = set()
+
+
+def _warn_no_memory_check(model: str, reason: ConfigError) -> None:
+    """Once per model and process: without its config.json no trial of it is checked before its server starts."""
+    if model in _WARNED_NO_MEMORY_CHECK:
+        return
+    _WARNED_NO_MEMORY_CHECK.add(model)
+    log.warning(
+        "NO MEMORY PRE-CHECK for model %s: %s. Configs whose weights or KV cache do not fit the GPU will start a "
+        "server and fail there instead of being rejected up front.", model, reason,
+    )
 
 
 def _gpu_memory_used_mib() -> float | None:

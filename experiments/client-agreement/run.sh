@@ -10,7 +10,8 @@ set -eu
 cd "$(dirname "$0")/../.."
 OUT=experiments/client-agreement; PORT=${PORT:-18555}; TTFT_MS=${TTFT_MS:-50}; ITL_MS=${ITL_MS:-5}
 VLLM_PY=${VLLM_PY:?set VLLM_PY to a python with vllm 0.24.0}
-MODEL=${MODEL:-../shared/models/qwen3-vl-4b-instruct}
+# vllm bench serve reads the tokenizer folder itself: the shipped skeleton, unpacked (autotune/model_files.py)
+MODEL=${MODEL:-$(.venv/bin/python -c "from autotune.model_files import usable_model_dir as u; print(u('search_spaces/models/qwen3-vl-4b-instruct'))")}
 .venv/bin/python tests/bench/fake_openai_server.py --ttft-ms "$TTFT_MS" --itl-ms "$ITL_MS" --model q --port "$PORT" \
   --role-with-first-token > "$OUT/server.log" 2>&1 &
 server=$!

@@ -19,8 +19,10 @@ import sys
 import tempfile
 from collections.abc import Mapping
 
-from autotune.config import EngineKind, ServingSettings, TunedConfig
+from autotune import GPU_INSTALL_HINT
+from autotune.config import EngineConfig, EngineKind, ServingSettings, TunedConfig
 from autotune.errors import EngineUnavailableError
+from autotune.model_files import usable_model_dir
 from autotune.tune.redact import expand_env
 from serving.engines.colocation import colocation_env, kv_cache_bytes_per_engine, place_engines_on_shared_gpus
 from serving.launch import announce_listening
@@ -39,7 +41,7 @@ def vllm_available() -> bool:
 def require_vllm() -> None:
     if not vllm_available():
         raise EngineUnavailableError(
-            "vLLM is not installed here: install it with pip install 'autotune[gpu]' (GPU host), "
+            f"vLLM is not installed here: on a GPU host, {GPU_INSTALL_HINT}; "
             "or serve the CPU stand-in with --engine simulated"
         )
 
@@ -47,7 +49,7 @@ def require_vllm() -> None:
 def build_vllm_argv(tuned: TunedConfig, settings: ServingSettings, kv_cache_memory_bytes: int | None = None) -> list[str]:
     """`vllm serve` arguments for this config; the only place serving settings become vLLM flags.
     `kv_cache_memory_bytes`: each engine's KV cache when several share a GPU (`kv_cache_bytes_per_engine`)."""
-    engine = tuned.engine_config
+    engine = _with_readable_files(tuned.engine_config)
     argv = [
         "vllm",
         "serve",
@@ -78,6 +80,17 @@ def vllm_serving_environment(settings: ServingSettings) -> dict[str, str]:
         "VLLM_MEDIA_URL_ALLOW_REDIRECTS": "0",
         "VLLM_IMAGE_FETCH_TIMEOUT": str(max(1, math.ceil(settings.image_fetch_timeout_s))),
     }
+
+
+def _with_readable_files(engine: EngineConfig) -> EngineConfig:
+    """The model (and a tokenizer folder) where vLLM can read every file: packed ones unpacked in the cache
+    (`autotune.model_files`); the name clients use stays the config's."""
+    extra = dict(engine.extra_engine_args)
+    if isinstance(extra.get("tokenizer"), str):
+        extra["tokenizer"] = usable_model_dir(extra["tokenizer"])
+    return engine.model_copy(update={
+        "model": usable_model_dir(engine.model), "served_model_name": engine.name_for_clients, "extra_engine_args": extra,
+    })
 
 
 def vllm_environment(tuned: TunedConfig, config_json_path: str) -> dict[str, str]:

@@ -7,8 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -23,9 +21,8 @@ from autotune.bench.workload import resolve_workload
 from autotune.cli import _register_commands, app
 from autotune.errors import ConfigError
 
-from helpers.servers import MODEL_DIR as SHARED_MODEL_DIR
+from helpers.servers import MODEL_DIR, running_server
 
-MODEL_DIR = Path(SHARED_MODEL_DIR)
 SERVE_DEADLINE_S = 60.0
 
 
@@ -54,6 +51,20 @@ def test_cli_writes_a_result_that_loads_as_a_dataframe(tmp_path: Path, start_fak
     assert frame.loc[~frame["warmup"], "success"].all()
     assert (frame.loc[~frame["warmup"], "output_tokens"] == 128).all()
     assert frame["tpot_ms"].notna().all() and frame.attrs["simulated"] is True
+
+
+def test_cli_takes_a_jsonl_dataset_as_the_workload(tmp_path: Path, start_fake_server) -> None:
+    url = start_fake_server("--simulated", "--ttft-ms", "2", "--itl-ms", "1")
+    data = tmp_path / "mydata.jsonl"
+    lines = [{"messages": [{"role": "user", "content": f"question {i}"}], "max_tokens": 5} for i in range(3)]
+    data.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "result.json"
+    done = _cli("--url", url, "--workload", str(data), "--concurrency", "1", "--num-requests", "3", "--warmup", "0",
+                "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    result = load_result(out)
+    assert result.workload["name"] == "mydata" and result.workload["kind"] == "dataset"
+    assert result.summary.completed == 3 and all(r.output_tokens == 5 for r in result.requests)
 
 
 @pytest.mark.parametrize(
@@ -144,50 +155,11 @@ def test_load_result_names_the_file_on_bad_input(tmp_path: Path) -> None:
         load_result(tmp_path / "missing.json")
 
 
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def test_against_autotune_serve_simulated() -> None:
-    """The real serving app with the simulated engine; skipped when `autotune serve` cannot start here."""
-    if not MODEL_DIR.is_dir():
-        pytest.skip("model skeleton not present")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "autotune.cli", "serve", "--engine", "simulated", "--model", str(MODEL_DIR), "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    found: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            match = re.search(r"autotune serve listening on (http://\S+)", line)
-            if match:
-                found.append(match.group(1))
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    try:
-        if not ready.wait(SERVE_DEADLINE_S) or process.poll() is not None:
-            pytest.skip("autotune serve --engine simulated did not start")
-        deadline = time.monotonic() + SERVE_DEADLINE_S
-        while not _healthy(found[0]):  # the URL is logged before the app is ready
-            if time.monotonic() > deadline or process.poll() is not None:
-                pytest.skip("autotune serve --engine simulated never became ready")
-            time.sleep(0.05)  # polling interval, not a fixed wait
+    """The real serving app with the simulated engine on the shipped skeleton (its start failing fails the test)."""
+    with running_server(["--engine", "simulated", "--model", MODEL_DIR], startup_timeout_s=SERVE_DEADLINE_S) as url:
         load = LoadSpec(mode="concurrency", concurrency=2, num_requests=4, warmup_requests=1)
-        result = run_benchmark_sync(found[0], resolve_workload("vlm-chat"), load, SLO(), telemetry=False)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        result = run_benchmark_sync(url, resolve_workload("vlm-chat"), load, SLO(), telemetry=False)
     assert result.simulated is True and result.server_config is not None
     assert result.summary.completed == 4 and result.summary.failed == 0
     assert all(r.output_tokens == 128 and r.input_tokens and r.input_tokens > 64 for r in result.requests if r.success)

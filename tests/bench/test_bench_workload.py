@@ -15,6 +15,7 @@ from autotune.bench.images import image_bytes, image_cache_dir
 from autotune.bench.prepare import build_requests
 from autotune.bench.workload import builtin_workloads, load_workload, resolve_workload
 from autotune.errors import ConfigError
+from autotune.model_files import usable_model_dir
 
 from helpers.servers import MODEL_DIR as SHARED_MODEL_DIR
 
@@ -109,9 +110,7 @@ def test_shared_prefix_and_image_pool(tmp_path: Path) -> None:
 
 def test_text_token_count_is_exact_with_the_qwen_tokenizer(tmp_path: Path) -> None:
     tokenizers = pytest.importorskip("tokenizers")
-    if not (MODEL_DIR / "tokenizer.json").is_file():
-        pytest.skip("model skeleton not present")
-    tokenizer = tokenizers.Tokenizer.from_file(str(MODEL_DIR / "tokenizer.json"))
+    tokenizer = tokenizers.Tokenizer.from_file(str(Path(usable_model_dir(MODEL_DIR)) / "tokenizer.json"))
     (request,) = build_requests(resolve_workload("text-chat"), 1, "m")
     text = _body(request)["messages"][-1]["content"][-1]["text"]
     assert len(tokenizer.encode(text, add_special_tokens=False).ids) == 256
@@ -170,6 +169,19 @@ def test_dataset_workload_inlines_local_images(tmp_path: Path) -> None:
     assert base64.b64decode(first_url.split(",", 1)[1]) == (data.parent / "img" / "a.png").read_bytes()
     assert bodies[1]["messages"][0]["content"][0]["image_url"]["url"] == "https://example.com/x.jpg"
     assert [r.max_tokens for r in requests] == [7, 9, 7]  # cycles over the lines
+
+
+def test_a_jsonl_file_is_a_dataset_workload_by_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _dataset(tmp_path, [_line("img/a.png", max_tokens=7), _line("img/a.png")])
+    monkeypatch.chdir(tmp_path)
+    workload = resolve_workload("data/set.jsonl")  # as `--workload data/set.jsonl` gives it
+    assert workload.kind == "dataset" and workload.name == "set" and workload.dataset is not None
+    assert workload.dataset.path == str(data)  # absolute: image paths stay relative to the file's folder
+    requests = build_requests(workload, 2, "m")
+    assert [r.max_tokens for r in requests] == [7, 128]  # a line's own max_tokens, else the dataset default
+    assert _body(requests[0])["messages"][0]["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
+    with pytest.raises(ConfigError, match=r"workload 'data/nope.jsonl': no such file \(.*data/nope.jsonl\)"):
+        resolve_workload("data/nope.jsonl")
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from autotune import GPU_INSTALL_HINT
 from autotune.config import EngineConfig, ServingSettings, TunedConfig
 from autotune.deploy.vllm_export import CONFIG_FILE, export_vllm, known_flags, write_vllm_export
 
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.gpu
 @pytest.fixture(scope="module")
 def parser():  # type: ignore[no-untyped-def]
     if importlib.util.find_spec("vllm") is None:
-        pytest.skip("vLLM is not installed (pip install 'autotune[gpu]')")
+        pytest.skip(f"vLLM is not installed ({GPU_INSTALL_HINT})")
     from vllm.entrypoints.openai.cli_args import make_arg_parser
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 

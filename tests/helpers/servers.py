@@ -20,8 +20,8 @@ from pathlib import Path
 
 from serving.process import ServerProcess
 
-# The skeleton lies in `shared/` beside the checkout (as on the developers' machines and in CI).
-MODEL_DIR = str(Path(__file__).resolve().parents[3] / "shared" / "models" / "qwen3-vl-4b-instruct")
+# The Qwen3-VL-4B skeleton the project ships (its tokenizer packed: autotune.model_files).
+MODEL_DIR = str(Path(__file__).resolve().parents[2] / "search_spaces" / "models" / "qwen3-vl-4b-instruct")
 
 
 @contextmanager

@@ -106,9 +106,10 @@ def completed_requests(server_url: str) -> float:
 def running_trial_with_server(
     trials: list[FrozenTrial] | None, *, number: int | None = None, worker_pid: int | None = None
 ) -> FrozenTrial | None:
-    """A RUNNING trial that has started its server (optionally: this number, run by this worker)."""
+    """A RUNNING trial that has started its server and recorded both its group and its URL (optionally: this number,
+    run by this worker). The tuner writes them one after the other: a reader must wait for both, not for the first."""
     for trial in trials or []:
-        if trial.state is not TrialState.RUNNING or attrs.SERVER_PGID not in trial.user_attrs:
+        if trial.state is not TrialState.RUNNING or not {attrs.SERVER_PGID, attrs.SERVER_URL} <= trial.user_attrs.keys():
             continue
         if number is not None and trial.number != number:
             continue

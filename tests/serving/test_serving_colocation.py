@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from helpers.servers import MODEL_DIR
 
 from autotune.config import VLLM_DEFAULT_GPU_MEMORY_UTILIZATION, EngineConfig, TunedConfig
 from autotune.errors import ConfigError
@@ -15,7 +16,7 @@ from autotune.memory_model import COLOCATED_RESERVE_GIB, GIB, ModelInfo, colocat
 from serving.engines import colocation
 from serving.engines.vllm_launcher import build_vllm_argv, vllm_environment
 
-MODEL = Path(__file__).resolve().parents[2].parent / "shared" / "models" / "qwen3-vl-4b-instruct"
+MODEL = Path(MODEL_DIR)
 
 
 def flag_value(args: list[str], flag: str) -> str:
@@ -48,7 +49,6 @@ def test_co_located_engines_need_a_kv_size_one_model_per_engine_and_no_own_kv_by
         EngineConfig(model="m", engines_per_gpu=2, extra_engine_args={"kv_cache_memory_bytes": 10})
 
 
-@pytest.mark.skipif(not MODEL.is_dir(), reason="needs the model skeleton in ../shared/models")
 def test_the_kv_cache_per_engine_is_its_share_less_weights_and_reserve() -> None:
     model = ModelInfo.from_model_dir(MODEL)
     one = EngineConfig(model=str(MODEL), gpu_memory_utilization=0.9)

@@ -69,6 +69,41 @@ def test_hang_at_start_is_reported_as_timeout(tmp_path: Path) -> None:
     assert not server.alive()  # stopped after the timeout
 
 
+def _scripted_server(tmp_path: Path, script: str, startup_timeout_s: float) -> ServerProcess:
+    """A ServerProcess whose child runs `script` (what `autotune serve` prints and does at start) instead."""
+    server = ServerProcess.from_serve_args([], log_path=tmp_path / "serve.log", startup_timeout_s=startup_timeout_s)
+    server.argv = [sys.executable, "-c", f"from serving.launch import START_FAILED_LINE\n{script}"]
+    return server
+
+
+def test_an_engine_failing_while_the_stop_is_held_is_a_crash_not_a_timeout(tmp_path: Path) -> None:
+    """A slow machine: the deadline passes during the engine's start; uvicorn holds the stop signal until the start
+    ends, the engine fails, the process exits by itself. That is a crash at start, whatever the timing."""
+    script = (
+        "import signal, sys\n"
+        "def failed(*_):\n"
+        "    print(START_FAILED_LINE + ': EngineStartError: no room for the KV cache', flush=True)\n"
+        "    sys.exit(3)\n"
+        "signal.signal(signal.SIGTERM, failed)\n"
+        "signal.pause()\n"
+    )
+    server = _scripted_server(tmp_path, script, startup_timeout_s=0.5)
+    with pytest.raises(ServerStartError) as caught:
+        server.start()
+    assert caught.value.reason == "crashed" and caught.value.exit_code == 3
+    assert "no room for the KV cache" in caught.value.log_tail
+
+
+def test_a_failed_start_is_a_crash_before_the_deadline_even_while_the_process_exits_slowly(tmp_path: Path) -> None:
+    script = "import signal\nprint(START_FAILED_LINE + ': EngineStartError: x', flush=True)\nsignal.pause()\n"
+    server = _scripted_server(tmp_path, script, startup_timeout_s=120)
+    started = time.monotonic()
+    with pytest.raises(ServerStartError) as caught:
+        server.start()
+    assert caught.value.reason == "crashed" and time.monotonic() - started < 60  # not the 120 s deadline
+    assert not server.alive()
+
+
 def test_health_is_503_until_the_engine_is_ready(tmp_path: Path) -> None:
     env = {**os.environ, "AUTOTUNE_SIMULATED_FAULT": "hang_at_start", "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(

@@ -7,10 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tune_helpers import QUICK_SPACE
+import optuna
+import yaml
+from optuna.trial import TrialState, create_trial
+from tune_helpers import QUICK_SPACE, quick_space_mapping, space_from
 
 from autotune.config import EngineConfig, Provenance, TunedConfig
+from autotune.search_space import load_search_space
+from autotune.tune import attrs
 from autotune.tune.report import comparison_table, eta_s
+from autotune.tune.study import TuneSettings, open_study
 
 
 def _tune(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -48,6 +54,59 @@ def test_bad_space_names_the_parameter(tmp_path: Path) -> None:
     done = _tune(str(space), "--experiments-dir", str(tmp_path))
     assert done.returncode == 2
     assert "parameters.kv_cache_dtype.choices[1]" in done.stderr and "'fp8'" in done.stderr
+
+
+def _space_file(folder: Path, **changes: object) -> Path:
+    """The quick space with changes, written into `folder` (its model given as an absolute path)."""
+    data = quick_space_mapping()
+    data["engine_base"]["model"] = space_from(data).engine_base.model
+    data.update({k: v for k, v in changes.items() if k != "model"})
+    if "model" in changes:
+        data["engine_base"]["model"] = changes["model"]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "space.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_what_a_trial_reads_is_checked_before_the_study_one_line_per_problem(tmp_path: Path) -> None:
+    space = _space_file(tmp_path / "spaces", workload="data/mine.jsonl", model=str(tmp_path / "no-model"))
+    done = _tune(str(space), "--experiments-dir", str(tmp_path / "experiments"), "--no-mlflow")
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 2, done.stderr
+    assert "workload" in lines[0] and str(tmp_path / "spaces" / "data" / "mine.jsonl") in lines[0]  # next to the YAML
+    assert f"engine_base.model: {tmp_path / 'no-model'}: no such file or folder" in lines[1]
+    assert not (tmp_path / "experiments").exists()  # no study folder, no study: the fixed re-run is the same study
+    (tmp_path / "spaces" / "data").mkdir()
+    (tmp_path / "spaces" / "data" / "mine.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"oops"\n')
+    done = _tune(str(space), "--experiments-dir", str(tmp_path / "experiments"), "--no-mlflow")
+    assert done.returncode == 2 and "mine.jsonl:2: not valid JSON" in done.stderr
+
+
+def test_a_workload_typo_leaves_no_study_behind_so_the_fixed_space_runs(tmp_path: Path) -> None:
+    experiments = tmp_path / "experiments"
+    typo = _space_file(tmp_path / "a", workload="vlm-chta")
+    done = _tune(str(typo), "--experiments-dir", str(experiments), "--no-mlflow")
+    assert done.returncode == 2 and "workload: workload 'vlm-chta': not a file and not a built-in" in done.stderr
+    assert not experiments.exists()
+    fixed = _space_file(tmp_path / "a", workload="vlm-chat")
+    done = _tune(str(fixed), "--experiments-dir", str(experiments), "--no-mlflow", "--n-trials", "0")
+    assert "different search space" not in done.stderr and "study simulated-quick" in done.stdout, done.stderr
+    assert (experiments / "simulated-quick" / "optuna.db").is_file()
+
+
+def test_a_budget_spent_on_failures_says_so_and_how_to_go_on(tmp_path: Path) -> None:
+    space_file = _space_file(tmp_path, budget={"n_trials": 2})
+    experiments = tmp_path / "experiments"
+    session = open_study(load_search_space(space_file), TuneSettings(experiments_dir=experiments, mlflow=False))
+    for _ in range(2):
+        session.study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={attrs.FAIL_REASON: "server crashed at start"}))
+    done = _tune(str(space_file), "--experiments-dir", str(experiments), "--no-mlflow")
+    text = " ".join(done.stdout.split())
+    assert "its budget of 2 trials is spent (2 fail; no trial feasible: the budget went on failures)" in text, done.stdout
+    assert "autotune trials simulated-quick" in text and "--n-trials N" in text
+    assert done.returncode == 1 and len(optuna.load_study(study_name="simulated-quick", storage=session.storage_url).trials) == 3
 
 
 def test_eta_is_median_trial_time_times_trials_left() -> None:

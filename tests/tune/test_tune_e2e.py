@@ -134,6 +134,26 @@ def test_best_and_trials_commands(quick_study: tuple[Path, subprocess.CompletedP
     assert missing.returncode == 2 and "no-such-study" in missing.stderr
 
 
+def test_the_trials_table_piped_keeps_a_row_a_line_and_integers_whole(
+    quick_study: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    study_dir, _ = quick_study
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # piped, as `autotune trials S | grep ...`
+    shown = subprocess.run(
+        [sys.executable, "-m", "autotune.cli", "trials", STUDY, "--experiments-dir", str(study_dir.parent)],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    header = next(line for line in lines if "max_num_seqs" in line).split("┃")  # rich's header row, then "│" rows
+    rows = [cells for cells in (line.split("│") for line in lines) if len(cells) == len(header) and cells[1].strip().isdigit()]
+    assert len(rows) == 10 and max(len("│".join(cells)) for cells in rows) > 80  # a line a trial, not wrapped at 80
+    column = [cell.strip() for cell in header].index("max_num_seqs")
+    seqs = [cells[column].strip() for cells in rows]
+    # an int parameter prints 8, not 8.00 (pandas holds the column as floats: trial 0, vLLM's defaults, sets none)
+    assert seqs[0] == "-" and all(cell.isdigit() for cell in seqs[1:]), seqs
+
+
 def _derived_space(quick_space_data: dict[str, Any], tmp_path: Path, **changes: Any) -> Path:
     data = {**quick_space_data, **changes}
     base = dict(data["engine_base"])
@@ -151,7 +171,8 @@ def test_failing_servers_become_failed_trials_and_the_study_goes_on(
     quick_space_data["parameters"] = {
         "env.AUTOTUNE_SIMULATED_FAULT": {"type": "categorical", "choices": faults},
     }
-    quick_space_data["trial"].update(startup_timeout_s=4, measure_timeout_s=4)
+    # Limits a busy 2-core machine meets: a hang costs the whole start-up limit, a stall the whole measure limit.
+    quick_space_data["trial"].update(startup_timeout_s=15, measure_timeout_s=8)
     space = space_from(quick_space_data)
     settings = TuneSettings(experiments_dir=tmp_path, mlflow=False)
     session = open_study(space, settings)
@@ -162,7 +183,7 @@ def test_failing_servers_become_failed_trials_and_the_study_goes_on(
     expected = {
         "crash_at_start": "server crashed at start",
         "crash_after_requests:3": "server exited during the benchmark",
-        "stall_after_requests:3": "did not finish within 4 s",
+        "stall_after_requests:3": "did not finish within 8 s",
         "hang_at_start": "server timed out at start",
     }
     for fault, reason in expected.items():

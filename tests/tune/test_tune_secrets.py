@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers.servers import MODEL_DIR as MODEL
 from rich.console import Console
-from tune_helpers import QUICK_SPACE, quick_space_mapping, space_from
+from tune_helpers import quick_space_mapping, space_from
 
 from autotune.config import EngineConfig, EngineKind, Provenance, TunedConfig
 from autotune.errors import ConfigError
@@ -23,9 +24,6 @@ from autotune.tune.report import tuned_fields_table
 
 PASSWORD = "pw-s3cr3t-77"
 TOKEN = "hf_unitTestToken987"
-MODEL = str((QUICK_SPACE.parent / "../../shared/models/qwen3-vl-4b-instruct").resolve())
-
-
 def test_redact_text_masks_every_url_password() -> None:
     text = f"failed: API request to http://autotune:{PASSWORD}@127.0.0.1:5000/api/2.0 (url='https://u:{PASSWORD}@h/x')"
     cleaned = redact_text(text)

@@ -6,11 +6,10 @@ import shutil
 from pathlib import Path
 
 import yaml
+from helpers.servers import MODEL_DIR as MODEL
 from tune_helpers import QUICK_SPACE
 
 from autotune.search_space import load_search_space
-
-MODEL = (QUICK_SPACE.parent / "../../shared/models/qwen3-vl-4b-instruct").resolve()
 
 
 def _checkout(root: Path, **changes: object) -> Path:

@@ -85,6 +85,20 @@ def test_feasibility_rejects_weights_and_short_kv_cache() -> None:
     assert check_feasibility(EngineConfig(model="hub/id"), settings, gpu_memory_gib=8.0) == (None, None)
 
 
+def test_a_model_without_config_json_is_said_loudly_once_not_skipped_silently(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = TrialSettings(activation_reserve_gib=2.0)
+    folder = tmp_path / "weights-only"
+    folder.mkdir()
+    with caplog.at_level("WARNING", logger="autotune.tune.trial"):
+        for seqs in (8, 16, 32):  # three trials of the same model
+            assert check_feasibility(EngineConfig(model=str(folder), max_num_seqs=seqs), settings, 80.0) == (None, None)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"NO MEMORY PRE-CHECK for model {folder}") and "config.json" in warnings[0]
+
+
 def test_complete_trial_writes_what_it_served(tmp_path: Path) -> None:
     servers: list[FakeServer] = []
     runner = _runner(tmp_path, server=_factory(servers), benchmark=_bench(servers))

@@ -22,6 +22,10 @@ KEY_DETAILS = (
     "health_failures", "rss_before_mib", "rss_max_mib", "recovery_s", "fail_reason", "refused", "accepted",
     "slowest_request_s", "slowest_s", "rss_growth_mib", "finished_before_kills", "trials_total",
     "seconds_from_cut_to_study_end", "examples", "leaks",
+    "outage_s", "mlflow_down_s", "finished_before_stop", "workers_rode_out", "workers_stopped_cleanly",
+    "recovered_worker_died", "trial_runs", "budget", "mode", "seconds_from_fill_to_stop", "integrity_check",
+    "rss_first_window_max_mib", "rss_last_window_max_mib", "fds_first_window_max", "fds_last_window_max",
+    "ttft_p99_first_window_ms", "ttft_p99_last_window_ms", "e2el_p99_first_window_ms", "e2el_p99_last_window_ms", "plot",
 )
 
 

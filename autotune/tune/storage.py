@@ -46,6 +46,8 @@ _RETRIED_METHODS = (
     "get_trial_number_from_id", "get_trial_param", "set_trial_intermediate_value", "set_trial_user_attr",
     "set_trial_system_attr", "get_trial", "get_all_trials", "get_n_trials", "get_best_trial", "get_trial_params",
     "get_trial_user_attrs", "get_trial_system_attrs", "_get_stale_trial_ids",
+    # Optuna's _CachedStorage (which every Study wraps an RDBStorage in) calls these private ones directly.
+    "_create_new_trial", "_set_trial_param", "_get_best_trial_id", "_get_trials",
 )
 
 

@@ -50,8 +50,9 @@ def _details(details: dict[str, Any]) -> str:
 
 
 def _times(tried: int, unit: str) -> str:
-    if tried == 1 and unit.endswith("s") and " " not in unit:
-        unit = unit[:-1]  # 1 trial, 1 run
+    first, _, rest = unit.partition(" ")
+    if tried == 1 and first.endswith("s"):
+        unit = f"{first[:-1]} {rest}".strip()  # 1 trial, 1 run, 1 trial finished while ...
     return f"{tried} {unit}"
 
 

@@ -122,13 +122,13 @@ class TuneObjective:
 
     def __call__(self, trial: optuna.Trial) -> float | Sequence[float]:
         self._current = trial
-        for key, value in self._worker.items():
-            trial.set_user_attr(key, value)
-        trial.set_user_attr(attrs.ENGINE, self.engine_kind.value)
-        trial.set_user_attr(attrs.SIMULATED, self.engine_kind is EngineKind.SIMULATED)
-        kind = trial.user_attrs.get(attrs.CONFIG_KIND, attrs.SAMPLED)
-        trial.set_user_attr(attrs.CONFIG_KIND, kind)
         try:
+            for key, value in self._worker.items():
+                trial.set_user_attr(key, value)
+            trial.set_user_attr(attrs.ENGINE, self.engine_kind.value)
+            trial.set_user_attr(attrs.SIMULATED, self.engine_kind is EngineKind.SIMULATED)
+            kind = trial.user_attrs.get(attrs.CONFIG_KIND, attrs.SAMPLED)
+            trial.set_user_attr(attrs.CONFIG_KIND, kind)
             try:
                 engine = self._engine_for(trial, kind)
             except InvalidTrialConfig as exc:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from autotune.tune.redact import redact_mapping, redact_text, redact_url
 
 if TYPE_CHECKING:
+    from mlflow.entities import Run
     from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
@@ -108,12 +109,7 @@ class MlflowTracker:
             # ("Online migration expected to match one row"): create the store and experiment one at a time.
             with self._creation_lock():
                 client = MlflowClient(tracking_uri=self.tracking_uri)
-                experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
-                if experiment is None:
-                    location = self.artifact_dir.resolve().as_uri() if self.artifact_dir is not None else None
-                    self._experiment_id = client.create_experiment(EXPERIMENT_NAME, artifact_location=location)
-                else:
-                    self._experiment_id = experiment.experiment_id
+                self._experiment_id = self._experiment(client)
         except Exception as exc:  # noqa: BLE001 - any MLflow failure degrades to "not synced"
             self._reachable = False
             log.warning("MLflow at %s failed (%s): the study goes on unsynced", self.shown_uri, _short(exc))
@@ -121,6 +117,21 @@ class MlflowTracker:
         self._client = client
         self._reachable = True
         return client
+
+    def _experiment(self, client: MlflowClient) -> str:
+        """The experiment's id, created when missing. A remote store gets no creation lock: when another worker
+        created it first, creating fails and the lookup then finds theirs."""
+        experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+        if experiment is not None:
+            return str(experiment.experiment_id)
+        location = self.artifact_dir.resolve().as_uri() if self.artifact_dir is not None else None
+        try:
+            return str(client.create_experiment(EXPERIMENT_NAME, artifact_location=location))
+        except Exception:
+            experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+            if experiment is None:
+                raise
+            return str(experiment.experiment_id)
 
     def _guard(self, action: str, func: Any, *args: Any) -> Any:
         client = self._connect()
@@ -198,7 +209,8 @@ class MlflowTracker:
         return kept
 
     def log_trial(self, record: TrialRecord) -> str | None:
-        """One nested run for a finished trial; logged once (an existing run is returned as is)."""
+        """One nested run for a finished trial; logged once (a complete run is returned as is, one left RUNNING by an
+        attempt that lost MLflow midway is completed)."""
         return self._guard(f"trial {record.number}", self._log_trial, record)
 
     def _log_trial(self, client: MlflowClient, record: TrialRecord) -> str:
@@ -213,9 +225,15 @@ class MlflowTracker:
         }
         with self._creation_lock():  # look up and create as one step (processes sharing a SQLite store)
             existing = self._trial_run(client, record.number)
+            if existing is not None and existing.info.status != "RUNNING":
+                return str(existing.info.run_id)
             if existing is not None:
-                return existing
-            run_id = client.create_run(self._experiment_id or "0", run_name=f"trial-{record.number}", tags=tags).info.run_id
+                # An earlier attempt created the run, then lost MLflow (a restart, a cut) before closing it:
+                # complete that run rather than add a second one (its worker has finished with it: the trial is
+                # finished in Optuna only after its worker's attempt returned).
+                run_id = str(existing.info.run_id)
+            else:
+                run_id = client.create_run(self._experiment_id or "0", run_name=f"trial-{record.number}", tags=tags).info.run_id
         _log_batch(client, run_id, params=record.params, metrics=record.metrics)
         for path in record.artifacts:
             if path.is_file():
@@ -226,12 +244,16 @@ class MlflowTracker:
         client.set_terminated(run_id, status="FINISHED" if record.state == "COMPLETE" else "FAILED")
         return run_id
 
-    def _trial_run(self, client: MlflowClient, number: int) -> str | None:
+    def _trial_run(self, client: MlflowClient, number: int) -> Run | None:
         found = client.search_runs([self._experiment_id or "0"], filter_string=self._trial_filter(number), max_results=50)
-        return _kept_run(found) if found else None
+        if not found:
+            return None
+        kept = _kept_run(found)
+        return next(run for run in found if run.info.run_id == kept)
 
     def logged_trials(self) -> set[int] | None:
-        """Trial numbers that already have a run (None when MLflow is unreachable)."""
+        """Trial numbers whose run is complete (terminated); None when MLflow is unreachable. A run left RUNNING by
+        an attempt that lost MLflow midway is not counted: `log_trial` completes it."""
         return self._guard("listing trial runs", self._logged_trials)
 
     def _logged_trials(self, client: MlflowClient) -> set[int]:
@@ -244,7 +266,9 @@ class MlflowTracker:
                 max_results=1000,
                 page_token=token,
             )
-            numbers.update(int(run.data.tags[TAG_TRIAL]) for run in page if TAG_TRIAL in run.data.tags)
+            numbers.update(
+                int(run.data.tags[TAG_TRIAL]) for run in page if TAG_TRIAL in run.data.tags and run.info.status != "RUNNING"
+            )
             token = page.token
             if not token:
                 return numbers

@@ -22,6 +22,10 @@ KEY_DETAILS = (
     "health_failures", "rss_before_mib", "rss_max_mib", "recovery_s", "fail_reason", "refused", "accepted",
     "slowest_request_s", "slowest_s", "rss_growth_mib", "finished_before_kills", "trials_total",
     "seconds_from_cut_to_study_end", "examples", "leaks",
+    "outage_s", "mlflow_down_s", "finished_before_stop", "workers_rode_out", "workers_stopped_cleanly",
+    "recovered_worker_died", "trial_runs", "budget", "mode", "seconds_from_fill_to_stop", "integrity_check",
+    "rss_first_window_max_mib", "rss_last_window_max_mib", "fds_first_window_max", "fds_last_window_max",
+    "ttft_p99_first_window_ms", "ttft_p99_last_window_ms", "e2el_p99_first_window_ms", "e2el_p99_last_window_ms", "plot",
 )
 
 
@@ -46,8 +50,9 @@ def _details(details: dict[str, Any]) -> str:
 
 
 def _times(tried: int, unit: str) -> str:
-    if tried == 1 and unit.endswith("s") and " " not in unit:
-        unit = unit[:-1]  # 1 trial, 1 run
+    first, _, rest = unit.partition(" ")
+    if tried == 1 and first.endswith("s"):
+        unit = f"{first[:-1]} {rest}".strip()  # 1 trial, 1 run, 1 trial finished while ...
     return f"{tried} {unit}"
 
 

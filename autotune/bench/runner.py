@@ -139,6 +139,7 @@ class _Benchmark:
         self._client_cost: ClientCost | None = None
         self.client_processes: ClientProcesses | None = None
         """Spawned client processes, kept across windows (closed by run_benchmark)."""
+        self.first_window_wall: float | None = None
 
     def _build(self, count: int, what: str = "window") -> list[PreparedRequest]:
         first = self.next_index
@@ -302,6 +303,7 @@ class _Benchmark:
                 await poller.stop()
         if self.first_window_monotonic is None:
             self.first_window_monotonic = run.start_monotonic
+            self.first_window_wall = run.start_wall
         outcomes = [o for report in run.reports for o in (*report.warmup_outcomes, *report.outcomes)]
         records = sorted((_record(o) for o in outcomes), key=lambda r: (not r.warmup, r.send_time_s, r.index))
         self.next_index = max([self.next_index, *(r.index + 1 for r in records)])
@@ -505,6 +507,7 @@ async def run_benchmark(
         gpu_timeseries=sampler.timeseries(bench.first_window_monotonic),
         server_cpu_timeseries=cpu_sampler.timeseries(bench.first_window_monotonic),
         sweep=sweep,
+        window_start_unix_s=bench.first_window_wall,
     )
 
 

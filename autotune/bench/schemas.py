@@ -357,3 +357,6 @@ class BenchResult(_Strict):
     sweep: list[Summary] = Field(
         default_factory=list, description="One summary per rate in sweep mode; the probe and each rate tried in slo_rate mode"
     )
+    window_start_unix_s: float | None = Field(
+        default=None, description="Wall-clock time (Unix s) of the first measured window's start: requests' send_time_s count from it"
+    )

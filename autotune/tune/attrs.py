@@ -53,12 +53,13 @@ SCREENING = "screening"  # {"metric", "value", "figures"}: the short screening m
 WORKER_DIED = "worker died"
 GPU_BUSY = "GPU busy before start"
 INTERRUPTED = "interrupted"
-NOT_THE_CONFIGS_FAULT = (WORKER_DIED, GPU_BUSY, INTERRUPTED)
+STUDY_STOPPED = "study stopped"  # the storage or the experiments folder failed (autotune.tune.stops)
+NOT_THE_CONFIGS_FAULT = (WORKER_DIED, GPU_BUSY, INTERRUPTED, STUDY_STOPPED)
 """Fail reasons that say nothing about the config: such a trial's config is served again, not reused as failed."""
 
 
 def environmental_failure(reason: str | None) -> bool:
-    """Whether a FAIL reason is the environment's (dead worker, busy GPU, Ctrl-C), not the config's own."""
+    """Whether a FAIL reason is the environment's (dead worker, busy GPU, Ctrl-C, a study stop), not the config's own."""
     return str(reason or "").startswith(NOT_THE_CONFIGS_FAULT)
 
 # Study-level user attributes.

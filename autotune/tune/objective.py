@@ -16,6 +16,7 @@ two trials wait on each other), or after CLAIM_WAIT_S when such a twin's worker 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -37,6 +38,7 @@ from autotune.tune.compile_order import compile_group
 from autotune.tune.fidelity import SCREENING_STEP, Screening, screening_load, screening_record
 from autotune.tune.guide import enqueue_guided_trials, guided_config
 from autotune.tune.metrics import summary_metrics, trial_metrics
+from autotune.tune.stops import StudyStopped
 from autotune.tune.trial import ServerHandle, TrialOutcome, TrialResult, TrialRunner
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,7 @@ class TuneObjective:
         self.display = display
         self._worker = worker_identity()
         self._current: optuna.Trial | None = None
+        self.stopped: StudyStopped | None = None  # what stopped the study (storage gone, folder full), if anything
         runner.observer = self  # the runner reports its server here, so it lands in the trial's attributes
 
     # -- TrialObserver ----------------------------------------------------------------------------
@@ -119,13 +122,13 @@ class TuneObjective:
 
     def __call__(self, trial: optuna.Trial) -> float | Sequence[float]:
         self._current = trial
-        for key, value in self._worker.items():
-            trial.set_user_attr(key, value)
-        trial.set_user_attr(attrs.ENGINE, self.engine_kind.value)
-        trial.set_user_attr(attrs.SIMULATED, self.engine_kind is EngineKind.SIMULATED)
-        kind = trial.user_attrs.get(attrs.CONFIG_KIND, attrs.SAMPLED)
-        trial.set_user_attr(attrs.CONFIG_KIND, kind)
         try:
+            for key, value in self._worker.items():
+                trial.set_user_attr(key, value)
+            trial.set_user_attr(attrs.ENGINE, self.engine_kind.value)
+            trial.set_user_attr(attrs.SIMULATED, self.engine_kind is EngineKind.SIMULATED)
+            kind = trial.user_attrs.get(attrs.CONFIG_KIND, attrs.SAMPLED)
+            trial.set_user_attr(attrs.CONFIG_KIND, kind)
             try:
                 engine = self._engine_for(trial, kind)
             except InvalidTrialConfig as exc:
@@ -157,6 +160,13 @@ class TuneObjective:
             return self._record(trial, result)
         except KeyboardInterrupt:
             trial.set_user_attr(attrs.FAIL_REASON, f"{attrs.INTERRUPTED} (Ctrl-C)")
+            raise
+        except StudyStopped as exc:
+            self.stopped = exc
+            # Not the config's fault. Often unrecordable (the storage is what failed): then the resume fails the
+            # trial as "worker died", which is not the config's fault either.
+            with contextlib.suppress(Exception):
+                trial.set_user_attr(attrs.FAIL_REASON, f"{attrs.STUDY_STOPPED}: {exc}"[:500])
             raise
 
     def _screening(self, trial: optuna.Trial, kind: str) -> Screening | None:

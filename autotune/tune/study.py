@@ -37,6 +37,7 @@ from autotune.tune.recovery import recover_dead_workers
 from autotune.tune.redact import redact_url
 from autotune.tune.report import write_plots, write_trials_csv
 from autotune.tune.screen import ScreenSettings
+from autotune.tune.stops import StudyStopped, stop_in_chain
 from autotune.tune.storage import default_storage_url, make_storage, study_exists
 from autotune.tune.trial import TrialRunner
 
@@ -439,9 +440,9 @@ def run_tuning(
     timeout_s = settings.timeout_s or space.budget.timeout_s
     before = _finished(study)
     log.info("study %s: %d trial(s) to run (storage %s)", session.name, n_trials, redact_url(session.storage_url))
-    interrupted = False
+    interrupted = stopped = False
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), _stops_as_one_error(session.study_dir, known=lambda: objective.stopped):
             if n_trials > 0 and screener is not None:
                 from autotune.tune.screen import optimize_screened
 
@@ -453,8 +454,13 @@ def run_tuning(
     except KeyboardInterrupt:
         interrupted = True
         raise
+    except StudyStopped:
+        stopped = True  # the storage or the folder failed: writing the study's results would fail the same way
+        raise
     finally:
-        outcome = finalize(session, recovered=recovered, ran=_finished(study) - before, interrupted=interrupted)
+        if not stopped:
+            with _stops_as_one_error(session.study_dir):
+                outcome = finalize(session, recovered=recovered, ran=_finished(study) - before, interrupted=interrupted)
     return outcome
 
 
@@ -467,6 +473,25 @@ def _compile_cache(engine: EngineKind, configured: Path | None) -> Path | None:
     root = compile_cache_root(configured)
     log.info("vLLM compile cache %s: %d compile key(s) cached", root, len(cached_keys(root)))
     return root
+
+
+@contextlib.contextmanager
+def _stops_as_one_error(study_dir: Path, known: Callable[[], StudyStopped | None] = lambda: None) -> Iterator[None]:
+    """An error while the study was stopping (storage gone, folder out of space) becomes that stop alone.
+
+    Optuna's trial loop replaces the objective's error when its own `tell` then fails against the same storage
+    (an AssertionError, an UnboundLocalError): the stop is the one the objective met (`known`), else one found
+    in the error's chain.
+    """
+    try:
+        yield
+    except StudyStopped:
+        raise
+    except Exception as exc:
+        stop = known() or stop_in_chain(exc, study_dir)
+        if stop is None:
+            raise
+        raise stop from None
 
 
 def finalize(session: StudySession, *, recovered: list[int] | None = None, ran: int = 0, interrupted: bool = False) -> TuneOutcome:

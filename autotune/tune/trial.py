@@ -35,8 +35,10 @@ from autotune.telemetry import gpu_memory_free_fraction, gpu_total_memory_gib
 from autotune.tune import attrs
 from autotune.tune.failures import failure_summary, find_oom, last_line
 from autotune.tune.fidelity import Screening
+from autotune.tune.preflight import min_free_gib
 from autotune.tune.start_phases import StartPhases, start_phases_of_file
 from autotune.tune.redact import hide_secret_env, missing_env_placeholders
+from autotune.tune.stops import check_free_space, out_of_space, out_of_space_error
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +223,19 @@ class TrialRunner:
     def run(
         self, number: int, engine: EngineConfig, provenance: Provenance, *, screening: Screening | None = None
     ) -> TrialResult:
-        """Serve and measure `engine`; with `screening`, measure its load first and stop there if its gate says so."""
+        """Serve and measure `engine`; with `screening`, measure its load first and stop there if its gate says so.
+
+        Raises `OutOfSpaceError` (a study stop, not the trial's failure) when the study folder's disk is below
+        AUTOTUNE_MIN_FREE_GIB before the trial, or a write under it fails for space."""
+        check_free_space(self.study_dir, min_free_gib())
+        try:
+            return self._run(number, engine, provenance, screening)
+        except OSError as exc:
+            if not out_of_space(exc):
+                raise
+            raise out_of_space_error(self.study_dir, exc, writing=exc.filename or f"trials/{number}/") from None
+
+    def _run(self, number: int, engine: EngineConfig, provenance: Provenance, screening: Screening | None) -> TrialResult:
         started = time.monotonic()
         folder = self.trial_dir(number)
         if folder.exists():  # a study recreated under the same name: never mix old files in

@@ -1,4 +1,5 @@
-"""Loopback plumbing for fault tests: a TCP proxy that can be cut and restored, an MLflow server process."""
+"""Loopback plumbing for fault tests: a TCP proxy that can be cut and restored, an MLflow server process that
+can be restarted."""
 
 from __future__ import annotations
 
@@ -83,30 +84,42 @@ class TcpProxy:
                     end.shutdown(socket.SHUT_RDWR)
 
 
-@contextlib.contextmanager
-def mlflow_server(folder: Path, *, startup_timeout_s: float = 120) -> Iterator[str]:
-    """`mlflow server` on loopback (SQLite store), in its own process group; yields its URL."""
-    port = free_port()
-    log = (folder / "mlflow-server.log").open("wb")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'mlflow-server.db'}"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=folder,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + startup_timeout_s
-        while True:
-            assert process.poll() is None, (folder / "mlflow-server.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{url}/health", timeout=2, trust_env=False).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
+class MlflowServer:
+    """`mlflow server` on loopback (SQLite store in `folder`), in its own process group; `stop()` then `start()`
+    brings it back on the same port with the same store (a restart)."""
+
+    def __init__(self, folder: Path, *, startup_timeout_s: float = 120) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.startup_timeout_s = startup_timeout_s
+        self.log_path = folder / "mlflow-server.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+            self._process = process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
+                 "--workers", "1", "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow-server.db'}"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.folder,
+            )
+        deadline = time.monotonic() + self.startup_timeout_s
+        while not self.healthy():
+            assert process.poll() is None, self.log_path.read_text(errors="replace")[-3000:]
             assert time.monotonic() < deadline, "mlflow server did not start"
-            time.sleep(0.2)
-        yield url
-    finally:
+            time.sleep(0.2)  # readiness poll with a deadline
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/health", timeout=2, trust_env=False).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        """SIGTERM to the group (SIGKILL after 15 s); also ends workers it may have left in its group."""
+        process, self._process = self._process, None
+        if process is None:
+            return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -116,5 +129,21 @@ def mlflow_server(folder: Path, *, startup_timeout_s: float = 120) -> Iterator[s
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # workers it may have left in its group
-        log.close()
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def mlflow_server(folder: Path, *, startup_timeout_s: float = 120) -> Iterator[str]:
+    """A started `MlflowServer`, stopped on exit; yields its URL."""
+    with running_mlflow_server(folder, startup_timeout_s=startup_timeout_s) as server:
+        yield server.url
+
+
+@contextlib.contextmanager
+def running_mlflow_server(folder: Path, *, startup_timeout_s: float = 120) -> Iterator[MlflowServer]:
+    server = MlflowServer(folder, startup_timeout_s=startup_timeout_s)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

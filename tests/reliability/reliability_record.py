@@ -40,13 +40,22 @@ class Outcome(BaseModel):
     recorded_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 
-def record_outcome(outcome: Outcome) -> Path | None:
-    """Write the outcome when AUTOTUNE_RELIABILITY_DIR is set; returns the file written (or None)."""
+def record_dir() -> Path | None:
+    """The record folder (AUTOTUNE_RELIABILITY_DIR), created; None when unset. Files other than the outcomes
+    (plots, series) go into sub-folders: the table reads every `*.json` at its top level."""
     folder = os.environ.get(RECORD_DIR_ENV)
     if not folder:
         return None
     target = Path(folder)
     target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def record_outcome(outcome: Outcome) -> Path | None:
+    """Write the outcome when AUTOTUNE_RELIABILITY_DIR is set; returns the file written (or None)."""
+    target = record_dir()
+    if target is None:
+        return None
     slug = re.sub(r"[^A-Za-z0-9]+", "-", outcome.scenario).strip("-").lower()[:80]
     path = target / f"{slug}.json"
     path.write_text(outcome.model_dump_json(indent=2) + "\n")

@@ -56,6 +56,34 @@ def test_trial_runs_nest_under_one_parent_and_are_logged_once(tmp_path: Path) ->
     assert (tmp_path / "mlartifacts").is_dir()
 
 
+def test_a_run_left_running_by_a_lost_attempt_is_completed_not_duplicated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow goes away between creating a trial's run and closing it (a server restart): the retry (sync)
+    completes that run, with its figures, instead of skipping it or adding a second run."""
+    import autotune.tracking as tracking
+
+    uri = default_tracking_uri(tmp_path)
+    tracker = MlflowTracker(uri, study="st", artifact_dir=tmp_path / "mlartifacts")
+    assert tracker.start_study(tags={}, params={}) is not None
+    record = TrialRecord(number=4, state="COMPLETE", params={"engine.max_num_seqs": 8}, metrics={"throughput_rps": 2.5})
+    real_log_batch = tracking._log_batch
+
+    def server_gone(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("MLflow went away")
+
+    monkeypatch.setattr(tracking, "_log_batch", server_gone)
+    assert tracker.log_trial(record) is None  # the run exists, RUNNING, without its figures
+    assert tracker.logged_trials() == set()  # so a sync does not count it as logged
+    monkeypatch.setattr(tracking, "_log_batch", real_log_batch)
+    completed = tracker.log_trial(record)
+    assert completed is not None and tracker.logged_trials() == {4}
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["autotune"], filter_string="tags.`autotune.role` = 'trial'")
+    assert list(runs["run_id"]) == [completed]
+    assert runs.iloc[0]["status"] == "FINISHED" and runs.iloc[0]["metrics.throughput_rps"] == 2.5
+
+
 def test_unreachable_mlflow_does_not_stop_the_study_and_sync_fills_in_later(
     tmp_path: Path, quick_space_data: dict[str, Any]
 ) -> None:

@@ -1,0 +1,287 @@
+"""A soak: one steady open-loop rate against a running server for a long time, with the server's memory, open
+file descriptors and latencies recorded as series, then judged against stated bounds.
+
+    record = run_soak("http://127.0.0.1:8000", SoakSettings(rate_rps=10, duration_s=1800), server_pid=PID)
+    problems = judge(record)            # [] when it held; each problem in words
+    plot_soak(record, Path("soak.png"))  # autotune.bench.soak_plot
+
+The load is `run_benchmark` in `rate` mode (constant arrivals computed up front, the usual client, workload
+and records). Beside it a thread samples, every `sample_interval_s`, the RSS and open descriptors summed over
+the server's process tree (`server_pid` and its children, on this host; none without a pid) and the GPUs'
+used memory (NVML; none without). The run is cut into windows of `window_s` by send time; the verdict
+compares the last window with the first:
+- errors: no request failed (warm-up excluded);
+- memory: max RSS of the last window <= max RSS of the first window + `rss_growth_mib` (the first window
+  absorbs warm-up allocations; a leak shows as growth after it);
+- descriptors: max open fds of the last window <= max of the first window + `fd_growth`;
+- latency: p99 TTFT and p99 E2E latency of the last window <= `p99_ratio` x those of the first + `p99_slack_ms`;
+- the client kept up (a saturated load generator measures itself, not the server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated
+
+import psutil
+from pydantic import BaseModel, ConfigDict, Field
+
+from autotune.bench.schemas import SLO, LoadSpec, RequestRecord
+from autotune.bench.workload import Workload, resolve_workload
+
+_MIB = 2**20
+_MAX_ERRORS_KEPT = 20
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SoakBounds(_Strict):
+    """What 'no growth' and 'stable' mean for one soak (the verdict's criteria)."""
+
+    rss_growth_mib: Annotated[float, Field(ge=0)] = Field(
+        default=32.0, description="Allowed rise of the server's RSS from the first window's max to the last window's max"
+    )
+    fd_growth: Annotated[int, Field(ge=0)] = Field(default=8, description="Allowed rise of its open file descriptors, likewise")
+    p99_ratio: Annotated[float, Field(ge=1)] = Field(default=1.5, description="Last window's p99 / first window's p99 allowed")
+    p99_slack_ms: Annotated[float, Field(ge=0)] = Field(
+        default=100.0, description="Added to the ratio's bound (absolute jitter of a shared host)"
+    )
+    max_errors: Annotated[int, Field(ge=0)] = 0
+
+
+class SoakSettings(_Strict):
+    rate_rps: Annotated[float, Field(gt=0)]
+    duration_s: Annotated[float, Field(gt=0)]
+    workload: str = Field(default="vlm-chat", description="Built-in workload name or YAML file")
+    window_s: Annotated[float, Field(gt=0)] = 60.0
+    sample_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    warmup_requests: Annotated[int, Field(ge=0)] = 8
+    seed: int = 0
+    bounds: SoakBounds = Field(default_factory=SoakBounds)
+
+
+class ResourceSample(_Strict):
+    t_s: float = Field(description="Seconds since the load started")
+    rss_mib: float | None = None
+    open_fds: int | None = None
+    processes: int | None = None
+    gpu_memory_used_mib: float | None = None
+
+
+class SoakWindow(_Strict):
+    start_s: float
+    end_s: float
+    sent: int
+    failed: int
+    ttft_p99_ms: float | None = None
+    e2el_p99_ms: float | None = None
+    rss_max_mib: float | None = None
+    fds_max: int | None = None
+    gpu_memory_max_mib: float | None = None
+
+
+class SoakRecord(_Strict):
+    kind: str = "autotune-soak"
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    url: str
+    settings: SoakSettings
+    simulated: bool
+    server_pid: int | None = None
+    sent: int
+    failed: int
+    errors: list[str] = Field(default_factory=list, description=f"The first {_MAX_ERRORS_KEPT} error messages")
+    client_saturated: bool = False
+    client_note: str | None = None
+    windows: list[SoakWindow]
+    samples: list[ResourceSample]
+    requests: list[tuple[float, float | None, float | None, bool]] = Field(
+        default_factory=list, description="(send time s, TTFT ms, E2E latency ms, success) per measured request"
+    )
+    problems: list[str] = Field(default_factory=list, description="The verdict: empty when every bound held")
+
+
+class ResourceSampler:
+    """Samples the server's process tree (RSS, open fds) and GPU memory in a thread until stopped; each sample
+    carries its wall-clock time (the benchmark's send times count from its window's wall-clock start)."""
+
+    def __init__(self, server_pid: int | None, interval_s: float) -> None:
+        self.server_pid = server_pid
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, ResourceSample]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="soak-sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def sample_once(self) -> tuple[float, ResourceSample]:
+        rss, fds, count = _tree_usage(self.server_pid) if self.server_pid is not None else (None, None, None)
+        return time.time(), ResourceSample(t_s=0.0, rss_mib=rss, open_fds=fds, processes=count, gpu_memory_used_mib=_gpu_memory_used_mib())
+
+    def series(self, origin_unix_s: float) -> list[ResourceSample]:
+        """The samples with `t_s` counted from `origin_unix_s` (those before it are negative: the warm-up)."""
+        return [sample.model_copy(update={"t_s": round(at - origin_unix_s, 3)}) for at, sample in self.samples]
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(self.sample_once())
+            self._stop.wait(self.interval_s)
+
+
+def _tree_usage(pid: int) -> tuple[float | None, int | None, int | None]:
+    """(RSS MiB, open fds, processes) summed over `pid` and its descendants; Nones when it is gone."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return None, None, None
+    rss = 0
+    fds = 0
+    for process in processes:
+        try:
+            rss += process.memory_info().rss
+            fds += process.num_fds()
+        except psutil.Error:
+            continue  # a child that exited between the listing and the read
+    return round(rss / _MIB, 2), fds, len(processes)
+
+
+def _gpu_memory_used_mib() -> float | None:
+    from autotune.telemetry import gpu_memory_used_mib
+
+    used = gpu_memory_used_mib()
+    return None if not used else round(float(sum(used)), 1)
+
+
+def _p99(values: Sequence[float]) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return float(values[0])
+    return round(statistics.quantiles(values, n=100, method="inclusive")[98], 3)
+
+
+def _max(values: Sequence[float | int | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def windows_of(
+    requests: Sequence[RequestRecord], samples: Sequence[ResourceSample], *, duration_s: float, window_s: float
+) -> list[SoakWindow]:
+    """Cut the run into windows of `window_s` by send time (the last one may be shorter, but not under half)."""
+    edges: list[float] = []
+    start = 0.0
+    while start < duration_s - 1e-9:
+        edges.append(start)
+        start += window_s
+    if len(edges) > 1 and duration_s - edges[-1] < window_s / 2:
+        edges.pop()  # a short tail joins the window before it
+    windows: list[SoakWindow] = []
+    for index, begin in enumerate(edges):
+        end = edges[index + 1] if index + 1 < len(edges) else duration_s
+        last = index + 1 == len(edges)
+        inside = [r for r in requests if begin <= r.send_time_s < end or (last and r.send_time_s >= end)]
+        ok = [r for r in inside if r.success]
+        sampled = [s for s in samples if begin <= s.t_s < end or (last and s.t_s >= end)]
+        fds = _max([s.open_fds for s in sampled])
+        windows.append(
+            SoakWindow(
+                start_s=round(begin, 3),
+                end_s=round(end, 3),
+                sent=len(inside),
+                failed=len(inside) - len(ok),
+                ttft_p99_ms=_p99([r.ttft_ms for r in ok if r.ttft_ms is not None]),
+                e2el_p99_ms=_p99([r.e2el_ms for r in ok if r.e2el_ms is not None]),
+                rss_max_mib=_max([s.rss_mib for s in sampled]),
+                fds_max=None if fds is None else int(fds),
+                gpu_memory_max_mib=_max([s.gpu_memory_used_mib for s in sampled]),
+            )
+        )
+    return windows
+
+
+def judge(record: SoakRecord, bounds: SoakBounds | None = None) -> list[str]:
+    """Each bound the soak broke, in words (empty: it held). Needs at least two windows to speak of growth."""
+    bounds = bounds or record.settings.bounds
+    problems: list[str] = []
+    if record.failed > bounds.max_errors:
+        problems.append(f"{record.failed} request(s) failed (allowed {bounds.max_errors}): {record.errors[:3]}")
+    if record.client_saturated:
+        problems.append(f"the load generator fell behind ({record.client_note}): it measured itself, not the server")
+    if len(record.windows) < 2:
+        problems.append(f"{len(record.windows)} window(s): a soak needs at least two to compare")
+        return problems
+    first, last = record.windows[0], record.windows[-1]
+    if first.rss_max_mib is not None and last.rss_max_mib is not None and last.rss_max_mib > first.rss_max_mib + bounds.rss_growth_mib:
+        problems.append(
+            f"server RSS grew {last.rss_max_mib - first.rss_max_mib:.1f} MiB from the first window to the last "
+            f"(bound {bounds.rss_growth_mib:g} MiB)"
+        )
+    if first.fds_max is not None and last.fds_max is not None and last.fds_max > first.fds_max + bounds.fd_growth:
+        problems.append(f"open file descriptors grew from {first.fds_max} to {last.fds_max} (bound +{bounds.fd_growth})")
+    for name in ("ttft_p99_ms", "e2el_p99_ms"):
+        before, after = getattr(first, name), getattr(last, name)
+        if before is None or after is None:
+            problems.append(f"{name}: no successful request in the first or the last window")
+            continue
+        limit = bounds.p99_ratio * before + bounds.p99_slack_ms
+        if after > limit:
+            problems.append(f"{name} rose from {before:.0f} to {after:.0f} ms (bound {limit:.0f} ms)")
+    return problems
+
+
+async def soak_async(
+    url: str, settings: SoakSettings, *, server_pid: int | None = None, workload: Workload | None = None,
+    model: str | None = None, api_key: str | None = None,
+) -> SoakRecord:
+    from autotune.bench.runner import run_benchmark
+
+    load = LoadSpec(
+        mode="rate", rate_rps=settings.rate_rps, arrival="constant", num_requests=None, duration_s=settings.duration_s,
+        warmup_requests=settings.warmup_requests, seed=settings.seed,
+    )
+    sampler = ResourceSampler(server_pid, settings.sample_interval_s)
+    sampler.start()
+    try:
+        bench = await run_benchmark(
+            url, workload or resolve_workload(settings.workload), load, SLO(), model=model, api_key=api_key, telemetry=False,
+        )
+    finally:
+        sampler.stop()
+    measured = [r for r in bench.requests if not r.warmup]
+    assert bench.window_start_unix_s is not None  # rate mode runs one window
+    samples = sampler.series(bench.window_start_unix_s)
+    errors = [r.error for r in measured if r.error]
+    record = SoakRecord(
+        url=bench.url,
+        settings=settings,
+        simulated=bench.simulated,
+        server_pid=server_pid,
+        sent=len(measured),
+        failed=sum(not r.success for r in measured),
+        errors=errors[:_MAX_ERRORS_KEPT],
+        client_saturated=bench.summary.client.saturated,
+        client_note=bench.summary.client.reason,
+        windows=windows_of(measured, samples, duration_s=settings.duration_s, window_s=settings.window_s),
+        samples=samples,
+        requests=[(r.send_time_s, r.ttft_ms, r.e2el_ms, r.success) for r in measured],
+    )
+    record.problems = judge(record)
+    return record
+
+
+def run_soak(url: str, settings: SoakSettings, **kwargs: object) -> SoakRecord:
+    """`soak_async` from synchronous code (its own event loop)."""
+    return asyncio.run(soak_async(url, settings, **kwargs))  # type: ignore[arg-type]

@@ -1,0 +1,70 @@
+"""The soak's figure (matplotlib Agg, PNG): latencies, server memory and open file descriptors over the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autotune.bench.soak import SoakRecord
+
+
+def plot_soak(record: SoakRecord, path: Path) -> Path:
+    """Three panels sharing the time axis (seconds since the load started): per-request E2E latency with each
+    window's p99 TTFT and E2E latency; the server's RSS (and GPU memory, when sampled); its open descriptors."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = record.settings
+    fig, (latency, memory, fds) = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
+    ok = [(t, e2el) for t, _, e2el, success in record.requests if success and e2el is not None]
+    failed = [t for t, _, _, success in record.requests if not success]
+    if ok:
+        latency.scatter([t for t, _ in ok], [e for _, e in ok], s=3, alpha=0.25, color="tab:gray", label="E2E latency (each request)")
+    for name, label, color in (("e2el_p99_ms", "p99 E2E latency", "tab:blue"), ("ttft_p99_ms", "p99 TTFT", "tab:orange")):
+        xs: list[float] = []
+        ys: list[float] = []
+        for window in record.windows:
+            value = getattr(window, name)
+            if value is not None:
+                xs += [window.start_s, window.end_s]
+                ys += [value, value]
+        if xs:
+            latency.plot(xs, ys, color=color, linewidth=2, label=f"{label} per {settings.window_s:g} s window")
+    if failed:
+        latency.scatter(failed, [0] * len(failed), marker="x", color="tab:red", label=f"failed ({len(failed)})")
+    latency.set_ylabel("ms")
+    latency.legend(loc="upper left", fontsize=8)
+    latency.grid(alpha=0.3)
+
+    times = [s.t_s for s in record.samples]
+    rss = [s.rss_mib for s in record.samples]
+    if any(v is not None for v in rss):
+        memory.plot(times, [float("nan") if v is None else v for v in rss], color="tab:green", label="server RSS (process tree)")
+    gpu = [s.gpu_memory_used_mib for s in record.samples]
+    if any(v is not None for v in gpu):
+        memory.plot(times, [float("nan") if v is None else v for v in gpu], color="tab:purple", label="GPU memory used")
+    memory.set_ylabel("MiB")
+    memory.legend(loc="upper left", fontsize=8)
+    memory.grid(alpha=0.3)
+
+    open_fds = [s.open_fds for s in record.samples]
+    if any(v is not None for v in open_fds):
+        fds.plot(times, [float("nan") if v is None else v for v in open_fds], color="tab:brown", label="open file descriptors")
+        fds.legend(loc="upper left", fontsize=8)
+    fds.set_ylabel("descriptors")
+    fds.set_xlabel("seconds since the load started (negative: warm-up)")
+    fds.grid(alpha=0.3)
+
+    engine = "SIMULATED engine" if record.simulated else "real engine"
+    verdict = "held every bound" if not record.problems else f"{len(record.problems)} bound(s) broken"
+    fig.suptitle(
+        f"Soak: {settings.rate_rps:g} req/s for {settings.duration_s:g} s, {Path(settings.workload).stem}, {engine}\n"
+        f"{record.sent} requests, {record.failed} failed; {verdict}",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

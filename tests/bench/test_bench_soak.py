@@ -1,0 +1,73 @@
+"""The soak's windows and verdict (autotune.bench.soak), on synthetic series: pure functions, no server."""
+
+from __future__ import annotations
+
+from autotune.bench.schemas import RequestRecord
+from autotune.bench.soak import ResourceSample, SoakBounds, SoakRecord, SoakSettings, judge, windows_of
+
+DURATION_S = 180.0
+
+
+def _requests(e2el_ms: float = 500.0, last_minute_e2el_ms: float | None = None, failed_at: float | None = None) -> list[RequestRecord]:
+    records = []
+    for index in range(int(DURATION_S * 2)):  # 2 req/s
+        sent = index / 2
+        slow = last_minute_e2el_ms is not None and sent >= 120
+        records.append(
+            RequestRecord(
+                index=index, send_time_s=sent, success=sent != failed_at, ttft_ms=50.0,
+                e2el_ms=last_minute_e2el_ms if slow else e2el_ms, error="HTTP 500: boom" if sent == failed_at else None,
+            )
+        )
+    return records
+
+
+def _samples(rss_per_s: float = 0.0, fds_per_s: float = 0.0) -> list[ResourceSample]:
+    return [
+        ResourceSample(t_s=float(t), rss_mib=300.0 + rss_per_s * t, open_fds=int(20 + fds_per_s * t), processes=1)
+        for t in range(-5, int(DURATION_S) + 2)
+    ]
+
+
+def _record(requests: list[RequestRecord], samples: list[ResourceSample]) -> SoakRecord:
+    settings = SoakSettings(rate_rps=2, duration_s=DURATION_S, window_s=60)
+    record = SoakRecord(
+        url="http://127.0.0.1:1", settings=settings, simulated=True, sent=len(requests),
+        failed=sum(not r.success for r in requests), errors=[r.error for r in requests if r.error],
+        windows=windows_of(requests, samples, duration_s=DURATION_S, window_s=60), samples=samples,
+    )
+    record.problems = judge(record)
+    return record
+
+
+def test_windows_split_by_send_time_and_keep_the_tail_in_the_last() -> None:
+    windows = windows_of(_requests(), _samples(rss_per_s=0.1), duration_s=DURATION_S, window_s=60)
+    assert [(w.start_s, w.end_s, w.sent) for w in windows] == [(0, 60, 120), (60, 120, 120), (120, 180, 120)]
+    assert windows[0].rss_max_mib == 300.0 + 0.1 * 59 and windows[-1].rss_max_mib == 300.0 + 0.1 * 181  # warm-up samples out
+    assert windows_of(_requests(), _samples(), duration_s=170, window_s=60)[-1].end_s == 170  # 50 s tail: its own window
+    assert len(windows_of(_requests(), _samples(), duration_s=200, window_s=60)) == 3  # a 20 s tail joins the last
+
+
+def test_a_steady_run_holds_every_bound() -> None:
+    assert _record(_requests(), _samples(rss_per_s=0.01)).problems == []
+
+
+def test_a_leak_of_memory_or_descriptors_is_reported() -> None:
+    memory = _record(_requests(), _samples(rss_per_s=0.5)).problems  # 60 MiB over the two minutes after the first
+    assert len(memory) == 1 and "RSS grew" in memory[0]
+    descriptors = _record(_requests(), _samples(fds_per_s=0.1)).problems  # +12 fds
+    assert len(descriptors) == 1 and "descriptors grew" in descriptors[0]
+
+
+def test_rising_latency_and_failures_are_reported() -> None:
+    slower = _record(_requests(e2el_ms=500, last_minute_e2el_ms=900), _samples()).problems  # > 1.5 x 500 + 100
+    assert len(slower) == 1 and "e2el_p99_ms rose from 500 to 900" in slower[0]
+    assert _record(_requests(e2el_ms=500, last_minute_e2el_ms=840), _samples()).problems == []  # within the bound
+    failed = _record(_requests(failed_at=30.0), _samples()).problems
+    assert len(failed) == 1 and "1 request(s) failed" in failed[0] and "HTTP 500" in failed[0]
+
+
+def test_bounds_are_the_records_own_unless_given() -> None:
+    record = _record(_requests(), _samples(rss_per_s=0.2))  # 24 MiB: within the default 32
+    assert record.problems == []
+    assert "RSS grew" in judge(record, SoakBounds(rss_growth_mib=8))[0]

@@ -57,7 +57,7 @@ from autotune.bench.schedule import (
     split_evenly,
 )
 from autotune.bench.schemas import SLO, BenchResult, DiscardedAttempt, LoadSpec, RequestRecord, Summary
-from autotune.bench.server_metrics import MetricsPoller
+from autotune.bench.server_metrics import MetricsPoller, wait_until_idle
 from autotune.bench.steady import LatencySource, WindowPlan, cut_window, e2el_p90_s, judge_window, plan_window
 from autotune.bench.window_checks import cache_hits, window_unusable_reason
 from autotune.bench.worker import WorkerPlan
@@ -285,7 +285,14 @@ class _Benchmark:
         async with httpx.AsyncClient(headers=auth_headers(self.api_key)) as client:
             poller = MetricsPoller(client, f"{self.server.base_url}/metrics")
 
+            idle: dict[str, float] = {}
+
             async def before_window() -> None:
+                waited, in_flight = await wait_until_idle(client, f"{self.server.base_url}/metrics")
+                if in_flight is not None:
+                    idle.update(idle_wait_s=waited, requests_in_flight_at_start=in_flight)
+                    if in_flight:
+                        log.warning("%s starts with %g requests still on the server after %.0f s", phase.label, in_flight, waited)
                 if self.load.reset_caches:
                     await reset_server_caches(client, self.server.base_url)
                 await poller.start()
@@ -320,7 +327,7 @@ class _Benchmark:
                 "client": health,
                 "gpu": self.sampler.summarize(*span),
                 "server_cpu": self.cpu_sampler.summarize(*span),
-                "server": poller.summary(),
+                "server": {**poller.summary(), **idle},
             }
         )
         if cut is not None and phase.window is not None and phase.rate_rps is not None:

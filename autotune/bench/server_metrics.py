@@ -90,6 +90,37 @@ def summarize_window(before: dict[str, float], during: list[dict[str, float]], a
     return result
 
 
+IDLE_WAIT_LIMIT_S = 120.0
+"""How long a window waits for the server to finish the requests of the window before it (see wait_until_idle)."""
+
+
+async def wait_until_idle(
+    client: httpx.AsyncClient, url: str, *, limit_s: float = IDLE_WAIT_LIMIT_S, poll_s: float = 0.5
+) -> tuple[float, float | None]:
+    """Poll `/metrics` until no request runs or waits on the server, at most `limit_s`.
+
+    Requests the client gave up on (a window's cancelled drain, an overloaded window's backlog) may still run on the
+    server for a while; a window started on top of them measures their load too. Returns the seconds waited and the
+    requests still running or waiting when it gave up waiting or started (None: the server has no such gauges).
+    """
+    started = asyncio.get_running_loop().time()
+    while True:
+        try:
+            response = await client.get(url, timeout=5.0)
+        except httpx.HTTPError:
+            return 0.0, None
+        if response.status_code != 200:
+            return 0.0, None
+        figures = parse_metrics(response.text)
+        if not any(name in figures for name in GAUGES_SUMMED):
+            return 0.0, None
+        in_flight = sum(figures.get(name, 0.0) for name in GAUGES_SUMMED)
+        waited = asyncio.get_running_loop().time() - started
+        if in_flight == 0 or waited >= limit_s:
+            return round(waited, 3), in_flight
+        await asyncio.sleep(poll_s)
+
+
 class MetricsPoller:
     """Scrapes `/metrics` before, during (every `interval_s`) and after the window."""
 

@@ -4,8 +4,10 @@ From a capacity probe C (`from_probe`): rates at `fractions` x C, highest first,
 highest already does, rates at `above` x C, lowest first, until one misses; then bisection.
 From a bracket [low, high] (`from_bracket`, no probe): low is assumed to meet the SLO and high to miss it, and the
 bisection starts at once. An end is tried only once the bracket has narrowed onto it (so a right bracket costs no
-window of its own): a low end that misses halves the bracket's low end, a high end that meets doubles its high end,
-at most MAX_EXPANSIONS times each way.
+window of its own). A high end that meets the SLO moves up by twice the bracket's width, a low end that misses moves
+down by twice its width (at most halving it), at most MAX_EXPANSIONS times each way: a wide bracket grows as fast as
+doubling, and a narrow one (a measurement repeated from a known rate) steps past its end by a few percent instead of
+trying twice the rate, which costs a long window on an overloaded server.
 Bisection: the midpoint of the highest passing and the lowest failing rate, until the failing one is within
 `tolerance` above the passing one (failing <= (1 + tolerance) x passing), or after `max_bisections` midpoints.
 """
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 MAX_EXPANSIONS = 4
-"""A bracket end that turns out wrong moves by a factor of 2, at most this many times."""
+"""A bracket end that turns out wrong moves (by twice the bracket's width), at most this many times."""
 
 _Kind = Literal["listed", "high end", "low end", "midpoint"]
 
@@ -38,6 +40,8 @@ class RateSearch:
     _queue: list[float] = field(default_factory=list)
     _above: list[float] = field(default_factory=list)
     _pending: tuple[float, _Kind] | None = None
+    _width: float = 0.0
+    """A bracket's width as given, doubled at each expansion: how far a wrong end moves."""
 
     @classmethod
     def from_probe(
@@ -54,7 +58,9 @@ class RateSearch:
     def from_bracket(cls, low_rps: float, high_rps: float, *, tolerance: float, max_bisections: int | None = None) -> RateSearch:
         if not 0 < low_rps < high_rps:
             raise ValueError(f"a bracket needs 0 < low < high (got {low_rps:g}:{high_rps:g})")
-        return cls(tolerance=tolerance, max_bisections=max_bisections, passing=low_rps, failing=high_rps)
+        return cls(
+            tolerance=tolerance, max_bisections=max_bisections, passing=low_rps, failing=high_rps, _width=high_rps - low_rps
+        )
 
     @property
     def done(self) -> bool:
@@ -140,7 +146,8 @@ class RateSearch:
                 self.failing, self._stage = None, "done"  # still meeting it: a lower bound
                 return
             self.expansions_up += 1
-            self.failing, self.failing_tried = 2 * rate_rps, False
+            self.failing, self.failing_tried = rate_rps + 2 * self._width, False
+            self._width *= 2
             return
         if met:  # the low end
             self.passing_tried = True
@@ -150,7 +157,8 @@ class RateSearch:
             self.passing, self._stage = None, "done"  # nothing met the SLO
             return
         self.expansions_down += 1
-        self.passing, self.passing_tried = rate_rps / 2, False
+        self.passing, self.passing_tried = max(rate_rps - 2 * self._width, rate_rps / 2), False
+        self._width *= 2
 
     def stop(self) -> None:
         """End the search where it stands (e.g. the client saturated)."""

@@ -97,3 +97,14 @@ def test_a_verdict_for_another_rate_is_refused_and_stop_ends_the_search() -> Non
     assert search.next_rate() is None and search.rate_rps == 0.0
     with pytest.raises(ValueError, match="low < high"):
         RateSearch.from_bracket(20.0, 10.0, tolerance=0.05)
+
+
+def test_a_narrow_bracket_steps_past_its_end_by_its_own_width_not_to_twice_the_rate() -> None:
+    """A 120 s re-measurement from a known rate: one pass above the bracket must not send twice the rate."""
+    search = RateSearch.from_bracket(33.0, 34.634, tolerance=0.05)
+    tried = _run(search, 35.2)
+    assert max(tried) < 1.2 * 34.634  # the next failing end was 34.634 + 2 x 1.634 = 37.9
+    assert search.rate_rps <= 35.2 < search.failed_rps <= 1.05 * search.rate_rps
+    down = RateSearch.from_bracket(33.0, 34.634, tolerance=0.05)
+    tried = _run(down, 31.0)
+    assert min(tried) > 0.85 * 33.0 and down.rate_rps <= 31.0 < down.failed_rps

@@ -8,7 +8,10 @@ Each figure is computed here from the raw files it names (never copied from anot
 - the serving layer's overhead: the side-by-side runs of autotune serve and raw vllm serve of 2026-11-25
   (`measurements/bench-*-c*.json.gz`, `slo-rate-*-defaults.json.gz` in the top folder);
 - the simulated engine's error: the report of the fit that made the shipped profile, `<run>/calibration/refit-this-run.json`
-  of the latest run that has one, else `calibration/report.json` (both written by `autotune calibrate`).
+  of the latest run that has one, else `calibration/report.json` (both written by `autotune calibrate`);
+- `sustained`: the 120 s sustained SLO rate of vLLM's defaults and the best config, the tuner's objective on the same
+  server and `vllm bench serve` at that rate (`--sustained RUN`, default the latest `experiments/h200-sustained/*/`;
+  read by `autotune.report.sustained`).
 
     .venv/bin/python scripts/summarize_headline.py [ROOT] [--run RUN_DIR]
 """
@@ -30,6 +33,26 @@ import summarize_reference as ref  # noqa: E402
 import summarize_study_run as study_run  # noqa: E402
 
 DEFAULT_ROOT = Path("experiments/h100-qwen3-vl-4b")
+SUSTAINED_ROOT = Path("experiments/h200-sustained")
+SUSTAINED_FIELDS = ("rate_rps", "failed_rps", "vllm_bench_rate_rps", "objective_rps", "objective_vs_sustained",
+                    "sm_active_pct", "nvml_util_pct", "note")
+
+
+def sustained(run: Path | None) -> Json | None:
+    """The sustained figures of both configs (None when no sustained run is recorded)."""
+    from autotune.report.sustained import summarize_sustained
+
+    runs = sorted(p for p in SUSTAINED_ROOT.glob("*") if p.is_dir()) if run is None else [run]
+    if not runs:
+        return None
+    summary = summarize_sustained(runs[-1], ["defaults", "best"], {"ttft_ms": 2000.0, "tpot_ms": 50.0})
+    out: Json = {"source": summary.source, "window_s": summary.window_s, "gpus": summary.hardware.get("gpus")}
+    for name, config in summary.configs.items():
+        figures = {k: getattr(config, k) for k in SUSTAINED_FIELDS}
+        figures["vllm_bench_meets_slo"] = None if config.vllm_bench is None else config.vllm_bench.meets_slo
+        figures["vllm_bench_processes"] = None if config.vllm_bench is None else config.vllm_bench.processes
+        out[name] = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in figures.items()}
+    return out
 Json = dict[str, Any]
 
 
@@ -99,7 +122,7 @@ def simulator_errors(root: Path) -> tuple[Json | None, str | None, str]:
     return errors, note, str(path.relative_to(root))
 
 
-def build(root: Path, run: Path | None) -> Json:
+def build(root: Path, run: Path | None, sustained_run: Path | None = None) -> Json:
     runs = confirmed_runs(root)
     if run is not None:
         runs = [r for r in runs if r[0].resolve() == run.resolve()]
@@ -133,6 +156,7 @@ def build(root: Path, run: Path | None) -> Json:
         "serving_overhead_pct": ref.serving_overhead(layout),
         "simulator_median_abs_error_pct": calibration,
         "simulator_note": calibration_note,
+        "sustained": sustained(sustained_run),
     }
 
 
@@ -140,8 +164,9 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", nargs="?", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--run", type=Path, help="the dated run folder to take goodput from (default: the latest confirmed)")
+    parser.add_argument("--sustained", type=Path, help="the sustained run folder (default: the latest under experiments/h200-sustained)")
     args = parser.parse_args(argv)
-    headline = build(args.root, args.run)
+    headline = build(args.root, args.run, args.sustained)
     (args.root / "summary.json").write_text(json.dumps(headline, indent=1) + "\n")
     print(f"wrote {args.root / 'summary.json'}: defaults {headline['default_goodput_rps']} vs best "
           f"{'>= ' if headline['best_goodput_is_lower_bound'] else ''}{headline['best_goodput_rps']} req/s "

@@ -59,12 +59,21 @@ def read_vllm_bench(path: Path) -> VllmBenchFile:
     return data
 
 
-def combine(paths: list[Path], slo: dict[str, float]) -> VllmBenchCombined:
-    """One verdict over the requests of every file; `slo` maps ttft_ms/tpot_ms to their p99 bounds."""
+def _check_slo(slo: dict[str, float]) -> None:
     unknown = set(slo) - {"ttft_ms", "tpot_ms"}
     if unknown:
         raise ConfigError(f"slo: {sorted(unknown)} not supported here (allowed: ttft_ms, tpot_ms)")
-    files = [read_vllm_bench(path) for path in paths]
+
+
+def combine(paths: list[Path], slo: dict[str, float]) -> VllmBenchCombined:
+    """One verdict over the requests of every file; `slo` maps ttft_ms/tpot_ms to their p99 bounds."""
+    _check_slo(slo)
+    return combine_results([read_vllm_bench(path) for path in paths], slo, [str(p) for p in paths])
+
+
+def combine_results(files: list[VllmBenchFile], slo: dict[str, float], names: list[str] | None = None) -> VllmBenchCombined:
+    """`combine` over results already read (e.g. from compressed records)."""
+    _check_slo(slo)
     ttft_ms: list[float] = []
     tpot_ms: list[float] = []
     starts: list[float] = []
@@ -81,7 +90,7 @@ def combine(paths: list[Path], slo: dict[str, float]) -> VllmBenchCombined:
         if isinstance(data.request_rate, int | float):
             offered += float(data.request_rate)
     if not ttft_ms or not tpot_ms:
-        raise ConfigError(f"no successful request with output in {[str(p) for p in paths]}")
+        raise ConfigError(f"no successful request with output in {names or f'{len(files)} results'}")
     p99 = {"ttft_ms": float(np.percentile(ttft_ms, 99)), "tpot_ms": float(np.percentile(tpot_ms, 99))}
     failed = sum(d.failed for d in files)
     misses = [f"p99 {key} {p99[key]:.1f} > {bound:g}" for key, bound in slo.items() if p99[key] > bound]

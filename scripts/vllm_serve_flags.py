@@ -74,6 +74,12 @@ def _explicit_flags(tree: ast.Module, fields: dict[str, str]) -> dict[str, bool]
             for part in ast.walk(kw.value):
                 if isinstance(part, ast.Subscript) and isinstance(part.slice, ast.Constant):
                     boolean = boolean or _is_boolean(fields.get(str(part.slice.value), ""))
+        # a sub-config's kwargs (**mamba_kwargs["enable_stochastic_rounding"]) name that config's field, not the
+        # engine's: the option's own field (--enable-mamba-cache-stochastic-rounding) says whether it is boolean
+        from_kwargs = any(kw.arg is None for kw in node.keywords) and not any(kw.arg == "action" for kw in node.keywords)
+        boolean = boolean or (from_kwargs and any(
+            _is_boolean(fields.get(n.removeprefix("--").replace("-", "_"), "")) for n in names
+        ))
         for name in names:
             flags[name] = flags.get(name, False) or boolean
     return flags

@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -36,6 +36,8 @@ from autotune.gpm import (
     GpmUnavailable,
 )
 from autotune.sampling import PeriodicSampler
+
+_T = TypeVar("_T")
 
 _MIB = 1024 * 1024
 _GPM_STATS = {"sm_active_pct": ("mean", "p50", "p95"), "sm_occupancy_pct": ("mean",),
@@ -335,15 +337,15 @@ def visible_device_indices(nvml: Any, visible: str | None = None) -> list[int]:
     return chosen
 
 
-def _visible_memory_infos(nvml: Any | None) -> list[Any] | None:
-    """NVML memory info (total, free, used bytes) of each visible GPU now; None when NVML cannot tell."""
+def _ask_nvml(query: Callable[[Any], _T], nvml: Any | None) -> _T | None:
+    """`query(nvml_module)` between nvmlInit and nvmlShutdown; None when NVML is missing or the query fails."""
     try:
         module = nvml if nvml is not None else _import_nvml()
         module.nvmlInit()
     except Exception:
         return None
     try:
-        return [module.nvmlDeviceGetMemoryInfo(module.nvmlDeviceGetHandleByIndex(i)) for i in visible_device_indices(module)]
+        return query(module)
     except Exception:
         return None
     finally:
@@ -351,6 +353,14 @@ def _visible_memory_infos(nvml: Any | None) -> list[Any] | None:
             module.nvmlShutdown()
         except Exception:
             pass
+
+
+def _visible_memory_infos(nvml: Any | None) -> list[Any] | None:
+    """NVML memory info (total, free, used bytes) of each visible GPU now; None when NVML cannot tell."""
+    return _ask_nvml(
+        lambda module: [module.nvmlDeviceGetMemoryInfo(module.nvmlDeviceGetHandleByIndex(i)) for i in visible_device_indices(module)],
+        nvml,
+    )
 
 
 def gpu_total_memory_gib(nvml: Any | None = None) -> float | None:
@@ -383,12 +393,8 @@ class GpuFacts:
 
 def first_visible_gpu(nvml: Any | None = None) -> GpuFacts | None:
     """This process's first visible GPU (as `gpu_total_memory_gib` picks it); None without NVML or a visible GPU."""
-    try:
-        module = nvml if nvml is not None else _import_nvml()
-        module.nvmlInit()
-    except Exception:
-        return None
-    try:
+
+    def query(module: Any) -> GpuFacts | None:
         indices = visible_device_indices(module)
         if not indices:
             return None
@@ -400,13 +406,8 @@ def first_visible_gpu(nvml: Any | None = None) -> GpuFacts | None:
         except Exception:
             capability = None
         return GpuFacts(name=_text(module.nvmlDeviceGetName(handle)), memory_gib=total, compute_capability=capability)
-    except Exception:
-        return None
-    finally:
-        try:
-            module.nvmlShutdown()
-        except Exception:
-            pass
+
+    return _ask_nvml(query, nvml)
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,12 +424,8 @@ class GpuNow:
 def gpu_activity_now(nvml: Any | None = None) -> list[GpuNow] | None:
     """Utilization (NVML's busy share of its last sample period) and memory of each visible GPU now;
     None when NVML is not available or sees no GPU."""
-    try:
-        module = nvml if nvml is not None else _import_nvml()
-        module.nvmlInit()
-    except Exception:
-        return None
-    try:
+
+    def query(module: Any) -> list[GpuNow] | None:
         gpus: list[GpuNow] = []
         for index in visible_device_indices(module):
             handle = module.nvmlDeviceGetHandleByIndex(index)
@@ -443,10 +440,5 @@ def gpu_activity_now(nvml: Any | None = None) -> list[GpuNow] | None:
                 used = total = None
             gpus.append(GpuNow(index, _text(module.nvmlDeviceGetName(handle)), utilization, used, total))
         return gpus or None
-    except Exception:
-        return None
-    finally:
-        try:
-            module.nvmlShutdown()
-        except Exception:
-            pass
+
+    return _ask_nvml(query, nvml)

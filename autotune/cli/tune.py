@@ -12,7 +12,6 @@ from autotune.cli import app
 from autotune.cli.console import make_console
 from autotune.config import EngineKind
 
-console = make_console()
 
 ExperimentsDir = Annotated[
     Path, typer.Option("--experiments-dir", help="Folder holding one sub-folder per study")
@@ -98,6 +97,7 @@ def tune(
     ] = None,
 ) -> None:
     """Tune vLLM engine settings on a workload: one served and benchmarked config per trial."""
+    console = make_console()  # made per call: its width follows the environment of this call
     from autotune.bench.options import parse_cpu_list
     from autotune.errors import ConfigError
     from autotune.search_space import load_search_space
@@ -172,6 +172,7 @@ def tune(
 
 
 def _print_best(path: Path) -> None:
+    console = make_console()  # made per call: its width follows the environment of this call
     from autotune.config import load_tuned_config
     from autotune.tune.report import comparison_table, tuned_fields_table
 
@@ -193,6 +194,7 @@ def best(
     experiments_dir: ExperimentsDir = Path("experiments"),
 ) -> None:
     """Print a study's best config (best.yaml) and a table of vLLM defaults vs best."""
+    console = make_console()  # made per call: its width follows the environment of this call
     from autotune.errors import ConfigError
 
     path = experiments_dir / study / "best.yaml"
@@ -214,6 +216,7 @@ def trials(
     experiments_dir: ExperimentsDir = Path("experiments"),
 ) -> None:
     """List a study's trials (state, params, metrics, reasons), or export them as CSV."""
+    console = make_console()  # made per call: its width follows the environment of this call
     from rich.table import Table
 
     from autotune.tune.report import GPU_ACTIVITY_COLUMNS, gpu_activity_cell, trials_cell, trials_frame
@@ -250,6 +253,7 @@ def sync_mlflow(
     experiments_dir: ExperimentsDir = Path("experiments"),
 ) -> None:
     """Log to MLflow the trials it lacks (after MLflow was unreachable); each trial is logged once."""
+    console = make_console()  # made per call: its width follows the environment of this call
     from autotune.tune.study import sync_mlflow as run_sync
 
     synced = run_sync(study, experiments_dir=experiments_dir, storage=storage, mlflow_uri=mlflow_uri)

@@ -18,7 +18,7 @@ from autotune.bench.distributions import UniformInt
 from autotune.bench.metrics import completion_rate_rps, measured, send_rate_rps
 from autotune.bench.runner import run_benchmark_sync
 from autotune.bench.schemas import SLO, LoadSpec, RequestRecord
-from autotune.bench.steady import e2el_p90_s
+from autotune.bench.steady import backlog_line, e2el_p90_s
 from autotune.bench.worker import Worker, WorkerPlan
 from autotune.bench.workload import Workload, resolve_workload
 
@@ -67,8 +67,19 @@ def test_long_outputs_pass_at_a_sustainable_rate_in_a_window_sized_from_the_prob
     assert ramp and all(r.send_time_s < steady.ramp_s for r in ramp)
     assert len(counted) == steady.steady_requests == window.completed + window.failed
     assert all(steady.ramp_s <= r.send_time_s < steady.send_s for r in counted)
-    # the rule it replaces: completions first to last vs sends first to last, over the same steady requests
-    assert completion_rate_rps(counted) < 0.9 * send_rate_rps(counted)
+
+
+def test_the_backlog_rule_passes_long_outputs_that_keep_pace_where_the_completion_rate_rule_failed() -> None:
+    """8 req/s for 5 s, outputs alternating 0.05 s and 1.2 s: every request ends, none waits. First-to-last
+    completions (0.05 s after the first send to 1.2 s after the last) read 'fell behind'; the backlog does not grow."""
+    records = [
+        RequestRecord(index=i, send_time_s=i / 8, success=True, ttft_ms=20.0, e2el_ms=50.0 if i % 2 else 1200.0,
+                      output_tokens=4 if i % 2 else 150, phase=1)
+        for i in range(40)
+    ]
+    assert completion_rate_rps(records) < 0.9 * send_rate_rps(records)  # the rule the window verdict replaced
+    start, end = backlog_line(records, 1.2, 5.0)
+    assert end - start < 2.0 * 8  # well inside 2 s of arrivals: the steady window keeps pace
 
 
 def test_a_rate_above_capacity_falls_behind_although_its_p99s_meet_the_slo(start_fake_server) -> None:

@@ -37,6 +37,7 @@ class SustainedConfig(BaseModel):
     client_saturated_windows: int = 0
     cache_hit_rate_max: float | None = Field(default=None, description="Highest prefix or multimodal hit rate of any window")
     windows: int = 0
+    window_s: float | None = Field(default=None, description="The sustained measurement's fixed window length")
     note: str | None = None
 
 
@@ -72,6 +73,7 @@ def summarize_config(folder: Path, slo: dict[str, float]) -> SustainedConfig:
     if sustained is not None:
         out.rate_rps = sustained.summary.slo_rate_rps
         out.failed_rps = sustained.summary.slo_rate_failed_rps
+        out.window_s = sustained.load.slo_rate_window_s
         windows += sustained.sweep
         passing = _passing_window(sustained)
         if passing is not None and passing.gpu is not None:
@@ -104,8 +106,5 @@ def summarize_sustained(run: Path, configs: list[str], slo: dict[str, float]) ->
         folder = run / name
         result.configs[name] = (summarize_config(folder, slo) if folder.is_dir()
                                 else SustainedConfig(config=name, note="not measured in this run"))
-    first = next((c for c in result.configs.values() if c.rate_rps is not None), None)
-    if first is not None:
-        sustained = _result(run / next(k for k, v in result.configs.items() if v is first) / "sustained.json")
-        result.window_s = sustained.load.slo_rate_window_s if sustained is not None else None
+    result.window_s = next((c.window_s for c in result.configs.values() if c.window_s is not None), None)
     return result

@@ -8,7 +8,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,26 @@ def start_cli(args: list[str], log_path: Path, env: Mapping[str, str] | None = N
         )
     finally:
         log.close()  # the child holds its own descriptor
+
+
+@contextmanager
+def workers_reaped(workers: list[subprocess.Popen[bytes]], timeout_s: float = 180) -> Iterator[None]:
+    """Run the block, then wait for every worker (at most `timeout_s` each); any worker still running when the block
+    or the wait fails is killed, so no tuner outlives its test."""
+    try:
+        yield
+        for worker in workers:
+            worker.wait(timeout=timeout_s)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+
+
+def worker_logs(folder: Path, count: int) -> list[str]:
+    """The output of workers started with logs `folder/worker{i}.log`."""
+    return [(folder / f"worker{i}.log").read_text(errors="replace") for i in range(count)]
 
 
 def load_trials(study_dir: Path, name: str) -> list[FrozenTrial] | None:

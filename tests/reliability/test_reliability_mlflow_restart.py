@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 from reliability.reliability_record import Outcome, current_test, record_outcome
 from reliability_net import MlflowServer
-from reliability_study import cli, load_trials, start_cli, wait_for, write_space
+from reliability_study import cli, load_trials, start_cli, wait_for, worker_logs, workers_reaped, write_space
 
 from autotune.tracking import EXPERIMENT_NAME, TAG_ROLE, TAG_STUDY, TAG_TRIAL
 from autotune.tune import attrs
@@ -84,7 +84,7 @@ def test_mlflow_server_restarted_mid_study_then_sync_mlflow(tmp_path: Path) -> N
             start_cli(["tune", str(space), *common, "--n-trials", str(TRIALS_EACH)], tmp_path / f"worker{i}.log")
             for i in range(WORKERS)
         ]
-        try:
+        with workers_reaped(workers):
             before = wait_for(lambda: _logged_and_serving(study_dir), timeout_s=120, what="a logged trial and a trial serving")
             finished_before = {t.number: (t.state, t.values) for t in before if t.state.is_finished()}
             server.stop()
@@ -96,14 +96,7 @@ def test_mlflow_server_restarted_mid_study_then_sync_mlflow(tmp_path: Path) -> N
             )
             server.start()
             down_s = time.monotonic() - stopped_at
-            for worker in workers:
-                worker.wait(timeout=180)
-        finally:
-            for worker in workers:
-                if worker.poll() is None:
-                    worker.kill()
-                    worker.wait()
-        logs = [(tmp_path / f"worker{i}.log").read_text(errors="replace") for i in range(WORKERS)]
+        logs = worker_logs(tmp_path, WORKERS)
         synced = cli("sync-mlflow", STUDY, "--experiments-dir", str(experiments), "--mlflow-uri", server.url, timeout_s=120)
         after_workers = load_trials(study_dir, STUDY) or []
         after_sync = _run_problems(after_workers, _runs(server.url))

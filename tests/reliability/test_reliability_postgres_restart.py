@@ -18,7 +18,7 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 from reliability.reliability_record import Outcome, current_test, record_outcome
-from reliability_study import force_kill, group_alive, start_cli, wait_for, write_space
+from reliability_study import force_kill, group_alive, start_cli, wait_for, worker_logs, workers_reaped, write_space
 
 from autotune.tune import attrs
 from autotune.tune.storage import make_storage
@@ -78,7 +78,7 @@ def test_postgres_restarted_mid_study_loses_nothing(tmp_path: Path) -> None:
             for i in range(WORKERS)
         ]
         impatient = workers[-1]
-        try:
+        with workers_reaped(workers):
             before = wait_for(
                 lambda: _all_workers_at_work(url, workers), timeout_s=180, what="a finished trial and every worker in a trial",
             )
@@ -90,14 +90,7 @@ def test_postgres_restarted_mid_study_loses_nothing(tmp_path: Path) -> None:
             impatient_exited_in_outage = impatient.poll() is not None
             database.start()
             outage_s = time.monotonic() - stopped_at
-            for worker in workers:
-                worker.wait(timeout=180)
-        finally:
-            for worker in workers:
-                if worker.poll() is None:
-                    worker.kill()
-                    worker.wait()
-        logs = [(tmp_path / f"worker{i}.log").read_text(errors="replace") for i in range(WORKERS)]
+        logs = worker_logs(tmp_path, WORKERS)
         resume_log = tmp_path / "resume.log"
         resume = start_cli(args, resume_log)  # the plain resume: no --n-trials, the rest of the budget
         resume_rc = resume.wait(timeout=180)

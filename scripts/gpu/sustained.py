@@ -11,6 +11,13 @@ For every config, in order, on one server started by `autotune serve --engine vl
      (`scripts/gpu/combine_vllm_bench.py`).
 Every step checks the time left (DEADLINE_EPOCH) and is skipped, saying so, when it cannot finish.
 
+For the config named by SOAK_CONFIG (issue 20's device items), on the same server afterwards:
+  4. soak: `scripts/soak.py` at SOAK_FRACTION (0.8) of the sustained rate for the time left (less KILL_RESERVE_S):
+     server RSS, open descriptors, GPU memory and per-request latency over time (`soak/soak.json`);
+  5. engine death: `autotune bench --rate` at that rate, and a few seconds into its window the engine core is killed
+     with SIGKILL: when /health stopped answering 200, whether the server exited by itself, which of its processes
+     were left, GPU memory before, during and after (`engine-kill/record.json`).
+
 usage (on the GPU host, after staging; detached so no device command cuts a window):
   RUN_DIR=/root/sustained DEADLINE_EPOCH=$(( $(date +%s) + 1500 )) \
     setsid nohup python3 scripts/gpu/sustained.py NAME=CONFIG:LOW:HIGH ... > /root/sustained.log 2>&1 &
@@ -20,11 +27,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
+
+from autotune.bench.process_profile import classify_process
 from autotune.config import EngineKind
 from serving.process import ServerProcess
 
@@ -41,6 +52,10 @@ MODEL_DIR = os.environ.get("MODEL", "/root/models/qwen3-vl-4b-instruct")
 RUN_DIR = Path(os.environ.get("RUN_DIR", "/root/sustained"))
 DEADLINE = float(os.environ.get("DEADLINE_EPOCH", str(time.time() + 1500)))
 ENGINE = EngineKind(os.environ.get("ENGINE", "vllm"))  # simulated: a smoke test of this script without a GPU
+SOAK_CONFIG = os.environ.get("SOAK_CONFIG", "")
+SOAK_FRACTION = float(os.environ.get("SOAK_FRACTION", "0.8"))
+MIN_SOAK_S = float(os.environ.get("MIN_SOAK_S", "120"))
+KILL_RESERVE_S = float(os.environ.get("KILL_RESERVE_S", "100"))  # the engine-kill step and the server's stop
 
 
 def cpu_list(text: str) -> list[int]:
@@ -126,6 +141,131 @@ def vllm_bench(url: str, model: str, rate: float, folder: Path) -> None:
     say(f"  vllm bench combined: {combined.stdout.strip()[:400]} {combined.stderr.strip()[-400:]}")
 
 
+def soak(server: ServerProcess, folder: Path, rate: float) -> None:
+    duration_s = min(float(os.environ.get("SOAK_MAX_S", "1800")), left_s() - KILL_RESERVE_S - 40)
+    if duration_s < MIN_SOAK_S:
+        say(f"soak skipped: {left_s():.0f} s left")
+        return
+    window_s = max(30.0, round(duration_s / 6))
+    out = folder / "soak"
+    argv = ["taskset", "-c", CLIENT_CPUS, sys.executable, str(ROOT / "scripts/soak.py"), "--url", server.base_url,
+            "--pid", str(server.pid), "--rate", f"{rate:.3f}", "--duration-s", f"{duration_s:.0f}",
+            "--window-s", f"{window_s:.0f}", "--out", str(out)]
+    say(f"$ soak at {rate:.2f} req/s for {duration_s:.0f} s, windows of {window_s:.0f} s")
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with open(out / "soak.log", "w") as log:
+        try:
+            code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                  timeout=max(1.0, left_s() - KILL_RESERVE_S + 30)).returncode
+        except subprocess.TimeoutExpired:
+            code = "cut by the lease"
+    say(f"  soak exit {code} after {time.time() - started:.0f} s: {(out / 'soak.log').read_text()[-600:]}")
+
+
+def group_processes(root_pid: int) -> list[dict]:
+    try:
+        root = psutil.Process(root_pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+    found = []
+    for process in processes:
+        try:
+            found.append({"pid": process.pid, "name": process.name(), "cmdline": process.cmdline()[:3],
+                          "role": classify_process(process.name(), process.cmdline())})
+        except psutil.Error:
+            continue
+    return found
+
+
+def requests_in_server(url: str) -> float:
+    """Running plus waiting requests from vLLM's Prometheus gauges (0 where the server has none)."""
+    text = subprocess.run(["curl", "-s", "-m", "2", f"{url}/metrics"], capture_output=True, text=True).stdout
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(("vllm:num_requests_running", "vllm:num_requests_waiting")))
+
+
+def still_running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def health_code(url: str) -> int | None:
+    done = subprocess.run(["curl", "-s", "-o", "/dev/null", "-m", "2", "-w", "%{http_code}", f"{url}/health"],
+                          capture_output=True, text=True)
+    return int(done.stdout) if done.stdout.strip().isdigit() and done.stdout.strip() != "000" else None
+
+
+def kill_engine_under_load(server: ServerProcess, folder: Path, rate: float) -> None:
+    """SIGKILL the engine core a few seconds into a measured window and record what the server and the GPU do."""
+    if left_s() < 75:
+        say(f"engine kill skipped: {left_s():.0f} s left")
+        return
+    out = folder / "engine-kill"
+    out.mkdir(parents=True, exist_ok=True)
+    processes = group_processes(server.pid)
+    engines = [p for p in processes if p["role"] == "engine_core"]
+    record: dict = {"rate_rps": rate, "processes_before": processes, "gpu_memory_before_kill_mib": gpu_memory_used_mib()}
+    if not engines:
+        say(f"engine kill skipped: no engine core among {processes}")
+        (out / "record.json").write_text(json.dumps(record, indent=2))
+        return
+    argv = [sys.executable, "-m", "autotune.cli", "bench", "--url", server.base_url, "--client-cpus", CLIENT_CPUS,
+            "--quiet", "--rate", f"{rate:.3f}", "--duration", "30", "--workload", "vlm-chat", *SLO,
+            "--output", str(out / "bench.json")]
+    say(f"$ engine kill: {' '.join(argv[2:])}; SIGKILL to {[p['pid'] for p in engines]} once requests run")
+    load = subprocess.Popen(argv, stdout=open(out / "bench.log", "w"), stderr=subprocess.STDOUT, cwd=ROOT)
+    # The measured window is under way once more requests are in the server than a warm-up sends (it sends <= 32).
+    deadline = time.time() + 90
+    in_flight = 0.0
+    while time.time() < deadline and load.poll() is None and in_flight < 50:
+        time.sleep(0.5)
+        in_flight = requests_in_server(server.base_url)
+    record["requests_in_server_at_window"] = in_flight
+    time.sleep(5)
+    killed_at = time.time()
+    for engine in engines:
+        os.kill(engine["pid"], signal.SIGKILL)
+    record["killed"] = engines
+    record["gpu_memory_at_kill_mib"] = gpu_memory_used_mib()
+    health_lost_s = server_exit_s = None
+    while time.time() - killed_at < 45:
+        if health_lost_s is None and health_code(server.base_url) != 200:
+            health_lost_s = time.time() - killed_at
+        if server_exit_s is None and not server.alive():
+            server_exit_s = time.time() - killed_at
+        if health_lost_s is not None and server_exit_s is not None:
+            break
+        time.sleep(0.5)
+    record.update(health_lost_after_s=health_lost_s, server_exited_by_itself_after_s=server_exit_s,
+                  server_exit_code=server.exit_code)
+    try:
+        load.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        load.kill()
+    record["bench_exit_code"] = load.returncode
+    if (out / "bench.json").exists():
+        bench_result = json.loads((out / "bench.json").read_text())
+        requests = bench_result.get("requests") or []
+        errors = sorted({(r.get("error") or "")[:160] for r in requests if not r.get("success")})
+        record["bench"] = {"requests": len(requests), "failed": sum(not r.get("success") for r in requests),
+                           "errors": errors[:10]}
+    stop_started = time.time()
+    server.stop()
+    record["stop_s"] = time.time() - stop_started
+    record["processes_left_after_stop"] = [p["pid"] for p in processes if still_running(p["pid"])]
+    record["gpu_memory_after_mib"] = wait_gpu_released()
+    record["gpu_memory_released_after_kill_s"] = time.time() - killed_at
+    log_text = (folder / "serve.log").read_text(errors="replace")
+    record["serve_log_after_kill"] = [line for line in log_text.splitlines()
+                                      if any(k in line for k in ("died", "Dead", "dead", "shutdown", "ERROR"))][-20:]
+    (out / "record.json").write_text(json.dumps(record, indent=2))
+    say(f"engine kill: {json.dumps({k: v for k, v in record.items() if k not in ('processes_before', 'serve_log_after_kill')})}")
+
+
 def measure(name: str, config: str, low: float, high: float) -> None:
     folder = RUN_DIR / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -171,6 +311,11 @@ def measure(name: str, config: str, low: float, high: float) -> None:
             record["vllm_bench_rate_rps"] = confirm_rate
         else:
             say(f"{name}: vllm bench skipped, {left_s():.0f} s left")
+        if name == SOAK_CONFIG:
+            soak_rate = SOAK_FRACTION * confirm_rate
+            record["soak_rate_rps"] = soak_rate
+            soak(server, folder, soak_rate)
+            kill_engine_under_load(server, folder, soak_rate)
     finally:
         stop_started = time.time()
         server.stop()

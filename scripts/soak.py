@@ -39,6 +39,7 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--workload", default="vlm-chat", help="Built-in workload name or YAML file")
     parser.add_argument("--window-s", type=float, default=60.0, help="Windows the first and last of which are compared")
     parser.add_argument("--warmup-requests", type=int, default=8)
+    parser.add_argument("--processes", type=int, help="Client processes sharing the rate (default: sized from the rate)")
     parser.add_argument("--model", help="Model name to request (default: asked from /v1/models)")
     parser.add_argument("--api-key", help="Bearer key of the server (default: none)")
     parser.add_argument("--rss-growth-mib", type=float, default=SoakBounds().rss_growth_mib)
@@ -65,7 +66,7 @@ def main(argv: list[str]) -> int:
     args = _arguments(argv)
     settings = SoakSettings(
         rate_rps=args.rate, duration_s=args.duration_s, workload=args.workload, window_s=args.window_s,
-        warmup_requests=args.warmup_requests,
+        warmup_requests=args.warmup_requests, client_processes=args.processes,
         bounds=SoakBounds(rss_growth_mib=args.rss_growth_mib, fd_growth=args.fd_growth, p99_ratio=args.p99_ratio,
                           p99_slack_ms=args.p99_slack_ms),
     )

@@ -64,6 +64,9 @@ class SoakSettings(_Strict):
     sample_interval_s: Annotated[float, Field(gt=0)] = 1.0
     warmup_requests: Annotated[int, Field(ge=0)] = 8
     seed: int = 0
+    client_processes: Annotated[int, Field(ge=1, le=64)] | None = Field(
+        default=None, description="Client processes sharing the rate (default: sized from the rate, re-run when saturated)"
+    )
     bounds: SoakBounds = Field(default_factory=SoakBounds)
 
 
@@ -99,6 +102,7 @@ class SoakRecord(_Strict):
     errors: list[str] = Field(default_factory=list, description=f"The first {_MAX_ERRORS_KEPT} error messages")
     client_saturated: bool = False
     client_note: str | None = None
+    client_processes: int | None = Field(default=None, description="Client processes that sent the load")
     windows: list[SoakWindow]
     samples: list[ResourceSample]
     requests: list[tuple[float, float | None, float | None, bool]] = Field(
@@ -250,7 +254,7 @@ async def soak_async(
 
     load = LoadSpec(
         mode="rate", rate_rps=settings.rate_rps, arrival="constant", num_requests=None, duration_s=settings.duration_s,
-        warmup_requests=settings.warmup_requests, seed=settings.seed,
+        warmup_requests=settings.warmup_requests, seed=settings.seed, client_processes=settings.client_processes,
     )
     sampler = ResourceSampler(server_pid, settings.sample_interval_s)
     sampler.start()
@@ -274,6 +278,7 @@ async def soak_async(
         errors=errors[:_MAX_ERRORS_KEPT],
         client_saturated=bench.summary.client.saturated,
         client_note=bench.summary.client.reason,
+        client_processes=bench.summary.client.processes,
         windows=windows_of(measured, samples, duration_s=settings.duration_s, window_s=settings.window_s),
         samples=samples,
         requests=[(r.send_time_s, r.ttft_ms, r.e2el_ms, r.success) for r in measured],

@@ -106,3 +106,18 @@ def test_soak_three_minutes_through_autotune_serve(tmp_path: Path) -> None:
 @pytest.mark.timeout(LONG_DURATION_S + 300)
 def test_soak_long_through_autotune_serve(tmp_path: Path) -> None:
     _check(_soak(tmp_path, LONG_DURATION_S))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_soak_with_a_fixed_client_sends_from_that_many_processes(tmp_path: Path) -> None:
+    # A soak on a device is bounded by the lease: its client processes are fixed so that a saturated window is
+    # reported, not measured again from the start with more processes.
+    config = write_config(tmp_path / "tuned.yaml")
+    settings = SoakSettings(
+        rate_rps=4.0, duration_s=6.0, workload=str(_workload(tmp_path)), window_s=3.0, warmup_requests=2, client_processes=2,
+    )
+    with running_server_process(["--config", str(config)], log_path=tmp_path / "serve.log") as server:
+        record = run_soak(server.base_url, settings, server_pid=server.pid)
+    assert record.client_processes == 2
+    assert record.sent >= 0.95 * 4.0 * 6.0, record.sent

@@ -36,7 +36,7 @@ from autotune.config import EngineConfig, EngineKind, Quantization, read_yaml_ma
 from autotune.errors import AutotuneError, ConfigError, format_validation_error
 from autotune.tune.fidelity import FidelitySettings, fidelity_issues
 from autotune.tune.metrics import MetricName
-from autotune.tune.redact import hide_secret_env, is_secret_key, placeholder_name
+from autotune.redact import hide_secret_env, is_secret_key, placeholder_name
 
 if TYPE_CHECKING:
     import optuna

@@ -25,7 +25,7 @@ from autotune.search_space import SearchSpace
 from autotune.tune import attrs
 from autotune.tune.metrics import GPM_AVAILABLE_METRIC
 from autotune.tune.start_phases import PHASES
-from autotune.tune.redact import redact_mapping, redact_url
+from autotune.redact import redact_mapping, redact_url
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from autotune.tune.failures import failure_summary, find_oom, last_line
 from autotune.tune.fidelity import Screening
 from autotune.tune.preflight import min_free_gib
 from autotune.tune.start_phases import StartPhases, start_phases_of_file
-from autotune.tune.redact import hide_secret_env, missing_env_placeholders
+from autotune.redact import hide_secret_env, missing_env_placeholders
 from autotune.tune.stops import check_free_space, out_of_space, out_of_space_error
 
 log = logging.getLogger(__name__)

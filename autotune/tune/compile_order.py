@@ -32,7 +32,7 @@ from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.config import EngineConfig
-from autotune.search_space import SearchSpace, get_path
+from autotune.space import SearchSpace, get_path
 from autotune.tune import attrs
 from autotune.tune.trial import TrialOutcome
 

@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict
 
-from autotune.search_space import SearchSpace
+from autotune.space import SearchSpace
 from autotune.tune import attrs
 from autotune.tune.best import baseline_trial, feasible_trials, mean_value, measurements_by_config
 

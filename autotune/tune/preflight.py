@@ -18,7 +18,7 @@ from autotune.errors import ConfigError, EngineUnavailableError
 from autotune.redact import missing_env_placeholders
 
 if TYPE_CHECKING:
-    from autotune.search_space import SearchSpace
+    from autotune.space import SearchSpace
     from autotune.tune.study import TuneSettings
 
 MIN_FREE_GIB = 1.0

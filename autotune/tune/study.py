@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autotune.config import EngineKind
 from autotune.errors import ConfigError
-from autotune.search_space import SearchSpace, grid_choices
+from autotune.space import SearchSpace, grid_choices
 from autotune.tracking import MlflowTracker, default_tracking_uri, flatten
 from autotune.tune import attrs
 from autotune.tune.best import build_best_config, feasible_trials

@@ -30,7 +30,7 @@ from autotune.bench.schemas import SLO, BenchResult, LoadSpec, Summary
 from autotune.config import EngineConfig, EngineKind, Provenance, TunedConfig
 from autotune.errors import AutotuneError, ConfigError
 from autotune.memory_model import MemoryEstimate, ModelInfo, estimate_memory
-from autotune.search_space import TrialSettings, config_hash
+from autotune.space import TrialSettings, config_hash
 from autotune.telemetry import gpu_memory_free_fraction, gpu_total_memory_gib
 from autotune.tune import attrs
 from autotune.tune.failures import failure_summary, find_oom, last_line

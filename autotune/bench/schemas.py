@@ -64,7 +64,7 @@ class LoadSpec(ClosedModel):
     slo_rate_above: list[Annotated[float, Field(gt=0, le=3)]] = Field(
         default_factory=list,
         description="slo_rate: fractions of the probed capacity to try upwards when the highest of slo_rate_fractions "
-        "already passes (a low probe would otherwise cap the result: 6 of 18 GPU trials on 2026-11-26 passed at 0.95)",
+        "already passes (a low probe would otherwise cap the result)",
     )
     slo_rate_refine_steps: Annotated[int, Field(ge=0, le=12)] | None = Field(
         default=None,

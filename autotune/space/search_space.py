@@ -87,7 +87,7 @@ class SearchSpace(ClosedModel):
         return located_hash(self.model_dump(mode="json", exclude=UNHASHED, exclude_defaults=True), self._given_paths)
 
     def full_content_hash(self) -> str:
-        """The hash studies recorded until 2026-11-26: every field, defaults included (broke on any new field)."""
+        """The rule before `content_hash`: every field, defaults included (it broke on any new field)."""
         return located_hash(self.model_dump(mode="json", exclude=UNHASHED), self._given_paths)
 
     def legacy_content_hash(self) -> str:

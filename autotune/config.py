@@ -36,7 +36,27 @@ Quantization = Literal["fp8", "awq", "awq_marlin", "gptq", "gptq_marlin", "compr
 
 
 class StrictModel(BaseModel):
+    """Unknown keys fail, and so do invalid assignments (configs edited in place stay valid)."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ClosedModel(BaseModel):
+    """Unknown keys fail; assignments are not validated (records and schemas filled in step by step)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class FrozenModel(BaseModel):
+    """Unknown keys fail; instances are immutable (and hashable): profiles, distributions, calibration points."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StrictTypesModel(BaseModel):
+    """Unknown keys fail and values are never coerced (pydantic strict mode: "1" is not an int): request bodies."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 Modality = Literal["image", "video", "audio"]

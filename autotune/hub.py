@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from autotune.errors import ConfigError
 
 if TYPE_CHECKING:
-    from autotune.search_space import SearchSpace
+    from autotune.space import SearchSpace
 
 CONFIG_FILES: tuple[str, ...] = (
     "config.json",

@@ -158,7 +158,8 @@ def estimate_memory(
 
 COLOCATED_RESERVE_GIB = 4.0
 """Memory each co-located engine keeps beside weights and KV cache: activations, CUDA graphs, the CUDA context.
-Measured alone on the H200 (2026-11-26b, trial 14): 1.3 GiB beside 8.7 GiB of weights at 0.85 utilization."""
+About three times what one engine measured alone keeps (experiments/h100-qwen3-vl-4b/README.md, "Measurements the
+code relies on")."""
 
 
 def colocated_kv_cache_bytes(engine: EngineConfig, model: ModelInfo, gpu_memory_gib: float) -> int:

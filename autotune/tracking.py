@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from autotune.tune.redact import redact_mapping, redact_text, redact_url
+from autotune.redact import redact_mapping, redact_text, redact_url
 
 if TYPE_CHECKING:
     from mlflow.entities import Run

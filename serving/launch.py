@@ -15,7 +15,7 @@ from rich.logging import RichHandler
 from autotune.config import EngineConfig, EngineKind, TunedConfig, load_tuned_config
 from autotune.errors import ConfigError, config_error_from
 from autotune.hub import require_model_files
-from autotune.tune.redact import expand_env
+from autotune.redact import expand_env
 from serving.engines.base import ServingBackend
 
 log = logging.getLogger("autotune.serve")

@@ -8,24 +8,22 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from autotune.config import StrictTypesModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class ImageURL(_Strict):
+class ImageURL(StrictTypesModel):
     url: Annotated[str, Field(min_length=1)]
     detail: Literal["auto", "low", "high"] | None = None
 
 
-class TextPart(_Strict):
+class TextPart(StrictTypesModel):
     type: Literal["text"]
     text: str
 
 
-class ImagePart(_Strict):
+class ImagePart(StrictTypesModel):
     type: Literal["image_url"]
     image_url: ImageURL
 
@@ -33,19 +31,19 @@ class ImagePart(_Strict):
 ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 
 
-class ChatMessage(_Strict):
+class ChatMessage(StrictTypesModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_call_id: str | None = None
 
 
-class StreamOptions(_Strict):
+class StreamOptions(StrictTypesModel):
     include_usage: bool = False
     continuous_usage_stats: bool = False
 
 
-class ChatCompletionRequest(_Strict):
+class ChatCompletionRequest(StrictTypesModel):
     model: str
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     stream: bool = False

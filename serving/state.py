@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import Request
 
 from autotune.config import TunedConfig
-from autotune.tune.redact import redact_mapping
+from autotune.redact import redact_mapping
 from serving.engines.base import Engine
 from serving.metrics import ServingMetrics
 from serving.prepare import RequestPreparer

@@ -6,9 +6,9 @@ Shared pooled tokenizer on deepcopy. vLLM 0.24's renderer makes its tokenizer th
 2` times. Loading the multimodal processor for the warm-up passes that tokenizer to transformers, which deep-copies
 its keyword arguments several times and then keeps the original object anyway. Measured:
 
-- on the GPU host (experiments/h100-qwen3-vl-4b/2026-11-26b/), stack dumps of the API servers during
-  `_warmup_mm_processor` are in `copy.deepcopy` under `maybe_make_thread_pool` nearly every sample, and the warm-up
-  takes 16-23 s with 1 preprocessing worker, 22-34 s with 2 and 33-57 s with 4: part of every server start;
+- on the GPU host, stack dumps of the API servers during `_warmup_mm_processor` are in `copy.deepcopy` under
+  `maybe_make_thread_pool` nearly every sample, and the warm-up grows with the preprocessing workers, part of every
+  server start (experiments/h100-qwen3-vl-4b/README.md, "Measurements the code relies on");
 - on the GPU host, vLLM's renderer built as the API server builds it (scripts/gpu/renderer_warmup.py) warms up in
   18.3 s with 1 preprocessing worker and 40.8 s with 4; with this fix in 3.8 and 4.0 s;
 - on the CPU (scripts/repro_tokenizer_deepcopy.py, vLLM 0.24.0 and the Qwen3-VL-4B tokenizer), the processor load

@@ -18,20 +18,17 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from autotune.bench.images import data_url
+from autotune.config import ClosedModel
 from autotune.errors import ConfigError, format_validation_error
 from serving.schemas import ContentPart, ImagePart, TextPart  # the wire format our server accepts: one definition
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ChatMessage(_Strict):
+class ChatMessage(ClosedModel):
     role: Literal["system", "user", "assistant"]
     content: str | list[ContentPart]
 
 
-class DatasetLine(_Strict):
+class DatasetLine(ClosedModel):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     max_tokens: Annotated[int, Field(ge=1)] | None = None
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, model_validator
+
+from autotune.config import FrozenModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FixedInt(_Strict):
+class FixedInt(FrozenModel):
     kind: Literal["fixed"] = "fixed"
     value: Annotated[int, Field(ge=0)]
 
@@ -28,7 +26,7 @@ class FixedInt(_Strict):
         return float(self.value)
 
 
-class UniformInt(_Strict):
+class UniformInt(FrozenModel):
     """Uniform over the integers min..max, both included."""
 
     kind: Literal["uniform"]
@@ -49,7 +47,7 @@ class UniformInt(_Strict):
         return (self.min + self.max) / 2
 
 
-class NormalInt(_Strict):
+class NormalInt(FrozenModel):
     """Normal(mean, std), rounded and clipped to [min, max]."""
 
     kind: Literal["normal"]

@@ -9,16 +9,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from autotune.bench.process_profile import ServerCpuProfile
+from autotune.config import ClosedModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SLO(_Strict):
+class SLO(ClosedModel):
     """Latency objectives; a request is 'good' when it meets every one that is set (as vllm bench --goodput)."""
 
     ttft_ms: Annotated[float, Field(gt=0)] | None = None
@@ -26,7 +23,7 @@ class SLO(_Strict):
     e2el_ms: Annotated[float, Field(gt=0)] | None = None
 
 
-class LoadSpec(_Strict):
+class LoadSpec(ClosedModel):
     """How requests are sent: closed loop at `concurrency`, open loop at `rate_rps`, a rate sweep, or
     `slo_rate`: the highest open-loop rate whose steady-state window meets the SLO's p99s without falling behind
     (a capacity probe at `concurrency`, bounded by `num_requests`/`duration_s`, then rates at `slo_rate_fractions` of
@@ -67,7 +64,7 @@ class LoadSpec(_Strict):
     slo_rate_above: list[Annotated[float, Field(gt=0, le=3)]] = Field(
         default_factory=list,
         description="slo_rate: fractions of the probed capacity to try upwards when the highest of slo_rate_fractions "
-        "already passes (a low probe would otherwise cap the result: 6 of 18 GPU trials on 2026-11-26 passed at 0.95)",
+        "already passes (a low probe would otherwise cap the result)",
     )
     slo_rate_refine_steps: Annotated[int, Field(ge=0, le=12)] | None = Field(
         default=None,
@@ -150,7 +147,7 @@ class LoadSpec(_Strict):
         )
 
 
-class Stats(_Strict):
+class Stats(ClosedModel):
     mean: float | None = None
     p50: float | None = None
     p90: float | None = None
@@ -159,7 +156,7 @@ class Stats(_Strict):
     max: float | None = None
 
 
-class GpuSummary(_Strict):
+class GpuSummary(ClosedModel):
     """GPU figures over the measured window only: NVML's (utilization, memory, power, clock) and, where the GPU has
     NVML GPM (Hopper and newer), its SM counters. Percentages are 0-100, averaged over the devices in use."""
 
@@ -198,14 +195,14 @@ class GpuSummary(_Strict):
     dram_bw_p95: float | None = Field(default=None, description="DRAM bandwidth %, 95th percentile interval")
 
 
-class DiscardedAttempt(_Strict):
+class DiscardedAttempt(ClosedModel):
     """A measurement of this window thrown away because its client saturated (it was run again with more processes)."""
 
     processes: int
     reason: str
 
 
-class ClientHealth(_Strict):
+class ClientHealth(ClosedModel):
     """The load generator watching itself: a saturated client does not measure the server."""
 
     processes: int = 1
@@ -225,7 +222,7 @@ class ClientHealth(_Strict):
     )
 
 
-class CacheHits(_Strict):
+class CacheHits(ClosedModel):
     """The server's prefix- and multimodal-cache hit rates over a window (from /metrics) against what the workload
     declares it shares. A window whose hit rate exceeds the declared sharing by more than `CACHE_HIT_TOLERANCE` is
     cache-flattered: a request reached the server twice, so it looks faster than real traffic; it is never used as
@@ -240,7 +237,7 @@ class CacheHits(_Strict):
     reason: str | None = None
 
 
-class SteadyWindow(_Strict):
+class SteadyWindow(ClosedModel):
     """How one slo_rate window was cut into ramp, steady part and drain, and its verdict (autotune.bench.steady).
 
     Times are seconds from the window's first scheduled send. The figures of the summary holding this are those of
@@ -270,7 +267,7 @@ class SteadyWindow(_Strict):
     verdict: str = Field(description="Why it missed the SLO, or 'met'")
 
 
-class Summary(_Strict):
+class Summary(ClosedModel):
     offered_rate_rps: float | None = Field(default=None, description="Open loop: the scheduled request rate")
     concurrency: int | None = Field(default=None, description="Closed loop: the number of concurrent streams")
     completed: int = 0
@@ -312,7 +309,7 @@ class Summary(_Strict):
     )
 
 
-class RequestRecord(_Strict):
+class RequestRecord(ClosedModel):
     """One request; failures are data (error set, success False), never exceptions."""
 
     index: int
@@ -337,7 +334,7 @@ class RequestRecord(_Strict):
     )
 
 
-class BenchResult(_Strict):
+class BenchResult(ClosedModel):
     kind: Literal["autotune-bench-result"] = "autotune-bench-result"
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     url: str

@@ -29,20 +29,17 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import psutil
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from autotune.bench.schemas import SLO, LoadSpec, RequestRecord
 from autotune.bench.workload import Workload, resolve_workload
+from autotune.config import ClosedModel
 
 _MIB = 2**20
 _MAX_ERRORS_KEPT = 20
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SoakBounds(_Strict):
+class SoakBounds(ClosedModel):
     """What 'no growth' and 'stable' mean for one soak (the verdict's criteria)."""
 
     rss_growth_mib: Annotated[float, Field(ge=0)] = Field(
@@ -56,7 +53,7 @@ class SoakBounds(_Strict):
     max_errors: Annotated[int, Field(ge=0)] = 0
 
 
-class SoakSettings(_Strict):
+class SoakSettings(ClosedModel):
     rate_rps: Annotated[float, Field(gt=0)]
     duration_s: Annotated[float, Field(gt=0)]
     workload: str = Field(default="vlm-chat", description="Built-in workload name or YAML file")
@@ -70,7 +67,7 @@ class SoakSettings(_Strict):
     bounds: SoakBounds = Field(default_factory=SoakBounds)
 
 
-class ResourceSample(_Strict):
+class ResourceSample(ClosedModel):
     t_s: float = Field(description="Seconds since the load started")
     rss_mib: float | None = None
     open_fds: int | None = None
@@ -78,7 +75,7 @@ class ResourceSample(_Strict):
     gpu_memory_used_mib: float | None = None
 
 
-class SoakWindow(_Strict):
+class SoakWindow(ClosedModel):
     start_s: float
     end_s: float
     sent: int
@@ -90,7 +87,7 @@ class SoakWindow(_Strict):
     gpu_memory_max_mib: float | None = None
 
 
-class SoakRecord(_Strict):
+class SoakRecord(ClosedModel):
     kind: str = "autotune-soak"
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     url: str

@@ -20,16 +20,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from autotune.bench.distributions import FixedInt, IntDistribution
 from autotune.bench.images import ImageFormat, ImagePattern
-from autotune.config import read_yaml_mapping
+from autotune.config import ClosedModel, read_yaml_mapping
 from autotune.errors import ConfigError, config_error_from
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
@@ -44,12 +40,12 @@ def _size_from_text(value: Any) -> Any:
     return value
 
 
-class ImageSize(_Strict):
+class ImageSize(ClosedModel):
     width: Annotated[int, Field(ge=16, le=8192)]
     height: Annotated[int, Field(ge=16, le=8192)]
 
 
-class ImageSpec(_Strict):
+class ImageSpec(ClosedModel):
     """Images per request and how they look. Each image picks one of `sizes` uniformly."""
 
     count: IntDistribution = FixedInt(value=1)
@@ -69,7 +65,7 @@ class ImageSpec(_Strict):
     )
 
 
-class SyntheticSpec(_Strict):
+class SyntheticSpec(ClosedModel):
     input_tokens: IntDistribution = Field(description="Prompt text tokens (template and image tokens not included)")
     output_tokens: IntDistribution
     images: ImageSpec | None = Field(default=None, description="None: text only")
@@ -81,7 +77,7 @@ class SyntheticSpec(_Strict):
     )
 
 
-class DatasetSpec(_Strict):
+class DatasetSpec(ClosedModel):
     path: str = Field(description="JSONL file; relative paths are relative to the workload file")
     output_tokens: IntDistribution = Field(
         default=FixedInt(value=128), description="max_tokens for lines that do not set their own"
@@ -113,7 +109,7 @@ class CacheSharing:
     mm: float
 
 
-class TraceSpec(_Strict):
+class TraceSpec(ClosedModel):
     """A request trace (format: autotune/bench/trace.py, docs/traces.md); its images are generated at the sizes it lists."""
 
     path: str = Field(description="JSONL trace file; relative paths are relative to the workload file")
@@ -125,7 +121,7 @@ class TraceSpec(_Strict):
     )
 
 
-class Workload(_Strict):
+class Workload(ClosedModel):
     name: str
     kind: Literal["synthetic", "dataset", "trace"]
     description: str = ""

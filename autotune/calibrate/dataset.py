@@ -17,11 +17,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from autotune.bench.schemas import BenchResult
 from autotune.bench.workload import Workload
-from autotune.config import EngineConfig, EngineKind, load_tuned_config
+from autotune.config import EngineConfig, EngineKind, FrozenModel, load_tuned_config
 from autotune.errors import AutotuneError, ConfigError, format_validation_error
 
 RESULT_PATTERNS = ("result.json", "result.json.gz", "bench-*.json", "bench-*.json.gz", "compare-*.json", "compare-*.json.gz", "slo-rate-*.json.gz")
@@ -40,11 +40,7 @@ SkipReason = Literal[
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CalibrationPoint(_Strict):
+class CalibrationPoint(FrozenModel):
     """One measured (config, workload, concurrency) and its figures."""
 
     source: str = Field(description="The result file")
@@ -64,13 +60,13 @@ class CalibrationPoint(_Strict):
         return self.source
 
 
-class SkippedResult(_Strict):
+class SkippedResult(FrozenModel):
     source: str
     reason: SkipReason
     detail: str = ""
 
 
-class CalibrationDataset(_Strict):
+class CalibrationDataset(FrozenModel):
     folders: list[str]
     points: list[CalibrationPoint]
     skipped: list[SkippedResult]

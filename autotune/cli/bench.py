@@ -190,7 +190,7 @@ def _bench_space_objective(
     """`--space`: the space's own objective; options that would change what it measures are refused by name."""
     from autotune.bench.options import parse_cpu_list, parse_rate_range
     from autotune.errors import ConfigError
-    from autotune.search_space import load_search_space
+    from autotune.space import load_search_space
     from autotune.tune.served_objective import measure_served_objective
 
     if given := [name for name, set_ in others.items() if set_]:

@@ -100,7 +100,7 @@ def tune(
     console = make_console()  # made per call: its width follows the environment of this call
     from autotune.bench.options import parse_cpu_list
     from autotune.errors import ConfigError
-    from autotune.search_space import load_search_space
+    from autotune.space import load_search_space
     from autotune.tune.preflight import check_engine, check_trial_inputs, prepare_engine_env
     from autotune.tune.report import LiveTrialsTable
     from autotune.tune.screen import ScreenSettings

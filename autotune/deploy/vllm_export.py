@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autotune.config import EngineConfig, TunedConfig
 from autotune.errors import ConfigError
-from autotune.tune.redact import placeholder_name
+from autotune.redact import placeholder_name
 
 VLLM_VERSION = "0.24.0"
 FLAGS_RESOURCE = f"vllm_serve_flags/vllm-{VLLM_VERSION}.txt"

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from autotune.bench.metrics import measured, tpot_ms
 from autotune.bench.stack_activity import ACTIVITIES, stack_metrics
 from autotune.bench.schemas import RequestRecord
-from autotune.config import EngineKind
+from autotune.config import ClosedModel, EngineKind
 from autotune.tune import attrs
 from autotune.tune.best import baseline_trial, select_best
 from autotune.tune.confirm import Confirmation, confirmation
@@ -24,11 +24,7 @@ from autotune.tune.study import StudySession
 log = logging.getLogger(__name__)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TrialRun(_Strict):
+class TrialRun(ClosedModel):
     """One measured trial as the report needs it: figures plus per-request latencies and GPU samples."""
 
     number: int
@@ -43,7 +39,7 @@ class TrialRun(_Strict):
     result_path: Path | None = Field(default=None, description="None when result.json was not found")
 
 
-class ComparisonRow(_Strict):
+class ComparisonRow(ClosedModel):
     metric: str
     better: str = Field(description="'higher' or 'lower'")
     default: float | None
@@ -58,13 +54,13 @@ class ComparisonRow(_Strict):
         return self.best / self.default
 
 
-class TrialIssue(_Strict):
+class TrialIssue(ClosedModel):
     number: int
     state: str
     reason: str
 
 
-class StackRow(_Strict):
+class StackRow(ClosedModel):
     """One trial's stack profile in its reported window (`stack_*` metrics, `autotune.bench.stack_activity`)."""
 
     number: int
@@ -75,7 +71,7 @@ class StackRow(_Strict):
     api_preprocessing_busy: float | None = None
 
 
-class ReportData(_Strict):
+class ReportData(ClosedModel):
     study: str
     engine: EngineKind
     simulated: bool

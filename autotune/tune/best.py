@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autotune.bench.schemas import SLO
 from autotune.config import EngineConfig, EngineKind, ObjectiveRecord, Provenance, TunedConfig
-from autotune.search_space import SearchSpace
+from autotune.space import SearchSpace
 from autotune.tune import attrs
 from autotune.tune.environment_info import hardware_info, version_info
 

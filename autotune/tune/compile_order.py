@@ -3,7 +3,7 @@
 vLLM compiles the model once per compile key (`VllmConfig.compute_hash`) and keeps the result in its cache
 (`$VLLM_CACHE_ROOT/torch_compile_cache/<key>/`): a start whose key was compiled before loads it in 5-7 s instead of
 compiling for 25-70 s. Which engine fields change the key was measured on the GPU host with
-scripts/gpu/compile_keys.py (experiments/h100-qwen3-vl-4b/2026-11-26/measurements/compile-keys.txt: the token budget
+scripts/gpu/compile_keys.py (experiments/h100-qwen3-vl-4b/README.md, "Measurements the code relies on": the token budget
 and chunked prefill, async scheduling, the KV dtype, the quantization, the preprocessing workers, the CUDA-graph sizes
 from max_num_seqs) and read from the cache folders of the recorded trials' server logs (engines_per_gpu and the
 encoder's CUDA graphs each gave their own key; api_server_count, gpu_memory_utilization, prefix caching, the processor
@@ -32,7 +32,7 @@ from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.config import EngineConfig
-from autotune.search_space import SearchSpace, get_path
+from autotune.space import SearchSpace, get_path
 from autotune.tune import attrs
 from autotune.tune.trial import TrialOutcome
 

@@ -1,12 +1,12 @@
 """Repeated, interleaved measurements of the best config and vLLM's defaults (`autotune tune --confirm N`).
 
-On the GPU hosts of 2026-11-25/26 the same defaults config measured 45.9 to 63.0 req/s within the SLO from one
-server start to the next, while the study's best beat its defaults trial by 3%. One measurement each cannot tell
-such a difference from noise. `--confirm N` queues N more trials of each (the best first, then the defaults, then the
-other way round: B D D B ...), marked `config_kind: repeat` and `repeat_of: <trial>`. They are served from scratch
-like any trial, by whichever worker is free, so their spread includes start-to-start variation. The best config is
-then chosen on its mean (`autotune.tune.best`), and `confirmation()` says whether best and defaults are apart:
-every measurement of the best above every measurement of the defaults.
+One config measures differently from one server start to the next, by more than a best config may beat the defaults
+(experiments/h100-qwen3-vl-4b/README.md, "Measurements the code relies on"). One measurement each cannot tell such a
+difference from noise. `--confirm N` queues N more trials of each (the best first, then the defaults, then the other
+way round: B D D B ...), marked `config_kind: repeat` and `repeat_of: <trial>`. They are served from scratch like any
+trial, by whichever worker is free, so their spread includes start-to-start variation. The best config is then chosen
+on its mean (`autotune.tune.best`), and `confirmation()` says whether best and defaults are apart: every measurement
+of the best above every measurement of the defaults.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict
 
-from autotune.search_space import SearchSpace
+from autotune.space import SearchSpace
 from autotune.tune import attrs
 from autotune.tune.best import baseline_trial, feasible_trials, mean_value, measurements_by_config
 

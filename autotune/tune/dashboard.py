@@ -18,7 +18,7 @@ from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from autotune.tracking import default_tracking_uri
-from autotune.tune.redact import redact_url
+from autotune.redact import redact_url
 
 log = logging.getLogger(__name__)
 

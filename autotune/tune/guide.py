@@ -1,20 +1,20 @@
 """Profile-guided trials: what the defaults trial's CPU profile says to try first.
 
-The GPU runs of 2026-11-25 (experiments/h100-qwen3-vl-4b) showed vLLM's defaults stalling with the GPU half
-idle while the one API-server process sat at a full core (frontend-bound) and most of the server's cores were
-idle. A sampler starting from random points takes many trials to isolate such a single cause. So once the
-defaults trial is measured, its profile (the `server_cpu_*` metrics) is read against a few rules. Each rule that
-holds queues one trial: the defaults with that one change, in the space's own terms. The change is tried only
-if the space tunes that field, with the smallest of its values at API_SERVER_GROWTH x the default or above
-(else the largest above the default). Guided trials have
-no sampler params (like the defaults trial): they compete for best and show the effect of one change.
+vLLM's defaults can stall with the GPU half idle while the one API-server process sits at a full core
+(frontend-bound) and most of the server's cores are idle (experiments/h100-qwen3-vl-4b/README.md, "Measurements the
+code relies on", has the runs these rules and their thresholds come from). A sampler starting from random points
+takes many trials to isolate such a single cause. So once the defaults trial is measured, its profile (the
+`server_cpu_*` metrics) is read against a few rules. Each rule that holds queues one trial: the defaults with that
+one change, in the space's own terms. The change is tried only if the space tunes that field, with the smallest of
+its values at API_SERVER_GROWTH x the default or above (else the largest above the default). Guided trials have no
+sampler params (like the defaults trial): they compete for best and show the effect of one change.
 
-With a stack profile (`--stack-profile-hz`, the `stack_*` metrics) a second rule reads the engine core: the GPU runs
-of 2026-11-26b (experiments/h100-qwen3-vl-4b/2026-11-26b/stack_profiles.md) found its one thread never idle and
-25-45% of it in the vision encoder, run eagerly. When the defaults' engine core is that busy and the space tunes
-vLLM's `compilation_config.cudagraph_mm_encoder`, the defaults with the encoder in CUDA graphs are queued. When the
-engine core is that busy (whatever it runs) and the space tunes `engines_per_gpu`, the defaults with a second
-engine core on the same GPU are queued too: that thread is the limit, and a second one is the direct test.
+With a stack profile (`--stack-profile-hz`, the `stack_*` metrics) a second rule reads the engine core: its one
+thread can be never idle, a large share of it in the vision encoder, run eagerly. When the defaults' engine core is
+that busy and the space tunes vLLM's `compilation_config.cudagraph_mm_encoder`, the defaults with the encoder in CUDA
+graphs are queued. When the engine core is that busy (whatever it runs) and the space tunes `engines_per_gpu`, the
+defaults with a second engine core on the same GPU are queued too: that thread is the limit, and a second one is the
+direct test.
 
 Every rule above pulls a CPU-side lever, which can only raise the rate while the GPU has work left to give. So they
 are read against the GPU's SM activity (NVML GPM, `gpu_sm_active_mean`, the probe's or the reported window's,
@@ -37,7 +37,7 @@ import optuna
 from autotune.bench.process_profile import SINGLE_THREAD_BOUND_CORES
 from autotune.config import EngineConfig
 from autotune.gpm import GPM_UNAVAILABLE, NVML_BUSY_LABEL, SM_ACTIVE_LABEL
-from autotune.search_space import InvalidTrialConfig, SearchSpace, set_path
+from autotune.space import InvalidTrialConfig, SearchSpace, set_path
 from autotune.tune import attrs
 from autotune.tune.metrics import GPM_AVAILABLE_METRIC, NVML_BUSY_METRIC, PEAK_PREFIX, SM_ACTIVE_METRIC
 
@@ -47,16 +47,16 @@ FRONTEND_METRIC = "server_cpu_api_server_busiest_process_cores"
 
 ENCODER_GRAPHS_FIELD = "extra_engine_args.compilation_config.cudagraph_mm_encoder"
 ENGINE_CORE_IDLE_MAX = 0.05
-"""Engine core busy: its main thread waits for requests in fewer samples than this (2026-11-26b: 1-4%)."""
+"""Engine core busy: its main thread waits for requests in fewer samples than this."""
 VISION_ENCODER_MIN = 0.2
-"""...and runs the vision encoder in at least this share of them (2026-11-26b: 25-45% at the reported rate)."""
+"""...and runs the vision encoder in at least this share of them."""
 
 ENGINES_PER_GPU_FIELD = "engines_per_gpu"
 SECOND_ENGINE = 2
 
 API_SERVER_GROWTH = 4
-"""Frontend-bound: this many times the API servers (or the space's largest choice below it). On 2026-11-25 six
-servers ran at 0.28-0.38 cores each where one had been saturated: a doubling would leave little headroom."""
+"""Frontend-bound: this many times the API servers (or the space's largest choice below it): the load spreads
+thinly over API servers, so a doubling would leave little headroom."""
 
 
 GPU_SATURATED_SM_ACTIVE_PCT = 90.0
@@ -118,7 +118,6 @@ def _cpu_side_guidance(space: SearchSpace, metrics: Mapping[str, Any]) -> list[G
     """The CPU-side levers the server's CPU and stack profile call for."""
     found: list[Guidance] = []
     # the capacity probe (peak_*) is where a saturated frontend shows: at the SLO rate it runs below saturation
-    # (2026-11-26: 1.06 cores in the probe, 0.85 at the rate reported)
     readings = [metrics.get(PEAK_PREFIX + FRONTEND_METRIC), metrics.get(FRONTEND_METRIC)]
     frontend = max((r for r in readings if isinstance(r, (int, float))), default=None)
     if frontend is not None and frontend >= SINGLE_THREAD_BOUND_CORES:

@@ -7,60 +7,16 @@ GPU activity comes in two kinds: `gpu_util_*` is NVML's utilization, a busy flag
 `gpu_sm_active_*`, `gpu_sm_occupancy_mean`, `gpu_tensor_active_*` and `gpu_dram_bw_*` are NVML GPM's SM counters
 (percent). `gpu_gpm_available` is 1 where the window has GPM figures, 0 where GPM was unavailable (the reason is the
 summary's `gpm_status`); without GPU telemetry there is no `gpu_*` figure at all.
+
+The names an objective or a constraint may use are `autotune.space.MetricName`.
 """
 
 from __future__ import annotations
-
-from typing import Literal, get_args
 
 from autotune.bench.schemas import Stats, Summary
 
 LATENCY_FIELDS = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms")
 STAT_FIELDS = tuple(Stats.model_fields)
-
-MetricName = Literal[
-    "completed",
-    "failed",
-    "duration_s",
-    "throughput_rps",
-    "goodput_rps",
-    "slo_rate_rps",
-    "slo_rate_censored",
-    "slo_rate_failed_rps",
-    "output_tok_s",
-    "input_tok_s",
-    "error_rate",
-    "client_saturated",
-    "cache_flattered",
-    "cache_prefix_hit_rate",
-    "cache_mm_hit_rate",
-    "client_cpu_util_max",
-    "client_loop_lag_p99_ms",
-    "gpu_util_mean",
-    "gpu_sm_active_mean",
-    "gpu_tensor_active_mean",
-    "gpu_dram_bw_mean",
-    "gpu_mem_used_max_mib",
-    "gpu_power_mean_w",
-    "ttft_ms_mean",
-    "ttft_ms_p50",
-    "ttft_ms_p90",
-    "ttft_ms_p95",
-    "ttft_ms_p99",
-    "tpot_ms_mean",
-    "tpot_ms_p50",
-    "tpot_ms_p90",
-    "tpot_ms_p95",
-    "tpot_ms_p99",
-    "itl_ms_mean",
-    "itl_ms_p99",
-    "e2el_ms_mean",
-    "e2el_ms_p50",
-    "e2el_ms_p90",
-    "e2el_ms_p95",
-    "e2el_ms_p99",
-]
-METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
 
 GPM_FIELDS = ("sm_active_mean", "sm_active_p50", "sm_active_p95", "sm_occupancy_mean", "tensor_active_mean",
               "tensor_active_p95", "dram_bw_mean", "dram_bw_p95")

@@ -31,11 +31,11 @@ from optuna.trial import FrozenTrial, TrialState
 from autotune.bench.schemas import Summary
 from autotune.config import EngineConfig, EngineKind, Provenance
 from autotune.errors import AutotuneError
-from autotune.search_space import InvalidTrialConfig, SearchSpace, config_hash
+from autotune.space import InvalidTrialConfig, SearchSpace, config_hash, screening_load
 from autotune.tracking import MlflowTracker
 from autotune.tune import attrs
 from autotune.tune.compile_order import compile_group
-from autotune.tune.fidelity import SCREENING_STEP, Screening, screening_load, screening_record
+from autotune.tune.fidelity import SCREENING_STEP, Screening, screening_record
 from autotune.tune.guide import enqueue_guided_trials, guided_config
 from autotune.tune.metrics import summary_metrics, trial_metrics
 from autotune.tune.stops import StudyStopped

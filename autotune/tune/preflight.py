@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 from autotune import GPU_INSTALL_HINT
 from autotune.config import EngineKind
 from autotune.errors import ConfigError, EngineUnavailableError
-from autotune.tune.redact import missing_env_placeholders
+from autotune.redact import missing_env_placeholders
 
 if TYPE_CHECKING:
-    from autotune.search_space import SearchSpace
+    from autotune.space import SearchSpace
     from autotune.tune.study import TuneSettings
 
 MIN_FREE_GIB = 1.0

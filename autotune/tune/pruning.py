@@ -12,7 +12,8 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from autotune.tune.fidelity import SCREENING_STEP, PrunerSettings
+from autotune.space import PrunerSettings
+from autotune.tune.fidelity import SCREENING_STEP
 
 
 def make_pruner(settings: PrunerSettings) -> optuna.pruners.BasePruner:

@@ -21,11 +21,11 @@ from rich.text import Text
 
 from autotune.config import TunedConfig
 from autotune.gpm import GPM_UNAVAILABLE, NVML_BUSY_LABEL, SM_ACTIVE_LABEL
-from autotune.search_space import SearchSpace
+from autotune.space import SearchSpace
 from autotune.tune import attrs
 from autotune.tune.metrics import GPM_AVAILABLE_METRIC
 from autotune.tune.start_phases import PHASES
-from autotune.tune.redact import redact_mapping, redact_url
+from autotune.redact import redact_mapping, redact_url
 
 log = logging.getLogger(__name__)
 

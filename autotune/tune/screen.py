@@ -31,7 +31,7 @@ from autotune.bench.workload import Workload
 from autotune.calibrate.virtual import Prediction, predict
 from autotune.config import EngineConfig
 from autotune.errors import ConfigError
-from autotune.search_space import InvalidTrialConfig, SearchSpace, config_hash
+from autotune.space import InvalidTrialConfig, SearchSpace, config_hash
 from autotune.tune import attrs
 from serving.engines.profile import SimulatorProfile
 

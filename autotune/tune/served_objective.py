@@ -14,7 +14,7 @@ from pathlib import Path
 from autotune.bench.runner import run_benchmark_sync
 from autotune.bench.schemas import BenchResult
 from autotune.bench.workload import resolve_workload
-from autotune.search_space import SearchSpace
+from autotune.space import SearchSpace
 
 
 def measure_served_objective(

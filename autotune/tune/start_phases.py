@@ -1,6 +1,6 @@
 """A trial's start split into phases, read from its server log, and whether vLLM's compile cache served it.
 
-The server log (`trials/N/server.log`) holds our launcher's lines (`2026-11-26 05:49:50,646 INFO autotune.serve:
+The server log (`trials/N/server.log`) holds our launcher's lines (`YYYY-MM-DD hh:mm:ss,mmm INFO autotune.serve:
 ...`, full date, milliseconds) and vLLM 0.24's (`(EngineCore pid=5833) INFO 11-26 05:50:51 [core.py:114] ...`, no
 year, whole seconds). Each phase runs from one mark to the next:
 

@@ -27,7 +27,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.errors import ConfigError
-from autotune.tune.redact import redact_text, redact_url
+from autotune.redact import redact_text, redact_url
 from autotune.tune.stops import RESUME_HINT, StorageUnavailableError, free_text, out_of_space, out_of_space_error
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autotune.config import EngineKind
 from autotune.errors import ConfigError
-from autotune.search_space import SearchSpace, grid_choices
+from autotune.space import SearchSpace, grid_choices
 from autotune.tracking import MlflowTracker, default_tracking_uri, flatten
 from autotune.tune import attrs
 from autotune.tune.best import build_best_config, feasible_trials
@@ -34,7 +34,7 @@ from autotune.tune.objective import TrialFailed, TuneDisplay, TuneObjective
 from autotune.hub import require_space_models
 from autotune.tune.preflight import check_engine, check_study_dir, check_trial_inputs, min_free_gib, prepare_engine_env
 from autotune.tune.recovery import recover_dead_workers
-from autotune.tune.redact import redact_url
+from autotune.redact import redact_url
 from autotune.tune.report import write_plots, write_trials_csv
 from autotune.tune.screen import ScreenSettings
 from autotune.tune.stops import StudyStopped, stop_in_chain

@@ -30,14 +30,14 @@ from autotune.bench.schemas import SLO, BenchResult, LoadSpec, Summary
 from autotune.config import EngineConfig, EngineKind, Provenance, TunedConfig
 from autotune.errors import AutotuneError, ConfigError
 from autotune.memory_model import MemoryEstimate, ModelInfo, estimate_memory
-from autotune.search_space import TrialSettings, config_hash
+from autotune.space import TrialSettings, config_hash
 from autotune.telemetry import gpu_memory_free_fraction, gpu_total_memory_gib
 from autotune.tune import attrs
 from autotune.tune.failures import failure_summary, find_oom, last_line
 from autotune.tune.fidelity import Screening
 from autotune.tune.preflight import min_free_gib
 from autotune.tune.start_phases import StartPhases, start_phases_of_file
-from autotune.tune.redact import hide_secret_env, missing_env_placeholders
+from autotune.redact import hide_secret_env, missing_env_placeholders
 from autotune.tune.stops import check_free_space, out_of_space, out_of_space_error
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """Several vLLM engine cores on one GPU (`engines_per_gpu`), with vLLM's own data parallelism.
 
-Why: the stack profiles of 2026-11-26b found the engine core's one thread never idle while the GPU was 24-41%
-busy (experiments/h100-qwen3-vl-4b/2026-11-26b/stack_profiles.md). vLLM runs the data-parallel ranks of a dense
-model as independent engine cores, load-balanced by its own API servers (vllm/v1/engine/core.py: "Non-MoE DP
+Why: the engine core's one thread can be the limit, never idle while the GPU is far from busy
+(experiments/h100-qwen3-vl-4b/README.md, "Measurements the code relies on"). vLLM runs the data-parallel ranks of a
+dense model as independent engine cores, load-balanced by its own API servers (vllm/v1/engine/core.py: "Non-MoE DP
 ranks are completely independent"), so a second rank is a second such thread.
 
 vLLM 0.24 puts local rank r on CUDA device r (`Worker.init_device`: local rank + DP local rank x TP size);

@@ -12,9 +12,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from autotune.config import Quantization
+from autotune.config import FrozenModel, Quantization
 from autotune.errors import ConfigError, config_error_from
 from autotune.memory_model import ModelInfo
 
@@ -23,17 +23,13 @@ DEFAULT_PROFILE_NAME = "h100-qwen3-vl-4b.json"
 PositiveMs = Annotated[float, Field(ge=0)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class GpuSpec(_Strict):
+class GpuSpec(FrozenModel):
     name: str
     memory_gib: Annotated[float, Field(gt=0)]
     memory_bandwidth_gb_s: Annotated[float, Field(gt=0, description="Effective (achieved) HBM bandwidth")]
 
 
-class GpuCosts(_Strict):
+class GpuCosts(FrozenModel):
     """One engine step costs: overhead + decodes + prefill tokens + weight read + KV read + vision encoder."""
 
     step_overhead_ms: PositiveMs
@@ -49,7 +45,7 @@ class GpuCosts(_Strict):
     )
 
 
-class FrontendCosts(_Strict):
+class FrontendCosts(FrozenModel):
     """API-server CPU work. Each frontend (api_server_count) has one event loop that pays request_ms and
     streamed_token_ms per output token; each has `preprocessing_workers` workers that pay image preprocessing."""
 
@@ -61,14 +57,14 @@ class FrontendCosts(_Strict):
     image_cache_bytes_per_pixel: Annotated[float, Field(gt=0)] = 12.0
 
 
-class MedianErrors(_Strict):
+class MedianErrors(FrozenModel):
     """Median absolute relative error of the predictions, in percent (None: not measured by any point)."""
 
     throughput_pct: float | None = None
     ttft_p50_pct: float | None = None
 
 
-class CalibrationInfo(_Strict):
+class CalibrationInfo(FrozenModel):
     """How a calibrated profile was fitted (written by `autotune calibrate`)."""
 
     date: datetime
@@ -86,7 +82,7 @@ class CalibrationInfo(_Strict):
     gpu_names: list[str] = Field(default_factory=list)
 
 
-class SimulatorProfile(_Strict):
+class SimulatorProfile(FrozenModel):
     name: str
     description: str = ""
     calibrated: bool = Field(description="True only when the coefficients were fitted to GPU measurements")

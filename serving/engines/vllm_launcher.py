@@ -23,7 +23,7 @@ from autotune import GPU_INSTALL_HINT
 from autotune.config import EngineConfig, EngineKind, ServingSettings, TunedConfig
 from autotune.errors import EngineUnavailableError
 from autotune.model_files import usable_model_dir
-from autotune.tune.redact import expand_env
+from autotune.redact import expand_env
 from serving.engines.colocation import colocation_env, kv_cache_bytes_per_engine, place_engines_on_shared_gpus
 from serving.launch import announce_listening
 from serving.state import config_document

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from autotune.bench.schemas import Stats, Summary
 from autotune.config import EngineConfig, EngineKind, Provenance
 from autotune.errors import ConfigError
-from autotune.search_space import config_hash, parse_search_space
+from autotune.space import config_hash, parse_search_space
 from autotune.tune import screen
 from autotune.tune.screen import ScreenSettings, screening_savings
 from autotune.tune.study import TuneSettings, reopen_study, run_tuning

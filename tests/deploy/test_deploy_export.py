@@ -20,7 +20,7 @@ from autotune.deploy.vllm_export import (
     CONFIG_FILE, SCRIPT_FILE, export_vllm, flags_from_config, known_flags, parse_flags, same_flags, write_vllm_export,
 )
 from autotune.errors import ConfigError
-from autotune.search_space import load_search_space
+from autotune.space import load_search_space
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "hf_do-not-write-me-123"

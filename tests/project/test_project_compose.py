@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from autotune.search_space import load_search_space
+from autotune.space import load_search_space
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = ("worker-0", "worker-1")

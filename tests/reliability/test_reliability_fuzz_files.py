@@ -29,7 +29,7 @@ from autotune.bench.dataset import load_dataset
 from autotune.bench.workload import load_workload
 from autotune.config import EngineConfig, EngineKind, Provenance, ServingSettings, TunedConfig, load_tuned_config
 from autotune.errors import AutotuneError
-from autotune.search_space import load_search_space
+from autotune.space import load_search_space
 from helpers.servers import MODEL_DIR
 from serving.engines.profile import SimulatorProfile
 

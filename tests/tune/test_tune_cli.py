@@ -13,7 +13,7 @@ from optuna.trial import TrialState, create_trial
 from tune_helpers import QUICK_SPACE, quick_space_mapping, space_from
 
 from autotune.config import EngineConfig, Provenance, TunedConfig
-from autotune.search_space import load_search_space
+from autotune.space import load_search_space
 from autotune.tune import attrs
 from autotune.tune.report import comparison_table, eta_s
 from autotune.tune.study import TuneSettings, open_study

@@ -14,7 +14,7 @@ from optuna.trial import TrialState, create_trial
 
 from autotune.config import EngineConfig
 from autotune.errors import ConfigError
-from autotune.search_space import SearchSpace, load_search_space, parse_search_space
+from autotune.space import SearchSpace, load_search_space, parse_search_space
 from autotune.tune import attrs
 from autotune.tune.compile_order import CompileKeyRuns, compile_group, compile_key_params, held_key
 from autotune.tune.study import _make_sampler

@@ -16,7 +16,8 @@ from autotune.bench.runner import run_benchmark
 from autotune.bench.schemas import LoadSpec
 from autotune.errors import ConfigError
 from autotune.tune import attrs
-from autotune.tune.fidelity import SCREENING_STEP, PrunerSettings
+from autotune.space import PrunerSettings
+from autotune.tune.fidelity import SCREENING_STEP
 from autotune.tune.pruning import BestFractionPruner, make_pruner
 from autotune.tune.report import trials_frame
 from autotune.tune.study import TuneSettings, counted_trials, open_study, reopen_study, run_tuning
@@ -62,7 +63,7 @@ def test_pruning_needs_a_single_objective(quick_space_data: dict) -> None:
 
 def test_the_screening_load_is_the_load_with_its_fields_replaced(quick_space_data: dict) -> None:
     data = _fidelity_space(quick_space_data, {"screening_load": {"num_requests": 4, "seed": 9}})
-    from autotune.tune.fidelity import screening_load
+    from autotune.space import screening_load
 
     space = space_from(data)
     assert space.fidelity is not None and space.fidelity.pruner == PrunerSettings()  # best_fraction 0.8, 2 trials

@@ -100,7 +100,7 @@ def test_the_defaults_trial_queues_a_guided_trial_served_as_defaults_plus_the_ch
 
 
 def test_a_guided_change_that_breaks_the_config_is_refused_with_its_reason(quick_space_data: dict) -> None:
-    from autotune.search_space import InvalidTrialConfig
+    from autotune.space import InvalidTrialConfig
 
     with pytest.raises(InvalidTrialConfig, match="guided config"):
         guided_config(_space(quick_space_data, **API_SERVERS), {"api_server_count": 0})

@@ -11,7 +11,7 @@ import pytest
 
 from autotune.config import EngineConfig
 from autotune.errors import ConfigError
-from autotune.search_space import (
+from autotune.space import (
     InvalidTrialConfig,
     config_hash,
     engine_config_from_params,

@@ -19,7 +19,7 @@ from autotune.config import EngineConfig, EngineKind, Provenance, TunedConfig
 from autotune.errors import ConfigError
 from autotune.tracking import MlflowTracker, RedactingFilter
 from autotune.tune.preflight import prepare_engine_env
-from autotune.tune.redact import expand_env, redact_text
+from autotune.redact import expand_env, redact_text
 from autotune.tune.report import tuned_fields_table
 
 PASSWORD = "pw-s3cr3t-77"

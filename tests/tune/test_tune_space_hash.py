@@ -9,7 +9,7 @@ import yaml
 from helpers.servers import MODEL_DIR as MODEL
 from tune_helpers import QUICK_SPACE
 
-from autotune.search_space import load_search_space
+from autotune.space import load_search_space
 
 
 def _checkout(root: Path, **changes: object) -> Path:

@@ -13,7 +13,7 @@ from tune_helpers import space_from
 
 from autotune.bench.schemas import SLO, BenchResult, LoadSpec, Stats, Summary
 from autotune.config import EngineConfig, EngineKind, Provenance
-from autotune.search_space import TrialSettings
+from autotune.space import TrialSettings
 from autotune.tracking import default_tracking_uri
 from autotune.tune import attrs
 from autotune.tune.report import trials_frame

@@ -14,7 +14,7 @@ from tune_helpers import FakeRunner, space_from
 
 from autotune.tracking import MlflowTracker, TrialRecord, default_tracking_uri
 from autotune.tune import attrs
-from autotune.tune.redact import redact_mapping, redact_url
+from autotune.redact import redact_mapping, redact_url
 from autotune.tune.study import TuneSettings, reopen_study, run_tuning, sync_mlflow
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from autotune.bench.schemas import SLO, BenchResult, LoadSpec, RequestRecord, Summary
 from autotune.config import EngineConfig, EngineKind, Provenance, load_tuned_config
-from autotune.search_space import TrialSettings
+from autotune.space import TrialSettings
 from autotune.tune import trial as trial_module
 from autotune.tune.trial import TrialOutcome, TrialRunner, check_feasibility, find_oom
 from serving.process import ServerStartError

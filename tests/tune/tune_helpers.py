@@ -12,7 +12,7 @@ import yaml
 
 from autotune.bench.schemas import Stats, Summary
 from autotune.config import EngineConfig, EngineKind, Provenance
-from autotune.search_space import SearchSpace, config_hash, parse_search_space
+from autotune.space import SearchSpace, config_hash, parse_search_space
 from autotune.tune.trial import TrialOutcome, TrialResult, TrialTimings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,10 +1,10 @@
 """Where vLLM's engine core and API servers spend their time, from the trials' stack profiles (--stack-profile-hz).
 
 For every trial of a study folder that has `trials/N/stack-profile/` (each server process's folded stacks per
-measured window, `serving.stack_profile`), two windows are read: the capacity probe (`phase00-c*`, the highest
+measured window, `autotune.observe.stacks.profiler`), two windows are read: the capacity probe (`phase00-c*`, the highest
 load) and the window whose rate the trial reports (its slo_rate). The model runner's thread (the engine core's main
 thread, or its Worker process's with several engines per GPU or tensor parallel) is split into the
-activities of `autotune.bench.stack_activity` (idle, scheduler, input preparation, multimodal batching, vision
+activities of `autotune.observe.stacks.activity` (idle, scheduler, input preparation, multimodal batching, vision
 encoder, language model, waiting for the GPU, other); the busiest API server's event loop and its preprocessing
 threads are given as busy shares. Writes `stack_profiles.json` and `stack_profiles.md` into the run folder:
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from autotune.bench.stack_activity import (  # noqa: E402
+from autotune.observe.stacks.activity import (  # noqa: E402
     ACTIVITIES,
     ENGINE_CORE_ACTIVITIES,
     api_server_busy,

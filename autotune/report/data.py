@@ -12,9 +12,9 @@ from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from autotune.bench.metrics import measured, tpot_ms
-from autotune.bench.stack_activity import ACTIVITIES, stack_metrics
 from autotune.bench.schemas import RequestRecord
 from autotune.config import EngineKind
+from autotune.observe.stacks.activity import ACTIVITIES, stack_metrics
 from autotune.tune import attrs
 from autotune.tune.best import baseline_trial, select_best
 from autotune.tune.confirm import Confirmation, confirmation
@@ -65,7 +65,7 @@ class TrialIssue(_Strict):
 
 
 class StackRow(_Strict):
-    """One trial's stack profile in its reported window (`stack_*` metrics, `autotune.bench.stack_activity`)."""
+    """One trial's stack profile in its reported window (`stack_*` metrics, `autotune.observe.stacks.activity`)."""
 
     number: int
     kind: str

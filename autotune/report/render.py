@@ -6,8 +6,8 @@ import base64
 import html
 from collections.abc import Sequence
 
-from autotune.bench.stack_activity import ACTIVITIES
-from autotune.gpm import GPM_UNAVAILABLE, NVML_BUSY_LABEL, SM_ACTIVE_LABEL, gpm_shown
+from autotune.observe.gpm import GPM_UNAVAILABLE, NVML_BUSY_LABEL, SM_ACTIVE_LABEL, gpm_shown
+from autotune.observe.stacks.activity import ACTIVITIES
 from autotune.report.data import ReportData, TrialRun
 from autotune.report.figures import Figure
 from autotune.tune.metrics import NVML_BUSY_METRIC, SM_ACTIVE_METRIC

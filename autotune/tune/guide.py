@@ -34,9 +34,9 @@ from typing import Any
 
 import optuna
 
-from autotune.bench.process_profile import SINGLE_THREAD_BOUND_CORES
 from autotune.config import EngineConfig
-from autotune.gpm import GPM_UNAVAILABLE, NVML_BUSY_LABEL, SM_ACTIVE_LABEL
+from autotune.observe.cpu import SINGLE_THREAD_BOUND_CORES
+from autotune.observe.gpm import GPM_UNAVAILABLE, NVML_BUSY_LABEL, SM_ACTIVE_LABEL
 from autotune.search_space import InvalidTrialConfig, SearchSpace, set_path
 from autotune.tune import attrs
 from autotune.tune.metrics import GPM_AVAILABLE_METRIC, NVML_BUSY_METRIC, PEAK_PREFIX, SM_ACTIVE_METRIC

@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autotune.config import TunedConfig
-from autotune.gpm import GPM_UNAVAILABLE, NVML_BUSY_LABEL, SM_ACTIVE_LABEL
+from autotune.observe.gpm import GPM_UNAVAILABLE, NVML_BUSY_LABEL, SM_ACTIVE_LABEL
 from autotune.search_space import SearchSpace
 from autotune.tune import attrs
 from autotune.tune.metrics import GPM_AVAILABLE_METRIC

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from autotune.bench.stack_profile import folded_stacks, profile_process, read_folded
+from autotune.observe.stacks.reader import folded_stacks, profile_process, read_folded
 
 ENGINE_CORE_ACTIVITIES: dict[str, tuple[str, ...]] = {
     "idle": (

@@ -36,14 +36,12 @@ from autotune.observe.gpm import (
     GpmReader,
     GpmUnavailable,
 )
+from autotune.observe.names import GPM_STATS, gpm_field
 from autotune.observe.sampler import PeriodicSampler
 
 _T = TypeVar("_T")
 
 _MIB = 1024 * 1024
-_GPM_STATS = {"sm_active_pct": ("mean", "p50", "p95"), "sm_occupancy_pct": ("mean",),
-              "tensor_active_pct": ("mean", "p95"), "dram_bw_pct": ("mean", "p95")}
-"""The statistics a GPU summary keeps of each GPM figure (`GpuSummary.sm_active_mean`, ...)."""
 
 
 class GpuSummary(StrictModel):
@@ -309,11 +307,11 @@ class NvmlSampler(PeriodicSampler[GpuSample, GpuSummary]):
                 if present:
                     values.append(float(np.mean(present)))
                     weights.append(float(group[0].gpm_interval_s or 0.0))
-            field = name.removesuffix("_pct")
+            figure = name.removesuffix("_pct")
             if values:
                 stats = {"mean": float(np.average(values, weights=weights)) if sum(weights) > 0 else float(np.mean(values)),
                          "p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95))}
-                figures.update({f"{field}_{stat}": stats[stat] for stat in _GPM_STATS[name]})
+                figures.update({gpm_field(figure, stat): stats[stat] for stat in GPM_STATS[figure]})
         status = self._gpm_status or f"{UNAVAILABLE_PREFIX}no sample taken"
         if status == GPM_OK and not intervals:
             status = NO_INTERVAL

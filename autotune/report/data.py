@@ -14,6 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from autotune.bench.metrics import measured, tpot_ms
 from autotune.bench.schemas import RequestRecord
 from autotune.config import EngineKind
+from autotune.observe.names import (
+    STACK_API_SERVER_EVENT_LOOP_BUSY,
+    STACK_API_SERVER_PREPROCESSING_BUSY,
+    stack_engine_core_share,
+)
 from autotune.observe.stacks.activity import ACTIVITIES, stack_metrics
 from autotune.tune import attrs
 from autotune.tune.best import baseline_trial, select_best
@@ -152,14 +157,14 @@ def _stack_rows(trials: list[FrozenTrial], study_dir: Path) -> list[StackRow]:
         folded = study_dir / "trials" / str(trial.number) / "stack-profile"
         if trial.state is TrialState.COMPLETE and folded.is_dir():
             metrics = {**metrics, **stack_metrics(folded, float(trial.values[0]) if trial.values else None)}
-        shares = {a: metrics[f"stack_engine_core_{a}_share"] for a in ACTIVITIES if f"stack_engine_core_{a}_share" in metrics}
+        shares = {a: metrics[stack_engine_core_share(a)] for a in ACTIVITIES if stack_engine_core_share(a) in metrics}
         if trial.state is not TrialState.COMPLETE or not shares:
             continue
         rows.append(StackRow(
             number=trial.number, kind=str(trial.user_attrs.get(attrs.CONFIG_KIND, "")),
             objective=float(trial.values[0]) if trial.values else None, engine_core=shares,
-            api_event_loop_busy=metrics.get("stack_api_server_event_loop_busy"),
-            api_preprocessing_busy=metrics.get("stack_api_server_preprocessing_busy"),
+            api_event_loop_busy=metrics.get(STACK_API_SERVER_EVENT_LOOP_BUSY),
+            api_preprocessing_busy=metrics.get(STACK_API_SERVER_PREPROCESSING_BUSY),
         ))
     return rows
 

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from autotune.config import TunedConfig
+from autotune.observe.stacks.dumps import start_from_environment
 from serving.asgi_guard import ASGIApp, AutotuneGuard, GuardOptions
 from serving.errors import ApiError
 from serving.security import ImageUrlPolicy, UrlRejected, resolve_checked
-from serving.stack_dumps import start_from_environment
 from serving.vllm_startup_fixes import share_pooled_tokenizer_on_deepcopy
 
 start_from_environment()  # AUTOTUNE_DUMP_STACKS_EVERY_S: profile vLLM's start-up from inside its API servers

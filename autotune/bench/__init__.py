@@ -1,4 +1,4 @@
-"""Benchmark: workloads, load generation, metrics, telemetry.
+"""Benchmark: workloads, load generation, metrics.
 
 Exports are loaded lazily so that spawned client processes (which import
 `autotune.bench.worker`) do not pay for pandas, PIL or httpx.

@@ -7,9 +7,10 @@ from rich.console import Console
 from rich.table import Table
 
 from autotune.bench.metrics import measured
-from autotune.bench.process_profile import ServerCpuProfile, bottleneck_hint
-from autotune.bench.schemas import BenchResult, GpuSummary, Stats, Summary
-from autotune.gpm import NVML_BUSY_LABEL, SM_ACTIVE_LABEL, gpm_shown
+from autotune.bench.schemas import BenchResult, Stats, Summary
+from autotune.observe.cpu import ServerCpuProfile, bottleneck_hint
+from autotune.observe.gpm import NVML_BUSY_LABEL, SM_ACTIVE_LABEL, gpm_shown
+from autotune.observe.gpu import GpuSummary
 
 
 def _num(value: float | None, digits: int = 1) -> str:

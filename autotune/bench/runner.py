@@ -43,8 +43,6 @@ from autotune.bench.health import assess
 from autotune.bench.metrics import completion_rate_rps, compute_summary, measured, send_rate_rps
 from autotune.bench.prepare import REQUESTS_PER_SEED
 from autotune.bench.processes import ClientProcesses, run_plans
-from autotune.bench.process_profile import CpuSampler, make_process_sampler
-from autotune.bench.stack_profile import StackProfileGate
 from autotune.bench.progress import NoProgress, ProgressReporter, RichProgress
 from autotune.bench.rate_search import RateSearch
 from autotune.bench.request_source import RequestSource
@@ -57,13 +55,15 @@ from autotune.bench.schedule import (
     split_evenly,
 )
 from autotune.bench.schemas import SLO, BenchResult, DiscardedAttempt, LoadSpec, RequestRecord, Summary
-from autotune.bench.server_metrics import MetricsPoller, wait_until_idle
 from autotune.bench.steady import LatencySource, WindowPlan, cut_window, e2el_p90_s, judge_window, plan_window
+from autotune.bench.trace import ReplaySchedule, replay_schedule
 from autotune.bench.window_checks import cache_hits, window_unusable_reason
 from autotune.bench.worker import WorkerPlan
-from autotune.bench.trace import ReplaySchedule, replay_schedule
 from autotune.bench.workload import Workload
-from autotune.telemetry import GpuSampler, make_gpu_sampler
+from autotune.observe.cpu import CpuSampler, make_process_sampler
+from autotune.observe.gpu import GpuSampler, make_gpu_sampler
+from autotune.observe.prometheus import MetricsPoller, wait_until_idle
+from autotune.observe.stacks.gate import StackProfileGate
 
 log = logging.getLogger(__name__)
 
@@ -469,8 +469,8 @@ async def run_benchmark(
 
     `server_pid`: the server's root process on this host; its process tree's CPU use by role
     (API server, engine core, ...) is profiled over each measured window (`summary.server_cpu`).
-    `stack_profile_dir`: the server was started with `serving.stack_profile` writing there; each measured window
-    opens its gate (`autotune.bench.stack_profile`), so the server's processes sample their stacks in it.
+    `stack_profile_dir`: the server was started with `autotune.observe.stacks.profiler` writing there; each measured window
+    opens its gate (`autotune.observe.stacks.gate`), so the server's processes sample their stacks in it.
 
     Raises ServerUnreachableError when the server cannot be asked anything; request failures
     during the run are data (records with `error`). With more than one client process (or

@@ -11,8 +11,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from autotune.bench.process_profile import ServerCpuProfile
 from autotune.config import ClosedModel
+from autotune.observe.cpu import ServerCpuProfile
+from autotune.observe.gpu import GpuSummary
 
 
 class SLO(ClosedModel):
@@ -154,45 +155,6 @@ class Stats(ClosedModel):
     p95: float | None = None
     p99: float | None = None
     max: float | None = None
-
-
-class GpuSummary(ClosedModel):
-    """GPU figures over the measured window only: NVML's (utilization, memory, power, clock) and, where the GPU has
-    NVML GPM (Hopper and newer), its SM counters. Percentages are 0-100, averaged over the devices in use."""
-
-    devices: list[str] = Field(default_factory=list)
-    samples: int = 0
-    util_mean: float | None = Field(
-        default=None,
-        description="NVML busy %: share of time at least one kernel ran (a busy flag: ~99% under any serving load; "
-        "sm_active_mean says how much of the GPU worked)",
-    )
-    util_p50: float | None = Field(default=None, description="NVML busy %, median sample")
-    util_p95: float | None = Field(default=None, description="NVML busy %, 95th percentile sample")
-    mem_used_max_mib: float | None = None
-    power_mean_w: float | None = None
-    sm_clock_mean_mhz: float | None = None
-    gpm_status: str | None = Field(
-        default=None,
-        description="NVML GPM: 'ok', or why its figures are absent or partial ('unavailable: <reason>', 'stopped: "
-        "<reason>', 'no GPM interval inside this window', 'ok; not reported: ...'); None: not recorded (a result "
-        "from before GPM sampling)",
-    )
-    gpm_intervals: int = Field(default=0, description="GPM intervals (between consecutive GPM samples) in the window")
-    sm_active_mean: float | None = Field(
-        default=None, description="SM active % (GPM SM_UTIL): share of SMs busy, weighted by interval length"
-    )
-    sm_active_p50: float | None = Field(default=None, description="SM active %, median interval")
-    sm_active_p95: float | None = Field(default=None, description="SM active %, 95th percentile interval")
-    sm_occupancy_mean: float | None = Field(
-        default=None, description="SM occupancy % (GPM SM_OCCUPANCY): resident warps vs the SMs' maximum"
-    )
-    tensor_active_mean: float | None = Field(
-        default=None, description="Tensor-pipe active % (GPM ANY_TENSOR_UTIL): share of time tensor pipes ran"
-    )
-    tensor_active_p95: float | None = Field(default=None, description="Tensor-pipe active %, 95th percentile interval")
-    dram_bw_mean: float | None = Field(default=None, description="DRAM bandwidth % (GPM DRAM_BW_UTIL) of its peak")
-    dram_bw_p95: float | None = Field(default=None, description="DRAM bandwidth %, 95th percentile interval")
 
 
 class DiscardedAttempt(ClosedModel):

@@ -159,7 +159,7 @@ def _tree_usage(pid: int) -> tuple[float | None, int | None, int | None]:
 
 
 def _gpu_memory_used_mib() -> float | None:
-    from autotune.telemetry import gpu_memory_used_mib
+    from autotune.observe.gpu import gpu_memory_used_mib
 
     used = gpu_memory_used_mib()
     return None if not used else round(float(sum(used)), 1)

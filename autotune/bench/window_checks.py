@@ -2,7 +2,7 @@
 
 - Cache hits: vLLM counts prefix-cache queries and hits in tokens (`vllm:prefix_cache_queries`,
   `vllm:prefix_cache_hits`, vllm/v1/metrics/loggers.py) and multimodal-cache queries and hits in items
-  (`vllm:mm_cache_queries`, `vllm:mm_cache_hits`); `server_metrics.py` turns their increase over the window into
+  (`vllm:mm_cache_queries`, `vllm:mm_cache_hits`); `autotune/observe/prometheus.py` turns their increase over the window into
   `prefix_cache_hit_rate` and `mm_cache_hit_rate`. A rate above what the workload declares it shares
   (`Workload.declared_cache_sharing`) by more than `CACHE_HIT_TOLERANCE` means requests reached the server
   twice: the window is flagged (`Summary.cache.flattered`).

@@ -12,9 +12,14 @@ from optuna.trial import FrozenTrial, TrialState
 from pydantic import Field, ValidationError
 
 from autotune.bench.metrics import measured, tpot_ms
-from autotune.bench.stack_activity import ACTIVITIES, stack_metrics
 from autotune.bench.schemas import RequestRecord
 from autotune.config import ClosedModel, EngineKind
+from autotune.observe.names import (
+    STACK_API_SERVER_EVENT_LOOP_BUSY,
+    STACK_API_SERVER_PREPROCESSING_BUSY,
+    stack_engine_core_share,
+)
+from autotune.observe.stacks.activity import ACTIVITIES, stack_metrics
 from autotune.tune import attrs
 from autotune.tune.best import baseline_trial, select_best
 from autotune.tune.confirm import Confirmation, confirmation
@@ -61,7 +66,7 @@ class TrialIssue(ClosedModel):
 
 
 class StackRow(ClosedModel):
-    """One trial's stack profile in its reported window (`stack_*` metrics, `autotune.bench.stack_activity`)."""
+    """One trial's stack profile in its reported window (`stack_*` metrics, `autotune.observe.stacks.activity`)."""
 
     number: int
     kind: str
@@ -148,14 +153,14 @@ def _stack_rows(trials: list[FrozenTrial], study_dir: Path) -> list[StackRow]:
         folded = study_dir / "trials" / str(trial.number) / "stack-profile"
         if trial.state is TrialState.COMPLETE and folded.is_dir():
             metrics = {**metrics, **stack_metrics(folded, float(trial.values[0]) if trial.values else None)}
-        shares = {a: metrics[f"stack_engine_core_{a}_share"] for a in ACTIVITIES if f"stack_engine_core_{a}_share" in metrics}
+        shares = {a: metrics[stack_engine_core_share(a)] for a in ACTIVITIES if stack_engine_core_share(a) in metrics}
         if trial.state is not TrialState.COMPLETE or not shares:
             continue
         rows.append(StackRow(
             number=trial.number, kind=str(trial.user_attrs.get(attrs.CONFIG_KIND, "")),
             objective=float(trial.values[0]) if trial.values else None, engine_core=shares,
-            api_event_loop_busy=metrics.get("stack_api_server_event_loop_busy"),
-            api_preprocessing_busy=metrics.get("stack_api_server_preprocessing_busy"),
+            api_event_loop_busy=metrics.get(STACK_API_SERVER_EVENT_LOOP_BUSY),
+            api_preprocessing_busy=metrics.get(STACK_API_SERVER_PREPROCESSING_BUSY),
         ))
     return rows
 

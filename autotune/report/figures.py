@@ -12,7 +12,7 @@ import optuna
 from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict
 
-from autotune.gpm import NVML_BUSY_LABEL, SM_ACTIVE_LABEL, gpm_shown
+from autotune.observe.gpm import NVML_BUSY_LABEL, SM_ACTIVE_LABEL, gpm_shown
 from autotune.report.data import ReportData, TrialRun
 from autotune.tune import attrs
 

@@ -6,11 +6,11 @@ import base64
 import html
 from collections.abc import Sequence
 
-from autotune.bench.stack_activity import ACTIVITIES
-from autotune.gpm import GPM_UNAVAILABLE, NVML_BUSY_LABEL, SM_ACTIVE_LABEL, gpm_shown
+from autotune.observe.gpm import GPM_UNAVAILABLE, NVML_BUSY_LABEL, SM_ACTIVE_LABEL, gpm_shown
+from autotune.observe.names import NVML_BUSY_METRIC, SM_ACTIVE_METRIC
+from autotune.observe.stacks.activity import ACTIVITIES
 from autotune.report.data import ReportData, TrialRun
 from autotune.report.figures import Figure
-from autotune.tune.metrics import NVML_BUSY_METRIC, SM_ACTIVE_METRIC
 from autotune.tune.report import gpm_unavailable, metric_label
 
 SIMULATED_BANNER = "SIMULATED engine — not GPU measurements"

@@ -27,7 +27,7 @@ def hardware_info(result_path: str | Path | None = None) -> dict[str, Any]:
     if recorded is not None:
         return recorded
     from autotune.bench.environment import hardware
-    from autotune.telemetry import make_gpu_sampler
+    from autotune.observe.gpu import make_gpu_sampler
 
     sampler = make_gpu_sampler(True)
     try:

@@ -34,22 +34,31 @@ from typing import Any
 
 import optuna
 
-from autotune.bench.process_profile import SINGLE_THREAD_BOUND_CORES
 from autotune.config import EngineConfig
-from autotune.gpm import GPM_UNAVAILABLE, NVML_BUSY_LABEL, SM_ACTIVE_LABEL
+from autotune.observe.cpu import SINGLE_THREAD_BOUND_CORES
+from autotune.observe.gpm import GPM_UNAVAILABLE, NVML_BUSY_LABEL, SM_ACTIVE_LABEL
+from autotune.observe.names import (
+    FRONTEND_METRIC,
+    GPM_AVAILABLE_METRIC,
+    NVML_BUSY_METRIC,
+    PEAK_PREFIX,
+    SM_ACTIVE_METRIC,
+    peak_metric,
+    stack_engine_core_share,
+)
 from autotune.space import InvalidTrialConfig, SearchSpace, set_path
 from autotune.tune import attrs
-from autotune.tune.metrics import GPM_AVAILABLE_METRIC, NVML_BUSY_METRIC, PEAK_PREFIX, SM_ACTIVE_METRIC
 
 log = logging.getLogger(__name__)
-
-FRONTEND_METRIC = "server_cpu_api_server_busiest_process_cores"
 
 ENCODER_GRAPHS_FIELD = "extra_engine_args.compilation_config.cudagraph_mm_encoder"
 ENGINE_CORE_IDLE_MAX = 0.05
 """Engine core busy: its main thread waits for requests in fewer samples than this."""
 VISION_ENCODER_MIN = 0.2
 """...and runs the vision encoder in at least this share of them."""
+
+IDLE_SHARE = stack_engine_core_share("idle")
+VISION_ENCODER_SHARE = stack_engine_core_share("vision_encoder")
 
 ENGINES_PER_GPU_FIELD = "engines_per_gpu"
 SECOND_ENGINE = 2
@@ -99,7 +108,7 @@ def gpu_activity(metrics: Mapping[str, Any]) -> GpuActivity:
 
 
 def _highest(metrics: Mapping[str, Any], name: str) -> float | None:
-    readings = [metrics.get(PEAK_PREFIX + name), metrics.get(name)]
+    readings = [metrics.get(peak_metric(name)), metrics.get(name)]
     return max((float(r) for r in readings if isinstance(r, (int, float))), default=None)
 
 
@@ -118,7 +127,7 @@ def _cpu_side_guidance(space: SearchSpace, metrics: Mapping[str, Any]) -> list[G
     """The CPU-side levers the server's CPU and stack profile call for."""
     found: list[Guidance] = []
     # the capacity probe (peak_*) is where a saturated frontend shows: at the SLO rate it runs below saturation
-    readings = [metrics.get(PEAK_PREFIX + FRONTEND_METRIC), metrics.get(FRONTEND_METRIC)]
+    readings = [metrics.get(peak_metric(FRONTEND_METRIC)), metrics.get(FRONTEND_METRIC)]
     frontend = max((r for r in readings if isinstance(r, (int, float))), default=None)
     if frontend is not None and frontend >= SINGLE_THREAD_BOUND_CORES:
         current = space.defaults_config().api_server_count or 1
@@ -156,7 +165,7 @@ def _engine_core_busy(metrics: Mapping[str, Any]) -> float | None:
     """The engine core thread's idle share, reported window or probe, when it is at most ENGINE_CORE_IDLE_MAX;
     None otherwise or without a stack profile."""
     for prefix in ("", PEAK_PREFIX):
-        idle = metrics.get(f"{prefix}stack_engine_core_idle_share")
+        idle = metrics.get(prefix + IDLE_SHARE)
         if isinstance(idle, (int, float)) and idle <= ENGINE_CORE_IDLE_MAX:
             return float(idle)
     return None
@@ -166,8 +175,8 @@ def _encoder_bound(metrics: Mapping[str, Any]) -> tuple[float, float] | None:
     """(idle share, vision-encoder share) of the engine core's thread, reported window or probe, when it is busy
     and the encoder is a large part of it; None otherwise or without a stack profile."""
     for prefix in ("", PEAK_PREFIX):
-        idle = metrics.get(f"{prefix}stack_engine_core_idle_share")
-        share = metrics.get(f"{prefix}stack_engine_core_vision_encoder_share")
+        idle = metrics.get(prefix + IDLE_SHARE)
+        share = metrics.get(prefix + VISION_ENCODER_SHARE)
         if isinstance(idle, (int, float)) and isinstance(share, (int, float)):
             if idle <= ENGINE_CORE_IDLE_MAX and share >= VISION_ENCODER_MIN:
                 return float(idle), float(share)

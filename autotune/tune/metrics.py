@@ -14,16 +14,25 @@ The names an objective or a constraint may use are `autotune.space.MetricName`.
 from __future__ import annotations
 
 from autotune.bench.schemas import Stats, Summary
+from autotune.observe.names import (
+    GPM_AVAILABLE_METRIC,
+    GPM_FIELDS,
+    GPM_INTERVALS_METRIC,
+    GPU_FIELDS,
+    GPU_SAMPLES_METRIC,
+    NVML_BUSY_METRIC,
+    SERVER_CPU_PREFIX,
+    SERVER_CPU_TOTAL_METRIC,
+    SM_ACTIVE_METRIC,
+    gpu_metric,
+    peak_metric,
+    server_cpu_busiest_process_cores,
+    server_cpu_cores_mean,
+    server_metric,
+)
 
 LATENCY_FIELDS = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms")
 STAT_FIELDS = tuple(Stats.model_fields)
-
-GPM_FIELDS = ("sm_active_mean", "sm_active_p50", "sm_active_p95", "sm_occupancy_mean", "tensor_active_mean",
-              "tensor_active_p95", "dram_bw_mean", "dram_bw_p95")
-"""The `GpuSummary` fields of NVML GPM's SM counters (each a metric `gpu_<field>`)."""
-SM_ACTIVE_METRIC = "gpu_sm_active_mean"
-NVML_BUSY_METRIC = "gpu_util_mean"
-GPM_AVAILABLE_METRIC = "gpu_gpm_available"
 
 
 def summary_metrics(summary: Summary) -> dict[str, float | None]:
@@ -61,25 +70,24 @@ def summary_metrics(summary: Summary) -> dict[str, float | None]:
         figures["cache_mm_hit_rate"] = cache.mm_hit_rate
     gpu = summary.gpu
     if gpu is not None:
-        for field in ("util_mean", "util_p50", "util_p95", "mem_used_max_mib", "power_mean_w", "sm_clock_mean_mhz", *GPM_FIELDS):
-            figures[f"gpu_{field}"] = getattr(gpu, field)
-        figures["gpu_samples"] = float(gpu.samples)
+        for field in (*GPU_FIELDS, *GPM_FIELDS):
+            figures[gpu_metric(field)] = getattr(gpu, field)
+        figures[GPU_SAMPLES_METRIC] = float(gpu.samples)
         if gpu.gpm_status is not None:  # None: a result from before GPM sampling, which says nothing either way
-            figures["gpu_gpm_available"] = 0.0 if gpu.sm_active_mean is None else 1.0
-            figures["gpu_gpm_intervals"] = float(gpu.gpm_intervals)
+            figures[GPM_AVAILABLE_METRIC] = 0.0 if gpu.sm_active_mean is None else 1.0
+            figures[GPM_INTERVALS_METRIC] = float(gpu.gpm_intervals)
     for key, value in summary.server.items():
-        figures[f"server_{_safe_name(key)}"] = float(value)
+        figures[server_metric(key)] = float(value)
     cpu = summary.server_cpu
     if cpu is not None:  # where the server's CPU time goes, by process role (the frontend/engine-core profile)
-        figures["server_cpu_total_cores_mean"] = cpu.total_cores_mean
+        figures[SERVER_CPU_TOTAL_METRIC] = cpu.total_cores_mean
         for role, use in cpu.roles.items():
             if use.processes:
-                figures[f"server_cpu_{role}_cores_mean"] = use.cores_mean
-                figures[f"server_cpu_{role}_busiest_process_cores"] = use.busiest_process_cores_mean
+                figures[server_cpu_cores_mean(role)] = use.cores_mean
+                figures[server_cpu_busiest_process_cores(role)] = use.busiest_process_cores_mean
     return figures
 
 
-PEAK_PREFIX = "peak_"
 PEAK_FIGURES = ("throughput_rps", NVML_BUSY_METRIC, SM_ACTIVE_METRIC)
 
 
@@ -88,9 +96,9 @@ def peak_metrics(summary: Summary) -> dict[str, float | None]:
     window."""
     figures = summary_metrics(summary)
     return {
-        PEAK_PREFIX + key: value
+        peak_metric(key): value
         for key, value in figures.items()
-        if key in PEAK_FIGURES or key.startswith("server_cpu_")
+        if key in PEAK_FIGURES or key.startswith(SERVER_CPU_PREFIX)
     }
 
 
@@ -101,7 +109,3 @@ def trial_metrics(summary: Summary, peak: Summary | None) -> dict[str, float | N
 
 def numeric_only(figures: dict[str, float | None]) -> dict[str, float]:
     return {key: float(value) for key, value in figures.items() if value is not None}
-
-
-def _safe_name(key: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in key)

@@ -27,7 +27,7 @@ from autotune.bench.workload import Workload, resolve_workload
 from autotune.config import EngineConfig, EngineKind
 from autotune.errors import ConfigError
 from autotune.memory_model import COLOCATED_RESERVE_GIB, ModelInfo, estimate_memory
-from autotune.telemetry import GpuFacts
+from autotune.observe.gpu import GpuFacts
 
 SPACE_FILE = "space.yaml"
 MAX_MODEL_LEN = 8192
@@ -98,7 +98,7 @@ def gpu_for(engine: EngineKind) -> GpuFacts:
         profile = SimulatorProfile.load(None)
         name = profile.gpu.name if "simulated" in profile.gpu.name.lower() else f"{profile.gpu.name} (simulated)"
         return GpuFacts(name=name, memory_gib=profile.gpu.memory_gib)
-    from autotune.telemetry import first_visible_gpu
+    from autotune.observe.gpu import first_visible_gpu
 
     found = first_visible_gpu()
     if found is None:

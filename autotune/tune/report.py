@@ -20,10 +20,20 @@ from rich.table import Table
 from rich.text import Text
 
 from autotune.config import TunedConfig
-from autotune.gpm import GPM_UNAVAILABLE, NVML_BUSY_LABEL, SM_ACTIVE_LABEL
+from autotune.observe.gpm import GPM_UNAVAILABLE, NVML_BUSY_LABEL, SM_ACTIVE_LABEL
+from autotune.observe.names import (
+    DRAM_BW_METRIC,
+    GPM_AVAILABLE_METRIC,
+    GPM_METRIC_PREFIXES,
+    GPU_MEMORY_METRIC,
+    METRIC_COLUMN_PREFIX,
+    NVML_BUSY_METRIC,
+    SM_ACTIVE_METRIC,
+    TENSOR_ACTIVE_METRIC,
+    metric_column,
+)
 from autotune.space import SearchSpace
 from autotune.tune import attrs
-from autotune.tune.metrics import GPM_AVAILABLE_METRIC
 from autotune.tune.start_phases import PHASES
 from autotune.redact import redact_mapping, redact_url
 
@@ -41,24 +51,22 @@ COMPARED_METRICS = (
     ("tpot_ms_p99", "lower"),
     ("e2el_ms_p99", "lower"),
     ("error_rate", "lower"),
-    ("gpu_util_mean", "higher"),
-    ("gpu_sm_active_mean", "higher"),
-    ("gpu_tensor_active_mean", "higher"),
-    ("gpu_dram_bw_mean", "higher"),
-    ("gpu_mem_used_max_mib", "lower"),
+    (NVML_BUSY_METRIC, "higher"),
+    (SM_ACTIVE_METRIC, "higher"),
+    (TENSOR_ACTIVE_METRIC, "higher"),
+    (DRAM_BW_METRIC, "higher"),
+    (GPU_MEMORY_METRIC, "lower"),
 )
 
 METRIC_LABELS = {
-    "gpu_util_mean": f"GPU {NVML_BUSY_LABEL} % (any kernel running)",
-    "gpu_sm_active_mean": f"GPU {SM_ACTIVE_LABEL} %",
-    "gpu_tensor_active_mean": "GPU tensor pipes active (GPM) %",
-    "gpu_dram_bw_mean": "GPU DRAM bandwidth (GPM) %",
+    NVML_BUSY_METRIC: f"GPU {NVML_BUSY_LABEL} % (any kernel running)",
+    SM_ACTIVE_METRIC: f"GPU {SM_ACTIVE_LABEL} %",
+    TENSOR_ACTIVE_METRIC: "GPU tensor pipes active (GPM) %",
+    DRAM_BW_METRIC: "GPU DRAM bandwidth (GPM) %",
 }
 """How tables name a metric where its key alone would mislead: NVML's utilization is a busy flag, not SM activity."""
 
-GPM_METRIC_PREFIXES = ("gpu_sm_", "gpu_tensor_", "gpu_dram_")
-
-GPU_ACTIVITY_COLUMNS = {"metric_gpu_util_mean": f"{NVML_BUSY_LABEL} %", "metric_gpu_sm_active_mean": f"{SM_ACTIVE_LABEL} %"}
+GPU_ACTIVITY_COLUMNS = {metric_column(NVML_BUSY_METRIC): f"{NVML_BUSY_LABEL} %", metric_column(SM_ACTIVE_METRIC): f"{SM_ACTIVE_LABEL} %"}
 """The trials table's GPU columns (`autotune trials`): both kinds, labeled."""
 
 
@@ -77,8 +85,8 @@ def gpu_activity_cell(row: Mapping[str, Any], column: str) -> str:
     value = row.get(column)
     if isinstance(value, (int, float)) and value == value:  # not NaN (pandas' missing)
         return f"{value:.1f}"
-    metrics = {key.removeprefix("metric_"): v for key, v in row.items() if isinstance(key, str)}
-    return GPM_UNAVAILABLE if gpm_unavailable(column.removeprefix("metric_"), metrics) else "-"
+    metrics = {key.removeprefix(METRIC_COLUMN_PREFIX): v for key, v in row.items() if isinstance(key, str)}
+    return GPM_UNAVAILABLE if gpm_unavailable(column.removeprefix(METRIC_COLUMN_PREFIX), metrics) else "-"
 
 
 LOWER_BOUND_FLAGS = {"slo_rate_rps": "slo_rate_censored"}
@@ -121,7 +129,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         for index, value in enumerate(trial.values or []):
             row[f"value_{index}"] = value
         row.update({f"param_{name}": value for name, value in trial.params.items()})
-        row.update({f"metric_{name}": value for name, value in (trial.user_attrs.get(attrs.METRICS) or {}).items()})
+        row.update({metric_column(name): value for name, value in (trial.user_attrs.get(attrs.METRICS) or {}).items()})
         row.update({f"timing_{name}": value for name, value in (trial.user_attrs.get(attrs.TIMINGS) or {}).items()})
         phases = trial.user_attrs.get(attrs.START_PHASES) or {}
         row.update({f"start_{name}": phases.get(name) for name in (*PHASES, "total_s", "torch_compile_s", "cuda_graphs_s")

@@ -30,8 +30,8 @@ from autotune.bench.schemas import SLO, BenchResult, LoadSpec, Summary
 from autotune.config import EngineConfig, EngineKind, Provenance, TunedConfig
 from autotune.errors import AutotuneError, ConfigError
 from autotune.memory_model import MemoryEstimate, ModelInfo, estimate_memory
+from autotune.observe.gpu import gpu_memory_free_fraction, gpu_total_memory_gib
 from autotune.space import TrialSettings, config_hash
-from autotune.telemetry import gpu_memory_free_fraction, gpu_total_memory_gib
 from autotune.tune import attrs
 from autotune.tune.failures import failure_summary, find_oom, last_line
 from autotune.tune.fidelity import Screening
@@ -178,7 +178,7 @@ def _warn_no_memory_check(model: str, reason: ConfigError) -> None:
 
 
 def _gpu_memory_used_mib() -> float | None:
-    from autotune.telemetry import gpu_memory_used_mib
+    from autotune.observe.gpu import gpu_memory_used_mib
 
     used = gpu_memory_used_mib()
     return None if used is None else float(sum(used))
@@ -338,19 +338,19 @@ class TrialRunner:
         return folder / "stack-profile"
 
     def _stack_profile_env(self, folder: Path) -> dict[str, str]:
-        """The server's environment for `serving.stack_profile` (every process: the autostart folder first on PYTHONPATH)."""
+        """The server's environment for `autotune.observe.stacks.profiler` (every process: the autostart folder first on PYTHONPATH)."""
         if not self.stack_profile_hz:
             return {}
+        from autotune.observe.stacks.profiler import DIR_ENV, HZ_ENV
         from serving.autostart import __file__ as autostart_init
-        from serving.stack_profile import DIR_ENV, HZ_ENV
 
         paths = [str(Path(autostart_init).parent), *filter(None, [os.environ.get("PYTHONPATH")])]
         return {DIR_ENV: str(self._stack_dir(folder).resolve()), HZ_ENV: f"{self.stack_profile_hz:g}", "PYTHONPATH": os.pathsep.join(paths)}
 
     def _write_stack_profile(self, folder: Path, reported_rate_rps: float | None) -> dict[str, float]:
         """stack_profile.json (per window, process and thread) and the flat figures of the reported window and probe."""
-        from autotune.bench.stack_activity import stack_metrics
-        from autotune.bench.stack_profile import summarize_stack_profile
+        from autotune.observe.stacks.activity import stack_metrics
+        from autotune.observe.stacks.reader import summarize_stack_profile
 
         directory = self._stack_dir(folder)
         if not directory.is_dir():

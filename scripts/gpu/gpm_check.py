@@ -1,6 +1,6 @@
 """Check NVML GPM on this GPU host: is it supported, and do its four metrics move as their names say?
 
-Runs the tuner's own sampler (`autotune.telemetry.NvmlSampler`, GPM through `autotune.gpm`) through phases of a few
+Runs the tuner's own sampler (`autotune.observe.gpu.NvmlSampler`, GPM through `autotune.observe.gpm`) through phases of a few
 seconds each and prints, per phase, NVML busy % beside SM active, SM occupancy, tensor-pipe active and DRAM
 bandwidth % (GPM), as one JSON object (also written to --out):
 
@@ -27,8 +27,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from autotune.gpm import DEFAULT_GPM_INTERVAL_S, GpmReader, GpmUnavailable  # noqa: E402
-from autotune.telemetry import NvmlSampler, visible_device_indices  # noqa: E402
+from autotune.observe.gpm import DEFAULT_GPM_INTERVAL_S, GpmReader, GpmUnavailable  # noqa: E402
+from autotune.observe.gpu import NvmlSampler, visible_device_indices  # noqa: E402
 
 
 def device_support(sampler: NvmlSampler) -> dict[str, str]:

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import psutil
 
-from autotune.bench.process_profile import classify_process
 from autotune.config import EngineKind
+from autotune.observe.cpu import classify_process
 from serving.process import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]  # run with PYTHONPATH=$PWD (scripts/gpu/env.sh)

@@ -1,4 +1,4 @@
-"""Starts the stack profile (`serving.stack_profile`) in every Python process of a server.
+"""Starts the stack profile (`autotune.observe.stacks.profiler`) in every Python process of a server.
 
 The trial runner puts this folder first on the server's PYTHONPATH when it profiles stacks, so each process that
 the server starts (vLLM's API servers, its engine core when spawned) runs this at interpreter start; forked
@@ -14,7 +14,7 @@ import sys
 _here = os.path.dirname(os.path.abspath(__file__))
 
 try:
-    from serving.stack_profile import start_from_environment
+    from autotune.observe.stacks.profiler import start_from_environment
 
     start_from_environment()
 except Exception as exc:  # a profiler must never keep a server from starting

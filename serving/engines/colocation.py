@@ -24,7 +24,7 @@ from typing import Any
 from autotune.config import EngineConfig
 from autotune.errors import ConfigError
 from autotune.memory_model import ModelInfo, colocated_kv_cache_bytes
-from autotune.telemetry import gpu_total_memory_gib
+from autotune.observe.gpu import gpu_total_memory_gib
 
 ENGINES_PER_GPU_ENV = "AUTOTUNE_ENGINES_PER_GPU"
 

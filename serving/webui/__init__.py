@@ -69,7 +69,7 @@ def gpu_activity_document(measured: bool) -> bytes:
         return json.dumps(
             {"available": False, "reason": "simulated engine: GPU busy time is modeled (see /metrics)", "gpus": []}
         ).encode()
-    from autotune.telemetry import gpu_activity_now
+    from autotune.observe.gpu import gpu_activity_now
 
     gpus = gpu_activity_now()
     if gpus is None:

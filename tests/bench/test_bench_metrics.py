@@ -6,7 +6,6 @@ import pytest
 
 from autotune.bench.metrics import completion_rate_rps, compute_summary, send_rate_rps, tpot_ms
 from autotune.bench.schemas import SLO, RequestRecord
-from autotune.bench.server_metrics import parse_metrics, summarize_window
 
 
 def rec(index: int, send: float, ttft: float | None, e2el: float | None, out: int | None, ok: bool = True, **kw) -> RequestRecord:
@@ -66,19 +65,3 @@ def test_send_and_completion_rates() -> None:
     assert completion_rate_rps(records) == pytest.approx(10.0)  # independent of the 1 s latency
     slow = [rec(i, i * 0.1, 5.0, 1000.0 + 100.0 * i, 2) for i in range(11)]  # server falls behind
     assert completion_rate_rps(slow) == pytest.approx(5.0)
-
-
-def test_server_metrics_vllm_and_ours() -> None:
-    before = parse_metrics(
-        "# TYPE vllm:prefix_cache_queries counter\nvllm:prefix_cache_queries_total{engine=\"0\"} 100\n"
-        "# TYPE vllm:prefix_cache_hits counter\nvllm:prefix_cache_hits_total{engine=\"0\"} 10\n"
-        "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{engine=\"0\"} 1\nvllm:num_requests_waiting{engine=\"1\"} 2\n"
-    )
-    assert before["num_requests_waiting"] == 3.0  # engines summed
-    after = {**before, "prefix_cache_queries_total": 300.0, "prefix_cache_hits_total": 110.0}
-    ours = parse_metrics("# TYPE autotune_kv_cache_usage_perc gauge\nautotune_kv_cache_usage_perc 0.25\n")
-    summary = summarize_window(before, [before, {**before, **ours, "num_requests_waiting": 5.0}], after)
-    assert summary["num_requests_waiting_mean"] == 4.0 and summary["num_requests_waiting_max"] == 5.0
-    assert summary["kv_cache_usage_perc_max"] == 0.25
-    assert summary["prefix_cache_hit_rate"] == pytest.approx(100 / 200)
-    assert parse_metrics("not prometheus {{{") == {}

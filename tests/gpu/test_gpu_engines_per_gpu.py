@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from helpers.servers import MODEL_DIR, running_server_process
 
 from autotune import GPU_INSTALL_HINT
 from autotune.bench.runner import run_benchmark_sync
@@ -23,8 +24,7 @@ from autotune.bench.schemas import SLO, LoadSpec
 from autotune.bench.workload import resolve_workload
 from autotune.config import EngineConfig, EngineKind, TunedConfig
 from autotune.memory_model import ModelInfo, colocated_kv_cache_bytes
-from autotune.telemetry import gpu_total_memory_gib
-from helpers.servers import MODEL_DIR, running_server_process
+from autotune.observe.gpu import gpu_total_memory_gib
 from serving.process import ServerProcess
 
 pytestmark = pytest.mark.gpu

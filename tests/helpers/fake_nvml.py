@@ -1,4 +1,4 @@
-"""Fake NVML modules, injected where `autotune.telemetry` takes its `nvml=` (the boundary to the GPU).
+"""Fake NVML modules, injected where `autotune.observe.gpu` takes its `nvml=` (the boundary to the GPU).
 
     from helpers.fake_nvml import FakeNvml, FakeGpmNvml, FakeClock
 

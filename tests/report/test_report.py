@@ -12,8 +12,9 @@ import pytest
 from tune_helpers import FakeRunner, quick_space_mapping, space_from
 from typer.testing import CliRunner
 
-from autotune.bench.schemas import BenchResult, GpuSummary, LoadSpec, RequestRecord
+from autotune.bench.schemas import BenchResult, LoadSpec, RequestRecord
 from autotune.config import EngineConfig, Provenance
+from autotune.observe.gpu import GpuSummary
 from autotune.report import ReportFormat, gather, write_report
 from autotune.report.render import SIMULATED_BANNER
 from autotune.tune.study import TuneSettings, open_study, reopen_study, run_tuning

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from autotune.bench.result import save_result
-from autotune.bench.schemas import SLO, BenchResult, GpuSummary, LoadSpec, Stats, Summary
+from autotune.bench.schemas import SLO, BenchResult, LoadSpec, Stats, Summary
+from autotune.observe.gpu import GpuSummary
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 

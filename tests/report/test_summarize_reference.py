@@ -10,9 +10,10 @@ from types import ModuleType
 
 import pytest
 
-from autotune.bench.process_profile import RoleCpu, ServerCpuProfile
 from autotune.bench.result import save_result
-from autotune.bench.schemas import SLO, BenchResult, GpuSummary, LoadSpec, Stats, Summary
+from autotune.bench.schemas import SLO, BenchResult, LoadSpec, Stats, Summary
+from autotune.observe.cpu import RoleCpu, ServerCpuProfile
+from autotune.observe.gpu import GpuSummary
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "summarize_reference.py"
 

@@ -190,9 +190,9 @@ def test_text_that_mentions_a_url_is_not_an_image(make_client) -> None:  # type:
 def test_chat_page_and_gpu_activity_in_front_of_vllm(make_client, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """The page's files without the key (they hold no data); /autotune/gpu, NVML's figures, with the key only;
     `web_ui: false` leaves /ui to vLLM (which has no such page)."""
-    import autotune.telemetry
+    import autotune.observe.gpu
 
-    monkeypatch.setattr(autotune.telemetry, "_import_nvml", FakeNvml)  # two GPUs: 50% and 70% busy
+    monkeypatch.setattr(autotune.observe.gpu, "_import_nvml", FakeNvml)  # two GPUs: 50% and 70% busy
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # this server's GPU: NVML's index 1
     client, _ = make_client(api_key="k3y")
 

@@ -8,7 +8,8 @@ import io
 from rich.console import Console
 
 from autotune.bench.report import gpu_rows, totals_table
-from autotune.bench.schemas import GpuSummary, Summary
+from autotune.bench.schemas import Summary
+from autotune.observe.gpu import GpuSummary
 from autotune.tune import attrs
 from autotune.tune.metrics import summary_metrics
 from autotune.tune.report import gpu_activity_cell

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from autotune.telemetry import gpu_total_memory_gib
+from autotune.observe.gpu import gpu_total_memory_gib
 
 GIB = 1024**3
 

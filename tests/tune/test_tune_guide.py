@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from tune_helpers import FakeRunner, space_from
 
-from autotune.bench.process_profile import RoleCpu, ServerCpuProfile
 from autotune.config import EngineConfig, Provenance
+from autotune.observe.cpu import RoleCpu, ServerCpuProfile
 from autotune.tune import attrs
 from autotune.tune.guide import guidance_from_profile, guided_config
 from autotune.tune.study import TuneSettings, reopen_study, run_tuning
@@ -153,7 +153,8 @@ def test_a_busy_engine_core_calls_for_a_second_engine_on_the_gpu(quick_space_dat
 
 
 def _summary_with_gpu(**gpu: Any) -> Any:
-    from autotune.bench.schemas import GpuSummary, Summary
+    from autotune.bench.schemas import Summary
+    from autotune.observe.gpu import GpuSummary
 
     return Summary(completed=10, failed=0, duration_s=1.0, throughput_rps=40.0, gpu=GpuSummary(devices=["H200"], samples=10, **gpu))
 

@@ -17,8 +17,8 @@ from autotune.bench.schemas import SLO
 from autotune.config import EngineConfig, EngineKind
 from autotune.errors import ConfigError
 from autotune.memory_model import ModelInfo, estimate_memory
+from autotune.observe.gpu import GpuFacts
 from autotune.space import load_search_space, parse_search_space
-from autotune.telemetry import GpuFacts
 from autotune.tune.quickstart import ACTIVATION_RESERVE_GIB, UTILIZATIONS, build_space, quickstart
 
 # Qwen3-VL-4B-Instruct's config.json, the parts the memory model and the space builder read

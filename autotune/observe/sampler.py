@@ -1,7 +1,7 @@
 """A background thread that samples something at a fixed interval, with a measured window to summarize.
 
-Shared by the NVML GPU sampler (`autotune.telemetry`) and the server CPU profile
-(`autotune.bench.process_profile`). Subclasses implement `sample_once()` (store a sample stamped with
+Shared by the NVML GPU sampler (`autotune.observe.gpu`), the server CPU profile (`autotune.observe.cpu`) and the
+stack dumps (`autotune.observe.stacks.dumps`). Subclasses implement `sample_once()` (store a sample stamped with
 `time.monotonic()`) and `summarize(start, end)` (figures from the samples inside [start, end]).
 """
 

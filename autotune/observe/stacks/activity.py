@@ -25,7 +25,13 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from autotune.bench.stack_profile import folded_stacks, profile_process, read_folded
+from autotune.observe.names import (
+    PEAK_PREFIX,
+    STACK_API_SERVER_EVENT_LOOP_BUSY,
+    STACK_API_SERVER_PREPROCESSING_BUSY,
+    stack_engine_core_share,
+)
+from autotune.observe.stacks.reader import folded_stacks, profile_process, read_folded
 
 ENGINE_CORE_ACTIVITIES: dict[str, tuple[str, ...]] = {
     "idle": (
@@ -110,10 +116,10 @@ def window_metrics(window: Path, prefix: str = "") -> dict[str, float]:
     """Flat figures of one window: `stack_engine_core_<activity>_share`, `stack_api_server_event_loop_busy`, ..."""
     out: dict[str, float] = {}
     if (shares := engine_core_shares(window)) is not None:
-        out.update({f"{prefix}stack_engine_core_{k}_share": v for k, v in shares.items()})
+        out.update({prefix + stack_engine_core_share(k): v for k, v in shares.items()})
     if (api := api_server_busy(window)) is not None:
-        out[f"{prefix}stack_api_server_event_loop_busy"] = float(api["event_loop_busy"])
-        out[f"{prefix}stack_api_server_preprocessing_busy"] = float(api["preprocessing_threads_busy"])
+        out[prefix + STACK_API_SERVER_EVENT_LOOP_BUSY] = float(api["event_loop_busy"])
+        out[prefix + STACK_API_SERVER_PREPROCESSING_BUSY] = float(api["preprocessing_threads_busy"])
     return out
 
 
@@ -122,5 +128,5 @@ def stack_metrics(stack_dir: Path, reported_rate_rps: float | None) -> dict[str,
     reported, probe = window_folders(stack_dir, reported_rate_rps)
     metrics = window_metrics(reported) if reported is not None else {}
     if probe is not None and probe != reported:
-        metrics.update(window_metrics(probe, prefix="peak_"))
+        metrics.update(window_metrics(probe, prefix=PEAK_PREFIX))
     return metrics

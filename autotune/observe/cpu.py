@@ -8,7 +8,7 @@ untitled process that launched vLLM (our `autotune serve`), the parent of the en
 Linux truncates the kernel name to 15 characters (`VLLM::EngineCor`); the command line keeps the title.
 
 `ProcessCpuSampler` walks the root's tree every `interval_s` (psutil, background thread, like the
-NVML sampler in `autotune.telemetry`), reads each process's cumulative user+system CPU seconds, and
+NVML sampler in `autotune.observe.gpu`), reads each process's cumulative user+system CPU seconds, and
 `summarize(start, end)` turns the deltas between consecutive samples inside the window into cores
 (CPU seconds per wall second), per role and per process. CPU a process spends before its first sample
 or after its last one (it exited) is not seen: short-lived helpers are under-counted, never invented.
@@ -26,9 +26,10 @@ from typing import Literal, Protocol, get_args
 
 import numpy as np
 import psutil
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from autotune.sampling import PeriodicSampler
+from autotune.config import StrictModel
+from autotune.observe.sampler import PeriodicSampler
 
 Role = Literal["api_server", "engine_core", "gpu_worker", "other"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -51,11 +52,7 @@ _TITLE_ROLES: tuple[tuple[str, Role], ...] = (
 _GONE = (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class RoleCpu(_Strict):
+class RoleCpu(StrictModel):
     """CPU use of all processes of one role, in cores (CPU seconds per wall second)."""
 
     processes: int = Field(ge=0, description="distinct processes of this role seen in the window")
@@ -66,7 +63,7 @@ class RoleCpu(_Strict):
     threads_max: int = Field(ge=0, description="most threads of this role's processes at one sample")
 
 
-class ProcessCpu(_Strict):
+class ProcessCpu(StrictModel):
     pid: int
     role: Role
     label: str = Field(description="the process title, else a short command (program, script, subcommand)")
@@ -75,7 +72,7 @@ class ProcessCpu(_Strict):
     threads_max: int
 
 
-class ServerCpuProfile(_Strict):
+class ServerCpuProfile(StrictModel):
     """The server's CPU over the measured window, by role; samples from the host, not the GPU."""
 
     root_pid: int

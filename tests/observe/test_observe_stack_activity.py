@@ -1,4 +1,4 @@
-"""autotune.bench.stack_activity: a window's folded stacks -> the engine core's activities and the API servers' load."""
+"""autotune.observe.stacks.activity: a window's folded stacks -> the engine core's activities and the API servers' load."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from autotune.bench.stack_activity import ACTIVITIES, engine_core_shares, stack_metrics, window_folders
+from autotune.observe.stacks.activity import ACTIVITIES, engine_core_shares, stack_metrics, window_folders
 
 CORE = "vllm/v1/engine/core.py"
 RUNNER = "vllm/v1/worker/gpu_model_runner.py"

@@ -8,9 +8,8 @@ each process that imports `serving.vllm_middleware` (the launcher, which is vLLM
 `api_server_count` is 1, and every API server otherwise, before vLLM's multimodal warm-up) then writes every other
 thread's Python stack to stderr (the server log) every that many seconds, for `AUTOTUNE_DUMP_STACKS_FOR_S` seconds
 (default 180: a whole vLLM start). A Python thread reads `sys._current_frames()`: no ptrace, so it works where
-py-spy cannot attach (the GPU host's sandbox). `faulthandler.dump_traceback_later` was tried first and crashed
-vLLM's API server with a segmentation fault (experiments/h100-qwen3-vl-4b/2026-11-26/measurements/
-serve-faulthandler-segfault.log.gz): its watchdog walks other threads' frames without the GIL.
+py-spy cannot attach (the GPU host's sandbox). Not `faulthandler.dump_traceback_later`: its watchdog walks other
+threads' frames without the GIL, and crashed vLLM's API server with a segmentation fault.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import traceback
 from collections.abc import Mapping
 from typing import TextIO
 
-from autotune.sampling import PeriodicSampler
+from autotune.observe.sampler import PeriodicSampler
 
 EVERY_ENV = "AUTOTUNE_DUMP_STACKS_EVERY_S"
 FOR_ENV = "AUTOTUNE_DUMP_STACKS_FOR_S"

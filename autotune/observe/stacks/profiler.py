@@ -1,7 +1,7 @@
 """A sampling profile of a server's Python threads over the measured windows, written from inside each process.
 
 Where the CPU-side limit sits (API server, engine core, which function) needs more than CPU seconds per
-process (`autotune.bench.process_profile`): it needs where each process's threads are. py-spy cannot attach on
+process (`autotune.observe.cpu`): it needs where each process's threads are. py-spy cannot attach on
 the GPU host (no ptrace in its sandbox), so each server process samples itself: a daemon thread reads
 `sys._current_frames()` `AUTOTUNE_STACK_PROFILE_HZ` times a second (default 50; a sample costs tens of
 microseconds) and counts every thread's stack in the folded format of flame graphs (`frame;frame;frame count`,
@@ -9,7 +9,7 @@ root first, the thread's name as the root).
 
 It records only while the gate file `<AUTOTUNE_STACK_PROFILE_DIR>/window` exists; the load generator writes the
 window's label there as a measured window starts and removes it as the window ends
-(`autotune.bench.stack_profile.StackProfileGate`), so start-up, warm-up and the pauses between windows are left
+(`autotune.observe.stacks.gate.StackProfileGate`), so start-up, warm-up and the pauses between windows are left
 out. Each process writes `<dir>/<label>/<title>.<pid>.folded` every `FLUSH_S` seconds while recording (a killed
 process loses at most that much) and, marked `closed`, when it sees the gate close.
 
@@ -93,7 +93,7 @@ def folded_stack(thread_name: str, codes: tuple[CodeType, ...], names: dict[Code
 class StackProfiler:
     """Counts the folded stacks of this process's threads while the gate file exists; flushes them per window.
 
-    Not an `autotune.sampling.PeriodicSampler`: it must start afresh in a forked child (whose copy of the parent's
+    Not an `autotune.observe.sampler.PeriodicSampler`: it must start afresh in a forked child (whose copy of the parent's
     thread object never runs), and it keeps counts per window instead of timestamped samples."""
 
     def __init__(self, directory: Path, hz: float) -> None:

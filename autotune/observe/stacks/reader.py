@@ -1,26 +1,20 @@
-"""The load generator's side of the server's stack profile (`serving.stack_profile`): the gate and the summary.
-
-`StackProfileGate` writes the measured window's label to `<dir>/window` as the window starts and removes it as
-it ends; each server process then counts its threads' stacks into `<dir>/<label>/<title>.<pid>.folded`.
-`summarize_stack_profile(dir)` reads those files back: per window, per process, per thread, the share of samples
-in which the thread was busy (its innermost Python frame is not a known wait: a lock, a queue, a selector, a
-socket, an idle event loop, a few known idle threads), the innermost frames it was busy in ("self") and the
-functions on its stack ("inclusive"). A frame that calls into C (a CUDA synchronization, a tokenizer, a sleep) is
-where that C time shows: a thread blocked in an unlisted C call counts as busy in its caller.
+"""Reads a server's stack profile back (the folded files `autotune.observe.stacks.profiler` writes): per window, per
+process, per thread, the share of samples in which the thread was busy (its innermost Python frame is not a known
+wait: a lock, a queue, a selector, a socket, an idle event loop, a few known idle threads), the innermost frames it
+was busy in ("self") and the functions on its stack ("inclusive"). A frame that calls into C (a CUDA
+synchronization, a tokenizer, a sleep) is where that C time shows: a thread blocked in an unlisted C call counts as
+busy in its caller.
 """
 
 from __future__ import annotations
 
 import gzip
 import re
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
-from serving.stack_profile import GATE_NAME
+from autotune.config import StrictModel
 
 TOP_FRAMES = 12
 BUSY_THREAD_MIN_SHARE = 0.05
@@ -35,29 +29,24 @@ _WAIT_LEAF = re.compile(
     r"|zmq/.*:(recv|recv_multipart|poll|_recv_copy|recv_pyobj)"
     r"|asyncio/runners\.py:run|uvloop/__init__\.py:run|asyncio/base_events\.py:(run_forever|_run_once)"
     r"|concurrent/futures/thread\.py:_worker|socket\.py:(accept|recv_into|recv)"
-    r"|autotune/sampling\.py:_loop|sampling\.py:_loop|stack_profile\.py:_loop"
-    # threads seen idle in C calls on the GPU host (2026-11-26b): zmq's garbage collector, vLLM's usage reporter
-    # (time.sleep), the multiprocessing resource tracker (a pipe read)
+    # our own sampling threads; the old module names keep recorded profiles reading the same
+    r"|sampler\.py:_loop|profiler\.py:_loop|sampling\.py:_loop|stack_profile\.py:_loop"
+    # threads idle in C calls: zmq's garbage collector, vLLM's usage reporter (time.sleep), the multiprocessing
+    # resource tracker (a pipe read)
     r"|zmq/utils/garbage\.py:run|vllm/usage/usage_lib\.py:_report_continuous_usage"
     r"|multiprocessing/resource_tracker\.py:main"
     r")$"
 )
 _HEADER = re.compile(r"^# samples (?P<samples>\d+) hz (?P<hz>[0-9.e+-]+) pid (?P<pid>\d+) (?P<state>open|closed)")
-CLOSE_WAIT_S = 3.0
-CLOSE_POLL_S = 0.02
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class FrameShare(_Strict):
+class FrameShare(StrictModel):
     frame: str
     share: float
     """Of the thread's samples in the window."""
 
 
-class ThreadProfile(_Strict):
+class ThreadProfile(StrictModel):
     name: str
     samples: int
     busy_share: float
@@ -65,7 +54,7 @@ class ThreadProfile(_Strict):
     inclusive_frames: list[FrameShare]
 
 
-class ProcessProfile(_Strict):
+class ProcessProfile(StrictModel):
     title: str
     pid: int
     samples: int
@@ -75,42 +64,18 @@ class ProcessProfile(_Strict):
     threads: list[ThreadProfile]
 
 
-class WindowProfile(_Strict):
+class WindowProfile(StrictModel):
     label: str
     processes: list[ProcessProfile]
 
 
-class StackProfileSummary(_Strict):
+class StackProfileSummary(StrictModel):
     directory: str
     windows: list[WindowProfile]
 
 
-class StackProfileGate:
-    """Opens (writes the label) and closes (removes) the gate file that the server processes poll."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.path = directory / GATE_NAME
-        directory.mkdir(parents=True, exist_ok=True)
-
-    def open(self, label: str) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(label)
-        tmp.replace(self.path)
-
-    def close(self, label: str, wait_s: float = CLOSE_WAIT_S) -> list[str]:
-        """Remove the gate, then poll until every process that recorded the window marked its file closed
-        (each notices within one sample interval); the files still open after `wait_s` (a dead process) are returned."""
-        self.path.unlink(missing_ok=True)
-        deadline = time.monotonic() + wait_s
-        while True:
-            still_open = [f.name for f in (self.directory / label).glob("*.folded") if not _is_closed(f)]
-            if not still_open or time.monotonic() > deadline:
-                return still_open
-            time.sleep(CLOSE_POLL_S)
-
-
-def _is_closed(path: Path) -> bool:
+def is_closed(path: Path) -> bool:
+    """The process marked its folded file closed (the window is over for it, the file is final)."""
     try:
         with path.open() as f:
             return f.readline().rstrip().endswith(" closed")

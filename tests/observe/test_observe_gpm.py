@@ -6,8 +6,8 @@ import pynvml
 import pytest
 from helpers.fake_nvml import FakeClock, FakeGpmNvml, FakeNvml
 
-from autotune.gpm import GPM_METRICS, GpmReader, GpmUnavailable
-from autotune.telemetry import NvmlSampler
+from autotune.observe.gpm import GPM_METRICS, GpmReader, GpmUnavailable
+from autotune.observe.gpu import NvmlSampler
 
 GPM_FIELDS = ("sm_active_mean", "sm_active_p50", "sm_active_p95", "sm_occupancy_mean", "tensor_active_mean",
               "tensor_active_p95", "dram_bw_mean", "dram_bw_p95")

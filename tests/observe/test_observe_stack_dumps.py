@@ -1,4 +1,4 @@
-"""Stack dumps from inside a server process (serving.stack_dumps), switched on by the environment."""
+"""Stack dumps from inside a server process (autotune.observe.stacks.dumps), switched on by the environment."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from serving.stack_dumps import DURING_ENV, EVERY_ENV, FOR_ENV, start_from_environment
+from autotune.observe.stacks.dumps import DURING_ENV, EVERY_ENV, FOR_ENV, start_from_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 # Imports the middleware module (as vLLM's API server does), then stays busy in a named function for 1.2 s.

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from autotune.bench.process_profile import (
+from autotune.observe.cpu import (
     SINGLE_THREAD_BOUND_CORES,
     NotAvailableCpuSampler,
     ProcessCpuSampler,

@@ -4,7 +4,7 @@
 whose summary is None (never zeros). The NVML module is injectable (`nvml=`) so tests pass a fake.
 Samples every `interval_s` (default 0.1 s, 10 Hz): utilization %, memory used MiB, power W,
 SM clock MHz, per device. NVML's utilization is a busy flag (the share of time any kernel ran); where the GPU has
-NVML GPM (`autotune.gpm`: Hopper and newer), a sample every `gpm_interval_s` (default 0.5 s: GPM counters refresh
+NVML GPM (`autotune.observe.gpm`: Hopper and newer), a sample every `gpm_interval_s` (default 0.5 s: GPM counters refresh
 every 100 ms) also carries SM active, SM occupancy, tensor-pipe active and DRAM bandwidth % over the interval since
 the previous GPM sample, and the summary says why where it has none (`gpm_status`), never zeros. Window marks (`mark_window_start/end`, or `summarize(start, end)`
 with `time.monotonic()` bounds) make the summary cover only the measured window; the whole
@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
+from pydantic import Field
 
-from autotune.bench.schemas import GpuSummary
-from autotune.gpm import (
+from autotune.config import StrictModel
+from autotune.observe.gpm import (
     DEFAULT_GPM_INTERVAL_S,
     GPM_METRICS,
     GPM_MIN_INTERVAL_S,
@@ -35,14 +36,51 @@ from autotune.gpm import (
     GpmReader,
     GpmUnavailable,
 )
-from autotune.sampling import PeriodicSampler
+from autotune.observe.names import GPM_STATS, gpm_field
+from autotune.observe.sampler import PeriodicSampler
 
 _T = TypeVar("_T")
 
 _MIB = 1024 * 1024
-_GPM_STATS = {"sm_active_pct": ("mean", "p50", "p95"), "sm_occupancy_pct": ("mean",),
-              "tensor_active_pct": ("mean", "p95"), "dram_bw_pct": ("mean", "p95")}
-"""The statistics a GPU summary keeps of each GPM figure (`GpuSummary.sm_active_mean`, ...)."""
+
+
+class GpuSummary(StrictModel):
+    """GPU figures over the measured window only: NVML's (utilization, memory, power, clock) and, where the GPU has
+    NVML GPM (Hopper and newer), its SM counters. Percentages are 0-100, averaged over the devices in use."""
+
+    devices: list[str] = Field(default_factory=list)
+    samples: int = 0
+    util_mean: float | None = Field(
+        default=None,
+        description="NVML busy %: share of time at least one kernel ran (a busy flag: ~99% under any serving load; "
+        "sm_active_mean says how much of the GPU worked)",
+    )
+    util_p50: float | None = Field(default=None, description="NVML busy %, median sample")
+    util_p95: float | None = Field(default=None, description="NVML busy %, 95th percentile sample")
+    mem_used_max_mib: float | None = None
+    power_mean_w: float | None = None
+    sm_clock_mean_mhz: float | None = None
+    gpm_status: str | None = Field(
+        default=None,
+        description="NVML GPM: 'ok', or why its figures are absent or partial ('unavailable: <reason>', 'stopped: "
+        "<reason>', 'no GPM interval inside this window', 'ok; not reported: ...'); None: not recorded (a result "
+        "from before GPM sampling)",
+    )
+    gpm_intervals: int = Field(default=0, description="GPM intervals (between consecutive GPM samples) in the window")
+    sm_active_mean: float | None = Field(
+        default=None, description="SM active % (GPM SM_UTIL): share of SMs busy, weighted by interval length"
+    )
+    sm_active_p50: float | None = Field(default=None, description="SM active %, median interval")
+    sm_active_p95: float | None = Field(default=None, description="SM active %, 95th percentile interval")
+    sm_occupancy_mean: float | None = Field(
+        default=None, description="SM occupancy % (GPM SM_OCCUPANCY): resident warps vs the SMs' maximum"
+    )
+    tensor_active_mean: float | None = Field(
+        default=None, description="Tensor-pipe active % (GPM ANY_TENSOR_UTIL): share of time tensor pipes ran"
+    )
+    tensor_active_p95: float | None = Field(default=None, description="Tensor-pipe active %, 95th percentile interval")
+    dram_bw_mean: float | None = Field(default=None, description="DRAM bandwidth % (GPM DRAM_BW_UTIL) of its peak")
+    dram_bw_p95: float | None = Field(default=None, description="DRAM bandwidth %, 95th percentile interval")
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,11 +307,11 @@ class NvmlSampler(PeriodicSampler[GpuSample, GpuSummary]):
                 if present:
                     values.append(float(np.mean(present)))
                     weights.append(float(group[0].gpm_interval_s or 0.0))
-            field = name.removesuffix("_pct")
+            figure = name.removesuffix("_pct")
             if values:
                 stats = {"mean": float(np.average(values, weights=weights)) if sum(weights) > 0 else float(np.mean(values)),
                          "p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95))}
-                figures.update({f"{field}_{stat}": stats[stat] for stat in _GPM_STATS[name]})
+                figures.update({gpm_field(figure, stat): stats[stat] for stat in GPM_STATS[figure]})
         status = self._gpm_status or f"{UNAVAILABLE_PREFIX}no sample taken"
         if status == GPM_OK and not intervals:
             status = NO_INTERVAL

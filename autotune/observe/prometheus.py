@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 

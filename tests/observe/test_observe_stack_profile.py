@@ -9,9 +9,10 @@ import threading
 import time
 from pathlib import Path
 
-from autotune.bench.stack_profile import StackProfileGate, is_wait, summarize_stack_profile
+from autotune.observe.stacks.gate import StackProfileGate
+from autotune.observe.stacks.profiler import DIR_ENV, HZ_ENV, StackProfiler
+from autotune.observe.stacks.reader import is_wait, summarize_stack_profile
 from serving.autostart import __file__ as autostart_init
-from serving.stack_profile import DIR_ENV, HZ_ENV, StackProfiler
 
 ROOT = Path(__file__).resolve().parents[2]
 # Started with the autostart folder on PYTHONPATH (as the trial runner starts a server): forks a child, as vLLM

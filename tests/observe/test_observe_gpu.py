@@ -7,7 +7,7 @@ import time
 import pytest
 from helpers.fake_nvml import FakeNvml, FakeNvmlError
 
-from autotune.telemetry import (
+from autotune.observe.gpu import (
     NotAvailableSampler,
     NvmlSampler,
     gpu_memory_free_fraction,

@@ -1,31 +1,19 @@
-"""scripts/summarize_headline.py on a tiny synthetic run folder: the headline comes from the confirmed trials' files."""
+"""autotune.report.runs.headline on a tiny synthetic run folder: the headline comes from the confirmed trials' files."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pandas as pd
 import pytest
 
 from autotune.bench.result import save_result
 from autotune.bench.schemas import SLO, BenchResult, GpuSummary, LoadSpec, Stats, Summary
+from autotune.errors import AutotuneError
+from autotune.report.runs import headline
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-
-
-@pytest.fixture(scope="module")
-def headline() -> ModuleType:
-    sys.path.insert(0, str(SCRIPTS))
-    spec = importlib.util.spec_from_file_location("summarize_headline", SCRIPTS / "summarize_headline.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+STUDIES = ("qwen3-vl-4b-reference", "qwen3-vl-4b-reference-v2")
 
 
 def _result(folder: Path, slo_rate: float, util: float, *, censored: bool) -> None:
@@ -59,9 +47,9 @@ def _run(root: Path) -> Path:
     return study
 
 
-def test_the_confirmed_pair_and_the_trial_cost_come_from_the_trials_files(headline: ModuleType, tmp_path: Path) -> None:
+def test_the_confirmed_pair_and_the_trial_cost_come_from_the_trials_files(tmp_path: Path) -> None:
     study = _run(tmp_path)
-    assert headline.confirmed_runs(tmp_path) == [(tmp_path / "2026-01-02", study)]
+    assert headline.confirmed_runs(tmp_path, STUDIES) == [(tmp_path / "2026-01-02", study)]
     pair = headline.confirmed(study)
     assert pair["defaults"]["slo_rate_mean_rps"] == 42.0 and pair["best"]["slo_rate_mean_rps"] == 102.0
     assert pair["best"]["any_lower_bound"] and not pair["defaults"]["any_lower_bound"]
@@ -71,6 +59,6 @@ def test_the_confirmed_pair_and_the_trial_cost_come_from_the_trials_files(headli
     assert cost["median_parts_s"]["startup_s"] == 175.0
 
 
-def test_a_folder_without_a_confirmation_says_so(headline: ModuleType, tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="no run with a confirmation.json"):
-        headline.build(tmp_path, None)
+def test_a_folder_without_a_confirmation_says_so(tmp_path: Path) -> None:
+    with pytest.raises(AutotuneError, match="no run with a confirmation.json"):
+        headline.build_headline(tmp_path, None, STUDIES, tmp_path / "sustained")

@@ -2,7 +2,7 @@
 
     autotune pack FOLDER [FOLDER ...] [--export-store STUDY ...]
 
-FOLDER: a run folder, or parts of one (the 2026-11-25 run's `measurements`, `study`, `report` lie beside later runs).
+FOLDER: a run folder, or parts of one (a run whose `measurements`, `study`, `report` lie in the experiment's top folder).
 
 What it does (experiments/README.md says why; `autotune.report.recorded` reads every packed form):
 

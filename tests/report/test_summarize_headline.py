@@ -7,9 +7,18 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from autotune.bench.result import save_result
-from autotune.bench.schemas import SLO, BenchResult, GpuSummary, LoadSpec, Stats, Summary
+from autotune.bench.schemas import (
+    SLO,
+    BenchResult,
+    GpuSummary,
+    LoadSpec,
+    Stats,
+    Summary,
+)
+from autotune.cli import _register_commands, app
 from autotune.errors import AutotuneError
 from autotune.report.runs import headline
 
@@ -62,3 +71,10 @@ def test_the_confirmed_pair_and_the_trial_cost_come_from_the_trials_files(tmp_pa
 def test_a_folder_without_a_confirmation_says_so(tmp_path: Path) -> None:
     with pytest.raises(AutotuneError, match="no run with a confirmation.json"):
         headline.build_headline(tmp_path, None, STUDIES, tmp_path / "sustained")
+
+
+def test_the_command_says_what_it_wrote_and_a_missing_confirmation_is_an_error(tmp_path: Path) -> None:
+    _register_commands()
+    shown = CliRunner().invoke(app, ["summarize", "headline", str(tmp_path), "--sustained-root", str(tmp_path / "none")])
+    assert shown.exit_code != 0 and isinstance(shown.exception, AutotuneError)
+    assert "no run with a confirmation.json" in str(shown.exception)

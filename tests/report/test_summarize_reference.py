@@ -6,10 +6,19 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from autotune.bench.process_profile import RoleCpu, ServerCpuProfile
 from autotune.bench.result import save_result
-from autotune.bench.schemas import SLO, BenchResult, GpuSummary, LoadSpec, Stats, Summary
+from autotune.bench.schemas import (
+    SLO,
+    BenchResult,
+    GpuSummary,
+    LoadSpec,
+    Stats,
+    Summary,
+)
+from autotune.cli import _register_commands, app
 from autotune.report.runs import reference as sr
 from autotune.report.runs.folder import Layout
 
@@ -139,3 +148,14 @@ def test_calibration_errors_are_read_when_present(experiment: Path) -> None:
     errors, note = sr.calibration_errors(Layout(experiment))
     assert note is None
     assert errors["held_out"]["throughput_pct"] == 7.5 and errors["in_sample"]["ttft_p50_pct"] == 5.0
+
+
+def test_the_command_writes_the_summary_under_the_name_given(experiment: Path) -> None:
+    _register_commands()
+    shown = CliRunner().invoke(app, ["summarize", "reference", str(experiment), "--summary-name", "summary-run-a.json"])
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.splitlines()[0] == (
+        f"wrote {experiment / 'summary-run-a.json'}, {experiment / 'tables.md'}, {experiment / 'plots'}/"
+    )
+    assert json.loads((experiment / "summary-run-a.json").read_text())["best_goodput_rps"] == 50.0
+    assert not (experiment / "summary.json").exists()

@@ -95,7 +95,7 @@ def vllm_bench_processes(layout: Layout, concurrency: int) -> list[Json]:
 
 
 def agreement(layout: Layout) -> Json:
-    """autotune bench vs vllm bench serve against the same autotune serve (issue 4)."""
+    """autotune bench vs vllm bench serve against the same autotune serve."""
     out: Json = {"definition": "(autotune bench - vllm bench) / vllm bench x 100"}
     for c in AGREEMENT_CONCURRENCIES:
         ours = layout.bench(f"bench-autotune-serve-c{c}").summary
@@ -283,10 +283,10 @@ def render_tables(summary: Json, compare: pd.DataFrame, trials: pd.DataFrame) ->
     runs = pd.DataFrame(summary["defaults_slo_rate_runs"])
     trial_cols = [c for c in trials.columns if c not in ("config_kind", "measure_s")]
     parts = [
-        f"# Reference runs {summary['date'][:10]}: {len(summary['hardware']['gpus'])}x {summary['hardware']['gpus'][0]}, "
-        f"{summary['hardware']['cpu_count']} CPUs, vLLM {summary['hardware']['versions'].get('vllm')}",
-        "Computed by `autotune summarize reference` from the raw files; GPU measurements (no simulated results: "
-        f"{summary['simulated_result_files'] or 'none'}). SLO: {summary['slo']}.",
+        (f"# Reference runs {summary['date'][:10]}: {len(summary['hardware']['gpus'])}x {summary['hardware']['gpus'][0]}, "
+         f"{summary['hardware']['cpu_count']} CPUs, vLLM {summary['hardware']['versions'].get('vllm')}"),
+        ("Computed by `autotune summarize reference` from the raw files; GPU measurements (no simulated results: "
+         f"{summary['simulated_result_files'] or 'none'}). SLO: {summary['slo']}."),
         "## (a) vLLM defaults vs the study's best (step c, one device command: GPU 0 defaults, GPU 1 best)",
         "Closed loop, workload vlm-chat, 8 s windows:",
         markdown_table(compare),

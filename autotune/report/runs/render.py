@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-Json = dict[str, Any]
+from autotune.report.runs.folder import Json
 
 
 def _cell(value: Any) -> str:

@@ -59,7 +59,7 @@ from autotune.tune.start_phases import read_marks
 
 
 def agreement_abba(measurements: Path) -> Json | None:
-    """autotune bench (A) vs vllm bench serve (B) on one autotune serve at 16 streams, run A B B A (issue 4)."""
+    """autotune bench (A) vs vllm bench serve (B) on one autotune serve at 16 streams, run A B B A."""
     ours = [load_result(p).summary for p in sorted(measurements.glob("agree-autotune-a*.json.gz"))]
     theirs = [json.loads(p.read_text()) for p in sorted(measurements.glob("agree-vllm-b*.json"))]
     if not ours or not theirs:
@@ -89,7 +89,7 @@ def agreement_abba(measurements: Path) -> Json | None:
 # --- start-up phases from vLLM's server log ---------------------------------------------------------------------
 
 # The marks, in order, this summary splits a start at (autotune.tune.start_phases reads them from the log; the
-# tuner records its own phases per trial since issue 17). "start" is our launcher's `starting vLLM` line.
+# tuner also records its own phases per trial). "start" is our launcher's `starting vLLM` line.
 PHASE_MARKS = ("api_server_imported", "engine_core_started", "model_load_started", "engine_ready", "mm_warmup_done",
                "serving")
 

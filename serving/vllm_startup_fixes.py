@@ -11,7 +11,7 @@ its keyword arguments several times and then keeps the original object anyway. M
   server start (experiments/h100-qwen3-vl-4b/README.md, "Measurements the code relies on");
 - on the GPU host, vLLM's renderer built as the API server builds it (scripts/gpu/renderer_warmup.py) warms up in
   18.3 s with 1 preprocessing worker and 40.8 s with 4; with this fix in 3.8 and 4.0 s;
-- on the CPU (scripts/repro_tokenizer_deepcopy.py, vLLM 0.24.0 and the Qwen3-VL-4B tokenizer), the processor load
+- on the CPU (scripts/gpu/repro_tokenizer_deepcopy.py, vLLM 0.24.0 and the Qwen3-VL-4B tokenizer), the processor load
   takes 9.5 s with a pool of 2 and 18.6 s with 5; with the pool returned as its own deep copy, 1.7 and 1.8 s, and
   the processor holds the very same tokenizer object in both cases.
 

@@ -28,7 +28,19 @@ def _root() -> None:
 
 def _register_commands() -> None:
     # Each module adds its commands to `app`; imported here so that `autotune --help` lists them all.
-    from autotune.cli import bench, calibrate, dashboard, export, report, serve, tune  # noqa: F401
+    from autotune.cli import (  # noqa: F401
+        bench,
+        calibrate,
+        dashboard,
+        export,
+        pack,
+        report,
+        serve,
+        soak,
+        summarize,
+        tune,
+        vllm_flags,
+    )
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ The flags come from the same functions `autotune serve` uses (`EngineConfig.to_v
   each key back into a flag (`FlexibleArgumentParser.load_config_file`): `key: true` -> `--key`, `key: false` -> nothing
   (so a flag turned off is written `no-key: true`), a mapping -> `--key JSON`, a list -> `--key a b`.
 Every flag is checked against the options of `vllm serve` 0.24.0 read from vLLM's source
-(`vllm_serve_flags/vllm-0.24.0.txt`, made by scripts/vllm_serve_flags.py); an unknown one is an error.
+(`vllm_serve_flags/vllm-0.24.0.txt`, made by `autotune vllm-flags`); an unknown one is an error.
 
 What raw vLLM cannot express is listed with what it needs: several engine cores on one GPU (`engines_per_gpu` > 1,
 placed by autotune's launcher) and the limits of autotune's middleware (request and image sizes, private image URLs,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from importlib import metadata
 from pathlib import Path
@@ -13,9 +14,11 @@ _TUNER_PACKAGES = ("optuna", "mlflow")
 def _result_section(result_path: str | Path | None, key: str) -> dict[str, Any] | None:
     if not result_path:
         return None
+    path = Path(result_path)
     try:
-        data = json.loads(Path(result_path).read_text())
-    except (OSError, json.JSONDecodeError):
+        raw = path.read_bytes()
+        data = json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)  # results are saved as result.json.gz
+    except (OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError):
         return None
     section = data.get(key)
     return section if isinstance(section, dict) else None

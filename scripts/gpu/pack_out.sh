@@ -3,7 +3,7 @@
 # 64 MiB together): MLflow artifacts are left out (the runs, params and metrics stay in mlflow.db); if the archive
 # is still over PACK_MAX_MB, the folded stack samples (flame-graph input) are left out too (each trial's
 # stack_profile.json keeps their summary). Here: cat exp.tgz.part-* | tar xz -C DEST, then
-# scripts/pack_experiment.py DEST before committing it (the form experiments/ keeps: experiments/README.md).
+# autotune pack DEST before committing it (the form experiments/ keeps: experiments/README.md).
 set -u
 EXP=${EXP:-/root/exp}; MAX_MB=${PACK_MAX_MB:-60}; PART_MB=${PACK_PART_MB:-15}
 pack() { tar czf "$OUT/exp.tgz" -C "$EXP" --exclude=mlartifacts --exclude=workers.pids "$@" .; }

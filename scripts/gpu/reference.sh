@@ -59,7 +59,7 @@ TRIAL_S=${TRIAL_S:-230}   # the longest trial expected: workers start no trial l
 SLO=(--slo ttft_ms=2000 --slo tpot_ms=50)
 
 # A fresh machine resumes the study from its latest recording that kept its Optuna store (optuna.db.xz, as
-# scripts/pack_experiment.py stores it): experiments/h100-qwen3-vl-4b/study/ (2026-11-25) or a dated run folder
+# `autotune pack` stores it): experiments/h100-qwen3-vl-4b/study/ (2026-11-25) or a dated run folder
 # experiments/h100-qwen3-vl-4b/YYYY-MM-DD/study/ (the latest date wins); RESTORE overrides.
 has_store() { [ -f "$1/optuna.db" ] || [ -f "$1/optuna.db.xz" ]; }
 restore_study() {  # restore_study FROM_DIR STUDY: copy the recorded study into $EXP with its store unpacked

@@ -12,7 +12,7 @@ For every config, in order, on one server started by `autotune serve --engine vl
 Every step checks the time left (DEADLINE_EPOCH) and is skipped, saying so, when it cannot finish.
 
 For the config named by SOAK_CONFIG (issue 20's device items), on the same server afterwards:
-  4. soak: `scripts/soak.py` at SOAK_FRACTION (0.8) of the sustained rate for the time left (less KILL_RESERVE_S):
+  4. soak: `autotune soak` at SOAK_FRACTION (0.8) of the sustained rate for the time left (less KILL_RESERVE_S):
      server RSS, open descriptors, GPU memory and per-request latency over time (`soak/soak.json`);
   5. engine death: `autotune bench --rate` at that rate, and a few seconds into its window the engine core is killed
      with SIGKILL: when /health stopped answering 200, whether the server exited by itself, which of its processes
@@ -156,7 +156,7 @@ def soak(server: ServerProcess, folder: Path, rate: float) -> None:
         return
     window_s = max(30.0, round(duration_s / 6))
     out = folder / "soak"
-    argv = ["taskset", "-c", CLIENT_CPUS, sys.executable, str(ROOT / "scripts/soak.py"), "--url", server.base_url,
+    argv = ["taskset", "-c", CLIENT_CPUS, sys.executable, "-m", "autotune.cli", "soak", "--url", server.base_url,
             "--pid", str(server.pid), "--rate", f"{rate:.3f}", "--duration-s", f"{duration_s:.0f}",
             "--window-s", f"{window_s:.0f}", "--processes", str(SOAK_PROCESSES), "--out", str(out)]
     say(f"$ soak at {rate:.2f} req/s for {duration_s:.0f} s, windows of {window_s:.0f} s")

@@ -1,18 +1,14 @@
-"""scripts/vllm_serve_flags.py: the options of `vllm serve` read from vLLM's source, as the shipped list was made."""
+"""autotune vllm-flags (autotune.deploy.vllm_flags_source): the options of `vllm serve` read from vLLM's source, as the shipped list was made."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from autotune.deploy.vllm_export import FLAGS_RESOURCE, known_flags
-
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "vllm_serve_flags.py"
+from autotune.deploy.vllm_flags_source import flags_listing
 
 ARG_UTILS = '''
 import argparse
@@ -63,9 +59,9 @@ def test_the_generator_reads_explicit_options_dataclass_fields_and_boolean_forms
     (package / "engine" / "arg_utils.py").write_text(ARG_UTILS)
     (package / "entrypoints" / "openai" / "cli_args.py").write_text(CLI_ARGS)
     (package / "_version.py").write_text('__version__ = "9.9.9"\n')
-    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True, timeout=60, check=True)
-    assert "vLLM 9.9.9" in done.stdout.splitlines()[0]
-    flags = [line for line in done.stdout.splitlines() if line.startswith("--")]
+    listing = flags_listing(tmp_path)
+    assert "vLLM 9.9.9" in listing.splitlines()[0]
+    flags = [line for line in listing.splitlines() if line.startswith("--")]
     assert flags == sorted([
         "--model", "--enable-prefix-caching", "--no-enable-prefix-caching", "--max-num-seqs", "--trust-remote-code",
         "--no-trust-remote-code", "--hf-token", "--enable-lora", "--no-enable-lora", "--chat-template",
@@ -83,7 +79,6 @@ def test_the_shipped_list_has_the_options_autotune_passes() -> None:
 
 @pytest.mark.skipif(not os.environ.get("VLLM_WHEEL"), reason="set VLLM_WHEEL to a vllm-0.24.0 wheel or source folder")
 def test_the_shipped_list_is_what_the_generator_reads_from_vllm_0_24() -> None:
-    done = subprocess.run([sys.executable, str(SCRIPT), os.environ["VLLM_WHEEL"]], capture_output=True, text=True, timeout=120, check=True)
-    generated = {line for line in done.stdout.splitlines() if line.startswith("--")}
+    generated = {line for line in flags_listing(Path(os.environ["VLLM_WHEEL"])).splitlines() if line.startswith("--")}
     assert generated == set(known_flags()), FLAGS_RESOURCE
 

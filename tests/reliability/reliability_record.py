@@ -2,10 +2,10 @@
 
 Each test builds an `Outcome` from its own observations (the same numbers it asserts on) and calls
 `record_outcome`. Nothing is written unless AUTOTUNE_RELIABILITY_DIR names a folder; then one JSON
-file per scenario lands there and `scripts/reliability_table.py` renders the table from them:
+file per scenario lands there and `autotune summarize reliability` renders the table from them:
 
     AUTOTUNE_RELIABILITY_DIR=experiments/reliability .venv/bin/python -m pytest tests/reliability tests/security
-    .venv/bin/python scripts/reliability_table.py experiments/reliability docs/reliability.md
+    .venv/bin/autotune summarize reliability experiments/reliability docs/reliability.md
 
 Imported as `reliability.reliability_record` (tests/ is on sys.path).
 """

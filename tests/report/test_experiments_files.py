@@ -89,7 +89,7 @@ def test_a_citation_of_a_file_stored_compressed_or_archived_resolves() -> None:
     assert resolves("study/qwen3-vl-4b-reference-v2/trials/3/server.log", run)  # stored as server.log.gz
     assert resolves("study/qwen3-vl-4b-reference-v2/optuna.db", run)  # stored as optuna.db.xz
     assert resolves("study/qwen3-vl-4b-reference-v2/trials/20/stack-profile", run)  # stored as stack-profile.tar.xz
-    assert resolves("scripts/summarize_study_run.py", run)  # relative to the repository
+    assert resolves("autotune/report/runs/study_run.py", run)  # relative to the repository
     assert not resolves("study/qwen3-vl-4b-reference-v2/trials/3/no-such.log", run)
     assert not resolves("study/qwen3-vl-4b-reference-v2/mlflow.db", run)  # not kept
 

@@ -1,33 +1,22 @@
-"""scripts/pack_experiment.py on a tiny synthetic run folder: what it drops, what it keeps, and that the summary
-scripts' reader (autotune.report.recorded) reads every packed file back."""
+"""autotune pack (autotune.report.pack) on a tiny synthetic run folder: what it drops, what it keeps, and that the
+summaries' reader (autotune.report.recorded) reads every packed file back."""
 
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import optuna
 import pytest
+from typer.testing import CliRunner
 
 from autotune.bench.result import load_result, save_result
 from autotune.bench.schemas import BenchResult, LoadSpec, RequestRecord, Stats, Summary
+from autotune.cli import _register_commands, app
+from autotune.errors import AutotuneError
 from autotune.report import recorded
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "pack_experiment.py"
-
-
-@pytest.fixture(scope="module")
-def pack() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pack_experiment", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from autotune.report.pack import pack_folder
 
 
 def _result() -> BenchResult:
@@ -79,8 +68,8 @@ def run(tmp_path: Path, store: bytes) -> Path:
     return root
 
 
-def test_a_run_folder_packs_to_what_the_reader_reads_back(pack: ModuleType, run: Path) -> None:
-    pack.main([str(run), "--export-store", "superseded"])
+def test_a_run_folder_packs_to_what_the_reader_reads_back(run: Path) -> None:
+    pack_folder(run, {"superseded"})
     kept, superseded = run / "study" / "kept", run / "study" / "superseded"
     # MLflow copies and the HTML twin of the Markdown report are gone; the Markdown stays
     assert not list(run.rglob("mlflow.db")) and not list(run.rglob("mlartifacts"))
@@ -110,16 +99,24 @@ def test_a_run_folder_packs_to_what_the_reader_reads_back(pack: ModuleType, run:
         assert (profile / "phase00-c256" / "EngineCore.7.folded").read_bytes() == b"# header\nMainThread;run 10\n"
 
 
-def test_packing_twice_changes_nothing(pack: ModuleType, run: Path) -> None:
-    pack.main([str(run), "--export-store", "superseded"])
+def test_packing_twice_changes_nothing(run: Path) -> None:
+    pack_folder(run, {"superseded"})
     first = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    pack.main([str(run), "--export-store", "superseded"])
+    pack_folder(run, {"superseded"})
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == first
 
 
-def test_an_artifact_without_a_copy_in_its_study_stops_the_packing(pack: ModuleType, run: Path) -> None:
+def test_an_artifact_without_a_copy_in_its_study_stops_the_packing(run: Path) -> None:
     lost = run / "study" / "kept" / "mlartifacts" / "abc" / "artifacts" / "only-here.txt"
     lost.write_text("logged to MLflow only")
-    with pytest.raises(SystemExit, match="only-here.txt: no copy of this MLflow artifact"):
-        pack.main([str(run)])
+    with pytest.raises(AutotuneError, match="only-here.txt: no copy of this MLflow artifact"):
+        pack_folder(run, set())
     assert lost.is_file()
+
+
+def test_the_pack_command_prints_each_folder_before_and_after(run: Path) -> None:
+    _register_commands()
+    shown = CliRunner().invoke(app, ["pack", str(run), "--export-store", "superseded"])
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.startswith(f"{run}: ") and " files -> " in shown.output
+    assert (run / "study" / "kept" / "optuna.db.xz").is_file()

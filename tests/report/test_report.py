@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tune_helpers import FakeRunner, quick_space_mapping, space_from
+from helpers.tune import FakeRunner, quick_space_mapping, space_from
 from typer.testing import CliRunner
 
 from autotune.bench.schemas import BenchResult, LoadSpec, RequestRecord

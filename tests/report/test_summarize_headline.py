@@ -1,32 +1,28 @@
-"""scripts/summarize_headline.py on a tiny synthetic run folder: the headline comes from the confirmed trials' files."""
+"""autotune.report.runs.headline on a tiny synthetic run folder: the headline comes from the confirmed trials' files."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from autotune.bench.result import save_result
-from autotune.bench.schemas import SLO, BenchResult, LoadSpec, Stats, Summary
+from autotune.bench.schemas import (
+    SLO,
+    BenchResult,
+    LoadSpec,
+    Stats,
+    Summary,
+)
 from autotune.observe.gpu import GpuSummary
+from autotune.cli import _register_commands, app
+from autotune.errors import AutotuneError
+from autotune.report.runs import headline
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-
-
-@pytest.fixture(scope="module")
-def headline() -> ModuleType:
-    sys.path.insert(0, str(SCRIPTS))
-    spec = importlib.util.spec_from_file_location("summarize_headline", SCRIPTS / "summarize_headline.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+STUDIES = ("qwen3-vl-4b-reference", "qwen3-vl-4b-reference-v2")
 
 
 def _result(folder: Path, slo_rate: float, util: float, *, censored: bool) -> None:
@@ -60,9 +56,9 @@ def _run(root: Path) -> Path:
     return study
 
 
-def test_the_confirmed_pair_and_the_trial_cost_come_from_the_trials_files(headline: ModuleType, tmp_path: Path) -> None:
+def test_the_confirmed_pair_and_the_trial_cost_come_from_the_trials_files(tmp_path: Path) -> None:
     study = _run(tmp_path)
-    assert headline.confirmed_runs(tmp_path) == [(tmp_path / "2026-01-02", study)]
+    assert headline.confirmed_runs(tmp_path, STUDIES) == [(tmp_path / "2026-01-02", study)]
     pair = headline.confirmed(study)
     assert pair["defaults"]["slo_rate_mean_rps"] == 42.0 and pair["best"]["slo_rate_mean_rps"] == 102.0
     assert pair["best"]["any_lower_bound"] and not pair["defaults"]["any_lower_bound"]
@@ -72,6 +68,13 @@ def test_the_confirmed_pair_and_the_trial_cost_come_from_the_trials_files(headli
     assert cost["median_parts_s"]["startup_s"] == 175.0
 
 
-def test_a_folder_without_a_confirmation_says_so(headline: ModuleType, tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="no run with a confirmation.json"):
-        headline.build(tmp_path, None)
+def test_a_folder_without_a_confirmation_says_so(tmp_path: Path) -> None:
+    with pytest.raises(AutotuneError, match="no run with a confirmation.json"):
+        headline.build_headline(tmp_path, None, STUDIES, tmp_path / "sustained")
+
+
+def test_the_command_says_what_it_wrote_and_a_missing_confirmation_is_an_error(tmp_path: Path) -> None:
+    _register_commands()
+    shown = CliRunner().invoke(app, ["summarize", "headline", str(tmp_path), "--sustained-root", str(tmp_path / "none")])
+    assert shown.exit_code != 0 and isinstance(shown.exception, AutotuneError)
+    assert "no run with a confirmation.json" in str(shown.exception)

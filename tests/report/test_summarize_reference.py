@@ -1,31 +1,26 @@
-"""scripts/summarize_reference.py on a tiny synthetic experiment folder (no dependence on the real GPU files)."""
+"""autotune.report.runs.reference on a tiny synthetic experiment folder (no dependence on the real GPU files)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from typer.testing import CliRunner
 
 from autotune.bench.result import save_result
-from autotune.bench.schemas import SLO, BenchResult, LoadSpec, Stats, Summary
+from autotune.bench.schemas import (
+    SLO,
+    BenchResult,
+    LoadSpec,
+    Stats,
+    Summary,
+)
 from autotune.observe.cpu import RoleCpu, ServerCpuProfile
 from autotune.observe.gpu import GpuSummary
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "summarize_reference.py"
-
-
-@pytest.fixture(scope="module")
-def sr() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("summarize_reference", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from autotune.cli import _register_commands, app
+from autotune.report.runs import reference as sr
+from autotune.report.runs.folder import Layout
 
 
 def _cpu(api: float, core: float) -> ServerCpuProfile:
@@ -105,8 +100,8 @@ def experiment(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_overhead_agreement_and_ratio(sr: ModuleType, experiment: Path) -> None:
-    layout = sr.Layout(experiment)
+def test_overhead_agreement_and_ratio(experiment: Path) -> None:
+    layout = Layout(experiment)
     overhead = sr.serving_overhead(layout)
     assert overhead["throughput"]["c16"]["overhead_pct"] == pytest.approx(10.0)  # (20 - 18) / 20
     assert overhead["throughput"]["c128"]["overhead_pct"] == pytest.approx(0.0)
@@ -127,8 +122,8 @@ def test_overhead_agreement_and_ratio(sr: ModuleType, experiment: Path) -> None:
     assert (goodput["gpu_util_mean_default"], goodput["gpu_util_mean_best"]) == (50.0, 60.0)
 
 
-def test_run_writes_summary_tables_and_plots(sr: ModuleType, experiment: Path) -> None:
-    summary = sr.run(experiment)
+def test_run_writes_summary_tables_and_plots(experiment: Path) -> None:
+    summary = sr.summarize_reference(experiment, "summary.json", "h100-qwen3-vl-4b", "qwen3-vl-4b-2gpu")
     assert summary["median_trial_s"] == pytest.approx(75.0)  # trials 1 and 2 served; trial 0 did not
     assert summary["median_trial_startup_s"] == pytest.approx(30.0)
     assert summary["trials"]["h100-qwen3-vl-4b"] == {"COMPLETE": 2, "FAIL": 1}
@@ -145,11 +140,22 @@ def test_run_writes_summary_tables_and_plots(sr: ModuleType, experiment: Path) -
         assert (experiment / "plots" / f"{plot}.png").stat().st_size > 1000
 
 
-def test_calibration_errors_are_read_when_present(sr: ModuleType, experiment: Path) -> None:
+def test_calibration_errors_are_read_when_present(experiment: Path) -> None:
     (experiment / "calibration").mkdir()
     report = {"median_abs_error_held_out": {"throughput_pct": 7.5, "ttft_p50_pct": 12.0},
               "median_abs_error_in_sample": {"throughput_pct": 3.0, "ttft_p50_pct": 5.0}}
     (experiment / "calibration" / "report.json").write_text(json.dumps(report))
-    errors, note = sr.calibration_errors(sr.Layout(experiment))
+    errors, note = sr.calibration_errors(Layout(experiment))
     assert note is None
     assert errors["held_out"]["throughput_pct"] == 7.5 and errors["in_sample"]["ttft_p50_pct"] == 5.0
+
+
+def test_the_command_writes_the_summary_under_the_name_given(experiment: Path) -> None:
+    _register_commands()
+    shown = CliRunner().invoke(app, ["summarize", "reference", str(experiment), "--summary-name", "summary-run-a.json"])
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.splitlines()[0] == (
+        f"wrote {experiment / 'summary-run-a.json'}, {experiment / 'tables.md'}, {experiment / 'plots'}/"
+    )
+    assert json.loads((experiment / "summary-run-a.json").read_text())["best_goodput_rps"] == 50.0
+    assert not (experiment / "summary.json").exists()

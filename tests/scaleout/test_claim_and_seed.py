@@ -5,10 +5,15 @@ from __future__ import annotations
 import threading
 
 import optuna
+from helpers.tune import quick_space_mapping, space_from
 from optuna.trial import TrialState
-from tune_helpers import quick_space_mapping, space_from
 
-from autotune.tune.objective import CLAIM_DUPLICATE, CLAIM_SERVING, CONFIG_CLAIM, claim_config
+from autotune.tune.objective import (
+    CLAIM_DUPLICATE,
+    CLAIM_SERVING,
+    CONFIG_CLAIM,
+    claim_config,
+)
 from autotune.tune.study import _make_sampler
 
 

@@ -1,11 +1,11 @@
-"""Fixtures of the tuning tests (helpers live in tune_helpers.py)."""
+"""Fixtures of the tuning tests (helpers live in tests/helpers/tune.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from tune_helpers import quick_space_mapping
+from helpers.tune import quick_space_mapping
 
 
 @pytest.fixture

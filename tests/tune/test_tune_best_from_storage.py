@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from tune_helpers import FakeRunner, space_from
+from helpers.tune import FakeRunner, space_from
 
 from autotune.tune.study import TuneSettings, run_tuning
 

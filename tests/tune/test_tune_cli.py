@@ -9,8 +9,8 @@ from pathlib import Path
 
 import optuna
 import yaml
+from helpers.tune import QUICK_SPACE, quick_space_mapping, space_from
 from optuna.trial import TrialState, create_trial
-from tune_helpers import QUICK_SPACE, quick_space_mapping, space_from
 
 from autotune.config import EngineConfig, Provenance, TunedConfig
 from autotune.space import load_search_space

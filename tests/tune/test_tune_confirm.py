@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tune_helpers import FakeRunner, space_from
+from helpers.tune import FakeRunner, space_from
 
 from autotune.config import EngineConfig, Provenance
 from autotune.tune import attrs

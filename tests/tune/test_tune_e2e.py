@@ -17,8 +17,8 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
+from helpers.tune import QUICK_SPACE, space_from
 from optuna.trial import TrialState
-from tune_helpers import QUICK_SPACE, space_from
 
 from autotune.config import load_tuned_config
 from autotune.errors import ConfigError

@@ -9,8 +9,8 @@ from typing import Any
 
 import optuna
 import pytest
+from helpers.tune import QUICK_SPACE, space_from
 from optuna.trial import TrialState, create_trial
-from tune_helpers import QUICK_SPACE, space_from
 
 from autotune.bench.runner import run_benchmark
 from autotune.bench.schemas import LoadSpec
@@ -20,7 +20,13 @@ from autotune.space import PrunerSettings
 from autotune.tune.fidelity import SCREENING_STEP
 from autotune.tune.pruning import BestFractionPruner, make_pruner
 from autotune.tune.report import trials_frame
-from autotune.tune.study import TuneSettings, counted_trials, open_study, reopen_study, run_tuning
+from autotune.tune.study import (
+    TuneSettings,
+    counted_trials,
+    open_study,
+    reopen_study,
+    run_tuning,
+)
 from autotune.tune.trial import TrialRunner
 
 # A lenient pruner: the bad config below screens at ~0.1 of the good ones; CPU contention moves a good one by 2x.

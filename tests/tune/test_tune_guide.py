@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tune_helpers import FakeRunner, space_from
+from helpers.tune import FakeRunner, space_from
 
 from autotune.config import EngineConfig, Provenance
 from autotune.observe.cpu import RoleCpu, ServerCpuProfile

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import optuna
+from helpers.tune import quick_space_mapping, space_from
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState, create_trial
 from rich.console import Console
-from tune_helpers import quick_space_mapping, space_from
 
 from autotune.tune import attrs
 from autotune.tune.report import LiveTrialsTable, eta_s

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 from helpers.servers import MODEL_DIR as MODEL
+from helpers.tune import quick_space_mapping, space_from
 from rich.console import Console
-from tune_helpers import quick_space_mapping, space_from
 
 from autotune.config import EngineConfig, EngineKind, Provenance, TunedConfig
 from autotune.errors import ConfigError

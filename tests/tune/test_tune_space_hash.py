@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 from helpers.servers import MODEL_DIR as MODEL
-from tune_helpers import QUICK_SPACE
+from helpers.tune import QUICK_SPACE
 
 from autotune.space import load_search_space
 

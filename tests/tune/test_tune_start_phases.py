@@ -9,7 +9,8 @@ from typing import Any
 
 import mlflow
 import pytest
-from tune_helpers import space_from
+from helpers.servers import MODEL_DIR as MODEL
+from helpers.tune import space_from
 
 from autotune.bench.schemas import SLO, BenchResult, LoadSpec, Stats, Summary
 from autotune.config import EngineConfig, EngineKind, Provenance
@@ -20,8 +21,6 @@ from autotune.tune.report import trials_frame
 from autotune.tune.start_phases import CompileCache, start_phases
 from autotune.tune.study import TuneSettings, reopen_study, run_tuning
 from autotune.tune.trial import TrialOutcome, TrialResult, TrialRunner
-
-from helpers.servers import MODEL_DIR as MODEL
 
 # Excerpts of recorded logs (experiments/h100-qwen3-vl-4b/2026-11-26c, trials 5 and 3), shortened.
 HIT_ONE_ENGINE = """\

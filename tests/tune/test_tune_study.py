@@ -7,8 +7,8 @@ from typing import Any
 
 import optuna
 import pytest
+from helpers.tune import FakeRunner, space_from
 from optuna.trial import TrialState
-from tune_helpers import FakeRunner, space_from
 
 from autotune.config import EngineKind, load_tuned_config
 from autotune.errors import ConfigError

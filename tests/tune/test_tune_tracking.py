@@ -9,8 +9,8 @@ from typing import Any
 
 import mlflow
 import pytest
+from helpers.tune import FakeRunner, space_from
 from optuna.trial import TrialState
-from tune_helpers import FakeRunner, space_from
 
 from autotune.tracking import MlflowTracker, TrialRecord, default_tracking_uri
 from autotune.tune import attrs

@@ -1,7 +1,7 @@
 """Render the reliability table of docs/reliability.md from the outcomes the tests recorded.
 
     AUTOTUNE_RELIABILITY_DIR=experiments/reliability .venv/bin/python -m pytest tests/reliability tests/security
-    .venv/bin/python scripts/reliability_table.py [experiments/reliability] [docs/reliability.md]
+    autotune summarize reliability [experiments/reliability] [docs/reliability.md]
 
 Each JSON file under the record folder is one scenario (written by tests/reliability/reliability_record.py).
 The table replaces what lies between the two marker comments in the document; the prose around it stays.
@@ -10,9 +10,10 @@ The table replaces what lies between the two marker comments in the document; th
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from autotune.errors import AutotuneError
 
 BEGIN = "<!-- reliability-table:begin -->"
 END = "<!-- reliability-table:end -->"
@@ -32,7 +33,7 @@ KEY_DETAILS = (
 def load_outcomes(folder: Path) -> list[dict[str, Any]]:
     outcomes = [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
     if not outcomes:
-        raise SystemExit(f"{folder}: no recorded outcomes (run the tests with AUTOTUNE_RELIABILITY_DIR={folder})")
+        raise AutotuneError(f"{folder}: no recorded outcomes (run the tests with AUTOTUNE_RELIABILITY_DIR={folder})")
     rank = {name: index for index, name in enumerate(CATEGORY_ORDER)}
     return sorted(outcomes, key=lambda o: (rank.get(o["category"], len(rank)), o["scenario"]))
 
@@ -89,18 +90,7 @@ def render(outcomes: list[dict[str, Any]]) -> str:
 def write_table(document: Path, table: str) -> None:
     text = document.read_text()
     if BEGIN not in text or END not in text:
-        raise SystemExit(f"{document}: add the markers {BEGIN} and {END} where the table goes")
+        raise AutotuneError(f"{document}: add the markers {BEGIN} and {END} where the table goes")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     document.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
-
-
-def main(argv: list[str]) -> None:
-    folder = Path(argv[0]) if argv else Path("experiments/reliability")
-    document = Path(argv[1]) if len(argv) > 1 else Path("docs/reliability.md")
-    write_table(document, render(load_outcomes(folder)))
-    print(f"{document}: table of {folder}")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -4,7 +4,7 @@ CPU only (no GPU, no engine): builds the tokenizer the way vLLM's renderer does 
 `maybe_make_thread_pool(tokenizer, renderer_num_workers + 1)`), times one `copy.deepcopy` of it and the
 multimodal processor load that the warm-up does with it, with and without `serving.vllm_startup_fixes`.
 
-    python3 scripts/repro_tokenizer_deepcopy.py MODEL_DIR --copies 2 [--fix]
+    python3 scripts/gpu/repro_tokenizer_deepcopy.py MODEL_DIR --copies 2 [--fix]
 """
 
 from __future__ import annotations

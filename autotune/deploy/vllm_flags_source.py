@@ -1,6 +1,6 @@
 """List the long options `vllm serve` accepts, read from vLLM's source without importing it (no GPU, no torch).
 
-    python scripts/vllm_serve_flags.py VLLM_PACKAGE_DIR_OR_WHEEL > autotune/deploy/vllm_serve_flags/vllm-0.24.0.txt
+    autotune vllm-flags VLLM_PACKAGE_DIR_OR_WHEEL > autotune/deploy/vllm_serve_flags/vllm-0.24.0.txt
 
 Where the options come from in vLLM 0.24 (`vllm serve` = `make_arg_parser` in vllm/entrypoints/openai/cli_args.py):
 - the explicit `add_argument("--x", ...)` calls of `make_arg_parser` and of `EngineArgs.add_cli_args` /
@@ -15,9 +15,10 @@ run time (`current_platform.pre_register_and_update`); those are not in the sour
 from __future__ import annotations
 
 import ast
-import sys
 import zipfile
 from pathlib import Path
+
+from autotune.errors import AutotuneError
 
 FILES = ("vllm/engine/arg_utils.py", "vllm/entrypoints/openai/cli_args.py", "vllm/version.py", "vllm/_version.py")
 
@@ -90,7 +91,7 @@ def serve_flags(location: Path) -> tuple[str, list[str]]:
     sources = _read_sources(location)
     missing = [name for name in FILES[:2] if name not in sources]
     if missing:
-        raise SystemExit(f"{location}: missing {', '.join(missing)}")
+        raise AutotuneError(f"{location}: missing {', '.join(missing)}")
     engine = ast.parse(sources["vllm/engine/arg_utils.py"])
     frontend = ast.parse(sources["vllm/entrypoints/openai/cli_args.py"])
     engine_fields = _annotations(engine, {"EngineArgs", "AsyncEngineArgs"})
@@ -113,17 +114,12 @@ def serve_flags(location: Path) -> tuple[str, list[str]]:
     return version, sorted(listed)
 
 
-def main() -> None:
-    if len(sys.argv) != 2:
-        raise SystemExit(__doc__)
-    location = Path(sys.argv[1])
+def flags_listing(location: Path) -> str:
+    """The shipped list's text (vllm_serve_flags/vllm-VERSION.txt): a header, then one option a line."""
     version, flags = serve_flags(location)
-    print(f"# Long options of `vllm serve` in vLLM {version}, read from its source by scripts/vllm_serve_flags.py")
-    print(f"# (source: {location.name}; regenerate: python scripts/vllm_serve_flags.py PATH_TO_VLLM_WHEEL_OR_SOURCE)")
-    print("# One per line; boolean options are listed with their --no- form too.")
-    for flag in flags:
-        print(flag)
-
-
-if __name__ == "__main__":
-    main()
+    header = [
+        f"# Long options of `vllm serve` in vLLM {version}, read from its source by `autotune vllm-flags`",
+        f"# (source: {location.name}; regenerate: autotune vllm-flags PATH_TO_VLLM_WHEEL_OR_SOURCE)",
+        "# One per line; boolean options are listed with their --no- form too.",
+    ]
+    return "\n".join([*header, *flags]) + "\n"

@@ -1,19 +1,17 @@
-"""Summarize the recorded GPU runs from their raw files: bench result JSONs, vllm bench JSONs and server logs.
+"""The summary of a measurements folder of side-by-side GPU runs (experiments/gpu-runs/measurements): from the bench
+result JSONs, vllm bench JSONs and server logs of its sub-folders (one per device command, `baseline/` with env.json).
 
-usage: python scripts/summarize_gpu_runs.py [experiments/gpu-runs/measurements]
-Writes summary.json beside the measurements and prints a Markdown table; every figure comes from a raw file.
+Writes summary.json into the folder and returns the Markdown table of every run; every figure comes from a raw file.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from autotune.report import recorded  # noqa: E402
+from autotune.report import recorded
 
 KV_RE = re.compile(r"GPU KV cache size: ([\d,]+) tokens")
 LOAD_RE = re.compile(r"Model loading took ([\d.]+) GiB")
@@ -73,8 +71,8 @@ def pct(a: float, b: float) -> float:
     return round(100.0 * (a - b) / b, 2)
 
 
-def main() -> None:
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else "experiments/gpu-runs/measurements")
+def summarize_measurements(root: Path) -> list[str]:
+    """Write `root`/summary.json; the lines to print: a Markdown table of every run, then the comparisons."""
     benches = [bench_row(p) for p in sorted([*root.glob("*/bench-*.json"), *root.glob("*/bench-*.json.gz")])]
     vllm = [vllm_bench_row(p) for p in sorted(root.glob("*/vllm-bench-*.json"))]
     servers = {p.stem.removeprefix("serve-"): server_facts(p) for p in recorded.glob(root, "*/serve-*.log")}
@@ -110,20 +108,17 @@ def main() -> None:
         "runs": benches + vllm,
     }
     (root / "summary.json").write_text(json.dumps(summary, indent=2))
-    print("| run | tool | conc. | req/s | goodput req/s | TTFT p50 / p99 ms | TPOT p50 / p99 ms | GPU util % | client saturated |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    lines = ["| run | tool | conc. | req/s | goodput req/s | TTFT p50 / p99 ms | TPOT p50 / p99 ms | GPU util % | client saturated |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in benches + vllm:
         good = r.get("goodput_rps")
         gpu = r.get("gpu_util_mean")
-        print(
+        lines.append(
             f"| {Path(r['file']).parent.name}/{Path(r['file']).name.removesuffix('.gz').removesuffix('.json')} | {r['tool']} | {r['concurrency']} | {r['throughput_rps']:.2f} | "
             f"{'' if good is None else f'{good:.2f}'} | {r['ttft_ms_p50']:.0f} / {r['ttft_ms_p99']:.0f} | "
             f"{r['tpot_ms_p50']:.1f} / {r['tpot_ms_p99']:.1f} | {'' if gpu is None else f'{gpu:.1f}'} | {r.get('client_saturated', '')} |"
         )
-    print()
-    print(json.dumps({k: summary[k] for k in ("agreement_c16", "c128", "serving_layer", "startup_s")}, indent=2))
-    print(json.dumps(servers, indent=2))
-
-
-if __name__ == "__main__":
-    main()
+    lines.append("")
+    lines.append(json.dumps({k: summary[k] for k in ("agreement_c16", "c128", "serving_layer", "startup_s")}, indent=2))
+    lines.append(json.dumps(servers, indent=2))
+    return lines

@@ -1,12 +1,10 @@
-"""Summarize a study run on the GPU (scripts/gpu/reference.sh agree | wait | tp) into summary.json, tables.md, plots/.
+"""The summary of a study run on the GPU (scripts/gpu/reference.sh agree | wait | tp): summary.json, tables.md, plots/.
 
-A run folder (default experiments/h100-qwen3-vl-4b/2026-11-26) holds `measurements/` (env.json, the c16 A B B A
-agreement: agree-autotune-a*.json.gz and vllm bench's agree-vllm-b*.json, the workers' logs) and `study/<name>/`
-(Optuna + MLflow stores, trials.csv, trials/N/{trial.json,result.json.gz,server.log}, best.yaml). Unlike
-scripts/summarize_reference.py (the 2026-11-25 layout), the defaults are the study's own trial 0, measured by the
-same workers in the same device commands as every sampled trial. Re-runnable:
-
-    .venv/bin/python scripts/summarize_study_run.py [RUN_DIR]
+A run folder holds `measurements/` (env.json, the c16 A B B A agreement: agree-autotune-a*.json.gz and vllm bench's
+agree-vllm-b*.json, the workers' logs) and `study/<name>/` (Optuna + MLflow stores, trials.csv,
+trials/N/{trial.json,result.json.gz,server.log}, best.yaml). Unlike a reference run (`autotune.report.runs.reference`),
+the defaults are the study's own trial 0, measured by the same workers in the same device commands as every sampled
+trial.
 
 Percent differences: agreement = (mean of autotune bench runs - mean of vllm bench runs) / vllm bench x 100.
 """
@@ -18,44 +16,57 @@ import json
 import re
 import sqlite3
 import statistics
-import sys
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import summarize_reference as ref  # noqa: E402
-from autotune.bench.result import load_result  # noqa: E402
-from autotune.bench.schemas import BenchResult  # noqa: E402
-from autotune.config import read_yaml_mapping  # noqa: E402
-from autotune.report import recorded  # noqa: E402
-from autotune.tune.start_phases import read_marks  # noqa: E402
-
-DEFAULT_DIR = Path("experiments/h100-qwen3-vl-4b/2026-11-26")
-MAIN_STUDIES = ("qwen3-vl-4b-reference", "qwen3-vl-4b-reference-v2")  # the first one a run folder holds is summarized
-TP_STUDY = "qwen3-vl-4b-tp"
-Json = dict[str, Any]
-
+from autotune.bench.result import load_result
+from autotune.bench.schemas import BenchResult
+from autotune.config import read_yaml_mapping
+from autotune.report import recorded
+from autotune.report.runs.folder import (
+    Json,
+    Layout,
+    best_trial_number,
+    gpu_util,
+    hardware,
+    pct_diff,
+    profile_point,
+    read_trial,
+    rounded,
+    run_date,
+    trial_counts,
+    trial_result,
+    trial_timings,
+    trials_table,
+)
+from autotune.report.runs.render import (
+    markdown_table,
+    plot_pareto,
+    plot_trial_times,
+    save_figure,
+    stacked_bars,
+)
+from autotune.tune.start_phases import read_marks
 
 # --- the c16 agreement, A B B A ---------------------------------------------------------------------------------
 
 
 def agreement_abba(measurements: Path) -> Json | None:
-    """autotune bench (A) vs vllm bench serve (B) on one autotune serve at 16 streams, run A B B A (issue 4)."""
+    """autotune bench (A) vs vllm bench serve (B) on one autotune serve at 16 streams, run A B B A."""
     ours = [load_result(p).summary for p in sorted(measurements.glob("agree-autotune-a*.json.gz"))]
     theirs = [json.loads(p.read_text()) for p in sorted(measurements.glob("agree-vllm-b*.json"))]
     if not ours or not theirs:
         return None
     runs = [
         {"client": "autotune bench", "throughput_rps": s.throughput_rps, "ttft_ms_p50": s.ttft_ms.p50,
-         "tpot_ms_p50": s.tpot_ms.p50, "completed": s.completed, "gpu_util_mean": ref.gpu_util(s)}
+         "tpot_ms_p50": s.tpot_ms.p50, "completed": s.completed, "gpu_util_mean": gpu_util(s)}
         for s in ours
     ] + [
         {"client": "vllm bench serve", "throughput_rps": float(b["request_throughput"]), "ttft_ms_p50": float(b["median_ttft_ms"]),
@@ -68,9 +79,9 @@ def agreement_abba(measurements: Path) -> Json | None:
         spread_b = [r[key] for r in runs if r["client"] == "vllm bench serve"]
         a, b = statistics.mean(spread_a), statistics.mean(spread_b)
         out[key] = {
-            "autotune_bench_mean": ref._r(a, 3), "vllm_bench_mean": ref._r(b, 3), "diff_pct": ref._r(ref.pct_diff(a, b)),
-            "run_to_run_pct_autotune": ref._r(ref.pct_diff(max(spread_a), min(spread_a))),
-            "run_to_run_pct_vllm": ref._r(ref.pct_diff(max(spread_b), min(spread_b))),
+            "autotune_bench_mean": rounded(a, 3), "vllm_bench_mean": rounded(b, 3), "diff_pct": rounded(pct_diff(a, b)),
+            "run_to_run_pct_autotune": rounded(pct_diff(max(spread_a), min(spread_a))),
+            "run_to_run_pct_vllm": rounded(pct_diff(max(spread_b), min(spread_b))),
         }
     return out
 
@@ -78,7 +89,7 @@ def agreement_abba(measurements: Path) -> Json | None:
 # --- start-up phases from vLLM's server log ---------------------------------------------------------------------
 
 # The marks, in order, this summary splits a start at (autotune.tune.start_phases reads them from the log; the
-# tuner records its own phases per trial since issue 17). "start" is our launcher's `starting vLLM` line.
+# tuner also records its own phases per trial). "start" is our launcher's `starting vLLM` line.
 PHASE_MARKS = ("api_server_imported", "engine_core_started", "model_load_started", "engine_ready", "mm_warmup_done",
                "serving")
 
@@ -119,7 +130,7 @@ def startup_table(study_dir: Path, year: int) -> pd.DataFrame:
         info = startup_phases(d / "server.log", year)
         if info is None:
             continue
-        trial = ref.read_trial(d) or {}
+        trial = read_trial(d) or {}
         rows.append({
             "trial": int(d.name),
             "startup_s (autotune)": (trial.get("timings") or {}).get("startup_s"),
@@ -133,19 +144,6 @@ def startup_table(study_dir: Path, year: int) -> pd.DataFrame:
 
 
 # --- the study: defaults trial vs best trial, profile -------------------------------------------------------------
-
-
-def trial_result(study_dir: Path, number: int) -> BenchResult | None:
-    for name in ("result.json.gz", "result.json"):
-        path = study_dir / "trials" / str(number) / name
-        if path.is_file():
-            return load_result(path)
-    return None
-
-
-def best_trial_number(study_dir: Path) -> int | None:
-    path = study_dir / "best.yaml"
-    return read_yaml_mapping(path).get("provenance", {}).get("trial_number") if path.is_file() else None
 
 
 def defaults_trial_number(study_dir: Path) -> int | None:
@@ -163,11 +161,11 @@ def study_goodput(study_dir: Path) -> Json:
     return {
         "defaults_trial": d_n,
         "best_trial": b_n,
-        "default_goodput_rps": ref._r(d_rate),
-        "best_goodput_rps": ref._r(b_rate),
-        "best_vs_default": ref._r(b_rate / d_rate, 3) if d_rate and b_rate is not None else None,
-        "gpu_util_mean_default": ref._r(ref.gpu_util(d.summary), 1) if d else None,
-        "gpu_util_mean_best": ref._r(ref.gpu_util(b.summary), 1) if b else None,
+        "default_goodput_rps": rounded(d_rate),
+        "best_goodput_rps": rounded(b_rate),
+        "best_vs_default": rounded(b_rate / d_rate, 3) if d_rate and b_rate is not None else None,
+        "gpu_util_mean_default": rounded(gpu_util(d.summary), 1) if d else None,
+        "gpu_util_mean_best": rounded(gpu_util(b.summary), 1) if b else None,
     }
 
 
@@ -177,7 +175,7 @@ def study_profile(study_dir: Path) -> Json:
     for d in sorted((study_dir / "trials").iterdir(), key=lambda p: int(p.name)):
         result = trial_result(study_dir, int(d.name))
         if result is not None:
-            out[f"trial {d.name}"] = ref.profile_point(result.summary)
+            out[f"trial {d.name}"] = profile_point(result.summary)
     return out
 
 
@@ -188,7 +186,7 @@ def tp_comparison(study_dir: Path) -> Json | None:
     rows = []
     for d in sorted((study_dir / "trials").iterdir(), key=lambda p: int(p.name)):
         config = read_yaml_mapping(d / "config.yaml").get("engine_config", {}) if (d / "config.yaml").is_file() else {}
-        trial = ref.read_trial(d) or {}
+        trial = read_trial(d) or {}
         result = trial_result(study_dir, int(d.name))
         s = result.summary if result else None
         rows.append({
@@ -196,9 +194,9 @@ def tp_comparison(study_dir: Path) -> Json | None:
             "tensor_parallel_size": config.get("tensor_parallel_size", 1),
             "state": trial.get("state"),
             "reason": trial.get("reason"),
-            "slo_rate_rps": ref._r(s.slo_rate_rps) if s else None,
-            "throughput_rps": ref._r(s.throughput_rps) if s else None,
-            "gpu_util_mean": ref._r(ref.gpu_util(s), 1) if s else None,
+            "slo_rate_rps": rounded(s.slo_rate_rps) if s else None,
+            "throughput_rps": rounded(s.throughput_rps) if s else None,
+            "gpu_util_mean": rounded(gpu_util(s), 1) if s else None,
             "startup_s": (trial.get("timings") or {}).get("startup_s"),
             "server_cores": len(trial.get("server_cpus") or []) or None,
         })
@@ -206,8 +204,8 @@ def tp_comparison(study_dir: Path) -> Json | None:
 
 
 def slo_rate_censored(result: BenchResult) -> bool | None:
-    """The value is a lower bound: no rate tried above it failed. Recorded since 2026-11-26b; for earlier results
-    inferred from the windows (the reported rate is the first, highest one tried)."""
+    """The value is a lower bound: no rate tried above it failed. Read from the summary where it records it; for
+    results that predate the field, inferred from the windows (the reported rate is the first, highest one tried)."""
     s = result.summary
     if s.slo_rate_censored is not None or not s.slo_rate_rps:
         return s.slo_rate_censored if s.slo_rate_rps else None
@@ -215,9 +213,9 @@ def slo_rate_censored(result: BenchResult) -> bool | None:
     return bool(tried) and all(rate <= s.slo_rate_rps + 1e-6 for rate in tried)
 
 
-def main_study(layout: ref.Layout) -> str:
-    """The reference study a run folder holds (the first of MAIN_STUDIES present)."""
-    return next((name for name in MAIN_STUDIES if layout.study(name).is_dir()), MAIN_STUDIES[0])
+def main_study(layout: Layout, studies: Sequence[str]) -> str:
+    """The study a run folder holds: the first of `studies` present (else the first named)."""
+    return next((name for name in studies if layout.study(name).is_dir()), studies[0])
 
 
 def trial_starts(study_dir: Path) -> dict[int, datetime]:
@@ -249,13 +247,13 @@ def this_run(study_dir: Path, run_start: datetime) -> Json:
     defaults_hash = csv.loc[csv["config_kind"] == "vllm-defaults", "config_hash"].iloc[0]
     configs = []
     for config_hash, group in ours.groupby("config_hash", sort=False):
-        values = [ref._r(float(v)) for v in group["value_0"]]
+        values = [rounded(float(v)) for v in group["value_0"]]
         first = int(csv.loc[csv["config_hash"] == config_hash, "number"].min())
         configs.append({
             "config_hash": config_hash, "first_trial": first, "defaults": config_hash == defaults_hash,
             "trials": [int(n) for n in group["number"]], "slo_rate_rps": values,
-            "mean": ref._r(statistics.fmean(values)), "low": min(values), "high": max(values),
-            "gpu_util_mean": [ref._r(float(v), 1) for v in group["metric_gpu_util_mean"]],
+            "mean": rounded(statistics.fmean(values)), "low": min(values), "high": max(values),
+            "gpu_util_mean": [rounded(float(v), 1) for v in group["metric_gpu_util_mean"]],
             "lower_bound": [slo_rate_censored(r) if (r := trial_result(study_dir, int(n))) else None for n in group["number"]],
         })
     configs.sort(key=lambda c: c["mean"], reverse=True)
@@ -263,19 +261,19 @@ def this_run(study_dir: Path, run_start: datetime) -> Json:
     best = next((c for c in configs if not c["defaults"]), None)
     return {
         "since": run_start.isoformat(),
-        "trials": int(len(ours)),
+        "trials": len(ours),
         "configs": configs,
         "defaults_mean_rps": defaults["mean"] if defaults else None,
         "best_config_first_trial": best["first_trial"] if best else None,
         "best_mean_rps": best["mean"] if best else None,
         "best_measurements": len(best["trials"]) if best else 0,
-        "best_vs_defaults_mean": ref._r(best["mean"] / defaults["mean"], 3) if best and defaults else None,
+        "best_vs_defaults_mean": rounded(best["mean"] / defaults["mean"], 3) if best and defaults else None,
         "apart": bool(best and defaults and best["low"] > defaults["high"]),
         "lower_bounds": sum(bool(x) for c in configs for x in c["lower_bound"]),
     }
 
 
-def _simulator(layout: ref.Layout) -> Json:
+def _simulator(layout: Layout) -> Json:
     """The profile shipped before this run on this run's points (out of sample), and the refits made with them:
     `refit-all-points.json` (this run's and the earlier runs' points), `refit-this-run.json` (this run's only)."""
     folder = layout.root / "calibration"
@@ -302,38 +300,38 @@ def _simulator(layout: ref.Layout) -> Json:
     }
 
 
-def build_summary(root: Path) -> tuple[Json, pd.DataFrame, pd.DataFrame]:
-    layout = ref.Layout(root)
-    main = main_study(layout)
+def build_summary(root: Path, studies: Sequence[str], tp_study: str, overhead_note: str) -> tuple[Json, pd.DataFrame, pd.DataFrame]:
+    layout = Layout(root)
+    main = main_study(layout, studies)
     study_dir = layout.study(main)
-    year = datetime.fromisoformat(ref.run_date(layout)).year
+    year = datetime.fromisoformat(run_date(layout)).year
     startups = startup_table(study_dir, year)
-    trials = pd.concat([ref.trials_frame(layout, s) for s in (main, TP_STUDY) if layout.study(s).is_dir()],
+    trials = pd.concat([trials_table(layout, s) for s in (main, tp_study) if layout.study(s).is_dir()],
                        ignore_index=True)
     results = [*root.glob("measurements/*.json.gz"), *root.glob("study/*/trials/*/result.json.gz")]
     simulated = sorted(str(p.relative_to(root)) for p in results if load_result(p).simulated)
     summary: Json = {
         "kind": "study-run-summary",
-        "made_by": "scripts/summarize_study_run.py (computed from the raw files of this folder)",
+        "made_by": "autotune summarize run (computed from the raw files of this folder)",
         "simulated_result_files": simulated,
-        "hardware": ref.hardware(layout),
-        "date": ref.run_date(layout),
+        "hardware": hardware(layout),
+        "date": run_date(layout),
         "study": main,
         **study_goodput(study_dir),
         "slo_rate_lower_bounds": {  # trials whose slo_rate passed at the highest rate tried: at least that much
             str(n): True for n in sorted(int(d.name) for d in (study_dir / "trials").iterdir())
             if (r := trial_result(study_dir, n)) is not None and slo_rate_censored(r)
         },
-        **ref.trial_timings(layout, main),
-        "trials": {s: ref.trial_counts(layout, s) for s in (main, TP_STUDY) if layout.study(s).is_dir()},
-        "startup_medians_s": {c: ref._r(float(startups[c].median()), 1) for c in startups.columns
+        **trial_timings(layout, main),
+        "trials": {s: trial_counts(layout, s) for s in (main, tp_study) if layout.study(s).is_dir()},
+        "startup_medians_s": {c: rounded(float(startups[c].median()), 1) for c in startups.columns
                                if c not in ("trial", "compile cache hit", "api servers")},
         "compile_cache_hits": int(startups["compile cache hit"].sum()) if not startups.empty else 0,
         "serving_overhead_pct": None,
-        "serving_overhead_note": "not measured in this run; see ../summary-2026-11-25.json",
+        "serving_overhead_note": overhead_note,
         **_simulator(layout),
         "agreement_c16_abba": agreement_abba(layout.measurements),
-        "tensor_parallel": tp_comparison(layout.study(TP_STUDY)),
+        "tensor_parallel": tp_comparison(layout.study(tp_study)),
         "profile_slo_rate_window": study_profile(study_dir),
     }
     env = layout.measurements / "env.json"
@@ -347,34 +345,34 @@ def build_summary(root: Path) -> tuple[Json, pd.DataFrame, pd.DataFrame]:
 
 
 def render_tables(summary: Json, trials: pd.DataFrame, startups: pd.DataFrame) -> str:
-    parts = [f"# Tables of {summary['date'][:10]} (made by scripts/summarize_study_run.py)\n"]
+    parts = [f"# Tables of {summary['date'][:10]} (made by autotune summarize run)\n"]
     g = summary
     if summary.get("this_run") is not None:  # a resumed study: its trial 0 and its best may come from other sessions
         parts.append("## (a) The study's defaults trial vs its best trial (maybe measured in different sessions, on "
                      "different machines: (g) compares this run's trials only)\n")
     else:
         parts.append("## (a) The study's defaults trial vs its best trial (same workers, same device commands)\n")
-    parts.append(ref.markdown_table(pd.DataFrame([
+    parts.append(markdown_table(pd.DataFrame([
         {"": "slo_rate req/s", "vLLM defaults": g["default_goodput_rps"], "best": g["best_goodput_rps"], "best / defaults": g["best_vs_default"]},
         {"": "GPU util % (mean, that window)", "vLLM defaults": g["gpu_util_mean_default"], "best": g["gpu_util_mean_best"], "best / defaults": None},
     ])))
     parts.append(f"\nDefaults = trial {g['defaults_trial']}, best = trial {g['best_trial']}.\n")
     parts.append("## (b) Trials\n")
-    parts.append(ref.markdown_table(trials))
+    parts.append(markdown_table(trials))
     parts.append("\n## (c) Start-up phases per trial (s, from the server logs' timestamps)\n")
-    parts.append(ref.markdown_table(startups))
+    parts.append(markdown_table(startups))
     if (a := summary.get("agreement_c16_abba")) is not None:
         parts.append("\n## (d) autotune bench vs vllm bench serve, 16 streams, A B B A on one server\n")
-        parts.append(ref.markdown_table(pd.DataFrame(a["runs"])))
-        parts.append("\n" + ref.markdown_table(pd.DataFrame([
+        parts.append(markdown_table(pd.DataFrame(a["runs"])))
+        parts.append("\n" + markdown_table(pd.DataFrame([
             {"metric": k, **{kk: vv for kk, vv in a[k].items()}} for k in ("throughput_rps", "ttft_ms_p50", "tpot_ms_p50")
         ])))
     if (tp := summary.get("tensor_parallel")) is not None:
         parts.append("\n## (e) Tensor parallel on the two-GPU host (one worker over both GPUs)\n")
-        parts.append(ref.markdown_table(pd.DataFrame(tp["trials"])))
+        parts.append(markdown_table(pd.DataFrame(tp["trials"])))
     if (r := summary.get("this_run")) is not None:
         parts.append(f"\n## (g) This run's trials by config (started after {r['since'][:19]} UTC: one machine)\n")
-        parts.append(ref.markdown_table(pd.DataFrame([
+        parts.append(markdown_table(pd.DataFrame([
             {k: (", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in c.items() if k != "config_hash"}
             for c in r["configs"]
         ])))
@@ -385,12 +383,11 @@ def render_tables(summary: Json, trials: pd.DataFrame, startups: pd.DataFrame) -
                      f"({r['lower_bounds']} of this run's {r['trials']} trials).\n")
     parts.append("\n## (f) Server CPU by role in each trial's reported slo_rate window\n")
     prof = pd.DataFrame([{"trial": k, **(v or {})} for k, v in summary["profile_slo_rate_window"].items()])
-    parts.append(ref.markdown_table(prof))
+    parts.append(markdown_table(prof))
     return "\n".join(parts) + "\n"
 
 
-def plot_gpu_util(root: Path, summary: Json, target: Path) -> None:
-    study_dir = ref.Layout(root).study(main_study(ref.Layout(root)))
+def plot_gpu_util(study_dir: Path, summary: Json, target: Path) -> None:
     fig, ax = plt.subplots(figsize=(10, 3.8))
     for label, number in (("vLLM defaults", summary["defaults_trial"]), ("best", summary["best_trial"])):
         result = trial_result(study_dir, number) if number is not None else None
@@ -402,7 +399,7 @@ def plot_gpu_util(root: Path, summary: Json, target: Path) -> None:
     ax.set_ylim(0, 110)
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
-    ref._save(fig, target)
+    save_figure(fig, target)
 
 
 def confirmed_trials(study_dir: Path) -> dict[str, list[int]] | None:
@@ -454,25 +451,30 @@ def plot_load_windows(windows: pd.DataFrame, slo: Json, target: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_yscale("log")
     axes[0].legend(fontsize=7)
-    ref._save(fig, target)
+    save_figure(fig, target)
 
 
 def plot_startup(startups: pd.DataFrame, target: Path) -> None:
     layers = {c: startups[c].fillna(0).to_numpy() for c in startups.columns if "->" in c}
-    ref.stacked_bars(startups["trial"].astype(str), layers, target, figsize=(10, 4.2), xlabel="trial", ylabel="s",
+    stacked_bars(startups["trial"].astype(str), layers, target, figsize=(10, 4.2), xlabel="trial", ylabel="s",
                      title="vLLM start-up phases per trial (server log timestamps)",
                      legend={"fontsize": 7, "loc": "upper left", "bbox_to_anchor": (1, 1)})
 
 
-def run(root: Path) -> Json:
-    summary, trials, startups = build_summary(root)
+def summarize_study_run(root: Path, studies: Sequence[str], tp_study: str, overhead_note: str) -> Json:
+    """Write summary.json, tables.md, load_windows.csv and plots/ into the run folder `root`; the summary.
+
+    `studies`: the names the run's main study may have (the first present is summarized); `tp_study`: the
+    tensor-parallel grid's study, when the run has one; `overhead_note`: what the summary says about the serving
+    overhead, which a study run does not measure (where it was measured)."""
+    summary, trials, startups = build_summary(root, studies, tp_study, overhead_note)
     (root / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (root / "tables.md").write_text(render_tables(summary, trials, startups))
     plots = root / "plots"
     plots.mkdir(exist_ok=True)
-    plot_gpu_util(root, summary, plots / "gpu_util_defaults_vs_best.png")
+    plot_gpu_util(root / "study" / summary["study"], summary, plots / "gpu_util_defaults_vs_best.png")
     plot_startup(startups, plots / "startup_phases.png")
-    ref.plot_trial_times(trials, plots / "trial_time_breakdown.png")
+    plot_trial_times(trials, plots / "trial_time_breakdown.png")
     study_dir = root / "study" / summary["study"]
     windows = load_windows(study_dir)
     if not windows.empty:
@@ -481,10 +483,7 @@ def run(root: Path) -> Json:
         slo = measured.slo.model_dump(exclude_none=True) if measured and measured.slo else {}
         plot_load_windows(windows, slo, plots / "latency_vs_rate_defaults_vs_best.png")
         defaults = trials[trials["number"].isin(windows.loc[windows["config"] == "defaults", "trial"].unique())]
-        ref.plot_pareto(trials, {"defaults_slo_rate_runs": defaults[["ttft_ms_p99", "slo_rate_rps"]].to_dict("records")},
+        plot_pareto(trials, {"defaults_slo_rate_runs": defaults[["ttft_ms_p99", "slo_rate_rps"]].to_dict("records")},
                         plots / "pareto_front.png", study=summary["study"])
     return summary
 
-
-if __name__ == "__main__":
-    ref.main(sys.argv, run, DEFAULT_DIR)

@@ -1,8 +1,8 @@
 """Pack a run folder under experiments/ into the form the repository keeps, before it is committed.
 
-    .venv/bin/python scripts/pack_experiment.py FOLDER [FOLDER ...] [--export-store STUDY ...]
+    autotune pack FOLDER [FOLDER ...] [--export-store STUDY ...]
 
-FOLDER: a run folder, or parts of one (the 2026-11-25 run's `measurements`, `study`, `report` lie beside later runs).
+FOLDER: a run folder, or parts of one (a run whose `measurements`, `study`, `report` lie in the experiment's top folder).
 
 What it does (experiments/README.md says why; `autotune.report.recorded` reads every packed form):
 
@@ -16,12 +16,11 @@ What it does (experiments/README.md says why; `autotune.report.recorded` reads e
 - gzips `*.log` and `stack_profile.json`; packs each `stack-profile/` folder as `stack-profile.tar.xz`, its folded
   stacks uncompressed inside so that xz compresses them together.
 
-It is idempotent and prints each folder's size and file count before and after.
+It is idempotent; `pack_folder` returns the folder's size and file count before and after.
 """
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import io
@@ -29,15 +28,14 @@ import json
 import lzma
 import shutil
 import sqlite3
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from autotune.bench.schemas import BenchResult  # noqa: E402
-from autotune.report import recorded  # noqa: E402
+from autotune.bench.schemas import BenchResult
+from autotune.errors import AutotuneError
+from autotune.report import recorded
 
 STUDY_EXPORT = "optuna-trials.csv"
 EXPORT_ATTRS = ("number", "state", "values", "datetime_start", "datetime_complete", "duration", "params",
@@ -60,7 +58,7 @@ def drop_mlflow(run: Path) -> None:
                 if p.is_file() and artifacts not in p.parents}
         for path in sorted(p for p in artifacts.rglob("*") if p.is_file()):
             if hashlib.sha256(path.read_bytes()).hexdigest() not in kept:
-                raise SystemExit(f"{path}: no copy of this MLflow artifact in {study}; move it there first")
+                raise AutotuneError(f"{path}: no copy of this MLflow artifact in {study}; move it there first")
         shutil.rmtree(artifacts)
     for store in [*run.rglob("mlflow.db"), *run.rglob("mlflow.db.autotune-lock")]:
         store.unlink()
@@ -106,7 +104,7 @@ def without_gaps(data: dict[str, Any]) -> dict[str, Any] | None:
     before, after = BenchResult.model_validate(data), BenchResult.model_validate(stripped)
     expected = before.model_copy(update={"requests": [r.model_copy(update={"itl_ms": []}) for r in before.requests]})
     if after != expected:  # the same result but for the gaps, as the schema reads it
-        raise SystemExit("removing the per-token gaps changed another field")
+        raise AutotuneError("removing the per-token gaps changed another field")
     return stripped
 
 
@@ -162,26 +160,14 @@ def archive_profiles(run: Path) -> None:
         shutil.rmtree(folder)
 
 
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folders", type=Path, nargs="+", help="run folders under experiments/ (or parts of one)")
-    parser.add_argument("--export-store", action="append", default=[], metavar="STUDY",
-                        help="a study whose Optuna store nothing resumes from: export its trials, drop the store")
-    args = parser.parse_args(argv)
-    for folder in args.folders:
-        if not folder.is_dir():
-            raise SystemExit(f"{folder}: no such folder")
-    for folder in args.folders:
-        size, count = size_and_count(folder)
-        drop_mlflow(folder)
-        pack_stores(folder, set(args.export_store))
-        drop_report_html(folder)
-        pack_results(folder)
-        gzip_files(folder)
-        archive_profiles(folder)
-        new_size, new_count = size_and_count(folder)
-        print(f"{folder}: {size / 1e6:.2f} MB in {count} files -> {new_size / 1e6:.2f} MB in {new_count} files")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
+def pack_folder(folder: Path, export: set[str]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Pack one run folder in place; its (bytes, files) before and after. `export`: the studies whose Optuna
+    store nothing resumes from (their trials are exported and the store dropped)."""
+    before = size_and_count(folder)
+    drop_mlflow(folder)
+    pack_stores(folder, export)
+    drop_report_html(folder)
+    pack_results(folder)
+    gzip_files(folder)
+    archive_profiles(folder)
+    return before, size_and_count(folder)

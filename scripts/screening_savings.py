@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from autotune.report import recorded  # noqa: E402
 from autotune.tune.screen import screening_savings  # noqa: E402
-from autotune.tune.study import reopen_study  # noqa: E402
+from autotune.tune.session import reopen_study  # noqa: E402
 from serving.engines.profile import SimulatorProfile  # noqa: E402
 
 

@@ -54,7 +54,7 @@ def _server(args: argparse.Namespace) -> Iterator[tuple[str, int | None]]:
     if args.url:
         yield args.url, args.pid
         return
-    from serving.process import ServerProcess
+    from autotune.tune.server_process import ServerProcess
 
     args.out.mkdir(parents=True, exist_ok=True)
     with ServerProcess.from_serve_args(["--config", str(args.config), "--port", "0"], log_path=args.out / "server.log") as server:

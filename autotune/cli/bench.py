@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 from pydantic import ValidationError
 
-from autotune.cli import app
+from autotune.cli._app import app
 from autotune.cli.console import make_console
 
 if TYPE_CHECKING:

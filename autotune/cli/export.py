@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from autotune.cli import app
+from autotune.cli._app import app
 
 console = Console()
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from autotune.cli import app
+from autotune.cli._app import app
 from autotune.cli.console import make_console
 from autotune.report.build import ReportFormat
 

@@ -19,7 +19,7 @@ from autotune.tune import attrs
 from autotune.tune.best import baseline_trial, select_best
 from autotune.tune.confirm import Confirmation, confirmation
 from autotune.tune.report import COMPARED_METRICS, LOWER_BOUND_FLAGS, gpm_unavailable
-from autotune.tune.study import StudySession
+from autotune.tune.session import StudySession
 
 log = logging.getLogger(__name__)
 

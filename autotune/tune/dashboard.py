@@ -35,7 +35,7 @@ def dashboard_target(
     study: str, *, experiments_dir: Path, storage: str | None = None, mlflow_uri: str | None = None
 ) -> DashboardTarget:
     """The study's storage (it must exist and hold the study) and its MLflow tracking URI."""
-    from autotune.tune.study import reopen_study
+    from autotune.tune.session import reopen_study
 
     session = reopen_study(study, experiments_dir=experiments_dir, storage=storage, mlflow=False)
     return DashboardTarget(

@@ -19,7 +19,7 @@ from autotune.tune.redact import missing_env_placeholders
 
 if TYPE_CHECKING:
     from autotune.search_space import SearchSpace
-    from autotune.tune.study import TuneSettings
+    from autotune.tune.settings import TuneSettings
 
 MIN_FREE_GIB = 1.0
 

@@ -33,7 +33,7 @@ def kill_left_server(user_attrs: Mapping[str, Any]) -> bool:
     pgid = user_attrs.get(attrs.SERVER_PGID)
     if pgid is None or user_attrs.get(attrs.WORKER_HOST) != socket.gethostname():
         return False
-    from serving.process import kill_process_group
+    from autotune.tune.server_process import kill_process_group
 
     killed = kill_process_group(int(pgid))
     if killed:

@@ -33,6 +33,7 @@ from autotune.config import EngineConfig
 from autotune.errors import ConfigError
 from autotune.search_space import InvalidTrialConfig, SearchSpace, config_hash
 from autotune.tune import attrs
+from autotune.tune.samplers import make_sampler
 from serving.engines.profile import SimulatorProfile
 
 log = logging.getLogger(__name__)
@@ -110,13 +111,11 @@ class Screener:
 
     def candidates(self, study: optuna.Study) -> list[Candidate]:
         """K configs from the sampler, drawn in an in-memory copy of the study (they never become trials)."""
-        from autotune.tune.study import _make_sampler
-
         finished = study.get_trials(deepcopy=True, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
         seen = {t.user_attrs.get(attrs.CONFIG_HASH) for t in finished}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            scratch = optuna.create_study(directions=self.space.objective.directions(), sampler=_make_sampler(self.space))
+            scratch = optuna.create_study(directions=self.space.objective.directions(), sampler=make_sampler(self.space))
             scratch.add_trials(finished)
         found: list[Candidate] = []
         for _ in range(self.settings.candidates):

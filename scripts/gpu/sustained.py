@@ -37,7 +37,7 @@ import psutil
 
 from autotune.bench.process_profile import classify_process
 from autotune.config import EngineKind
-from serving.process import ServerProcess
+from autotune.tune.server_process import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]  # run with PYTHONPATH=$PWD (scripts/gpu/env.sh)
 

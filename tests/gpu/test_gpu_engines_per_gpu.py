@@ -25,7 +25,7 @@ from autotune.config import EngineConfig, EngineKind, TunedConfig
 from autotune.memory_model import ModelInfo, colocated_kv_cache_bytes
 from autotune.telemetry import gpu_total_memory_gib
 from helpers.servers import MODEL_DIR, running_server_process
-from serving.process import ServerProcess
+from autotune.tune.server_process import ServerProcess
 
 pytestmark = pytest.mark.gpu
 

@@ -10,7 +10,7 @@ from serving_testlib import MODEL_NAME, data_url, image_chat, png_bytes, sse_jso
 
 from autotune.config import ServingSettings
 from helpers.servers import MODEL_DIR, running_server_process
-from serving.process import ServerProcess
+from autotune.tune.server_process import ServerProcess
 from serving.tokens import IMAGE_WRAPPER_TOKENS, VisionGrid, image_tokens
 
 API_KEY = "test-key-123"

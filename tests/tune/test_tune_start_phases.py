@@ -18,8 +18,11 @@ from autotune.tracking import default_tracking_uri
 from autotune.tune import attrs
 from autotune.tune.report import trials_frame
 from autotune.tune.start_phases import CompileCache, start_phases
-from autotune.tune.study import TuneSettings, reopen_study, run_tuning
-from autotune.tune.trial import TrialOutcome, TrialResult, TrialRunner
+from autotune.tune.session import reopen_study
+from autotune.tune.settings import TuneSettings
+from autotune.tune.study import run_tuning
+from autotune.tune.trial import TrialRunner
+from autotune.tune.trial_result import TrialOutcome, TrialResult
 
 from helpers.servers import MODEL_DIR as MODEL
 

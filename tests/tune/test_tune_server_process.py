@@ -14,7 +14,7 @@ from serving_testlib import MODEL_NAME, write_simulated_config
 
 from autotune.config import EngineConfig, EngineKind, ServingSettings, TunedConfig
 from helpers.servers import MODEL_DIR, running_server_process
-from serving.process import ServerProcess, ServerStartError, kill_process_group, process_group_exists
+from autotune.tune.server_process import ServerProcess, ServerStartError, kill_process_group, process_group_exists
 
 SIMULATED = ["--model", MODEL_DIR, "--engine", "simulated"]
 

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_serializer, model_validator
 
 from autotune.errors import ConfigError, config_error_from
+from autotune.hub import looks_like_hub_id
 
 log = logging.getLogger(__name__)
 
@@ -330,8 +331,6 @@ _WARNED_MISSING_MODELS: set[str] = set()
 def _warn_if_the_model_is_elsewhere(tuned: TunedConfig, path: str | Path) -> None:
     """A config written on another machine (best.yaml of a GPU host) names a model folder of that machine: say so
     once per model and process, before an engine fails on it."""
-    from autotune.hub import looks_like_hub_id
-
     model = tuned.engine_config.model
     if model in _WARNED_MISSING_MODELS or Path(model).expanduser().exists() or looks_like_hub_id(model):
         return

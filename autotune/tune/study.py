@@ -18,7 +18,6 @@ from optuna.trial import FrozenTrial
 from autotune.bench.trace import check_trace_workload
 from autotune.bench.workload import Workload, resolve_workload
 from autotune.config import EngineKind
-from autotune.hub import require_space_models
 from autotune.search_space import SearchSpace
 from autotune.tune.budget import finished_count, plan_run
 from autotune.tune.compile_cache import cached_keys, compile_cache_root
@@ -27,7 +26,7 @@ from autotune.tune.finalize import finalize
 from autotune.tune.mlflow_sync import study_params, sync_missing
 from autotune.tune.objective import TuneDisplay, TuneObjective
 from autotune.tune.record import TrialFailed
-from autotune.tune.preflight import check_engine, check_trial_inputs, prepare_engine_env
+from autotune.tune.preflight import check_engine, check_trial_inputs, prepare_engine_env, require_space_models
 from autotune.tune.recovery import recover_dead_workers
 from autotune.tune.redact import redact_url
 from autotune.tune.screen import Screener, optimize_screened

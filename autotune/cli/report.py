@@ -9,7 +9,7 @@ import typer
 
 from autotune.cli._app import app
 from autotune.cli.console import make_console
-from autotune.report.build import ReportFormat
+from autotune.report.build import ReportFormat, write_report
 
 console = make_console()
 
@@ -23,8 +23,6 @@ def report(
     storage: Annotated[str | None, typer.Option("--storage", help="Optuna RDB URL (default: the study folder's optuna.db)")] = None,
 ) -> None:
     """Write a study's report: defaults vs best, Pareto front, history, importances, latency CDFs, GPU use."""
-    from autotune.report.build import write_report
-
     outcome = write_report(study, experiments_dir=experiments_dir, formats=fmt, output_dir=output, storage=storage)
     if outcome.simulated:
         console.print("[bold yellow]SIMULATED engine: the report's figures are not GPU measurements[/]")

@@ -34,7 +34,6 @@ from autotune.tune.session import reopen_study
 from autotune.tune.settings import TuneOutcome, TuneSettings
 from autotune.tune.study import run_tuning, start_study
 
-
 ExperimentsDir = Annotated[
     Path, typer.Option("--experiments-dir", help="Folder holding one sub-folder per study")
 ]

@@ -27,7 +27,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict, Field
 
-from autotune.bench.workload import Workload
+from autotune.bench.workload import Workload, resolve_workload
 from autotune.calibrate.virtual import Prediction, predict
 from autotune.config import EngineConfig
 from autotune.errors import ConfigError
@@ -225,8 +225,6 @@ def screening_savings(
     study: optuna.Study, space: SearchSpace, profile: SimulatorProfile, *, within_pct: float = 5.0, workload: Workload | None = None
 ) -> ScreeningSavings:
     """Over a finished study's measured trials (first objective, maximized): what screening would have saved."""
-    from autotune.bench.workload import resolve_workload
-
     scorer = ConfigScorer(space, workload or resolve_workload(space.workload), profile)
     measured: list[tuple[FrozenTrial, float]] = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):

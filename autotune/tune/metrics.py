@@ -143,9 +143,5 @@ def trial_metrics(summary: Summary, peak: Summary | None) -> dict[str, float | N
     return summary_metrics(summary) | (peak_metrics(peak) if peak is not None else {})
 
 
-def numeric_only(figures: dict[str, float | None]) -> dict[str, float]:
-    return {key: float(value) for key, value in figures.items() if value is not None}
-
-
 def _safe_name(key: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in key)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from serving_testlib import MODEL_NAME, data_url, image_chat, png_bytes, sse_json, write_simulated_config
+from helpers.serving_testlib import MODEL_NAME, data_url, image_chat, png_bytes, sse_json, write_simulated_config
 
 from autotune.config import ServingSettings
 from helpers.servers import MODEL_DIR, running_server_process

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serving_testlib import MODEL_NAME, write_simulated_config
+from helpers.serving_testlib import MODEL_NAME, write_simulated_config
 
 from autotune.config import EngineConfig, EngineKind, ServingSettings, TunedConfig
 from helpers.servers import MODEL_DIR, running_server_process

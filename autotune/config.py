@@ -15,9 +15,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_serializer, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
 
+from autotune.base_models import StrictModel
 from autotune.errors import ConfigError, config_error_from
+from autotune.hub import looks_like_hub_id
 
 log = logging.getLogger(__name__)
 
@@ -33,30 +41,6 @@ class EngineKind(StrEnum):
 
 KVCacheDType = Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"]
 Quantization = Literal["fp8", "awq", "awq_marlin", "gptq", "gptq_marlin", "compressed-tensors"]
-
-
-class StrictModel(BaseModel):
-    """Unknown keys fail, and so do invalid assignments (configs edited in place stay valid)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class ClosedModel(BaseModel):
-    """Unknown keys fail; assignments are not validated (records and schemas filled in step by step)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class FrozenModel(BaseModel):
-    """Unknown keys fail; instances are immutable (and hashable): profiles, distributions, calibration points."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class StrictTypesModel(BaseModel):
-    """Unknown keys fail and values are never coerced (pydantic strict mode: "1" is not an int): request bodies."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 Modality = Literal["image", "video", "audio"]
@@ -350,8 +334,6 @@ _WARNED_MISSING_MODELS: set[str] = set()
 def _warn_if_the_model_is_elsewhere(tuned: TunedConfig, path: str | Path) -> None:
     """A config written on another machine (best.yaml of a GPU host) names a model folder of that machine: say so
     once per model and process, before an engine fails on it."""
-    from autotune.hub import looks_like_hub_id
-
     model = tuned.engine_config.model
     if model in _WARNED_MISSING_MODELS or Path(model).expanduser().exists() or looks_like_hub_id(model):
         return

@@ -19,12 +19,8 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from autotune.errors import ConfigError
-
-if TYPE_CHECKING:
-    from autotune.space import SearchSpace
 
 CONFIG_FILES: tuple[str, ...] = (
     "config.json",
@@ -72,14 +68,6 @@ def require_model_files(models: Iterable[str]) -> None:
     """Resolve every hub id among `models` now (before a server or a study starts): one clear error or none."""
     for model in dict.fromkeys(models):
         model_files_dir(model)
-
-
-def require_space_models(space: SearchSpace) -> None:
-    """`require_model_files` for a search space: its model and each quantization variant (and its tokenizer)."""
-    models = [space.engine_base.model]
-    for variant in space.model_variants.values():
-        models += [variant.model, *([variant.tokenizer] if variant.tokenizer else [])]
-    require_model_files(models)
 
 
 def _cache_key() -> tuple[str | None, ...]:

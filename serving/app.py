@@ -24,7 +24,7 @@ from serving.asgi_guard import AutotuneGuard, GuardOptions
 from serving.engines.base import Engine
 from serving.errors import ApiError, error_body
 from serving.images import ImageLimits
-from serving.launch import announce_start_failed
+from serving.announce import announce_start_failed
 from serving.metrics import ServingMetrics
 from serving.prepare import RequestPreparer
 from serving.routes import cache, chat, config, health, metrics, models

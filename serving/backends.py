@@ -13,7 +13,7 @@ from serving.app import create_app
 from serving.engines.faults import FaultPlan
 from serving.engines.profile import SimulatorProfile
 from serving.engines.simulated import SimulatedEngine
-from serving.launch import announce_listening
+from serving.announce import announce_listening
 
 log = logging.getLogger("autotune.serve")
 

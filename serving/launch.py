@@ -16,14 +16,12 @@ from autotune.config import EngineConfig, EngineKind, TunedConfig, load_tuned_co
 from autotune.errors import ConfigError, config_error_from
 from autotune.hub import require_model_files
 from autotune.redact import expand_env
+from serving.backends import SimulatedBackend
 from serving.engines.base import ServingBackend
+from serving.engines.vllm_launcher import VllmBackend
 
 log = logging.getLogger("autotune.serve")
 
-LISTENING_LINE = "autotune serve listening on http://{host}:{port}"
-# Printed when the engine fails to start, before the process exits: `ServerProcess` reports a crash at start when it
-# sees it, even when the exit comes after the start-up deadline (a slow machine) or after the stop it sends then.
-START_FAILED_LINE = "autotune serve: the engine failed to start"
 MASKED_KEY = "**********"  # what TunedConfig files hold instead of a real API key
 
 
@@ -107,11 +105,7 @@ def describe(tuned: TunedConfig) -> None:
 
 def backend_for(tuned: TunedConfig) -> ServingBackend:
     if tuned.engine == EngineKind.VLLM:
-        from serving.engines.vllm_launcher import VllmBackend
-
         return VllmBackend()
-    from serving.backends import SimulatedBackend
-
     return SimulatedBackend()
 
 
@@ -123,14 +117,3 @@ def serve(options: ServeOptions) -> None:
     # `${VAR}` env values (secrets) are expanded here only, from this process's environment; files keep them.
     os.environ.update(expand_env(tuned.engine_config.env, os.environ))
     backend_for(tuned).run(tuned)
-
-
-def announce_listening(host: str, port: int) -> None:
-    """The parseable line `ServerProcess` waits for (plain stdout: never wrapped or decorated)."""
-    shown = f"[{host}]" if ":" in host else host
-    print(LISTENING_LINE.format(host=shown, port=port), flush=True)
-
-
-def announce_start_failed(reason: BaseException) -> None:
-    """The parseable line `ServerProcess` takes for a crash at start (plain stdout, like the listening line)."""
-    print(f"{START_FAILED_LINE}: {type(reason).__name__}: {reason}", flush=True)

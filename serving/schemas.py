@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from autotune.config import StrictTypesModel
+from autotune.base_models import StrictTypesModel
 
 
 class ImageURL(StrictTypesModel):

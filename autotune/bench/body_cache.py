@@ -33,7 +33,9 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from autotune.bench.images import GENERATOR_VERSION
 from autotune.bench.client import PreparedRequest
+from autotune.bench.prepare import RENDER_VERSION, make_renderer
 from autotune.bench.workload import Workload
 from autotune.cache import cache_root
 
@@ -87,9 +89,7 @@ def workload_key(workload: Workload, model_name: str) -> str:
 
 
 def _generator_versions() -> dict[str, int]:
-    from autotune.bench import images, prepare
-
-    return {"images": images.GENERATOR_VERSION, "prepare": prepare.RENDER_VERSION}
+    return {"images": GENERATOR_VERSION, "prepare": RENDER_VERSION}
 
 
 def encode_chunk(requests: Sequence[PreparedRequest]) -> bytes:
@@ -120,8 +120,6 @@ def decode_chunk(data: bytes) -> list[PreparedRequest]:
 
 def render_chunk(workload_json: str, model_name: str, first: int) -> bytes:
     """One chunk, encoded: what a spawned render process does (a module-level function, so it pickles by name)."""
-    from autotune.bench.prepare import make_renderer
-
     renderer = make_renderer(Workload.model_validate_json(workload_json))
     return encode_chunk([renderer.render(index, model_name) for index in range(first, first + CHUNK_REQUESTS)])
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from autotune.bench.images import data_url
-from autotune.config import ClosedModel
+from autotune.base_models import ClosedModel
 from autotune.errors import ConfigError, format_validation_error
 from serving.schemas import ContentPart, ImagePart, TextPart  # the wire format our server accepts: one definition
 

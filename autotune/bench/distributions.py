@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
-from autotune.config import FrozenModel
+from autotune.base_models import FrozenModel
 
 
 class FixedInt(FrozenModel):

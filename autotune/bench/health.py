@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from autotune.bench.schemas import ClientHealth
+
 if TYPE_CHECKING:  # spawned client processes import this module: keep pydantic and numpy out of their start-up
     from autotune.bench.schemas import ClientHealth
 
@@ -97,8 +99,6 @@ class ProcessHealth:
 
 def assess(processes: list[ProcessHealth]) -> ClientHealth:
     """Merge per-process health into the run's ClientHealth (worst process wins)."""
-    from autotune.bench.schemas import ClientHealth
-
     cpu = max((p.cpu_util for p in processes), default=None)
     lag = max((p.loop_lag_p99_ms for p in processes if p.loop_lag_p99_ms is not None), default=None)
     send = max((p.send_lag_p99_ms for p in processes if p.send_lag_p99_ms is not None), default=None)

@@ -13,7 +13,6 @@ dataset; `request_source.RequestSource` refuses a run that would send a line twi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -22,7 +21,9 @@ import numpy as np
 from autotune.bench.client import PreparedRequest
 from autotune.bench.dataset import DatasetEntry, load_dataset
 from autotune.bench.images import data_url, encoded_image, mime_for
+from autotune.bench.request_body import request_body, request_rng
 from autotune.bench.text import TokenCounter, fit_to_tokens, load_token_counter, make_text
+from autotune.bench.trace import TraceRenderer
 from autotune.bench.workload import DatasetSpec, SyntheticSpec, Workload
 
 _SHARED_PREFIX_STREAM = 1_000_000_007  # seed stream of the shared system prompt, apart from request streams
@@ -37,24 +38,6 @@ def dataset_position(index: int, lines: int) -> int:
     seed, number = divmod(index, REQUESTS_PER_SEED)
     number %= lines
     return number if seed % 2 == 0 else lines - 1 - number
-
-
-def _rng(*keys: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([abs(k) for k in keys]))
-
-
-def _body(workload: Workload, model_name: str, messages: list[dict[str, Any]], max_tokens: int) -> bytes:
-    body: dict[str, Any] = {
-        "model": model_name,
-        "messages": messages,
-        "max_tokens": max_tokens,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    if workload.ignore_eos:
-        body["ignore_eos"] = True
-    body.update(workload.extra_body)
-    return json.dumps(body, separators=(",", ":")).encode()
 
 
 class Renderer(Protocol):
@@ -83,7 +66,7 @@ class _SyntheticRenderer:
 
     def _shared_prefix(self, num_tokens: int) -> str:
         if num_tokens not in self._prefixes:
-            self._prefixes[num_tokens] = self._text(num_tokens, _rng(self.workload.seed, _SHARED_PREFIX_STREAM))
+            self._prefixes[num_tokens] = self._text(num_tokens, request_rng(self.workload.seed, _SHARED_PREFIX_STREAM))
         return self._prefixes[num_tokens]
 
     def _image_url(self, width: int, height: int, image_seed: int) -> str:
@@ -98,7 +81,7 @@ class _SyntheticRenderer:
         return url
 
     def render(self, index: int, model_name: str) -> PreparedRequest:
-        rng = _rng(self.workload.seed, index)
+        rng = request_rng(self.workload.seed, index)
         input_tokens = max(1, self.spec.input_tokens.sample(rng))
         max_tokens = max(1, self.spec.output_tokens.sample(rng))
         shared = round(input_tokens * self.spec.shared_prefix_fraction)
@@ -114,11 +97,11 @@ class _SyntheticRenderer:
             serial = index * 64 + slot
             if images.pool_size is not None:
                 serial %= images.pool_size
-            image_seed = int(_rng(self.workload.seed, serial, 7).integers(0, 2**31 - 1))
+            image_seed = int(request_rng(self.workload.seed, serial, 7).integers(0, 2**31 - 1))
             content.append({"type": "image_url", "image_url": {"url": self._image_url(size.width, size.height, image_seed)}})
         content.append({"type": "text", "text": self._text(input_tokens - shared, rng)})
         messages.append({"role": "user", "content": content})
-        body = _body(self.workload, model_name, messages, max_tokens)
+        body = request_body(self.workload, model_name, messages, max_tokens)
         return PreparedRequest(index=index, body=body, max_tokens=max_tokens, text_tokens=input_tokens, images=count)
 
 
@@ -129,7 +112,7 @@ class _DatasetRenderer:
         self.entries: list[DatasetEntry] = load_dataset(spec.path)
         self.order = np.arange(len(self.entries))
         if spec.shuffle:
-            self.order = _rng(workload.seed, 11).permutation(len(self.entries))
+            self.order = request_rng(workload.seed, 11).permutation(len(self.entries))
 
     @property
     def lines(self) -> int:
@@ -137,8 +120,8 @@ class _DatasetRenderer:
 
     def render(self, index: int, model_name: str) -> PreparedRequest:
         entry = self.entries[int(self.order[dataset_position(index, len(self.entries))])]
-        max_tokens = entry.max_tokens or max(1, self.spec.output_tokens.sample(_rng(self.workload.seed, index)))
-        body = _body(self.workload, model_name, entry.messages, max_tokens)
+        max_tokens = entry.max_tokens or max(1, self.spec.output_tokens.sample(request_rng(self.workload.seed, index)))
+        body = request_body(self.workload, model_name, entry.messages, max_tokens)
         return PreparedRequest(index=index, body=body, max_tokens=max_tokens, images=entry.images)
 
 
@@ -147,8 +130,6 @@ def make_renderer(workload: Workload) -> Renderer:
     if workload.synthetic is not None:
         return _SyntheticRenderer(workload, workload.synthetic)
     if workload.trace is not None:
-        from autotune.bench.trace import TraceRenderer  # imports this module's helpers
-
         return TraceRenderer(workload, workload.trace)
     assert workload.dataset is not None
     return _DatasetRenderer(workload, workload.dataset)

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from autotune.config import ClosedModel
+from autotune.base_models import ClosedModel
 from autotune.observe.cpu import ServerCpuProfile
 from autotune.observe.gpu import GpuSummary
 

@@ -31,9 +31,11 @@ from typing import Annotated
 import psutil
 from pydantic import Field
 
+from autotune.bench.runner import run_benchmark
 from autotune.bench.schemas import SLO, LoadSpec, RequestRecord
 from autotune.bench.workload import Workload, resolve_workload
-from autotune.config import ClosedModel
+from autotune.base_models import ClosedModel
+from autotune.observe.gpu import gpu_memory_used_mib
 
 _MIB = 2**20
 _MAX_ERRORS_KEPT = 20
@@ -159,8 +161,6 @@ def _tree_usage(pid: int) -> tuple[float | None, int | None, int | None]:
 
 
 def _gpu_memory_used_mib() -> float | None:
-    from autotune.observe.gpu import gpu_memory_used_mib
-
     used = gpu_memory_used_mib()
     return None if not used else round(float(sum(used)), 1)
 
@@ -247,8 +247,6 @@ async def soak_async(
     url: str, settings: SoakSettings, *, server_pid: int | None = None, workload: Workload | None = None,
     model: str | None = None, api_key: str | None = None,
 ) -> SoakRecord:
-    from autotune.bench.runner import run_benchmark
-
     load = LoadSpec(
         mode="rate", rate_rps=settings.rate_rps, arrival="constant", num_requests=None, duration_s=settings.duration_s,
         warmup_requests=settings.warmup_requests, seed=settings.seed, client_processes=settings.client_processes,

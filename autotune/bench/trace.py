@@ -30,7 +30,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from autotune.bench.client import PreparedRequest
 from autotune.bench.images import data_url, encoded_image, mime_for
-from autotune.bench.prepare import _body, _rng
+from autotune.bench.request_body import request_body, request_rng
 from autotune.bench.schemas import LoadSpec
 from autotune.bench.text import TokenCounter, fit_to_tokens, load_token_counter, make_text
 from autotune.bench.workload import ImageSize, TraceSpec, Workload, _size_from_text
@@ -137,14 +137,14 @@ class TraceRenderer:
 
     def render(self, index: int, model_name: str) -> PreparedRequest:
         entry = self.entries[index % len(self.entries)]
-        rng = _rng(self.workload.seed, index)
+        rng = request_rng(self.workload.seed, index)
         content: list[dict[str, Any]] = []
         for slot, (width, height) in enumerate(entry.images):
-            seed = int(_rng(self.workload.seed, index * 64 + slot, _IMAGE_STREAM).integers(0, 2**31 - 1))
+            seed = int(request_rng(self.workload.seed, index * 64 + slot, _IMAGE_STREAM).integers(0, 2**31 - 1))
             data = encoded_image(width, height, seed, self.spec.image_format, self.spec.jpeg_quality, self.spec.image_pattern)
             content.append({"type": "image_url", "image_url": {"url": data_url(data, mime_for(self.spec.image_format))}})
         content.append({"type": "text", "text": self._text(entry.input_tokens, rng)})
-        body = _body(self.workload, model_name, [{"role": "user", "content": content}], entry.output_tokens)
+        body = request_body(self.workload, model_name, [{"role": "user", "content": content}], entry.output_tokens)
         return PreparedRequest(
             index=index, body=body, max_tokens=entry.output_tokens, text_tokens=entry.input_tokens, images=len(entry.images)
         )

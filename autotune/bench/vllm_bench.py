@@ -8,7 +8,6 @@ its mean inter-token latency, as vLLM's benchmark defines it (requests with one 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

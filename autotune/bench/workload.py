@@ -24,7 +24,8 @@ from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from autotune.bench.distributions import FixedInt, IntDistribution
 from autotune.bench.images import ImageFormat, ImagePattern
-from autotune.config import ClosedModel, read_yaml_mapping
+from autotune.base_models import ClosedModel
+from autotune.config import read_yaml_mapping
 from autotune.errors import ConfigError, config_error_from
 
 

@@ -21,7 +21,8 @@ from pydantic import Field, ValidationError
 
 from autotune.bench.schemas import BenchResult
 from autotune.bench.workload import Workload
-from autotune.config import EngineConfig, EngineKind, FrozenModel, load_tuned_config
+from autotune.base_models import FrozenModel
+from autotune.config import EngineConfig, EngineKind, load_tuned_config
 from autotune.errors import AutotuneError, ConfigError, format_validation_error
 
 RESULT_PATTERNS = ("result.json", "result.json.gz", "bench-*.json", "bench-*.json.gz", "compare-*.json", "compare-*.json.gz", "slo-rate-*.json.gz")

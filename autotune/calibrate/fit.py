@@ -12,7 +12,6 @@ k-fold split is seeded.
 from __future__ import annotations
 
 import math
-import os
 import statistics
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -234,10 +233,6 @@ class _Evaluator:
 def _executor(jobs: int, points: int) -> ProcessPoolExecutor | None:
     workers = min(jobs, points)
     return ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
-
-
-def default_jobs() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
 def fit_profile(

@@ -4,47 +4,29 @@ from __future__ import annotations
 
 import sys
 
-import typer
-from rich.console import Console
 from rich.markup import escape
 
+# Each command module adds its commands to `app` when imported: all of them, so that `autotune --help` lists them.
+from autotune.cli import (  # noqa: F401
+    bench,
+    calibrate,
+    dashboard,
+    export,
+    pack,
+    report,
+    serve,
+    soak,
+    summarize,
+    tune,
+    vllm_flags,
+)
+from autotune.cli._app import app, err_console
 from autotune.errors import AutotuneError
 
-app = typer.Typer(
-    name="autotune",
-    help="Benchmark and tune vLLM serving of vision-language models.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-err_console = Console(stderr=True)
-
-
-@app.callback()
-def _root() -> None:
-    """Benchmark and tune vLLM serving of vision-language models."""
-    # A root callback keeps typer in sub-command mode even while only one command is registered.
-
-
-def _register_commands() -> None:
-    # Each module adds its commands to `app`; imported here so that `autotune --help` lists them all.
-    from autotune.cli import (  # noqa: F401
-        bench,
-        calibrate,
-        dashboard,
-        export,
-        pack,
-        report,
-        serve,
-        soak,
-        summarize,
-        tune,
-        vllm_flags,
-    )
+__all__ = ["app", "main"]
 
 
 def main() -> None:
-    _register_commands()
     try:
         app()
     except AutotuneError as exc:

@@ -9,8 +9,18 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 from pydantic import ValidationError
 
-from autotune.cli import app
+from autotune.bench.options import parse_cpu_list, parse_rate_range, parse_slo
+from autotune.bench.report import print_report
+from autotune.bench.result import save_result
+from autotune.bench.runner import run_benchmark_sync
+from autotune.bench.schemas import LoadSpec
+from autotune.bench.trace import check_trace_workload
+from autotune.bench.workload import resolve_workload
+from autotune.cli._app import app
 from autotune.cli.console import make_console
+from autotune.errors import ConfigError, config_error_from
+from autotune.space import load_search_space
+from autotune.tune.served_objective import measure_served_objective
 
 if TYPE_CHECKING:
     from autotune.bench.schemas import BenchResult
@@ -98,15 +108,6 @@ def bench(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
 ) -> None:
     """Benchmark an OpenAI-compatible chat server (throughput, TTFT/TPOT/ITL, goodput, GPU)."""
-    from autotune.bench.options import parse_cpu_list, parse_rate_range, parse_slo
-    from autotune.bench.report import print_report
-    from autotune.bench.result import save_result
-    from autotune.bench.runner import run_benchmark_sync
-    from autotune.bench.schemas import LoadSpec
-    from autotune.bench.trace import check_trace_workload
-    from autotune.bench.workload import resolve_workload
-    from autotune.errors import ConfigError, config_error_from
-
     if space is not None:
         result = _bench_space_objective(
             url, space, rate_range=rate_range, client_cpus=client_cpus, seed=seed, model=model, api_key=api_key,
@@ -188,11 +189,6 @@ def _bench_space_objective(
     api_key: str | None, server_pid: int | None, quiet: bool, others: dict[str, bool],
 ) -> BenchResult:
     """`--space`: the space's own objective; options that would change what it measures are refused by name."""
-    from autotune.bench.options import parse_cpu_list, parse_rate_range
-    from autotune.errors import ConfigError
-    from autotune.space import load_search_space
-    from autotune.tune.served_objective import measure_served_objective
-
     if given := [name for name, set_ in others.items() if set_]:
         raise ConfigError(f"--space measures the space's own workload, SLO and load: drop {', '.join(given)}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -7,7 +7,11 @@ from typing import Annotated
 
 import typer
 
-from autotune.cli import app
+from autotune.calibrate.output import write_profile
+from autotune.calibrate.report import check_report_path, rich_table, write_report
+from autotune.calibrate.run import CalibrationSettings
+from autotune.calibrate.run import calibrate as run_calibration
+from autotune.cli._app import app
 from autotune.cli.console import make_console
 
 console = make_console()
@@ -44,11 +48,6 @@ def calibrate(
     Simulated results are never used as ground truth. Prints each point measured vs predicted (the base
     profile and the fitted one) and the median absolute errors, in-sample and held out.
     """
-    from autotune.calibrate.output import write_profile
-    from autotune.calibrate.report import check_report_path, rich_table, write_report
-    from autotune.calibrate.run import CalibrationSettings
-    from autotune.calibrate.run import calibrate as run_calibration
-
     if report is not None:
         check_report_path(report)  # before minutes of fitting
     settings = CalibrationSettings(

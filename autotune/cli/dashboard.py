@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from autotune.cli import app
+from autotune.cli._app import app
+from autotune.tune.dashboard import dashboard_target, run_dashboard
 
 
 @app.command()
@@ -26,7 +27,5 @@ def dashboard(
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="0 picks a free port (printed)")] = 8080,
 ) -> None:
     """Serve optuna-dashboard over a study's storage (trials appear as `autotune tune` records them)."""
-    from autotune.tune.dashboard import dashboard_target, run_dashboard
-
     target = dashboard_target(study, experiments_dir=experiments_dir, storage=storage, mlflow_uri=mlflow_uri)
     run_dashboard(target, host=host, port=port, announce=lambda line: print(line, flush=True))

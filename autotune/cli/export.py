@@ -9,7 +9,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from autotune.cli import app
+from autotune.cli._app import app
+from autotune.config import load_tuned_config
+from autotune.deploy.k8s_export import default_name, k8s_manifests, write_k8s_export
+from autotune.deploy.vllm_export import export_vllm, write_vllm_export
 
 console = Console()
 
@@ -28,13 +31,9 @@ def export(
     ] = None,
 ) -> None:
     """Write a tuned config for raw vLLM (a `vllm serve` command line and a --config file) or for Kubernetes."""
-    from autotune.config import load_tuned_config
-
     tuned = load_tuned_config(config)
     folder = out or config.parent / f"export-{to}"
     if to == "vllm":
-        from autotune.deploy.vllm_export import export_vllm, write_vllm_export
-
         exported = export_vllm(tuned, model=model)
         paths = write_vllm_export(exported, tuned, folder, source=config.name)
         for item in exported.unexpressible:
@@ -46,8 +45,6 @@ def export(
             console.print(f"set first: {', '.join(exported.required_env)}")
         console.print(" ".join(exported.argv), markup=False, highlight=False, soft_wrap=True)
     else:
-        from autotune.deploy.k8s_export import default_name, k8s_manifests, write_k8s_export
-
         manifests = k8s_manifests(tuned, name=name or default_name(tuned), image=image, model=model, models_pvc=models_pvc)
         origin = f"study {tuned.provenance.study}, trial {tuned.provenance.trial_number}"
         header = [f"`autotune serve --config` on {config.name} ({origin}), written by `autotune export --to k8s`.",

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from autotune.cli import app
+from autotune.cli._app import app
 from autotune.errors import AutotuneError
 
 

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from autotune.cli import app
+from autotune.cli._app import app
 from autotune.cli.console import make_console
-from autotune.report.build import ReportFormat
+from autotune.report.build import ReportFormat, write_report
 
 console = make_console()
 
@@ -34,8 +34,6 @@ def report(
     if stack_profiles:
         _write_stack_profiles(study, experiments_dir, output)
         return
-    from autotune.report.build import write_report
-
     outcome = write_report(study, experiments_dir=experiments_dir, formats=fmt, output_dir=output, storage=storage)
     if outcome.simulated:
         console.print("[bold yellow]SIMULATED engine: the report's figures are not GPU measurements[/]")

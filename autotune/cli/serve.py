@@ -7,8 +7,10 @@ from typing import Annotated
 
 import typer
 
-from autotune.cli import app
+from autotune.cli._app import app
 from autotune.config import EngineKind
+from serving.launch import ServeOptions
+from serving.launch import serve as run_server
 
 
 @app.command()
@@ -28,9 +30,6 @@ def serve(
     ] = None,
 ) -> None:
     """Serve an OpenAI-compatible endpoint with the tuned engine config."""
-    from serving.launch import ServeOptions
-    from serving.launch import serve as run_server
-
     run_server(
         ServeOptions(
             config_path=config, model=model, engine=engine, host=host, port=port, api_key=api_key, profile=profile

@@ -24,7 +24,7 @@ from typing import Annotated
 import typer
 
 from autotune.bench.soak import SoakBounds
-from autotune.cli import app
+from autotune.cli._app import app
 from autotune.errors import AutotuneError
 
 _BOUNDS = SoakBounds()
@@ -35,7 +35,7 @@ def _server(url: str | None, pid: int | None, config: Path | None, out: Path) ->
     if url:
         yield url, pid
         return
-    from serving.process import ServerProcess
+    from autotune.tune.server_process import ServerProcess
 
     out.mkdir(parents=True, exist_ok=True)
     with ServerProcess.from_serve_args(["--config", str(config), "--port", "0"], log_path=out / "server.log") as server:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from autotune.cli import app
+from autotune.cli._app import app
 
 summarize_app = typer.Typer(
     help="Summaries computed from the raw files of recorded runs (experiments/).", no_args_is_help=True

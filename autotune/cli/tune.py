@@ -6,12 +6,34 @@ import logging
 from pathlib import Path
 from typing import Annotated
 
+import optuna
 import typer
+from rich.table import Table
 
-from autotune.cli import app
+from autotune.bench.options import parse_cpu_list
+from autotune.cli._app import app
 from autotune.cli.console import make_console
-from autotune.config import EngineKind
-
+from autotune.cli.serve import serve as serve_command
+from autotune.config import EngineKind, load_tuned_config
+from autotune.errors import ConfigError
+from autotune.observe.names import NVML_BUSY_METRIC, metric_column
+from autotune.tune.budget import plan_run
+from autotune.tune.finalize import write_best_from_storage
+from autotune.tune.mlflow_sync import sync_mlflow as run_sync
+from autotune.tune.quickstart import tune_space
+from autotune.tune.report import (
+    GPU_ACTIVITY_COLUMNS,
+    LiveTrialsTable,
+    comparison_table,
+    gpu_activity_cell,
+    trials_cell,
+    trials_frame,
+    tuned_fields_table,
+)
+from autotune.tune.screen import ScreenSettings
+from autotune.tune.session import reopen_study
+from autotune.tune.settings import TuneOutcome, TuneSettings
+from autotune.tune.study import run_tuning, start_study
 
 ExperimentsDir = Annotated[
     Path, typer.Option("--experiments-dir", help="Folder holding one sub-folder per study")
@@ -27,8 +49,6 @@ MlflowUri = Annotated[
 
 
 def _quiet_optuna() -> None:
-    import optuna
-
     # The live table reports every trial; Optuna's own lines (and a traceback per failed trial) are noise.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     logging.getLogger("autotune").setLevel(logging.WARNING)
@@ -98,23 +118,11 @@ def tune(
 ) -> None:
     """Tune vLLM engine settings on a workload: one served and benchmarked config per trial."""
     console = make_console()  # made per call: its width follows the environment of this call
-    from autotune.bench.options import parse_cpu_list
-    from autotune.errors import ConfigError
-    from autotune.space import load_search_space
-    from autotune.tune.preflight import check_engine, check_trial_inputs, prepare_engine_env
-    from autotune.tune.report import LiveTrialsTable
-    from autotune.tune.screen import ScreenSettings
-    from autotune.tune.study import TuneSettings, counted_trials, open_study, run_tuning, spent_budget_message
-
-    if space_file is None:  # the one-line start: a space for this model, workload, SLO and GPU, written beside the study
-        from autotune.tune.quickstart import quickstart
-
-        space_file, study = quickstart(model, workload, slo, engine, study, experiments_dir)
-        console.print(f"search space {space_file} (built for this model and GPU: edit it, then `autotune tune {space_file}`)")
-        model = None  # the space names it
-    elif workload is not None or slo:
-        raise ConfigError("--workload and --slo build a space when no SPACE.yaml is given; with SPACE.yaml, set them in the file")
-    space = load_search_space(space_file, model=model)
+    space, study, built = tune_space(
+        space_file, model=model, workload=workload, slo=slo, engine=engine, study=study, experiments_dir=experiments_dir
+    )
+    if built is not None:  # the one-line start: a space for this model, workload, SLO and GPU, written beside the study
+        console.print(f"search space {built} (built for this model and GPU: edit it, then `autotune tune {built}`)")
     settings = TuneSettings(
         study=study,
         engine=engine,
@@ -134,22 +142,26 @@ def tune(
         compile_cache_dir=compile_cache,
     )
     _quiet_optuna()
-    check_engine(engine or space.engine)
-    prepare_engine_env(space)  # literal secrets -> this process's environment; every ${VAR} set
-    check_trial_inputs(space, settings)  # workload, dataset, model folders, screen profile: before the study exists
-    session = open_study(space, settings)  # errors (folder, storage, space mismatch) before anything runs
-    planned = n_trials if n_trials is not None else max(0, space.budget.n_trials - counted_trials(session.study))
-    spent = spent_budget_message(session.study, space) if n_trials is None else None
-    if spent:
-        console.print(f"[yellow]{spent}[/]", highlight=False)
+    session = start_study(space, settings)  # errors (inputs, folder, storage, space mismatch) before anything runs
+    plan = plan_run(session.study, space, n_trials)
+    if plan.spent:
+        console.print(f"[yellow]{plan.spent}[/]", highlight=False)
     kind = session.engine
     label = "SIMULATED engine (not GPU measurements)" if kind is EngineKind.SIMULATED else f"{kind.value} engine"
     console.print(f"study [bold]{session.name}[/] ({label}), objective {space.objective.kind}, folder {session.study_dir}")
     table = LiveTrialsTable(
-        space, console, planned=planned, title=f"{session.name}: trials", timeout_s=timeout or space.budget.timeout_s
+        space, console, planned=plan.n_trials, title=f"{session.name}: trials", timeout_s=timeout or space.budget.timeout_s
     )
     with table:
         outcome = run_tuning(space, settings, display=table, callbacks=[table], session=session)
+    _print_outcome(outcome)
+    if serve:
+        console.print(f"serving {outcome.best_path}")
+        serve_command(config=outcome.best_path)
+
+
+def _print_outcome(outcome: TuneOutcome) -> None:
+    console = make_console()  # made per call: its width follows the environment of this call
     if outcome.recovered:
         console.print(f"trials {outcome.recovered}: their worker had died; marked FAIL")
     console.print(f"trials by state: {outcome.counts}; table {outcome.trials_csv}")
@@ -164,18 +176,10 @@ def tune(
             f"repeated measurements of {c.metric}: best (trials {c.best.trials}) {c.best.values}, "
             f"defaults (trials {c.defaults.trials}) {c.defaults.values}: {c.verdict}"
         )
-    if serve:
-        from autotune.cli.serve import serve as serve_command
-
-        console.print(f"serving {outcome.best_path}")
-        serve_command(config=outcome.best_path)
 
 
 def _print_best(path: Path) -> None:
     console = make_console()  # made per call: its width follows the environment of this call
-    from autotune.config import load_tuned_config
-    from autotune.tune.report import comparison_table, tuned_fields_table
-
     tuned = load_tuned_config(path)
     if tuned.provenance.simulated:
         console.print("[bold yellow]SIMULATED engine: these figures are not GPU measurements[/]")
@@ -195,12 +199,8 @@ def best(
 ) -> None:
     """Print a study's best config (best.yaml) and a table of vLLM defaults vs best."""
     console = make_console()  # made per call: its width follows the environment of this call
-    from autotune.errors import ConfigError
-
     path = experiments_dir / study / "best.yaml"
     if storage is not None:
-        from autotune.tune.study import write_best_from_storage
-
         path = write_best_from_storage(study, experiments_dir=experiments_dir, storage=storage)
     if not path.is_file():
         raise ConfigError(f"study {study!r}: no {path} (has the study completed a feasible trial?)")
@@ -217,11 +217,6 @@ def trials(
 ) -> None:
     """List a study's trials (state, params, metrics, reasons), or export them as CSV."""
     console = make_console()  # made per call: its width follows the environment of this call
-    from rich.table import Table
-
-    from autotune.tune.report import GPU_ACTIVITY_COLUMNS, gpu_activity_cell, trials_cell, trials_frame
-    from autotune.tune.study import reopen_study
-
     session = reopen_study(study, experiments_dir=experiments_dir, storage=storage, mlflow=False)
     frame = trials_frame(session.study)
     if csv is not None:
@@ -232,7 +227,7 @@ def trials(
     columns = [c for c in frame.columns if c in ("number", "state", "reason") or c.startswith("param_")]
     columns += [f"metric_{m}" for m in ("throughput_rps", "goodput_rps", "ttft_ms_p99") if f"metric_{m}" in frame]
     columns += [c for c in ("screening_value", "start_total_s", "compile_cache") if c in frame and frame[c].notna().any()]
-    gpu = [(column, header) for column, header in GPU_ACTIVITY_COLUMNS.items() if "metric_gpu_util_mean" in frame]
+    gpu = [(column, header) for column, header in GPU_ACTIVITY_COLUMNS.items() if metric_column(NVML_BUSY_METRIC) in frame]
     table = Table(title=f"study {study}: {len(frame)} trials")
     for column in columns:
         table.add_column(column.removeprefix("param_").removeprefix("metric_"), overflow="fold")
@@ -254,7 +249,5 @@ def sync_mlflow(
 ) -> None:
     """Log to MLflow the trials it lacks (after MLflow was unreachable); each trial is logged once."""
     console = make_console()  # made per call: its width follows the environment of this call
-    from autotune.tune.study import sync_mlflow as run_sync
-
     synced = run_sync(study, experiments_dir=experiments_dir, storage=storage, mlflow_uri=mlflow_uri)
     console.print(f"logged {len(synced)} trial(s) to MLflow: {synced}")

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from autotune.config import EngineConfig, TunedConfig
 from autotune.errors import ConfigError
 from autotune.redact import placeholder_name
+from serving.engines.vllm_launcher import serving_flags, vllm_serving_environment
 
 VLLM_VERSION = "0.24.0"
 FLAGS_RESOURCE = f"vllm_serve_flags/vllm-{VLLM_VERSION}.txt"
@@ -163,8 +164,6 @@ def _unexpressible(tuned: TunedConfig) -> list[Unexpressible]:
 
 def export_vllm(tuned: TunedConfig, model: str | None = None) -> VllmExport:
     """The raw-vLLM form of a tuned config; `model` replaces the config's model (a path on the serving host, or a hub id)."""
-    from serving.engines.vllm_launcher import serving_flags, vllm_serving_environment
-
     engine: EngineConfig = tuned.engine_config.model_copy(update={"model": model or tuned.engine_config.model, "engines_per_gpu": 1})
     flags = [*engine.to_vllm_cli_args(), *serving_flags(tuned.serving)]
     unknown = [name for name, _ in parse_flags(flags) if "--" + name not in known_flags()]

@@ -28,7 +28,7 @@ import numpy as np
 import psutil
 from pydantic import Field
 
-from autotune.config import StrictModel
+from autotune.base_models import StrictModel
 from autotune.observe.sampler import PeriodicSampler
 
 Role = Literal["api_server", "engine_core", "gpu_worker", "other"]

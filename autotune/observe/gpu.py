@@ -24,7 +24,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 from pydantic import Field
 
-from autotune.config import StrictModel
+from autotune.base_models import StrictModel
 from autotune.observe.gpm import (
     DEFAULT_GPM_INTERVAL_S,
     GPM_METRICS,

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from autotune.report.data import gather
 from autotune.report.figures import all_figures
 from autotune.report.render import to_html, to_markdown
-from autotune.tune.study import reopen_study
+from autotune.tune.session import reopen_study
 
 
 class ReportFormat(StrEnum):

@@ -13,7 +13,8 @@ from pydantic import Field, ValidationError
 
 from autotune.bench.metrics import measured, tpot_ms
 from autotune.bench.schemas import RequestRecord
-from autotune.config import ClosedModel, EngineKind
+from autotune.base_models import ClosedModel
+from autotune.config import EngineKind
 from autotune.observe.names import (
     STACK_API_SERVER_EVENT_LOOP_BUSY,
     STACK_API_SERVER_PREPROCESSING_BUSY,
@@ -24,7 +25,7 @@ from autotune.tune import attrs
 from autotune.tune.best import baseline_trial, select_best
 from autotune.tune.confirm import Confirmation, confirmation
 from autotune.tune.report import COMPARED_METRICS, LOWER_BOUND_FLAGS, gpm_unavailable
-from autotune.tune.study import StudySession
+from autotune.tune.session import StudySession
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError
 
 from autotune.bench.schemas import LoadSpec
-from autotune.config import ClosedModel
+from autotune.base_models import ClosedModel
 from autotune.errors import format_validation_error
 
 

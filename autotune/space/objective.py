@@ -11,7 +11,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field, model_validator
 
-from autotune.config import ClosedModel
+from autotune.base_models import ClosedModel
 
 MetricName = Literal[
     "completed",

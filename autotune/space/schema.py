@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from autotune.config import ClosedModel
+from autotune.base_models import ClosedModel
 
 if TYPE_CHECKING:
     import optuna

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import Field, PrivateAttr, model_validator
 
 from autotune.bench.schemas import SLO, LoadSpec
-from autotune.config import ClosedModel, EngineConfig, EngineKind
+from autotune.base_models import ClosedModel
+from autotune.config import EngineConfig, EngineKind
 from autotune.space.checks import semantic_issues
 from autotune.space.engine_config import engine_config_from_params, resolve_settings
 from autotune.space.fidelity import FidelitySettings

@@ -9,7 +9,6 @@ throughput on the front, and the provenance notes say so. Trial 0 (vLLM's defaul
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -121,10 +120,3 @@ def build_best_config(
         notes="; ".join(notes),
     )
     return TunedConfig(engine=engine_kind, engine_config=engine, provenance=provenance)
-
-
-def write_best(study: optuna.Study, space: SearchSpace, engine_kind: EngineKind, study_dir: Path) -> Path | None:
-    tuned = build_best_config(study, space, engine_kind)
-    if tuned is None:
-        return None
-    return tuned.write(study_dir / "best.yaml")

@@ -34,7 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 from autotune.config import EngineConfig
 from autotune.space import SearchSpace, get_path
 from autotune.tune import attrs
-from autotune.tune.trial import TrialOutcome
+from autotune.tune.trial_result import TrialOutcome
 
 COMPILE_KEY_FIELDS = (
     "model",

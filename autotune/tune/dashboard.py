@@ -19,6 +19,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from autotune.tracking import default_tracking_uri
 from autotune.redact import redact_url
+from autotune.tune.session import reopen_study
+from autotune.tune.storage import make_storage
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +37,6 @@ def dashboard_target(
     study: str, *, experiments_dir: Path, storage: str | None = None, mlflow_uri: str | None = None
 ) -> DashboardTarget:
     """The study's storage (it must exist and hold the study) and its MLflow tracking URI."""
-    from autotune.tune.study import reopen_study
-
     session = reopen_study(study, experiments_dir=experiments_dir, storage=storage, mlflow=False)
     return DashboardTarget(
         study=study,
@@ -62,8 +62,6 @@ class _QuietHandler(WSGIRequestHandler):
 def run_dashboard(target: DashboardTarget, *, host: str, port: int, announce: Callable[[str], None]) -> None:
     """Serve optuna-dashboard until interrupted; `announce` gets the lines to print once it listens."""
     from optuna_dashboard import wsgi
-
-    from autotune.tune.storage import make_storage
 
     app = wsgi(make_storage(target.storage_url, heartbeat=False))
     with make_server(host, port, app, server_class=_ThreadedServer, handler_class=_QuietHandler) as server:

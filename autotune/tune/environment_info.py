@@ -8,6 +8,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from autotune.bench.environment import hardware, versions
+from autotune.observe.gpu import make_gpu_sampler
+
 _TUNER_PACKAGES = ("optuna", "mlflow")
 
 
@@ -29,9 +32,6 @@ def hardware_info(result_path: str | Path | None = None) -> dict[str, Any]:
     recorded = _result_section(result_path, "hardware")
     if recorded is not None:
         return recorded
-    from autotune.bench.environment import hardware
-    from autotune.observe.gpu import make_gpu_sampler
-
     sampler = make_gpu_sampler(True)
     try:
         gpus = sampler.devices()
@@ -41,8 +41,6 @@ def hardware_info(result_path: str | Path | None = None) -> dict[str, Any]:
 
 
 def version_info(result_path: str | Path | None = None) -> dict[str, str]:
-    from autotune.bench.environment import versions
-
     found = dict(_result_section(result_path, "versions") or versions())
     for package in _TUNER_PACKAGES:
         try:

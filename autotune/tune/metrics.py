@@ -107,5 +107,3 @@ def trial_metrics(summary: Summary, peak: Summary | None) -> dict[str, float | N
     return summary_metrics(summary) | (peak_metrics(peak) if peak is not None else {})
 
 
-def numeric_only(figures: dict[str, float | None]) -> dict[str, float]:
-    return {key: float(value) for key, value in figures.items() if value is not None}

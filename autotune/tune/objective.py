@@ -6,12 +6,8 @@ with `prune_reason`), a trial whose server or benchmark failed raises `TrialFail
 sets its constraints (`trial.set_constraint`, value <= 0 is feasible). A config already measured in this
 study (same canonical hash) is not served again: the stored values are told.
 
-Several workers: a trial claims its config before serving it (`config_claim` attribute, set after its
-`config_hash`). A config that a RUNNING trial of another worker serves or may serve is not served twice:
-the later trial is PRUNED "duplicate of trial N" (N keeps measuring it; waiting for N would idle a GPU for
-a whole trial). Who serves: a trial defers to a twin that has claimed, and to any lower-numbered twin; it
-claims only once every higher-numbered undecided twin has decided (they never wait on lower ones, so no
-two trials wait on each other), or after CLAIM_WAIT_S when such a twin's worker stalls.
+Several workers: a trial claims its config before serving it (autotune.tune.claims); what a trial records is
+in autotune.tune.record.
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ import contextlib
 import logging
 import os
 import socket
-import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -30,24 +25,21 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autotune.bench.schemas import Summary
 from autotune.config import EngineConfig, EngineKind, Provenance
-from autotune.errors import AutotuneError
 from autotune.space import InvalidTrialConfig, SearchSpace, config_hash, screening_load
 from autotune.tracking import MlflowTracker
 from autotune.tune import attrs
+from autotune.tune.claims import claim_config, measured_before
 from autotune.tune.compile_order import compile_group
 from autotune.tune.fidelity import SCREENING_STEP, Screening, screening_record
 from autotune.tune.guide import enqueue_guided_trials, guided_config
-from autotune.tune.metrics import summary_metrics, trial_metrics
+from autotune.tune.metrics import summary_metrics
+from autotune.tune.pruning import prune_reason
+from autotune.tune.record import TrialFailed, constraint_violations, finish, objective_values, record_result
 from autotune.tune.stops import StudyStopped
-from autotune.tune.trial import ServerHandle, TrialOutcome, TrialResult, TrialRunner
+from autotune.tune.trial import TrialRunner
+from autotune.tune.trial_result import ServerHandle, TrialOutcome, TrialResult
 
 log = logging.getLogger(__name__)
-
-CONFIG_CLAIM = "config_claim"  # "serving" | "duplicate": a trial's decision about its config (several workers)
-CLAIM_SERVING = "serving"
-CLAIM_DUPLICATE = "duplicate"
-CLAIM_WAIT_S = 30.0
-CLAIM_POLL_S = 0.2
 
 
 class TuneDisplay(Protocol):
@@ -57,27 +49,9 @@ class TuneDisplay(Protocol):
     def phase(self, number: int, name: str) -> None: ...
 
 
-class TrialFailed(AutotuneError):
-    """A trial whose server or benchmark failed; recorded as FAIL with its reason, the study goes on."""
-
-
 def worker_identity() -> dict[str, Any]:
     me = psutil.Process(os.getpid())
     return {attrs.WORKER_HOST: socket.gethostname(), attrs.WORKER_PID: me.pid, attrs.WORKER_STARTED_AT: me.create_time()}
-
-
-def objective_values(space: SearchSpace, metrics: dict[str, float | None]) -> list[float]:
-    values: list[float] = []
-    for name in space.objective.metric_names():
-        value = metrics.get(name)
-        if value is None:
-            raise TrialFailed(f"objective metric {name} was not measured")
-        values.append(float(value))
-    return values
-
-
-def constraint_violations(space: SearchSpace, metrics: dict[str, float | None]) -> dict[str, float]:
-    return {constraint.key: constraint.violation(metrics) for constraint in space.constraints}
 
 
 class TuneObjective:
@@ -139,12 +113,12 @@ class TuneObjective:
             trial.set_user_attr(attrs.COMPILE_GROUP, compile_group(engine))
             if self.display is not None:
                 self.display.trial_started(trial.number, dict(trial.params))
-            previous = _measured_before(trial, config_hash(engine)) if kind != attrs.REPEAT else None
+            previous = measured_before(trial, config_hash(engine)) if kind != attrs.REPEAT else None
             if previous is not None:
                 return self._reuse(trial, previous)
             serving_twin = claim_config(trial, config_hash(engine)) if kind != attrs.REPEAT else None  # repeats: on purpose
             if serving_twin is not None:
-                previous = _measured_before(trial, config_hash(engine))  # the twin may have finished meanwhile
+                previous = measured_before(trial, config_hash(engine))  # the twin may have finished meanwhile
                 if previous is not None:
                     return self._reuse(trial, previous)
                 reason = f"duplicate of trial {serving_twin} (same config, running in another worker)"
@@ -189,8 +163,6 @@ class TuneObjective:
             trial.report(float(value), SCREENING_STEP)
             if not prunable or not trial.should_prune():
                 return None
-            from autotune.tune.pruning import prune_reason
-
             return prune_reason(trial.study, fidelity.pruner, metric, float(value))
 
         return Screening(load=screening_load(self.runner.load, fidelity), gate=gate)
@@ -212,24 +184,7 @@ class TuneObjective:
     # -- outcomes ---------------------------------------------------------------------------------
 
     def _record(self, trial: optuna.Trial, result: TrialResult) -> float | Sequence[float]:
-        trial.set_user_attr(attrs.TRIAL_DIR, result.trial_dir)
-        trial.set_user_attr(attrs.TIMINGS, result.timings.model_dump(exclude_none=True))
-        trial.set_user_attr(attrs.CPU_PINNING, {"server": result.server_cpus, "client": result.client_cpus})
-        trial.set_user_attr(attrs.SIMULATED, result.simulated)
-        if result.start_phases is not None:
-            trial.set_user_attr(attrs.START_PHASES, result.start_phases.model_dump(mode="json", exclude_none=True))
-            if result.start_phases.compile_cache is not None:
-                trial.set_user_attr(attrs.COMPILE_CACHE, result.start_phases.compile_cache.value)
-        if result.compile_cache_root is not None:
-            trial.set_user_attr(attrs.COMPILE_CACHE_ROOT, result.compile_cache_root)
-        if result.result_path:
-            trial.set_user_attr(attrs.RESULT_PATH, result.result_path)
-        metrics: dict[str, float | None] = {}
-        if result.summary is not None:
-            metrics = {**trial_metrics(result.summary, result.peak_summary), **result.stack_metrics}
-            trial.set_user_attr(attrs.METRICS, {k: v for k, v in metrics.items() if v is not None})
-            if result.summary.gpu is not None and result.summary.gpu.gpm_status is not None:
-                trial.set_user_attr(attrs.GPM_STATUS, result.summary.gpu.gpm_status)
+        metrics = record_result(trial, result)
         if result.state in (TrialOutcome.REJECTED, TrialOutcome.PRUNED):
             self._finish(trial, result.state, result.reason or result.state.value)
             raise optuna.TrialPruned(result.reason)
@@ -270,24 +225,7 @@ class TuneObjective:
         return previous.values[0] if len(previous.values) == 1 else list(previous.values)
 
     def _finish(self, trial: optuna.Trial, outcome: TrialOutcome, reason: str | None) -> None:
-        """Last attributes before Optuna records the state; then the MLflow run (attrs are frozen after)."""
-        trial.set_user_attr(attrs.OUTCOME, outcome.value)
-        if reason is not None:
-            key = attrs.FAIL_REASON if outcome is TrialOutcome.FAILED else attrs.PRUNE_REASON
-            trial.set_user_attr(key, reason)
-        if self.tracker is None:
-            return
-        state = {
-            TrialOutcome.COMPLETE: "COMPLETE", TrialOutcome.FAILED: "FAIL", TrialOutcome.REJECTED: "PRUNED",
-            TrialOutcome.PRUNED: "PRUNED",
-        }[outcome]
-        record = attrs.trial_record(
-            number=trial.number, state=state, params=trial.params, user_attrs=trial.user_attrs, study_tags=self.study_tags
-        )
-        run_id = self.tracker.log_trial(record)
-        trial.set_user_attr(attrs.MLFLOW_SYNCED, run_id is not None)
-        if run_id is not None:
-            trial.set_user_attr(attrs.MLFLOW_RUN_ID, run_id)
+        finish(trial, outcome, reason, tracker=self.tracker, study_tags=self.study_tags)
 
     def _provenance(self, number: int) -> Provenance:
         return Provenance(
@@ -299,59 +237,3 @@ class TuneObjective:
             load=self.space.load.model_dump(mode="json", exclude_none=True),
             notes="trial config (not a tuned result)",
         )
-
-
-def _measured_before(trial: optuna.Trial, digest: str) -> FrozenTrial | None:
-    """An earlier finished trial of this study with the same config; trials lost to dead workers don't count."""
-    for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
-        if other.number == trial.number or other.user_attrs.get(attrs.CONFIG_HASH) != digest:
-            continue
-        if other.state is TrialState.FAIL and _not_the_configs_fault(other):
-            continue
-        if other.user_attrs.get(attrs.DUPLICATE_OF) is not None and other.state is not TrialState.COMPLETE:
-            continue
-        return other
-    return None
-
-
-def claim_config(trial: optuna.Trial, digest: str, *, wait_s: float = CLAIM_WAIT_S) -> int | None:
-    """Claim `digest` for this trial: None when it is ours to serve, else the number of the RUNNING twin that serves it.
-
-    Call after the trial's `config_hash` is stored (set, then read: of two racing twins at least one sees the other).
-    """
-    deadline = time.monotonic() + wait_s
-    while True:
-        done = _measured_before(trial, digest)
-        if done is not None:
-            return _defer(trial, done.number)
-        twins = [
-            other
-            for other in trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if other.number != trial.number and other.user_attrs.get(attrs.CONFIG_HASH) == digest
-        ]
-        claimed = [t.number for t in twins if t.user_attrs.get(CONFIG_CLAIM) == CLAIM_SERVING]
-        if claimed:
-            return _defer(trial, min(claimed))
-        lower = [t.number for t in twins if t.number < trial.number and t.user_attrs.get(CONFIG_CLAIM) != CLAIM_DUPLICATE]
-        if lower:
-            return _defer(trial, min(lower))
-        undecided = [t for t in twins if t.number > trial.number and CONFIG_CLAIM not in t.user_attrs]
-        if not undecided or time.monotonic() >= deadline:
-            trial.set_user_attr(CONFIG_CLAIM, CLAIM_SERVING)
-            return None
-        time.sleep(CLAIM_POLL_S)  # a higher-numbered twin is deciding (it never waits on us): storage poll
-
-
-def _defer(trial: optuna.Trial, twin: int) -> int:
-    trial.set_user_attr(CONFIG_CLAIM, CLAIM_DUPLICATE)  # a lower twin waiting on our decision sees it
-    return twin
-
-
-def _not_the_configs_fault(trial: FrozenTrial) -> bool:
-    reason = trial.user_attrs.get(attrs.FAIL_REASON)
-    return not reason or attrs.environmental_failure(reason)
-
-
-def engine_config_of(trial: FrozenTrial) -> EngineConfig | None:
-    data = trial.user_attrs.get(attrs.ENGINE_CONFIG)
-    return None if data is None else EngineConfig.model_validate(data)

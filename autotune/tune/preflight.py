@@ -10,16 +10,19 @@ import shutil
 import tempfile
 from collections.abc import MutableMapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from autotune import GPU_INSTALL_HINT
+from autotune.bench.dataset import load_dataset
+from autotune.bench.text import load_token_counter
+from autotune.bench.trace import check_trace_workload
+from autotune.bench.workload import resolve_workload
 from autotune.config import EngineKind
 from autotune.errors import ConfigError, EngineUnavailableError
+from autotune.hub import HubModelError, looks_like_hub_id, model_files_dir, require_model_files
+from autotune.space import SearchSpace
 from autotune.redact import missing_env_placeholders
-
-if TYPE_CHECKING:
-    from autotune.space import SearchSpace
-    from autotune.tune.study import TuneSettings
+from autotune.tune.screen import load_screen_profile
+from autotune.tune.settings import TuneSettings
 
 MIN_FREE_GIB = 1.0
 
@@ -75,8 +78,6 @@ def check_trial_inputs(space: SearchSpace, settings: TuneSettings) -> None:
     model folders, the screening profile. Raises one ConfigError with a line per problem."""
     problems = [*workload_problems(space), *model_problems(space)]
     if settings.screen is not None:
-        from autotune.tune.screen import load_screen_profile
-
         try:
             load_screen_profile(settings.screen)
         except ConfigError as exc:
@@ -86,11 +87,6 @@ def check_trial_inputs(space: SearchSpace, settings: TuneSettings) -> None:
 
 
 def workload_problems(space: SearchSpace) -> list[str]:
-    from autotune.bench.dataset import load_dataset
-    from autotune.bench.text import load_token_counter
-    from autotune.bench.trace import check_trace_workload
-    from autotune.bench.workload import resolve_workload
-
     try:
         workload = resolve_workload(space.workload)
         if workload.dataset is not None:
@@ -120,8 +116,6 @@ def model_problems(space: SearchSpace) -> list[str]:
 
 
 def _model_problem(value: str) -> str | None:
-    from autotune.hub import HubModelError, looks_like_hub_id, model_files_dir
-
     if looks_like_hub_id(value):
         try:
             model_files_dir(value)  # its config files cached, or fetched now (memoized for the trials)
@@ -129,3 +123,11 @@ def _model_problem(value: str) -> str | None:
             return str(exc)
         return None
     return None if Path(value).expanduser().exists() else "no such file or folder"
+
+
+def require_space_models(space: SearchSpace) -> None:
+    """`require_model_files` for a search space: its model and each quantization variant (and its tokenizer)."""
+    models = [space.engine_base.model]
+    for variant in space.model_variants.values():
+        models += [variant.model, *([variant.tokenizer] if variant.tokenizer else [])]
+    require_model_files(models)

@@ -21,13 +21,19 @@ from typing import Any
 
 import yaml
 
+from autotune.bench.dataset import load_dataset
 from autotune.bench.distributions import FixedInt, NormalInt, UniformInt
+from autotune.bench.options import parse_slo
 from autotune.bench.schemas import SLO
+from autotune.bench.trace import load_trace
 from autotune.bench.workload import Workload, resolve_workload
 from autotune.config import EngineConfig, EngineKind
 from autotune.errors import ConfigError
 from autotune.memory_model import COLOCATED_RESERVE_GIB, ModelInfo, estimate_memory
-from autotune.observe.gpu import GpuFacts
+from autotune.space import SearchSpace, load_search_space
+from autotune.observe.gpu import GpuFacts, first_visible_gpu
+from autotune.tune.preflight import check_engine
+from serving.engines.profile import SimulatorProfile
 
 SPACE_FILE = "space.yaml"
 MAX_MODEL_LEN = 8192
@@ -93,13 +99,9 @@ def size_model(model: str) -> tuple[ModelInfo, dict[str, Any]]:
 def gpu_for(engine: EngineKind) -> GpuFacts:
     """The GPU the space is sized for: this process's first visible GPU, or the simulator profile's."""
     if engine is EngineKind.SIMULATED:
-        from serving.engines.profile import SimulatorProfile
-
         profile = SimulatorProfile.load(None)
         name = profile.gpu.name if "simulated" in profile.gpu.name.lower() else f"{profile.gpu.name} (simulated)"
         return GpuFacts(name=name, memory_gib=profile.gpu.memory_gib)
-    from autotune.observe.gpu import first_visible_gpu
-
     found = first_visible_gpu()
     if found is None:
         raise ConfigError(
@@ -126,15 +128,11 @@ def media_limit(workload: Workload) -> dict[str, Any]:
         largest = max(images.sizes, key=lambda s: s.width * s.height)
         size = (largest.width, largest.height)
     elif workload.trace is not None:
-        from autotune.bench.trace import load_trace
-
         entries = load_trace(workload.trace.path)
         count = max(len(e.images) for e in entries)
         sizes = [s for e in entries for s in e.images]
         size = max(sizes, key=lambda s: s[0] * s[1]) if sizes else None
     elif workload.dataset is not None:
-        from autotune.bench.dataset import load_dataset
-
         count = max(entry.images for entry in load_dataset(workload.dataset.path))
     if count is None:  # an unbounded count distribution: vLLM's default limit
         return {"video": 0}
@@ -273,8 +271,6 @@ def write_quickstart_space(
     The same command again finds the same file and resumes; a file that differs (edited, or other options) is not
     overwritten: the message says how to run it or start another study.
     """
-    from autotune.tune.preflight import check_engine
-
     check_engine(engine)
     name = study or default_study_name(model, workload)
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", name):
@@ -303,8 +299,6 @@ def quickstart(
     experiments_dir: Path,
 ) -> tuple[Path, str]:
     """`autotune tune` without SPACE.yaml: check the options, write the space; (its path, the study name)."""
-    from autotune.bench.options import parse_slo
-
     missing = [option for option, value in (("--model", model), ("--workload", workload), ("--slo", slo)) if not value]
     if missing:
         raise ConfigError(
@@ -316,3 +310,17 @@ def quickstart(
         model=model, workload=workload, slo=parse_slo(slo), engine=engine or EngineKind.VLLM, study=study,
         experiments_dir=experiments_dir,
     )
+
+
+def tune_space(
+    space_file: Path | None, *, model: str | None, workload: str | None, slo: list[str] | None,
+    engine: EngineKind | None, study: str | None, experiments_dir: Path,
+) -> tuple[SearchSpace, str | None, Path | None]:
+    """The space `autotune tune` runs: SPACE.yaml (`model` replacing its model), or without it the one the one-line
+    start builds and writes; (the space, the study name, the path of a space written here or None)."""
+    if space_file is None:
+        built, study = quickstart(model, workload, slo, engine, study, experiments_dir)
+        return load_search_space(built), study, built  # the built space names the model
+    if workload is not None or slo:
+        raise ConfigError("--workload and --slo build a space when no SPACE.yaml is given; with SPACE.yaml, set them in the file")
+    return load_search_space(space_file, model=model), study, None

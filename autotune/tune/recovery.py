@@ -13,6 +13,7 @@ import psutil
 from optuna.trial import TrialState
 
 from autotune.tune import attrs
+from autotune.tune.server_process import kill_process_group
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,6 @@ def kill_left_server(user_attrs: Mapping[str, Any]) -> bool:
     pgid = user_attrs.get(attrs.SERVER_PGID)
     if pgid is None or user_attrs.get(attrs.WORKER_HOST) != socket.gethostname():
         return False
-    from serving.process import kill_process_group
-
     killed = kill_process_group(int(pgid))
     if killed:
         log.warning("killed server process group %s left by trial", pgid)

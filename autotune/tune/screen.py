@@ -27,12 +27,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict, Field
 
-from autotune.bench.workload import Workload
+from autotune.bench.workload import Workload, resolve_workload
 from autotune.calibrate.virtual import Prediction, predict
 from autotune.config import EngineConfig
 from autotune.errors import ConfigError
 from autotune.space import InvalidTrialConfig, SearchSpace, config_hash
 from autotune.tune import attrs
+from autotune.tune.samplers import make_sampler
 from serving.engines.profile import SimulatorProfile
 
 log = logging.getLogger(__name__)
@@ -110,13 +111,11 @@ class Screener:
 
     def candidates(self, study: optuna.Study) -> list[Candidate]:
         """K configs from the sampler, drawn in an in-memory copy of the study (they never become trials)."""
-        from autotune.tune.study import _make_sampler
-
         finished = study.get_trials(deepcopy=True, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
         seen = {t.user_attrs.get(attrs.CONFIG_HASH) for t in finished}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            scratch = optuna.create_study(directions=self.space.objective.directions(), sampler=_make_sampler(self.space))
+            scratch = optuna.create_study(directions=self.space.objective.directions(), sampler=make_sampler(self.space))
             scratch.add_trials(finished)
         found: list[Candidate] = []
         for _ in range(self.settings.candidates):
@@ -226,8 +225,6 @@ def screening_savings(
     study: optuna.Study, space: SearchSpace, profile: SimulatorProfile, *, within_pct: float = 5.0, workload: Workload | None = None
 ) -> ScreeningSavings:
     """Over a finished study's measured trials (first objective, maximized): what screening would have saved."""
-    from autotune.bench.workload import resolve_workload
-
     scorer = ConfigScorer(space, workload or resolve_workload(space.workload), profile)
     measured: list[tuple[FrozenTrial, float]] = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):

@@ -5,14 +5,19 @@ Finished trials stay in the storage; the trial it was running stays RUNNING and 
 as "worker died" (not counted against the budget), so the same command run again finishes the budget.
 
 Optuna's trial loop may replace the error on its way out (its own `tell` fails against the same storage), so
-the tuner looks for the stop anywhere in the exception chain (`stop_in_chain`).
+the tuner looks for the stop anywhere in the exception chain (`stop_in_chain`, `stops_as_one_error`).
+SIGTERM stops a study as Ctrl-C does (`sigterm_as_interrupt`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import shutil
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from autotune.errors import AutotuneError
 
@@ -99,3 +104,40 @@ def stop_in_chain(exc: BaseException, folder: Path) -> StudyStopped | None:
         if isinstance(current, OSError) and out_of_space(current):
             return out_of_space_error(folder, current, writing=current.filename or None)
     return None
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops the study like Ctrl-C: the running trial's server is stopped and the trial marked."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def stops_as_one_error(study_dir: Path, known: Callable[[], StudyStopped | None] = lambda: None) -> Iterator[None]:
+    """An error while the study was stopping (storage gone, folder out of space) becomes that stop alone.
+
+    Optuna's trial loop replaces the objective's error when its own `tell` then fails against the same storage
+    (an AssertionError, an UnboundLocalError): the stop is the one the objective met (`known`), else one found
+    in the error's chain.
+    """
+    try:
+        yield
+    except StudyStopped:
+        raise
+    except Exception as exc:
+        stop = known() or stop_in_chain(exc, study_dir)
+        if stop is None:
+            raise
+        raise stop from None

@@ -27,6 +27,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.errors import ConfigError
+from autotune.tune.recovery import kill_left_server
 from autotune.redact import redact_text, redact_url
 from autotune.tune.stops import RESUME_HINT, StorageUnavailableError, free_text, out_of_space, out_of_space_error
 
@@ -263,8 +264,6 @@ def make_storage(url: str, *, heartbeat: bool = True, retry_s: float | None = No
 
 def _stale_trial_callback(study: optuna.Study, trial: FrozenTrial) -> None:
     """Optuna failed a trial whose worker stopped beating: kill the server it left if it is on this host."""
-    from autotune.tune.recovery import kill_left_server
-
     log.warning("trial %d failed: its worker stopped sending heartbeats", trial.number)
     kill_left_server(trial.user_attrs)
 

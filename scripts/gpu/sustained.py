@@ -39,7 +39,7 @@ import psutil
 
 from autotune.config import EngineKind
 from autotune.observe.cpu import classify_process
-from serving.process import ServerProcess
+from autotune.tune.server_process import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]  # run with PYTHONPATH=$PWD (scripts/gpu/env.sh)
 

@@ -14,7 +14,8 @@ from typing import Annotated
 
 from pydantic import Field, ValidationError
 
-from autotune.config import FrozenModel, Quantization
+from autotune.base_models import FrozenModel
+from autotune.config import Quantization
 from autotune.errors import ConfigError, config_error_from
 from autotune.memory_model import ModelInfo
 

@@ -25,7 +25,7 @@ from autotune.errors import EngineUnavailableError
 from autotune.model_files import usable_model_dir
 from autotune.redact import expand_env
 from serving.engines.colocation import colocation_env, kv_cache_bytes_per_engine, place_engines_on_shared_gpus
-from serving.launch import announce_listening
+from serving.announce import announce_listening
 from serving.state import config_document
 from serving.vllm_middleware import API_KEY_ENV, CONFIG_ENV
 

@@ -19,6 +19,8 @@ import json
 from dataclasses import asdict, dataclass
 from importlib import resources
 
+from autotune.observe.gpu import gpu_activity_now
+
 UI_PATH = "/ui"
 GPU_PATH = "/autotune/gpu"
 
@@ -69,8 +71,6 @@ def gpu_activity_document(measured: bool) -> bytes:
         return json.dumps(
             {"available": False, "reason": "simulated engine: GPU busy time is modeled (see /metrics)", "gpus": []}
         ).encode()
-    from autotune.observe.gpu import gpu_activity_now
-
     gpus = gpu_activity_now()
     if gpus is None:
         return json.dumps({"available": False, "reason": "NVML sees no GPU here", "gpus": []}).encode()

@@ -18,7 +18,7 @@ from autotune.bench.result import load_result, result_to_dataframe
 from autotune.bench.runner import run_benchmark_sync
 from autotune.bench.schemas import SLO, LoadSpec
 from autotune.bench.workload import resolve_workload
-from autotune.cli import _register_commands, app
+from autotune.cli._app import app
 from autotune.errors import ConfigError
 
 from helpers.servers import MODEL_DIR, running_server
@@ -92,13 +92,11 @@ def test_cli_rejects_bad_options_with_a_clear_message(args: list[str], message: 
 )
 def test_cli_rejects_bad_slo_rate_options_by_name(args: list[str], message: str) -> None:
     """In-process (the exit code and the message's printing are checked by the test above)."""
-    _register_commands()
     done = CliRunner().invoke(app, ["bench", "--url", "http://127.0.0.1:9", *args])
     assert isinstance(done.exception, ConfigError) and message in str(done.exception)
 
 
 def test_cli_help_lists_the_modes() -> None:
-    _register_commands()
     help_text = CliRunner().invoke(app, ["bench", "--help"], env={"COLUMNS": "200"}).output
     for option in ("--concurrency", "--rate", "--sweep", "--slo", "--client-cpus", "--output", "--window-s", "--rate-range"):
         assert option in help_text

@@ -16,9 +16,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _app():  # type: ignore[no-untyped-def]
-    from autotune.cli import _register_commands, app
+    from autotune.cli import app
 
-    _register_commands()
     return app
 
 

@@ -16,8 +16,10 @@ from autotune.errors import ConfigError
 from autotune.space import config_hash, parse_search_space
 from autotune.tune import screen
 from autotune.tune.screen import ScreenSettings, screening_savings
-from autotune.tune.study import TuneSettings, reopen_study, run_tuning
-from autotune.tune.trial import TrialOutcome, TrialResult, TrialTimings
+from autotune.tune.session import reopen_study
+from autotune.tune.settings import TuneSettings
+from autotune.tune.study import run_tuning
+from autotune.tune.trial_result import TrialOutcome, TrialResult, TrialTimings
 from serving.engines.profile import SimulatorProfile
 
 QUICK_SPACE = Path(__file__).resolve().parents[2] / "search_spaces" / "simulated-quick.yaml"

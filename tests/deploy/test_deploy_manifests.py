@@ -15,7 +15,7 @@ import pytest
 import typer
 import yaml
 
-from autotune.cli import _register_commands, app
+from autotune.cli._app import app
 from autotune.deploy.manifests import collect, describe, main, render_kustomization, validate_manifests
 from autotune.errors import ConfigError
 
@@ -67,7 +67,6 @@ def _expand(text: str, values: dict[str, str]) -> str:
 
 
 def _autotune_command(name: str) -> Any:
-    _register_commands()
     return typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
 
 

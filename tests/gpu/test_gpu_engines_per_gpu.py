@@ -25,7 +25,7 @@ from autotune.bench.workload import resolve_workload
 from autotune.config import EngineConfig, EngineKind, TunedConfig
 from autotune.memory_model import ModelInfo, colocated_kv_cache_bytes
 from autotune.observe.gpu import gpu_total_memory_gib
-from serving.process import ServerProcess
+from autotune.tune.server_process import ServerProcess
 
 pytestmark = pytest.mark.gpu
 

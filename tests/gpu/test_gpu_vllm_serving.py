@@ -24,7 +24,7 @@ from autotune.bench.schemas import SLO, LoadSpec
 from autotune.bench.workload import resolve_workload
 from autotune.config import EngineConfig, EngineKind, TunedConfig
 from helpers.servers import MODEL_DIR, running_server_process
-from serving.process import ServerProcess
+from autotune.tune.server_process import ServerProcess
 
 pytestmark = pytest.mark.gpu
 

@@ -8,7 +8,7 @@
 `args` are `autotune serve` arguments; `--port 0` is added unless a port is given. The server runs
 in its own process group (killed as a group on exit); readiness is polled on /health with a
 deadline; on a start-up failure the error carries the server's log tail. Use `running_server_process`
-to get the `serving.process.ServerProcess` (pid, log_tail(), alive()) instead of just the URL.
+to get the `autotune.tune.server_process.ServerProcess` (pid, log_tail(), alive()) instead of just the URL.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from serving.process import ServerProcess
+from autotune.tune.server_process import ServerProcess
 
 # The Qwen3-VL-4B skeleton the project ships (its tokenizer packed: autotune.model_files).
 MODEL_DIR = str(Path(__file__).resolve().parents[2] / "search_spaces" / "models" / "qwen3-vl-4b-instruct")

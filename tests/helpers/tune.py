@@ -13,7 +13,7 @@ import yaml
 from autotune.bench.schemas import Stats, Summary
 from autotune.config import EngineConfig, EngineKind, Provenance
 from autotune.space import SearchSpace, config_hash, parse_search_space
-from autotune.tune.trial import TrialOutcome, TrialResult, TrialTimings
+from autotune.tune.trial_result import TrialOutcome, TrialResult, TrialTimings
 
 REPO = Path(__file__).resolve().parents[2]
 QUICK_SPACE = REPO / "search_spaces" / "simulated-quick.yaml"

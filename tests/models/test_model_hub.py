@@ -23,7 +23,8 @@ from PIL import Image
 from autotune.config import EngineConfig
 from autotune.hub import CONFIG_FILES, HubModelError, looks_like_hub_id, model_files_dir
 from autotune.memory_model import ModelInfo
-from autotune.tune.trial import TrialSettings, check_feasibility
+from autotune.space import TrialSettings
+from autotune.tune.feasibility import check_feasibility
 from serving.tokens import VisionGrid, image_tokens
 
 REPO_ID = "Qwen/Qwen3-VL-4B-Instruct"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer.main
 
-from autotune.cli import _register_commands, app
+from autotune.cli._app import app
 
 ROOT = Path(__file__).resolve().parents[2]
 # Ways of reaching the folder that lies beside the developers' checkouts (and CI's), never beside a user's.
@@ -50,7 +50,6 @@ def test_the_staging_script_reads_the_package_list_beside_it() -> None:
 
 
 def test_the_readme_command_table_names_every_command() -> None:
-    _register_commands()
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
     table = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `autotune ")]
     named = {match for line in table for match in re.findall(r"`autotune ([a-z-]+)", line)}

@@ -32,7 +32,7 @@ from reliability_study import cli, completed_requests, group_alive, force_kill, 
 
 from autotune.tune import attrs
 from autotune.tune.storage import make_storage
-from autotune.tune.study import counted_trials
+from autotune.tune.budget import counted_trials
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

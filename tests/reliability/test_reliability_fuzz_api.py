@@ -21,7 +21,7 @@ from reliability.reliability_record import Outcome, current_test, record_outcome
 from reliability_sim import MODEL_NAME, fast_profile, write_config
 
 from helpers.servers import running_server_process
-from serving.process import ServerProcess
+from autotune.tune.server_process import ServerProcess
 
 API_KEY = "fuzz-key-0123456789"
 MIN_REQUESTS = 1000

@@ -25,7 +25,8 @@ from reliability_study import cli, load_trials, start_cli, wait_for, worker_logs
 
 from autotune.tracking import EXPERIMENT_NAME, TAG_ROLE, TAG_STUDY, TAG_TRIAL
 from autotune.tune import attrs
-from autotune.tune.study import counted_trials, reopen_study
+from autotune.tune.budget import counted_trials
+from autotune.tune.session import reopen_study
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -25,7 +25,7 @@ from reliability.reliability_record import Outcome, current_test, record_outcome
 from reliability_sim import MODEL_NAME, write_config, write_profile
 
 from helpers.servers import running_server_process
-from serving.process import ServerProcess
+from autotune.tune.server_process import ServerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

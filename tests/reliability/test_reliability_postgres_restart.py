@@ -22,7 +22,7 @@ from reliability_study import force_kill, group_alive, start_cli, wait_for, work
 
 from autotune.tune import attrs
 from autotune.tune.storage import make_storage
-from autotune.tune.study import counted_trials
+from autotune.tune.budget import counted_trials
 from helpers.postgres import PostgresServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from autotune.bench.result import load_result, save_result
 from autotune.bench.schemas import BenchResult, LoadSpec, RequestRecord, Stats, Summary
-from autotune.cli import _register_commands, app
+from autotune.cli import app
 from autotune.errors import AutotuneError
 from autotune.report import recorded
 from autotune.report.pack import pack_folder
@@ -115,7 +115,6 @@ def test_an_artifact_without_a_copy_in_its_study_stops_the_packing(run: Path) ->
 
 
 def test_the_pack_command_prints_each_folder_before_and_after(run: Path) -> None:
-    _register_commands()
     shown = CliRunner().invoke(app, ["pack", str(run), "--export-store", "superseded"])
     assert shown.exit_code == 0, shown.output
     assert shown.output.startswith(f"{run}: ") and " files -> " in shown.output

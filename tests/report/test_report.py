@@ -17,8 +17,10 @@ from autotune.config import EngineConfig, Provenance
 from autotune.observe.gpu import GpuSummary
 from autotune.report import ReportFormat, gather, write_report
 from autotune.report.render import SIMULATED_BANNER
-from autotune.tune.study import TuneSettings, open_study, reopen_study, run_tuning
-from autotune.tune.trial import TrialOutcome, TrialResult
+from autotune.tune.session import open_study, reopen_study
+from autotune.tune.settings import TuneSettings
+from autotune.tune.study import run_tuning
+from autotune.tune.trial_result import TrialOutcome, TrialResult
 
 STUDY = "report-study"
 
@@ -167,9 +169,8 @@ def test_pareto_study_draws_the_front_and_few_trials_skip_importances(tmp_path: 
 
 
 def test_cli_report_and_unknown_study(study_dir: Path, tmp_path: Path) -> None:
-    from autotune.cli import _register_commands, app
+    from autotune.cli import app
 
-    _register_commands()
     ok = CliRunner().invoke(app, ["report", STUDY, "--experiments-dir", str(study_dir.parent), "--output", str(tmp_path),
                                   "--format", "html", "--format", "md"])
     assert ok.exit_code == 0, ok.output

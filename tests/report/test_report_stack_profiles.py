@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from autotune.cli import _register_commands, app
+from autotune.cli import app
 from autotune.observe.stacks.activity import ACTIVITIES
 from autotune.report.stack_profiles import JSON_NAME, MARKDOWN_NAME, study_folder, write_stack_profiles
 
@@ -53,7 +53,6 @@ def test_a_run_folder_gets_the_table_of_its_one_study(tmp_path: Path) -> None:
 def test_cli_writes_into_output_and_prints_the_table(tmp_path: Path) -> None:
     study = tmp_path / "experiments" / "s"
     _trial(study, 3, 12.5)
-    _register_commands()
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["report", "s", "--experiments-dir", str(study.parent), "--stack-profiles", "--output", str(out)])
     assert result.exit_code == 0, result.output
@@ -62,6 +61,5 @@ def test_cli_writes_into_output_and_prints_the_table(tmp_path: Path) -> None:
 
 
 def test_a_folder_without_a_study_is_one_clear_error(tmp_path: Path) -> None:
-    _register_commands()
     result = CliRunner().invoke(app, ["report", str(tmp_path), "--stack-profiles"])
     assert result.exit_code != 0 and "neither a study folder" in str(result.exception)

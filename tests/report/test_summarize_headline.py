@@ -18,7 +18,7 @@ from autotune.bench.schemas import (
     Summary,
 )
 from autotune.observe.gpu import GpuSummary
-from autotune.cli import _register_commands, app
+from autotune.cli import app
 from autotune.errors import AutotuneError
 from autotune.report.runs import headline
 
@@ -74,7 +74,6 @@ def test_a_folder_without_a_confirmation_says_so(tmp_path: Path) -> None:
 
 
 def test_the_command_says_what_it_wrote_and_a_missing_confirmation_is_an_error(tmp_path: Path) -> None:
-    _register_commands()
     shown = CliRunner().invoke(app, ["summarize", "headline", str(tmp_path), "--sustained-root", str(tmp_path / "none")])
     assert shown.exit_code != 0 and isinstance(shown.exception, AutotuneError)
     assert "no run with a confirmation.json" in str(shown.exception)

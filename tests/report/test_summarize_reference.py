@@ -18,7 +18,7 @@ from autotune.bench.schemas import (
 )
 from autotune.observe.cpu import RoleCpu, ServerCpuProfile
 from autotune.observe.gpu import GpuSummary
-from autotune.cli import _register_commands, app
+from autotune.cli import app
 from autotune.report.runs import reference as sr
 from autotune.report.runs.folder import Layout
 
@@ -151,7 +151,6 @@ def test_calibration_errors_are_read_when_present(experiment: Path) -> None:
 
 
 def test_the_command_writes_the_summary_under_the_name_given(experiment: Path) -> None:
-    _register_commands()
     shown = CliRunner().invoke(app, ["summarize", "reference", str(experiment), "--summary-name", "summary-run-a.json"])
     assert shown.exit_code == 0, shown.output
     assert shown.output.splitlines()[0] == (

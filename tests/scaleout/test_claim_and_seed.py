@@ -8,18 +8,13 @@ import optuna
 from helpers.tune import quick_space_mapping, space_from
 from optuna.trial import TrialState
 
-from autotune.tune.objective import (
-    CLAIM_DUPLICATE,
-    CLAIM_SERVING,
-    CONFIG_CLAIM,
-    claim_config,
-)
-from autotune.tune.study import _make_sampler
+from autotune.tune.claims import CLAIM_DUPLICATE, CLAIM_SERVING, CONFIG_CLAIM, claim_config
+from autotune.tune.samplers import make_sampler
 
 
 def _study(storage: optuna.storages.BaseStorage, name: str = "s") -> optuna.Study:
     space = space_from(quick_space_mapping())
-    return optuna.create_study(study_name=name, storage=storage, sampler=_make_sampler(space), load_if_exists=True)
+    return optuna.create_study(study_name=name, storage=storage, sampler=make_sampler(space), load_if_exists=True)
 
 
 def _draw(study: optuna.Study) -> dict[str, object]:

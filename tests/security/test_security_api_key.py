@@ -24,7 +24,7 @@ from autotune.config import EngineConfig, ServingSettings, TunedConfig
 from helpers.servers import MODEL_DIR, running_server_process
 from serving import asgi_guard
 from serving.engines.vllm_launcher import write_config_json
-from serving.process import ServerProcess
+from autotune.tune.server_process import ServerProcess
 from serving.vllm_middleware import AutotuneMiddleware
 
 API_KEY = "sec-key-7f3a9c1e5b"

@@ -33,7 +33,7 @@ from reliability.reliability_record import Outcome, current_test, record_outcome
 
 from autotune.config import EngineConfig, ServingSettings, TunedConfig
 from helpers.servers import MODEL_DIR, running_server_process
-from serving.process import ServerProcess
+from autotune.tune.server_process import ServerProcess
 from serving.security import ImageUrlPolicy, UrlRejected, forbidden_reason, resolve_checked
 
 MODEL_NAME = MODEL_DIR.rsplit("/", 1)[1]

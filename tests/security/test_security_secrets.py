@@ -19,7 +19,7 @@ from reliability.reliability_record import Outcome, current_test, record_outcome
 
 from autotune.config import EngineConfig, ServingSettings, TunedConfig
 from helpers.servers import MODEL_DIR, running_server_process
-from serving.process import ServerProcess
+from autotune.tune.server_process import ServerProcess
 
 API_KEY = "sk-secret-5d41402abc4b2a76"
 WRONG_KEY = "sk-other-service-7e9a0c3b"

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from serving_testlib import MODEL_NAME, data_url, image_chat, png_bytes, sse_json, write_simulated_config
+from helpers.serving_testlib import MODEL_NAME, data_url, image_chat, png_bytes, sse_json, write_simulated_config
 
 from autotune.config import ServingSettings
 from helpers.servers import MODEL_DIR, running_server_process
-from serving.process import ServerProcess
+from autotune.tune.server_process import ServerProcess
 from serving.tokens import IMAGE_WRAPPER_TOKENS, VisionGrid, image_tokens
 
 API_KEY = "test-key-123"

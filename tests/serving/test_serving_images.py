@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-from serving_testlib import png_bytes
+from helpers.serving_testlib import png_bytes
 
 from helpers.servers import MODEL_DIR
 from serving.images import ImageLimits, ImageRejected, fetch_image, prepare_image

@@ -10,7 +10,8 @@ from pathlib import Path
 import yaml
 from helpers.tune import FakeRunner, space_from
 
-from autotune.tune.study import TuneSettings, run_tuning
+from autotune.tune.settings import TuneSettings
+from autotune.tune.study import run_tuning
 
 
 def test_best_from_the_shared_storage_on_a_host_without_the_study_folder(tmp_path: Path, quick_space_data: dict) -> None:

@@ -16,7 +16,8 @@ from autotune.config import EngineConfig, Provenance, TunedConfig
 from autotune.space import load_search_space
 from autotune.tune import attrs
 from autotune.tune.report import comparison_table, eta_s
-from autotune.tune.study import TuneSettings, open_study
+from autotune.tune.session import open_study
+from autotune.tune.settings import TuneSettings
 
 
 def _tune(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -17,7 +17,7 @@ from autotune.errors import ConfigError
 from autotune.space import SearchSpace, load_search_space, parse_search_space
 from autotune.tune import attrs
 from autotune.tune.compile_order import CompileKeyRuns, compile_group, compile_key_params, held_key
-from autotune.tune.study import _make_sampler
+from autotune.tune.samplers import make_sampler
 
 from helpers.servers import MODEL_DIR as MODEL
 
@@ -120,7 +120,7 @@ def _run_study(space: SearchSpace, n_trials: int) -> list[optuna.trial.FrozenTri
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        study = optuna.create_study(direction="maximize", sampler=_make_sampler(space))
+        study = optuna.create_study(direction="maximize", sampler=make_sampler(space))
         study.optimize(objective, n_trials=n_trials)
     return study.get_trials(deepcopy=False)
 
@@ -133,7 +133,7 @@ def _shared_share(trials: list[optuna.trial.FrozenTrial], keys: list[str]) -> fl
 
 def test_consecutive_trials_share_compile_keys_more_often_than_with_the_plain_sampler() -> None:
     plain_space, runs_space = _qwen_space(compile_key_runs=1), _qwen_space(compile_key_runs=3)
-    assert isinstance(_make_sampler(runs_space), CompileKeyRuns) and not isinstance(_make_sampler(plain_space), CompileKeyRuns)
+    assert isinstance(make_sampler(runs_space), CompileKeyRuns) and not isinstance(make_sampler(plain_space), CompileKeyRuns)
     keys = compile_key_params(runs_space)
     plain, runs = _run_study(plain_space, 24), _run_study(runs_space, 24)
     assert _shared_share(plain, keys) <= 0.2  # ten key parameters drawn freely: consecutive trials rarely share them

@@ -10,8 +10,10 @@ from helpers.tune import FakeRunner, space_from
 from autotune.config import EngineConfig, Provenance
 from autotune.tune import attrs
 from autotune.tune.best import select_best
-from autotune.tune.study import TuneSettings, reopen_study, run_tuning
-from autotune.tune.trial import TrialResult
+from autotune.tune.session import reopen_study
+from autotune.tune.settings import TuneSettings
+from autotune.tune.study import run_tuning
+from autotune.tune.trial_result import TrialResult
 
 
 def _space(quick_space_data: dict) -> Any:

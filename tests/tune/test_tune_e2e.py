@@ -25,8 +25,10 @@ from autotune.errors import ConfigError
 from autotune.tracking import default_tracking_uri
 from autotune.tune import attrs
 from autotune.tune.storage import make_storage
-from autotune.tune.study import TuneSettings, open_study, run_tuning
-from serving.process import ServerProcess, process_group_exists
+from autotune.tune.session import open_study
+from autotune.tune.settings import TuneSettings
+from autotune.tune.study import run_tuning
+from autotune.tune.server_process import ServerProcess, process_group_exists
 
 pytestmark = pytest.mark.slow
 

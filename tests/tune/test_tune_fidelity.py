@@ -20,13 +20,10 @@ from autotune.space import PrunerSettings
 from autotune.tune.fidelity import SCREENING_STEP
 from autotune.tune.pruning import BestFractionPruner, make_pruner
 from autotune.tune.report import trials_frame
-from autotune.tune.study import (
-    TuneSettings,
-    counted_trials,
-    open_study,
-    reopen_study,
-    run_tuning,
-)
+from autotune.tune.budget import counted_trials
+from autotune.tune.session import open_study, reopen_study
+from autotune.tune.settings import TuneSettings
+from autotune.tune.study import run_tuning
 from autotune.tune.trial import TrialRunner
 
 # A lenient pruner: the bad config below screens at ~0.1 of the good ones; CPU contention moves a good one by 2x.

@@ -12,8 +12,10 @@ from autotune.config import EngineConfig, Provenance
 from autotune.observe.cpu import RoleCpu, ServerCpuProfile
 from autotune.tune import attrs
 from autotune.tune.guide import guidance_from_profile, guided_config
-from autotune.tune.study import TuneSettings, reopen_study, run_tuning
-from autotune.tune.trial import TrialResult
+from autotune.tune.session import reopen_study
+from autotune.tune.settings import TuneSettings
+from autotune.tune.study import run_tuning
+from autotune.tune.trial_result import TrialResult
 
 
 def _space(quick_space_data: dict, **parameters: Any) -> Any:

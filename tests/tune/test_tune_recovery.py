@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from autotune.tune import attrs
 from autotune.tune.recovery import recover_dead_workers, worker_alive
 from autotune.tune.storage import make_storage
-from serving.process import process_group_exists
+from autotune.tune.server_process import process_group_exists
 
 
 

@@ -58,7 +58,8 @@ def test_a_study_recorded_under_the_full_hash_resumes_and_is_migrated(tmp_path: 
     import optuna
 
     from autotune.tune import attrs
-    from autotune.tune.study import TuneSettings, open_study
+    from autotune.tune.session import open_study
+    from autotune.tune.settings import TuneSettings
 
     space = load_search_space(_checkout(tmp_path / "repo"))
     settings = TuneSettings(experiments_dir=tmp_path / "exp", study="old", mlflow=False)

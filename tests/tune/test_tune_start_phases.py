@@ -16,11 +16,13 @@ from autotune.bench.schemas import SLO, BenchResult, LoadSpec, Stats, Summary
 from autotune.config import EngineConfig, EngineKind, Provenance
 from autotune.space import TrialSettings
 from autotune.tracking import default_tracking_uri
-from autotune.tune import attrs
 from autotune.tune.report import trials_frame
 from autotune.tune.start_phases import CompileCache, start_phases
-from autotune.tune.study import TuneSettings, reopen_study, run_tuning
-from autotune.tune.trial import TrialOutcome, TrialResult, TrialRunner
+from autotune.tune.session import reopen_study
+from autotune.tune.settings import TuneSettings
+from autotune.tune.study import run_tuning
+from autotune.tune.trial import TrialRunner
+from autotune.tune.trial_result import TrialOutcome, TrialResult
 
 # Excerpts of recorded logs (experiments/h100-qwen3-vl-4b/2026-11-26c, trials 5 and 3), shortened.
 HIT_ONE_ENGINE = """\

@@ -13,13 +13,10 @@ from optuna.trial import TrialState
 from autotune.config import EngineKind, load_tuned_config
 from autotune.errors import ConfigError
 from autotune.tune import attrs
-from autotune.tune.study import (
-    TuneSettings,
-    counted_trials,
-    open_study,
-    reopen_study,
-    run_tuning,
-)
+from autotune.tune.budget import counted_trials
+from autotune.tune.session import open_study, reopen_study
+from autotune.tune.settings import TuneSettings
+from autotune.tune.study import run_tuning
 
 
 def _settings(tmp_path: Path, **extra: Any) -> TuneSettings:
@@ -177,7 +174,8 @@ def test_grid_sampler_refuses_a_numeric_range(quick_space_data: dict) -> None:
 
 
 def test_a_defaults_trial_failed_on_a_busy_gpu_is_queued_again_and_its_config_served_again() -> None:
-    from autotune.tune.study import counted_trials, ensure_defaults_trial
+    from autotune.tune.budget import counted_trials
+    from autotune.tune.session import ensure_defaults_trial
 
     study = optuna.create_study(direction="maximize")
     ensure_defaults_trial(study)

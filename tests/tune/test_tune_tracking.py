@@ -15,7 +15,10 @@ from optuna.trial import TrialState
 from autotune.tracking import MlflowTracker, TrialRecord, default_tracking_uri
 from autotune.tune import attrs
 from autotune.redact import redact_mapping, redact_url
-from autotune.tune.study import TuneSettings, reopen_study, run_tuning, sync_mlflow
+from autotune.tune.mlflow_sync import sync_mlflow
+from autotune.tune.session import reopen_study
+from autotune.tune.settings import TuneSettings
+from autotune.tune.study import run_tuning
 
 
 def _closed_port() -> int:

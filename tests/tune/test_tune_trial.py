@@ -11,9 +11,12 @@ import pytest
 from autotune.bench.schemas import SLO, BenchResult, LoadSpec, RequestRecord, Summary
 from autotune.config import EngineConfig, EngineKind, Provenance, load_tuned_config
 from autotune.space import TrialSettings
-from autotune.tune import trial as trial_module
-from autotune.tune.trial import TrialOutcome, TrialRunner, check_feasibility, find_oom
-from serving.process import ServerStartError
+from autotune.tune import gpu_wait
+from autotune.tune.failures import find_oom
+from autotune.tune.feasibility import check_feasibility
+from autotune.tune.trial import TrialRunner
+from autotune.tune.trial_result import TrialOutcome
+from autotune.tune.server_process import ServerStartError
 
 from helpers.servers import MODEL_DIR as MODEL
 LOAD = LoadSpec(mode="concurrency", concurrency=2, num_requests=4)
@@ -91,7 +94,7 @@ def test_a_model_without_config_json_is_said_loudly_once_not_skipped_silently(
     settings = TrialSettings(activation_reserve_gib=2.0)
     folder = tmp_path / "weights-only"
     folder.mkdir()
-    with caplog.at_level("WARNING", logger="autotune.tune.trial"):
+    with caplog.at_level("WARNING", logger="autotune.tune.feasibility"):
         for seqs in (8, 16, 32):  # three trials of the same model
             assert check_feasibility(EngineConfig(model=str(folder), max_num_seqs=seqs), settings, 80.0) == (None, None)
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
@@ -182,8 +185,12 @@ def test_gpu_memory_release_is_polled_back_to_the_pre_trial_level(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, readings: list[float | None], timeout_s: float, released: bool | None
 ) -> None:
     queue = list(readings)
-    monkeypatch.setattr(trial_module, "_gpu_memory_used_mib", lambda: queue.pop(0) if len(queue) > 1 else queue[0])
-    monkeypatch.setattr(trial_module.time, "sleep", lambda s: None)  # NVML is faked: no real time passes
+    def used() -> list[float] | None:  # one GPU's reading, as NVML gives it
+        value = queue.pop(0) if len(queue) > 1 else queue[0]
+        return None if value is None else [value]
+
+    monkeypatch.setattr(gpu_wait, "gpu_memory_used_mib", used)
+    monkeypatch.setattr(gpu_wait.time, "sleep", lambda s: None)  # NVML is faked: no real time passes
     servers: list[FakeServer] = []
     runner = _runner(tmp_path, server=_factory(servers), benchmark=_bench(servers), gpu_release_timeout_s=timeout_s)
     assert runner.run(0, EngineConfig(model=MODEL), Provenance()).gpu_memory_released is released
@@ -219,8 +226,8 @@ def test_a_gpu_held_by_another_process_fails_as_the_environments_fault_without_s
     from autotune.tune import attrs
 
     frees = iter([0.07, 0.07, 0.5])
-    monkeypatch.setattr(trial_module, "gpu_memory_free_fraction", lambda: [next(frees, 0.07)])
-    monkeypatch.setattr(trial_module.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(gpu_wait, "gpu_memory_free_fraction", lambda: [next(frees, 0.07)])
+    monkeypatch.setattr(gpu_wait.time, "sleep", lambda _s: None)
     servers: list[FakeServer] = []
     vllm = EngineKind.VLLM
     runner = _runner(tmp_path, server=_factory(servers), benchmark=_bench(servers), engine_kind=vllm, gpu_release_timeout_s=0)
@@ -230,10 +237,10 @@ def test_a_gpu_held_by_another_process_fails_as_the_environments_fault_without_s
     assert "only 7% of a GPU's memory is free" in result.reason and attrs.environmental_failure(result.reason)
     # memory freed while waiting: the trial goes ahead
     frees = iter([0.07, 0.95])
-    monkeypatch.setattr(trial_module, "gpu_memory_free_fraction", lambda: [next(frees, 0.95)])
+    monkeypatch.setattr(gpu_wait, "gpu_memory_free_fraction", lambda: [next(frees, 0.95)])
     waited = _runner(tmp_path, server=_factory(servers), benchmark=_bench(servers), engine_kind=vllm, gpu_release_timeout_s=60)
     assert waited.run(1, EngineConfig(model=MODEL), Provenance()).state is TrialOutcome.COMPLETE and len(servers) == 1
     # the simulated engine uses no GPU: a busy one does not hold its trials back
-    monkeypatch.setattr(trial_module, "gpu_memory_free_fraction", lambda: [0.01])
+    monkeypatch.setattr(gpu_wait, "gpu_memory_free_fraction", lambda: [0.01])
     simulated = _runner(tmp_path, server=_factory(servers), benchmark=_bench(servers), gpu_release_timeout_s=0)
     assert simulated.run(2, EngineConfig(model=MODEL), Provenance()).state is TrialOutcome.COMPLETE and len(servers) == 2

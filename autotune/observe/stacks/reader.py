@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from autotune.config import StrictModel
+from autotune.base_models import StrictModel
 
 TOP_FRAMES = 12
 BUSY_THREAD_MIN_SHARE = 0.05

@@ -3,7 +3,7 @@
 Production code (the tuner starts one per trial) and the test helper. The server dies with its
 parent (PR_SET_PDEATHSIG=SIGTERM on Linux) and `kill_process_group` cleans up one left behind.
 Start-up failures tell a crash from a timeout: a crash is a process that exited, or that printed
-`serving.launch.START_FAILED_LINE` (its engine failed to start; it is exiting); a timeout is a process that did
+`serving.announce.START_FAILED_LINE` (its engine failed to start; it is exiting); a timeout is a process that did
 neither before the deadline and had not failed by the time it was stopped. The second test matters on a slow
 machine: a server whose engine fails just as the deadline passes is still exiting then (uvicorn holds the stop
 signal until its start-up ends), and its failure is a crash, not a timeout.
@@ -29,7 +29,7 @@ import httpx
 
 from autotune.config import EngineKind
 from autotune.errors import AutotuneError
-from serving.launch import START_FAILED_LINE
+from serving.announce import START_FAILED_LINE
 
 _LISTENING = re.compile(r"autotune serve listening on http://(\S+):(\d+)")
 _START_FAILED = START_FAILED_LINE.encode()

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serving_testlib import MODEL_NAME, write_simulated_config
+from helpers.serving_testlib import MODEL_NAME, write_simulated_config
 
 from autotune.config import EngineConfig, EngineKind, ServingSettings, TunedConfig
 from helpers.servers import MODEL_DIR, running_server_process
-from serving.process import ServerProcess, ServerStartError, kill_process_group, process_group_exists
+from autotune.tune.server_process import ServerProcess, ServerStartError, kill_process_group, process_group_exists
 
 SIMULATED = ["--model", MODEL_DIR, "--engine", "simulated"]
 
@@ -72,7 +72,7 @@ def test_hang_at_start_is_reported_as_timeout(tmp_path: Path) -> None:
 def _scripted_server(tmp_path: Path, script: str, startup_timeout_s: float) -> ServerProcess:
     """A ServerProcess whose child runs `script` (what `autotune serve` prints and does at start) instead."""
     server = ServerProcess.from_serve_args([], log_path=tmp_path / "serve.log", startup_timeout_s=startup_timeout_s)
-    server.argv = [sys.executable, "-c", f"from serving.launch import START_FAILED_LINE\n{script}"]
+    server.argv = [sys.executable, "-c", f"from serving.announce import START_FAILED_LINE\n{script}"]
     return server
 
 

@@ -1,0 +1,157 @@
+"""Measuring a running trial server: warm-up, the screening window and its gate (fidelity), the measured run, and
+the server's stack profile; every way it goes wrong becomes the `TrialResult`'s state and reason."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from autotune.bench.runner import run_benchmark
+from autotune.bench.schemas import SLO, BenchResult, LoadSpec
+from autotune.observe.stacks.activity import stack_metrics
+from autotune.observe.stacks.reader import summarize_stack_profile
+from autotune.config import EngineConfig
+from autotune.errors import AutotuneError
+from autotune.space import TrialSettings
+from autotune.tune.failures import last_line
+from autotune.tune.fidelity import Screening
+from autotune.tune.trial_result import ServerHandle, TrialObserver, TrialOutcome, TrialResult
+from serving.autostart import __file__ as autostart_init
+from autotune.observe.stacks.profiler import DIR_ENV, HZ_ENV
+
+# The benchmark entry point: (url, workload, load, slo, model=..., telemetry=...) -> BenchResult (async).
+BenchmarkFunc = Callable[..., Any]
+
+
+def stack_dir(folder: Path) -> Path:
+    return folder / "stack-profile"
+
+
+def stack_profile_env(folder: Path, hz: float | None) -> dict[str, str]:
+    """The server's environment for `autotune.observe.stacks.profiler` (every process: the autostart folder first on PYTHONPATH)."""
+    if not hz:
+        return {}
+    paths = [str(Path(autostart_init).parent), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {DIR_ENV: str(stack_dir(folder).resolve()), HZ_ENV: f"{hz:g}", "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def write_stack_profile(folder: Path, reported_rate_rps: float | None) -> dict[str, float]:
+    """stack_profile.json (per window, process and thread) and the flat figures of the reported window and probe."""
+    directory = stack_dir(folder)
+    if not directory.is_dir():
+        return {}
+    summary = summarize_stack_profile(directory)
+    (folder / "stack_profile.json").write_text(summary.model_dump_json(indent=2))
+    return stack_metrics(directory, reported_rate_rps)
+
+
+class TrialMeasurement:
+    """One trial's benchmark runs against its server, in the order warm-up -> screening -> measured window."""
+
+    def __init__(
+        self,
+        *,
+        workload: Any,
+        load: LoadSpec,
+        slo: SLO,
+        settings: TrialSettings,
+        observer: TrialObserver,
+        benchmark: BenchmarkFunc | None = None,
+        stack_profile_hz: float | None = None,
+    ) -> None:
+        self.workload = workload
+        self.load = load
+        self.slo = slo
+        self.settings = settings
+        self.observer = observer
+        self.benchmark = benchmark or run_benchmark
+        self.stack_profile_hz = stack_profile_hz
+
+    def _run(self, coroutine: Any) -> Any:
+        return asyncio.run(asyncio.wait_for(coroutine, timeout=self.settings.measure_timeout_s))
+
+    def measure(
+        self, number: int, engine: EngineConfig, server: ServerHandle, folder: Path, result: TrialResult,
+        screening: Screening | None = None,
+    ) -> None:
+        benchmark = self.benchmark
+        model = engine.name_for_clients
+        try:
+            if self.settings.warmup_requests > 0:
+                self.observer.phase(number, "warm-up")
+                t_warm = time.monotonic()
+                warm = self.load.warmup(self.settings.warmup_requests)
+                self._run(benchmark(server.base_url, self.workload, warm, self.slo, model=model, telemetry=False))
+                result.timings.warmup_s = round(time.monotonic() - t_warm, 3)
+            if not server.alive():
+                result.state = TrialOutcome.FAILED
+                result.reason = f"server exited during warm-up: {last_line(server.log_tail(lines=20))}"
+                return
+            if screening is not None and self._screen(number, engine, server, folder, result, screening):
+                return
+            self.observer.phase(number, "measuring")
+            t_measure = time.monotonic()
+            bench: BenchResult = self._run(
+                benchmark(
+                    server.base_url, self.workload, self.load, self.slo, model=model, telemetry=True,
+                    server_pid=server.pid,
+                    **({"stack_profile_dir": stack_dir(folder)} if self.stack_profile_hz else {}),
+                )
+            )
+            result.timings.measure_s = round(time.monotonic() - t_measure, 3)
+        except TimeoutError:
+            result.state = TrialOutcome.FAILED
+            result.reason = (
+                f"benchmark did not finish within {self.settings.measure_timeout_s:g} s (server stalled or hung)"
+            )
+            return
+        except (AutotuneError, OSError) as exc:
+            result.state = TrialOutcome.FAILED
+            result.reason = f"benchmark failed: {type(exc).__name__}: {exc}"[:500]
+            return
+        result_path = folder / "result.json"
+        result_path.write_text(bench.model_dump_json(indent=2))
+        if self.stack_profile_hz:
+            result.stack_metrics = write_stack_profile(folder, bench.summary.slo_rate_rps)
+        result.result_path = str(result_path)
+        result.summary = bench.summary
+        if len(bench.sweep) > 1:
+            result.peak_summary = max(bench.sweep, key=lambda window: window.throughput_rps or 0.0)
+        result.simulated = result.simulated or bench.simulated
+        summary = bench.summary
+        if not server.alive():
+            result.state = TrialOutcome.FAILED
+            result.reason = f"server exited during the benchmark: {last_line(server.log_tail(lines=20))}"
+        elif summary.completed == 0:
+            first_error = next((r.error for r in bench.requests if r.error), None)
+            result.state = TrialOutcome.FAILED
+            result.reason = f"no request succeeded ({summary.failed} failed; first error: {first_error})"[:500]
+
+    def _screen(
+        self, number: int, engine: EngineConfig, server: ServerHandle, folder: Path, result: TrialResult,
+        screening: Screening,
+    ) -> bool:
+        """The screening measurement, then its gate: True when the trial ends here (pruned, or the server died).
+        Raises what the benchmark raises (the caller turns it into a failed trial)."""
+        self.observer.phase(number, "screening")
+        t_screen = time.monotonic()
+        bench: BenchResult = self._run(
+            self.benchmark(server.base_url, self.workload, screening.load, self.slo, model=engine.name_for_clients,
+                           telemetry=True, server_pid=server.pid)
+        )
+        result.timings.screening_s = round(time.monotonic() - t_screen, 3)
+        (folder / "screening.json").write_text(bench.model_dump_json(indent=2))
+        result.screening_summary = bench.summary
+        if not server.alive():
+            result.state = TrialOutcome.FAILED
+            result.reason = f"server exited during screening: {last_line(server.log_tail(lines=20))}"
+            return True
+        reason = screening.gate(bench.summary)
+        if reason is None:
+            return False
+        result.state, result.reason = TrialOutcome.PRUNED, reason
+        return True

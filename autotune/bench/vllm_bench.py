@@ -8,6 +8,7 @@ its mean inter-token latency, as vLLM's benchmark defines it (requests with one 
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +50,10 @@ class VllmBenchCombined(BaseModel):
 
 
 def read_vllm_bench(path: Path) -> VllmBenchFile:
+    """One result file; a path ending in `.gz` is read gzip-compressed (recorded runs keep them so)."""
     try:
-        data = VllmBenchFile.model_validate_json(path.read_text())
+        raw = path.read_bytes()
+        data = VllmBenchFile.model_validate_json(gzip.decompress(raw) if path.suffix == ".gz" else raw)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: not a readable `vllm bench serve --save-detailed` result: {exc}") from None
     if len(data.itls) != len(data.ttfts):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -45,3 +46,11 @@ def test_a_summary_without_per_request_data_is_refused_clearly(tmp_path: Path) -
         combine([path], {"ttft_ms": 2000})
     with pytest.raises(ConfigError, match="allowed: ttft_ms, tpot_ms"):
         combine([path], {"e2el_ms": 1})
+
+
+def test_a_recorded_gzip_file_reads_as_the_plain_one(tmp_path: Path) -> None:
+    plain = _write(tmp_path / "a.json", [0.1] * 20 + [2.5], [[0.01, 0.03]] * 21, rate=3.0)
+    packed = tmp_path / "b.json.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    slo = {"ttft_ms": 2000.0, "tpot_ms": 50.0}
+    assert combine([packed], slo).model_dump(exclude={"files"}) == combine([plain], slo).model_dump(exclude={"files"})

@@ -13,6 +13,9 @@ What it does (experiments/README.md says why; `autotune.report.recorded` reads e
 - removes `autotune report`'s HTML where its Markdown is beside it (the same figures, as PNG files);
 - removes the per-token gaps (`itl_ms` lists) from the requests of every bench result (the ITL statistics stay in
   each summary and sweep window) and stores it as `.json.gz`;
+- keeps each `vllm bench serve --save-detailed` result (`vllm-bench-*.json`) without its generated texts and with its
+  per-request times (`ttfts`, `itls`, `start_times`, seconds) rounded to 10 us, as `.json.gz`: the combined verdict
+  (`autotune.bench.vllm_bench`) read from the packed file stays within 0.01 ms of the written one;
 - gzips `*.log` and `stack_profile.json`; packs each `stack-profile/` folder as `stack-profile.tar.xz`, its folded
   stacks uncompressed inside so that xz compresses them together.
 
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune.bench.schemas import BenchResult
+from autotune.bench.vllm_bench import VllmBenchCombined, VllmBenchFile, combine_results
 from autotune.errors import AutotuneError
 from autotune.report import recorded
 
@@ -126,6 +130,47 @@ def pack_results(run: Path) -> None:
             path.unlink()
 
 
+VLLM_BENCH_GLOB = "vllm-bench-*.json*"
+VLLM_BENCH_TIME_DECIMALS = 5  # seconds: 10 us, far below what a request's time varies by
+VLLM_BENCH_TIMES = ("ttfts", "itls", "start_times")
+_VERDICT_SLO = {"ttft_ms": 1.0, "tpot_ms": 1.0}  # any bounds: only the percentiles are compared
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, VLLM_BENCH_TIME_DECIMALS)
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def _percentiles(result: VllmBenchCombined) -> list[float]:
+    return [result.ttft_ms_p50, result.ttft_ms_p99, result.tpot_ms_p50, result.tpot_ms_p99]
+
+
+def slim_vllm_bench(data: dict[str, Any]) -> dict[str, Any]:
+    """A vllm bench result without generated texts and with its times rounded; refuses a change of its verdict."""
+    slim = {k: (_rounded(v) if k in VLLM_BENCH_TIMES else v) for k, v in data.items() if k != "generated_texts"}
+    before = combine_results([VllmBenchFile.model_validate(data)], _VERDICT_SLO)
+    after = combine_results([VllmBenchFile.model_validate(slim)], _VERDICT_SLO)
+    if any(abs(a - b) > 0.01 for a, b in zip(_percentiles(before), _percentiles(after), strict=True)):
+        raise AutotuneError("rounding the vllm bench times moved a percentile by more than 0.01 ms")
+    return slim
+
+
+def pack_vllm_bench(run: Path) -> None:
+    for path in sorted(run.rglob(VLLM_BENCH_GLOB)):
+        if path.suffix not in (".json", ".gz") or not path.is_file():
+            continue
+        data = json.loads(recorded.read_bytes(path))
+        if not isinstance(data, dict) or "itls" not in data:  # e.g. vllm-bench-combined.json: a verdict, kept as is
+            continue
+        target = path if path.suffix == ".gz" else path.with_name(path.name + ".gz")
+        target.write_bytes(gzip_bytes(json.dumps(slim_vllm_bench(data), separators=(",", ":")).encode()))
+        if target != path:
+            path.unlink()
+
+
 def gzip_files(run: Path) -> None:
     for path in sorted([*run.rglob("*.log"), *run.rglob("stack_profile.json")]):
         path.with_name(path.name + ".gz").write_bytes(gzip_bytes(path.read_bytes()))
@@ -168,6 +213,7 @@ def pack_folder(folder: Path, export: set[str]) -> tuple[tuple[int, int], tuple[
     pack_stores(folder, export)
     drop_report_html(folder)
     pack_results(folder)
+    pack_vllm_bench(folder)
     gzip_files(folder)
     archive_profiles(folder)
     return before, size_and_count(folder)

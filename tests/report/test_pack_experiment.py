@@ -7,12 +7,14 @@ import gzip
 import json
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from typer.testing import CliRunner
 
 from autotune.bench.result import load_result, save_result
 from autotune.bench.schemas import BenchResult, LoadSpec, RequestRecord, Stats, Summary
+from autotune.bench.vllm_bench import combine
 from autotune.cli import app
 from autotune.errors import AutotuneError
 from autotune.report import recorded
@@ -119,3 +121,39 @@ def test_the_pack_command_prints_each_folder_before_and_after(run: Path) -> None
     assert shown.exit_code == 0, shown.output
     assert shown.output.startswith(f"{run}: ") and " files -> " in shown.output
     assert (run / "study" / "kept" / "optuna.db.xz").is_file()
+
+
+def _vllm_bench_file(path: Path) -> dict:
+    rng = np.random.default_rng(3)
+    requests = 200
+    data = {
+        "duration": 10.0, "completed": requests, "failed": 0, "request_rate": 20.0,
+        "ttfts": rng.uniform(0.05, 0.9, requests).tolist(),
+        "itls": [rng.uniform(0.02, 0.06, 31).tolist() for _ in range(requests)],
+        "start_times": np.cumsum(rng.exponential(0.05, requests)).tolist(),
+        "errors": [""] * requests, "generated_texts": ["some generated text " * 20] * requests,
+    }
+    path.write_text(json.dumps(data))
+    return data
+
+
+def test_a_vllm_bench_result_packs_without_texts_and_keeps_its_verdict(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "best").mkdir(parents=True)
+    written = run / "best" / "vllm-bench-p0.json"
+    original = _vllm_bench_file(written)
+    (run / "best" / "vllm-bench-combined.json").write_text('{"meets_slo": true}')  # a verdict: left as it is
+    slo = {"ttft_ms": 2000.0, "tpot_ms": 50.0}
+    verdict = combine([written], slo)
+    pack_folder(run, set())
+    packed = run / "best" / "vllm-bench-p0.json.gz"
+    assert not written.exists() and packed.is_file()
+    data = json.loads(gzip.decompress(packed.read_bytes()))
+    assert "generated_texts" not in data and data["ttfts"] == [round(t, 5) for t in original["ttfts"]]
+    again = combine([packed], slo)
+    for name in ("ttft_ms_p50", "ttft_ms_p99", "tpot_ms_p50", "tpot_ms_p99"):
+        assert getattr(again, name) == pytest.approx(getattr(verdict, name), abs=0.01)
+    assert (run / "best" / "vllm-bench-combined.json").read_text() == '{"meets_slo": true}'
+    before = packed.read_bytes()
+    pack_folder(run, set())
+    assert packed.read_bytes() == before  # idempotent

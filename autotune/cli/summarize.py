@@ -64,7 +64,7 @@ def summarize_headline(
     root: Annotated[Path, typer.Argument(metavar="EXPERIMENT_DIR", help="The experiment folder holding the dated runs")],
     run: Annotated[Path | None, typer.Option("--run", help="The dated run folder to take goodput from (default: the latest confirmed)")] = None,
     sustained: Annotated[Path | None, typer.Option("--sustained", help="The sustained run folder (default: the latest under --sustained-root)")] = None,
-    sustained_root: Annotated[Path, typer.Option("--sustained-root", help="The folder of the sustained runs")] = Path("experiments/h200-sustained"),
+    sustained_root: Annotated[Path, typer.Option("--sustained-root", help="The folder of the sustained runs")] = Path("experiments/sustained"),
     study: Annotated[
         list[str] | None,
         typer.Option("--study", help="A name the runs' main study may have; repeatable "

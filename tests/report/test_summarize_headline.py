@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -77,3 +78,23 @@ def test_the_command_says_what_it_wrote_and_a_missing_confirmation_is_an_error(t
     shown = CliRunner().invoke(app, ["summarize", "headline", str(tmp_path), "--sustained-root", str(tmp_path / "none")])
     assert shown.exit_code != 0 and isinstance(shown.exception, AutotuneError)
     assert "no run with a confirmation.json" in str(shown.exception)
+
+
+SUSTAINED_ROOT = Path(__file__).resolve().parents[2] / "experiments" / "sustained"
+
+
+def test_each_config_comes_from_its_latest_run_and_gpus_apart_give_no_ratio() -> None:
+    figures = headline.sustained(None, SUSTAINED_ROOT)
+    assert figures is not None and figures["window_s"] == 120
+    assert figures["defaults"]["source"].endswith("2026-12-04-h200") and figures["best"]["source"].endswith("2026-12-05-h100")
+    assert "H200" in figures["defaults"]["gpus"][0] and "H100" in figures["best"]["gpus"][0]
+    assert figures["same_gpu"] is False and figures["best_vs_defaults"] is None
+
+
+def test_both_configs_on_one_gpu_model_give_their_ratio(tmp_path: Path) -> None:
+    run = tmp_path / "2026-12-06-h200"
+    shutil.copytree(SUSTAINED_ROOT / "2026-12-04-h200", run)
+    shutil.copytree(SUSTAINED_ROOT / "2026-12-05-h100" / "best", run / "best")  # measured beside the defaults
+    figures = headline.sustained(run, tmp_path)
+    assert figures is not None and figures["same_gpu"] is True
+    assert figures["best_vs_defaults"] == round(figures["best"]["rate_rps"] / figures["defaults"]["rate_rps"], 3)

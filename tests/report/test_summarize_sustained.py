@@ -11,7 +11,7 @@ import pytest
 
 from autotune.report.sustained import summarize_sustained
 
-RUN = Path(__file__).resolve().parents[2] / "experiments" / "h200-sustained" / "2026-12-04"
+RUN = Path(__file__).resolve().parents[2] / "experiments" / "sustained" / "2026-12-04-h200"
 SLO = {"ttft_ms": 2000.0, "tpot_ms": 50.0}
 
 

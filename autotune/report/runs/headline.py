@@ -10,8 +10,8 @@ Each figure is computed from the raw files it names (never copied from another s
 - the simulated engine's error: the report of the fit that made the shipped profile, `<run>/calibration/refit-this-run.json`
   of the latest run that has one, else `calibration/report.json` (both written by `autotune calibrate`);
 - `sustained`: the 120 s sustained SLO rate of vLLM's defaults and the best config, the tuner's objective on the same
-  server and `vllm bench serve` at that rate (the latest run folder under the sustained root, or `sustained_run`;
-  read by `autotune.report.sustained`).
+  server and `vllm bench serve` at that rate (each config from the latest run folder under the sustained root that
+  measured it, or from `sustained_run`; read by `autotune.report.sustained`), their ratio only on the same GPU model.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from autotune.errors import AutotuneError
+from autotune.report import recorded
 from autotune.report.runs.folder import (
     Json,
     Layout,
@@ -40,19 +41,43 @@ SUSTAINED_FIELDS = ("rate_rps", "failed_rps", "vllm_bench_rate_rps", "objective_
                     "sm_active_pct", "nvml_util_pct", "note")
 
 
+def _measured(run: Path, name: str) -> bool:
+    return (run / name).is_dir() and recorded.exists(run / name / "sustained.json")
+
+
 def sustained(run: Path | None, sustained_root: Path) -> Json | None:
-    """The sustained figures of both configs (None when no sustained run is recorded)."""
+    """The sustained figures of both configs (None when no sustained run is recorded).
+
+    Each config comes from the latest run that measured it (or from `run`), with that run's folder and GPU; their
+    ratio is given only when both were measured on the same GPU model (a rate measured on one GPU is not compared
+    with one measured on another)."""
     runs = sorted(p for p in sustained_root.glob("*") if p.is_dir()) if run is None else [run]
     if not runs:
         return None
-    summary = summarize_sustained(runs[-1], ["defaults", "best"], {"ttft_ms": 2000.0, "tpot_ms": 50.0})
-    out: Json = {"source": summary.source, "window_s": summary.window_s, "gpus": summary.hardware.get("gpus")}
-    for name, config in summary.configs.items():
-        figures = {k: getattr(config, k) for k in SUSTAINED_FIELDS}
+    slo = {"ttft_ms": 2000.0, "tpot_ms": 50.0}
+    out: Json = {"window_s": None}
+    gpus: dict[str, object] = {}
+    for name in ("defaults", "best"):
+        source = next((r for r in reversed(runs) if _measured(r, name)), runs[-1])
+        summary = summarize_sustained(source, [name], slo)
+        config = summary.configs[name]
+        figures: Json = {k: getattr(config, k) for k in SUSTAINED_FIELDS}
         figures["vllm_bench_meets_slo"] = None if config.vllm_bench is None else config.vllm_bench.meets_slo
         figures["vllm_bench_processes"] = None if config.vllm_bench is None else config.vllm_bench.processes
+        figures["source"] = str(source)
+        figures["gpus"] = gpus[name] = summary.hardware.get("gpus")
         out[name] = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in figures.items()}
+        out["window_s"] = out["window_s"] or summary.window_s
+    same_gpu = gpus["defaults"] is not None and _gpu_models(gpus["defaults"]) == _gpu_models(gpus["best"])
+    rates = (out["best"]["rate_rps"], out["defaults"]["rate_rps"])
+    out["same_gpu"] = same_gpu
+    out["best_vs_defaults"] = round(rates[0] / rates[1], 3) if same_gpu and all(rates) else None
     return out
+
+
+def _gpu_models(gpus: object) -> list[str]:
+    """The models of a run's GPUs ("NVIDIA H200, 143771 MiB, driver" -> "NVIDIA H200")."""
+    return [str(gpu).split(",")[0].strip() for gpu in gpus] if isinstance(gpus, list) else []
 
 
 def confirmed_runs(root: Path, studies: Sequence[str]) -> list[tuple[Path, Path]]:

@@ -9,6 +9,7 @@ import typer
 
 from autotune.cli._app import app
 from autotune.errors import AutotuneError
+from autotune.report.pack import pack_folder
 
 
 @app.command()
@@ -20,8 +21,6 @@ def pack(
     ] = None,
 ) -> None:
     """Pack run folders before they are committed: no MLflow stores, compressed stores, results, logs and profiles."""
-    from autotune.report.pack import pack_folder
-
     for folder in folders:
         if not folder.is_dir():
             raise AutotuneError(f"{folder}: no such folder")

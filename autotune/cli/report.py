@@ -10,6 +10,7 @@ import typer
 from autotune.cli._app import app
 from autotune.cli.console import make_console
 from autotune.report.build import ReportFormat, write_report
+from autotune.report.stack_profiles import write_stack_profiles
 
 console = make_console()
 
@@ -42,8 +43,6 @@ def report(
 
 
 def _write_stack_profiles(study: str, experiments_dir: Path, output: Path | None) -> None:
-    from autotune.report.stack_profiles import write_stack_profiles
-
     target = Path(study) if Path(study).is_dir() else experiments_dir / study
     outcome = write_stack_profiles(target, output_dir=output)
     typer.echo(outcome.markdown)

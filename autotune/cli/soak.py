@@ -23,9 +23,11 @@ from typing import Annotated
 
 import typer
 
-from autotune.bench.soak import SoakBounds
+from autotune.bench.soak import SoakBounds, SoakSettings, run_soak
+from autotune.bench.soak_plot import plot_soak
 from autotune.cli._app import app
 from autotune.errors import AutotuneError
+from autotune.tune.server_process import ServerProcess
 
 _BOUNDS = SoakBounds()
 
@@ -35,8 +37,6 @@ def _server(url: str | None, pid: int | None, config: Path | None, out: Path) ->
     if url:
         yield url, pid
         return
-    from autotune.tune.server_process import ServerProcess
-
     out.mkdir(parents=True, exist_ok=True)
     with ServerProcess.from_serve_args(["--config", str(config), "--port", "0"], log_path=out / "server.log") as server:
         yield server.base_url, server.pid
@@ -62,9 +62,6 @@ def soak(
     p99_slack_ms: Annotated[float, typer.Option("--p99-slack-ms", help="Bound: p99 growth allowed regardless of the ratio")] = _BOUNDS.p99_slack_ms,
 ) -> None:
     """Soak a real server at one steady rate: memory, descriptors and latency over time; exit 1 when a bound broke."""
-    from autotune.bench.soak import SoakSettings, run_soak
-    from autotune.bench.soak_plot import plot_soak
-
     if (url is None) == (config is None):
         raise AutotuneError("give one of --url (a running server) and --config (start `autotune serve --config`)")
     settings = SoakSettings(

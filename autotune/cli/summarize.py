@@ -9,6 +9,16 @@ from typing import Annotated
 import typer
 
 from autotune.cli._app import app
+from autotune.report.reliability_table import load_outcomes, render, write_table
+from autotune.report.runs.headline import build_headline
+from autotune.report.runs.measurements import (
+    summarize_measurements as measurements_lines,
+)
+from autotune.report.runs.reference import (
+    summarize_reference as write_reference_summary,
+)
+from autotune.report.runs.study_run import summarize_study_run
+from autotune.report.screening import describe, savings_record, study_screening_savings
 
 summarize_app = typer.Typer(
     help="Summaries computed from the raw files of recorded runs (experiments/).", no_args_is_help=True
@@ -38,8 +48,6 @@ def summarize_run(
     ] = "not measured in this run",
 ) -> None:
     """A study run (scripts/gpu/reference.sh agree | wait | tp): summary.json, tables.md, load_windows.csv, plots/."""
-    from autotune.report.runs.study_run import summarize_study_run
-
     studies = study or ["qwen3-vl-4b-reference", "qwen3-vl-4b-reference-v2"]
     summary = summarize_study_run(root, studies, tp_study, overhead_note)
     _print_goodput(summary, root / "summary.json", root)
@@ -53,9 +61,7 @@ def summarize_reference(
     tp_study: Annotated[str, typer.Option("--tp-study", help="The two-GPU study, where the run has one")] = "qwen3-vl-4b-2gpu",
 ) -> None:
     """A reference run (scripts/gpu/reference.sh a|b|c): the summary, tables.md and plots/."""
-    from autotune.report.runs.reference import summarize_reference as summarize
-
-    summary = summarize(root, summary_name, study, tp_study)
+    summary = write_reference_summary(root, summary_name, study, tp_study)
     _print_goodput(summary, root / summary_name, root)
 
 
@@ -72,8 +78,6 @@ def summarize_headline(
     ] = None,
 ) -> None:
     """The headline of an experiment folder over its dated runs: EXPERIMENT_DIR/summary.json."""
-    from autotune.report.runs.headline import build_headline
-
     headline = build_headline(root, run, study or ["qwen3-vl-4b-reference", "qwen3-vl-4b-reference-v2"], sustained_root, sustained)
     (root / "summary.json").write_text(json.dumps(headline, indent=1) + "\n")
     typer.echo(f"wrote {root / 'summary.json'}: defaults {headline['default_goodput_rps']} vs best "
@@ -87,9 +91,7 @@ def summarize_measurements(
     root: Annotated[Path, typer.Argument(metavar="MEASUREMENTS_DIR", help="A folder of device commands' outputs, one sub-folder each")],
 ) -> None:
     """Side-by-side GPU runs (experiments/gpu-runs/measurements): summary.json there, a Markdown table here."""
-    from autotune.report.runs.measurements import summarize_measurements as summarize
-
-    for line in summarize(root):
+    for line in measurements_lines(root):
         typer.echo(line)
 
 
@@ -101,12 +103,6 @@ def summarize_screening(
     output: Annotated[Path | None, typer.Option("--output", help="Write the figures as JSON here too")] = None,
 ) -> None:
     """What screening with the simulated engine would have saved on a finished GPU study (simulated predictions)."""
-    from autotune.report.screening import (
-        describe,
-        savings_record,
-        study_screening_savings,
-    )
-
     found = study_screening_savings(study_dir, profiles, within)
     for path, savings in found:
         typer.echo(describe(path, savings, within))
@@ -120,7 +116,5 @@ def summarize_reliability(
     document: Annotated[Path, typer.Argument(help="The document whose table (between its markers) is replaced")] = Path("docs/reliability.md"),
 ) -> None:
     """The reliability table of docs/reliability.md (or README.md) from the outcomes the tests recorded."""
-    from autotune.report.reliability_table import load_outcomes, render, write_table
-
     write_table(document, render(load_outcomes(folder)))
     typer.echo(f"{document}: table of {folder}")

@@ -16,7 +16,7 @@ from typing import Any
 
 from autotune.report import recorded
 from autotune.tune.screen import ScreeningSavings, screening_savings
-from autotune.tune.study import reopen_study
+from autotune.tune.session import reopen_study
 from serving.engines.profile import SimulatorProfile
 
 

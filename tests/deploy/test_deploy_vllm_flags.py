@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import optuna
 import pytest
 
+from autotune.config import EngineKind
 from autotune.deploy.vllm_export import FLAGS_RESOURCE, known_flags
 from autotune.deploy.vllm_flags_source import flags_listing
+from autotune.space import InvalidTrialConfig, load_search_space
 
 ARG_UTILS = '''
 import argparse
@@ -82,3 +85,30 @@ def test_the_shipped_list_is_what_the_generator_reads_from_vllm_0_24() -> None:
     generated = {line for line in flags_listing(Path(os.environ["VLLM_WHEEL"])).splitlines() if line.startswith("--")}
     assert generated == set(known_flags()), FLAGS_RESOURCE
 
+
+
+SPACES = sorted((Path(__file__).resolve().parents[2] / "search_spaces").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("space_file", SPACES, ids=[p.stem for p in SPACES])
+def test_every_lever_of_a_shipped_vllm_space_is_a_vllm_0_24_option(space_file: Path) -> None:
+    space = load_search_space(space_file)
+    if space.engine is not EngineKind.VLLM:
+        pytest.skip("not a vLLM space")
+    flags = known_flags()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    configs = [space.defaults_config()]
+    for _ in range(40):  # random draws: every choice of a small space, most of a large one
+        trial = study.ask()
+        try:
+            configs.append(space.suggest(trial))
+        except InvalidTrialConfig:
+            pass
+        study.tell(trial, 0.0)
+    seen: set[str] = set()
+    for config in configs:
+        argv = config.to_vllm_cli_args(kv_cache_memory_bytes=2**30 if config.engines_per_gpu > 1 else None)
+        seen.update(arg.split("=", 1)[0] for arg in argv if arg.startswith("--"))
+    assert seen - flags == set(), f"{space_file.name}: options vLLM 0.24 does not have"
+    if space.name == "qwen3-vl-4b-cpu-levers":
+        assert {"--stream-interval", "--api-server-count", "--renderer-num-workers", "--async-scheduling"} <= seen

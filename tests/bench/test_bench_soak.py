@@ -59,6 +59,16 @@ def test_a_leak_of_memory_or_descriptors_is_reported() -> None:
     assert len(descriptors) == 1 and "descriptors grew" in descriptors[0]
 
 
+def test_sockets_of_requests_in_flight_are_not_a_leak() -> None:
+    samples = _samples()
+    for sample in samples:  # the last minute: 12 more connections open at times (a slower host), the floor unchanged
+        if sample.t_s >= 120 and int(sample.t_s) % 2:
+            sample.open_fds = (sample.open_fds or 0) + 12
+    record = _record(_requests(), samples)
+    assert record.windows[-1].fds_max == record.windows[0].fds_max + 12
+    assert record.problems == []
+
+
 def test_rising_latency_and_failures_are_reported() -> None:
     slower = _record(_requests(e2el_ms=500, last_minute_e2el_ms=900), _samples()).problems  # > 1.5 x 500 + 100
     assert len(slower) == 1 and "e2el_p99_ms rose from 500 to 900" in slower[0]

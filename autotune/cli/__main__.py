@@ -1,5 +1,5 @@
-"""`python -m autotune.cli ...` (how the tuner starts `autotune serve` without relying on PATH)."""
+"""`python -m autotune.cli ...`: the whole command without relying on PATH."""
 
-from autotune.cli import main
+from autotune.cli.main import main
 
 main()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from autotune.cli._app import app
+from autotune.cli._app import app, run_reporting_errors
 from autotune.config import EngineKind
 from serving.launch import ServeOptions
 from serving.launch import serve as run_server
@@ -35,3 +35,13 @@ def serve(
             config_path=config, model=model, engine=engine, host=host, port=port, api_key=api_key, profile=profile
         )
     )
+
+
+def main() -> None:
+    """`python -m autotune.cli.serve [OPTIONS]`: `autotune serve` alone, without importing the other commands (how
+    the tuner and the tests start servers: about 1.5 s less per start than through the whole command)."""
+    run_reporting_errors(lambda: typer.run(serve))
+
+
+if __name__ == "__main__":
+    main()

@@ -102,7 +102,7 @@ def connect_host(host: str) -> str:
 
 
 class ServerProcess:
-    """Context manager around `python -m autotune.cli serve --config FILE ...`."""
+    """Context manager around `python -m autotune.cli.serve --config FILE ...` (`autotune serve`)."""
 
     def __init__(
         self,
@@ -149,7 +149,7 @@ class ServerProcess:
         env: Mapping[str, str] | None,
         cpus: Sequence[int] | None = None,
     ) -> None:
-        self.argv = [sys.executable, "-m", "autotune.cli", "serve", *serve_args]
+        self.argv = [sys.executable, "-m", "autotune.cli.serve", *serve_args]
         self.cpus = sorted(set(cpus)) if cpus else None  # the server and every process it starts run on these
         self.host = host
         self.log_path = Path(log_path)

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _app():  # type: ignore[no-untyped-def]
-    from autotune.cli import app
+    from autotune.cli.main import app
 
     return app
 

@@ -9,8 +9,10 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from autotune.observe.stacks.gate import StackProfileGate
-from autotune.observe.stacks.profiler import DIR_ENV, HZ_ENV, StackProfiler
+from autotune.observe.stacks.profiler import DIR_ENV, HZ_ENV, StackProfiler, process_title
 from autotune.observe.stacks.reader import is_wait, summarize_stack_profile
 from serving.autostart import __file__ as autostart_init
 
@@ -153,3 +155,19 @@ def test_wait_frames() -> None:
     assert is_wait("asyncio/runners.py:run") and is_wait("concurrent/futures/thread.py:_worker")
     assert is_wait("zmq/utils/garbage.py:run") and is_wait("vllm/usage/usage_lib.py:_report_continuous_usage")
     assert not is_wait("vllm/v1/core/sched/scheduler.py:schedule") and not is_wait("vllm/v1/worker/gpu_model_runner.py:_to_list")
+
+
+@pytest.mark.parametrize(
+    ("argv", "title"),
+    [
+        (["/x/site-packages/autotune/cli/__main__.py", "serve", "--config", "c.yaml"], "cli_serve"),
+        (["/x/site-packages/autotune/cli/serve.py", "--config", "c.yaml"], "cli_serve"),  # python -m autotune.cli.serve
+        (["/usr/bin/vllm", "serve", "model"], "vllm_serve"),
+    ],
+)
+def test_a_server_without_a_vllm_title_is_named_by_its_command(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], title: str
+) -> None:
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setitem(sys.modules, "setproctitle", None)  # no vLLM title: the command names the process
+    assert process_title() == title

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from autotune.bench.result import load_result, save_result
 from autotune.bench.schemas import BenchResult, LoadSpec, RequestRecord, Stats, Summary
 from autotune.bench.vllm_bench import combine
-from autotune.cli import app
+from autotune.cli.main import app
 from autotune.errors import AutotuneError
 from autotune.report import recorded
 from autotune.report.pack import pack_folder

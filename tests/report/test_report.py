@@ -169,7 +169,7 @@ def test_pareto_study_draws_the_front_and_few_trials_skip_importances(tmp_path: 
 
 
 def test_cli_report_and_unknown_study(study_dir: Path, tmp_path: Path) -> None:
-    from autotune.cli import app
+    from autotune.cli.main import app
 
     ok = CliRunner().invoke(app, ["report", STUDY, "--experiments-dir", str(study_dir.parent), "--output", str(tmp_path),
                                   "--format", "html", "--format", "md"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from autotune.cli import app
+from autotune.cli.main import app
 from autotune.observe.stacks.activity import ACTIVITIES
 from autotune.report.stack_profiles import JSON_NAME, MARKDOWN_NAME, study_folder, write_stack_profiles
 

@@ -19,7 +19,7 @@ from autotune.bench.schemas import (
     Summary,
 )
 from autotune.observe.gpu import GpuSummary
-from autotune.cli import app
+from autotune.cli.main import app
 from autotune.errors import AutotuneError
 from autotune.report.runs import headline
 

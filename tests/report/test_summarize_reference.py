@@ -18,7 +18,7 @@ from autotune.bench.schemas import (
 )
 from autotune.observe.cpu import RoleCpu, ServerCpuProfile
 from autotune.observe.gpu import GpuSummary
-from autotune.cli import app
+from autotune.cli.main import app
 from autotune.report.runs import reference as sr
 from autotune.report.runs.folder import Layout
 

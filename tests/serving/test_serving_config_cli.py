@@ -76,7 +76,7 @@ def test_the_distribution_has_a_name_of_its_own_and_every_install_hint_uses_it()
     root = Path(__file__).resolve().parents[2]
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
     assert project["name"] == DISTRIBUTION == "vllm-autotune"
-    assert project["scripts"] == {"autotune": "autotune.cli:main"}  # the command keeps its name
+    assert project["scripts"] == {"autotune": "autotune.cli.main:main"}  # the command keeps its name
     assert "pip install -e '.[gpu]'" in GPU_INSTALL_HINT and DISTRIBUTION in GPU_INSTALL_HINT
     wrong = re.compile(r"(?<![\w-])autotune\[")  # `autotune[gpu]`, `autotune[deploy]`...: another project's extras
     sources = [root / "README.md", root / "Dockerfile", *[

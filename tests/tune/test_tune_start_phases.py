@@ -196,7 +196,7 @@ def test_the_trials_table_and_mlflow_show_each_trials_phases_and_cache_use(tmp_p
     from typer.testing import CliRunner
 
     import autotune.cli.tune  # noqa: F401 - registers `trials`
-    from autotune.cli import app
+    from autotune.cli.main import app
 
     shown = CliRunner().invoke(app, ["trials", space.name, "--experiments-dir", str(tmp_path)], env={"COLUMNS": "250"})
     assert shown.exit_code == 0, shown.output

@@ -57,8 +57,12 @@ def process_title() -> str:
     if "::" in title:
         return _UNSAFE.sub("_", title.split("::", 1)[1].split()[0])[:60]
     program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
-    name = program.parent.name if program.name == "__main__.py" else program.name
-    command = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else ""
+    if program.name == "__main__.py":  # python -m autotune.cli serve: "cli serve"
+        name, command = program.parent.name, sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else ""
+    elif program.suffix == ".py":  # python -m autotune.cli.serve: "cli serve" too
+        name, command = program.parent.name, program.stem
+    else:  # vllm serve
+        name, command = program.name, sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else ""
     return _UNSAFE.sub("_", f"{name} {command}".strip())[:60] or "python"
 
 

@@ -27,11 +27,16 @@ def save_result(result: BenchResult, path: str | Path) -> Path:
     return target
 
 
+def read_bytes(path: Path) -> bytes:
+    """A result file's content; a path ending in `.gz` is read gzip-compressed (how recorded runs keep them)."""
+    raw = path.read_bytes()
+    return gzip.decompress(raw) if path.suffix == ".gz" else raw
+
+
 def load_result(path: str | Path) -> BenchResult:
     source = Path(path)
     try:
-        raw = source.read_bytes()
-        text = gzip.decompress(raw) if source.suffix == ".gz" else raw
+        text = read_bytes(source)
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     try:

@@ -8,12 +8,12 @@ its mean inter-token latency, as vLLM's benchmark defines it (requests with one 
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from autotune.bench.result import read_bytes
 from autotune.errors import ConfigError
 
 
@@ -52,8 +52,7 @@ class VllmBenchCombined(BaseModel):
 def read_vllm_bench(path: Path) -> VllmBenchFile:
     """One result file; a path ending in `.gz` is read gzip-compressed (recorded runs keep them so)."""
     try:
-        raw = path.read_bytes()
-        data = VllmBenchFile.model_validate_json(gzip.decompress(raw) if path.suffix == ".gz" else raw)
+        data = VllmBenchFile.model_validate_json(read_bytes(path))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: not a readable `vllm bench serve --save-detailed` result: {exc}") from None
     if len(data.itls) != len(data.ttfts):

@@ -1,17 +1,24 @@
-"""Why a trial's server failed, read from its log: out of GPU memory, or the root-cause exception line.
+"""Why a trial's server failed, read from its log: out of GPU memory, an engine core that died, or the root-cause
+exception line.
 
 vLLM's API server ends a failed start with "RuntimeError: Engine core initialization failed. See root
 cause above."; the cause is the engine core's own exception, earlier in the log (e.g. "ValueError: Free
-memory on device cuda:0 ... is less than desired GPU memory utilization"). These functions find it.
+memory on device cuda:0 ... is less than desired GPU memory utilization"). An engine core that dies while serving
+(killed, crashed in a kernel) is announced by the API server's monitor before every request fails with the generic
+"EngineDeadError: EngineCore encountered an issue. See stack trace (above) for the root cause.". These functions
+find the line that says what happened.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 OOM_MARKERS = ("cuda out of memory", "out of memory", "outofmemoryerror")
 _EXCEPTION_LINE = re.compile(r"\b((?:[A-Za-z_][\w.]*)?(?:Error|Exception)): (.+)$")
-_WRAPPER_MESSAGES = ("See root cause above", "Engine core initialization failed", "terminated")
+_WRAPPER_MESSAGES = ("See root cause above", "Engine core initialization failed", "terminated", "See stack trace (above)")
+# vLLM 0.24: MPClient's liveness monitor (one API server), and the multi-API-server launcher's check.
+ENGINE_DEATH_MARKERS = ("engine core exited unexpectedly", "died unexpectedly")
 _LOG_PREFIX = re.compile(r"^(?:\([^)]*\)\s*)?(?:(?:ERROR|WARNING|INFO)\s+\S+\s+\S+\s+\[[^\]]*\]\s*)?")
 MAX_REASON_CHARS = 300
 
@@ -22,6 +29,33 @@ def find_oom(text: str | None) -> str | None:
         if any(marker in line.lower() for marker in OOM_MARKERS):
             return line.strip()[:MAX_REASON_CHARS]
     return None
+
+
+def find_engine_death(text: str | None) -> str | None:
+    """vLLM's first line saying that an engine core process died while serving, without the log prefix."""
+    for line in (text or "").splitlines():
+        if any(marker in line for marker in ENGINE_DEATH_MARKERS):
+            return _LOG_PREFIX.sub("", line.strip())[:MAX_REASON_CHARS]
+    return None
+
+
+def engine_death_reason(text: str | None) -> str | None:
+    """"engine core died: <vLLM's line>" with the root-cause exception when the log has one; None without a death."""
+    death = find_engine_death(text)
+    if death is None:
+        return None
+    cause = root_cause(text)
+    return f"engine core died: {death}" + (f" (root cause: {cause})" if cause and cause not in death else "")
+
+
+def read_log(path: str | Path | None) -> str | None:
+    """A whole server log (a root cause may be far above its tail); None when there is none or it is unreadable."""
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return None
 
 
 def root_cause(text: str | None) -> str | None:

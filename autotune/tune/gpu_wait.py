@@ -42,18 +42,19 @@ def wait_for_free_gpu(wanted_fraction: float, timeout_s: float) -> str | None:
         time.sleep(POLL_S)
 
 
-def wait_gpu_release(before_mib: float | None, timeout_s: float, tolerance_mib: float) -> bool | None:
-    """Poll GPU memory back to its pre-trial level (with a deadline); None when it cannot be read."""
+def wait_gpu_release(before_mib: float | None, timeout_s: float, tolerance_mib: float) -> tuple[bool | None, float | None]:
+    """Poll GPU memory back to its pre-trial level (with a deadline): whether it came back and the last reading
+    (MiB over every visible GPU); (None, None) when it cannot be read."""
     if before_mib is None:
-        return None
+        return None, None
     deadline = time.monotonic() + timeout_s
     while True:
         now_mib = used_mib()
         if now_mib is None:
-            return None
+            return None, None
         if now_mib <= before_mib + tolerance_mib:
-            return True
+            return True, now_mib
         if time.monotonic() >= deadline:
             log.warning("GPU memory not released after the trial: %.0f MiB used, %.0f MiB before", now_mib, before_mib)
-            return False
+            return False, now_mib
         time.sleep(POLL_S)

@@ -17,7 +17,7 @@ from autotune.observe.stacks.reader import summarize_stack_profile
 from autotune.config import EngineConfig
 from autotune.errors import AutotuneError
 from autotune.space import TrialSettings
-from autotune.tune.failures import last_line
+from autotune.tune.failures import engine_death_reason, failure_summary, last_line, read_log
 from autotune.tune.fidelity import Screening
 from autotune.tune.trial_result import ServerHandle, TrialObserver, TrialOutcome, TrialResult
 from serving.autostart import __file__ as autostart_init
@@ -78,6 +78,19 @@ class TrialMeasurement:
         self, number: int, engine: EngineConfig, server: ServerHandle, folder: Path, result: TrialResult,
         screening: Screening | None = None,
     ) -> None:
+        """Warm-up, screening, measured window; a server or engine core that died on the way fails the trial with
+        what vLLM's log says (the death line and root cause, not the generic error every later request got)."""
+        self._measure(number, engine, server, folder, result, screening)
+        if result.state is not TrialOutcome.FAILED or result.reason is None:
+            return
+        death = engine_death_reason(read_log(result.log_path))
+        if death is not None and death not in result.reason:
+            result.reason = f"{result.reason}; {death}"
+
+    def _measure(
+        self, number: int, engine: EngineConfig, server: ServerHandle, folder: Path, result: TrialResult,
+        screening: Screening | None,
+    ) -> None:
         benchmark = self.benchmark
         model = engine.name_for_clients
         try:
@@ -89,7 +102,7 @@ class TrialMeasurement:
                 result.timings.warmup_s = round(time.monotonic() - t_warm, 3)
             if not server.alive():
                 result.state = TrialOutcome.FAILED
-                result.reason = f"server exited during warm-up: {last_line(server.log_tail(lines=20))}"
+                result.reason = f"server exited during warm-up: {self._server_failure(server, result)}"
                 return
             if screening is not None and self._screen(number, engine, server, folder, result, screening):
                 return
@@ -125,11 +138,24 @@ class TrialMeasurement:
         summary = bench.summary
         if not server.alive():
             result.state = TrialOutcome.FAILED
-            result.reason = f"server exited during the benchmark: {last_line(server.log_tail(lines=20))}"
+            result.reason = f"server exited during the benchmark: {self._server_failure(server, result)}"
+        elif (death := engine_death_reason(read_log(result.log_path))) is not None:
+            # vLLM keeps its API server up after an engine death only with VLLM_KEEP_ALIVE_ON_ENGINE_DEATH=1, and
+            # stops it a moment after the first failed request otherwise: either way the window's figures are void.
+            result.state = TrialOutcome.FAILED
+            result.reason = f"engine core died during the benchmark: {death}"
         elif summary.completed == 0:
             first_error = next((r.error for r in bench.requests if r.error), None)
             result.state = TrialOutcome.FAILED
             result.reason = f"no request succeeded ({summary.failed} failed; first error: {first_error})"[:500]
+
+    @staticmethod
+    def _server_failure(server: ServerHandle, result: TrialResult) -> str:
+        """What the server's log says of its end: vLLM's engine-death line or root cause, else its last line."""
+        log = read_log(result.log_path)
+        if log is None:
+            return last_line(server.log_tail(lines=20))
+        return engine_death_reason(log) or failure_summary(log)
 
     def _screen(
         self, number: int, engine: EngineConfig, server: ServerHandle, folder: Path, result: TrialResult,
@@ -148,7 +174,7 @@ class TrialMeasurement:
         result.screening_summary = bench.summary
         if not server.alive():
             result.state = TrialOutcome.FAILED
-            result.reason = f"server exited during screening: {last_line(server.log_tail(lines=20))}"
+            result.reason = f"server exited during screening: {self._server_failure(server, result)}"
             return True
         reason = screening.gate(bench.summary)
         if reason is None:

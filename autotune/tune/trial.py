@@ -29,7 +29,7 @@ from autotune.config import EngineConfig, EngineKind, Provenance, TunedConfig
 from autotune.space import TrialSettings, config_hash
 from autotune.observe.gpu import gpu_total_memory_gib
 from autotune.tune.compile_cache import CACHE_ROOT_ENV
-from autotune.tune.failures import failure_summary, find_oom
+from autotune.tune.failures import failure_summary, find_oom, read_log
 from autotune.tune.feasibility import check_feasibility
 from autotune.tune.fidelity import Screening
 from autotune.tune.gpu_wait import used_mib, wait_for_free_gpu, wait_gpu_release
@@ -177,14 +177,15 @@ class TrialRunner:
             code = f", exit code {exc.exit_code}" if getattr(exc, "exit_code", None) is not None else ""
             what = "timed out at start" if exc.reason == "timeout" else f"crashed at start{code}"
             result.state = TrialOutcome.FAILED
-            cause = failure_summary(_read_log(log_path) or exc.log_tail)
+            cause = failure_summary(read_log(log_path) or exc.log_tail)
             result.reason = f"out of GPU memory at start: {oom}" if oom else f"server {what}: {cause}"
         if result.state is TrialOutcome.FAILED and result.reason and "out of" not in result.reason:
             oom = find_oom(result.log_tail)
             if oom:
                 result.reason = f"out of GPU memory: {oom}"
         result.start_phases = start_phases_of_file(log_path, started_at=started_at, ready_at=ready_at)
-        result.gpu_memory_released = wait_gpu_release(
+        result.gpu_memory_before_mib = before_mib
+        result.gpu_memory_released, result.gpu_memory_after_mib = wait_gpu_release(
             before_mib, self.settings.gpu_release_timeout_s, self.settings.gpu_release_tolerance_mib
         )
 
@@ -202,10 +203,3 @@ class TrialRunner:
             benchmark=self._benchmark, stack_profile_hz=self.stack_profile_hz,
         )
 
-
-def _read_log(path: Path) -> str | None:
-    """The whole server log (the root cause may be far above its tail); None when unreadable."""
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return None

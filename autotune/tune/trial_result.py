@@ -59,6 +59,10 @@ class TrialResult(BaseModel):
     )
     memory: MemoryEstimate | None = None
     gpu_memory_released: bool | None = Field(default=None, description="None: not checked (no NVML)")
+    gpu_memory_before_mib: float | None = Field(default=None, description="GPU memory in use before the server started")
+    gpu_memory_after_mib: float | None = Field(
+        default=None, description="GPU memory in use once the server was gone (the release wait's last reading)"
+    )
     timings: TrialTimings = Field(default_factory=TrialTimings)
     start_phases: StartPhases | None = Field(default=None, description="The start's phases from the server log")
     compile_cache_root: str | None = Field(default=None, description="VLLM_CACHE_ROOT given to the server")

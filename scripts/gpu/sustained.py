@@ -19,6 +19,9 @@ For the config named by SOAK_CONFIG (issue 20's device items), on the same serve
      were left, GPU memory before, during and after (`engine-kill/record.json`);
   6. restart: the same config started again on the same GPU and a COMPARE_S window at the soak rate measured again,
      beside the same window measured before the soak (`engine-kill/restart.json`, before.json, after-restart.json).
+With SOAK_RATE (req/s) the soak config skips steps 1-3 and soaks at that rate (a sustained rate measured before, on
+this GPU model: say which in the record); with ENGINE_KILL=0 steps 5-6 are left out (tests/gpu/test_gpu_engine_death.py
+kills an engine core inside a tuner trial instead) and the soak has the time they would have taken.
 
 usage (on the GPU host, after staging; detached so no device command cuts a window):
   RUN_DIR=/root/sustained DEADLINE_EPOCH=$(( $(date +%s) + 1500 )) \
@@ -63,7 +66,9 @@ MIN_SOAK_S = float(os.environ.get("MIN_SOAK_S", "120"))
 COMPARE_S = int(os.environ.get("COMPARE_S", "45"))  # the fixed-rate window before the kill and after the restart
 RESTART_NEEDS_S = float(os.environ.get("RESTART_NEEDS_S", "290"))  # a start (~230 s, less on a compile-cache hit) and that window
 # The engine-kill step and the server's stop (100 s), then the restart and its window.
-KILL_RESERVE_S = float(os.environ.get("KILL_RESERVE_S", str(100 + RESTART_NEEDS_S)))
+ENGINE_KILL = os.environ.get("ENGINE_KILL", "1") == "1"
+KILL_RESERVE_S = float(os.environ.get("KILL_RESERVE_S", str(100 + RESTART_NEEDS_S) if ENGINE_KILL else "0"))
+SOAK_RATE = float(os.environ["SOAK_RATE"]) if os.environ.get("SOAK_RATE") else None
 
 
 def cpu_list(text: str) -> list[int]:
@@ -343,6 +348,10 @@ def measure(name: str, config: str, low: float, high: float) -> None:
                     "client_cpus": CLIENT_CPUS, "window_s": WINDOW_S, "vllm_bench_s": VLLM_BENCH_S,
                     "gpu_memory_before_start_mib": memory_before}
     try:
+        if name == SOAK_CONFIG and SOAK_RATE is not None:
+            record["soak_rate_rps"] = SOAK_RATE
+            soak(server, folder, SOAK_RATE)
+            return
         model = json.loads(subprocess.run(["curl", "-s", f"{server.base_url}/v1/models"], capture_output=True,
                                           text=True).stdout)["data"][0]["id"]
         objective = bench(server.base_url, folder / "objective.json", "--space", SPACE, "--rate-range",
@@ -367,6 +376,9 @@ def measure(name: str, config: str, low: float, high: float) -> None:
         if name == SOAK_CONFIG:
             soak_rate = SOAK_FRACTION * confirm_rate
             record["soak_rate_rps"] = soak_rate
+            if not ENGINE_KILL:
+                soak(server, folder, soak_rate)
+                return
             (folder / "engine-kill").mkdir(exist_ok=True)
             fixed_rate_window(server.base_url, folder / "engine-kill" / "before.json", soak_rate)
             soak(server, folder, soak_rate)

@@ -193,7 +193,10 @@ def test_gpu_memory_release_is_polled_back_to_the_pre_trial_level(
     monkeypatch.setattr(gpu_wait.time, "sleep", lambda s: None)  # NVML is faked: no real time passes
     servers: list[FakeServer] = []
     runner = _runner(tmp_path, server=_factory(servers), benchmark=_bench(servers), gpu_release_timeout_s=timeout_s)
-    assert runner.run(0, EngineConfig(model=MODEL), Provenance()).gpu_memory_released is released
+    result = runner.run(0, EngineConfig(model=MODEL), Provenance())
+    assert result.gpu_memory_released is released
+    assert result.gpu_memory_before_mib == readings[0]
+    assert result.gpu_memory_after_mib == (None if released is None else readings[-1])  # the release wait's last reading
 
 
 # What vLLM 0.24 logged on the GPU host (experiments/h100-qwen3-vl-4b/study/h100-qwen3-vl-4b/trials/{0,3}/server.log), shortened.
@@ -244,3 +247,38 @@ def test_a_gpu_held_by_another_process_fails_as_the_environments_fault_without_s
     monkeypatch.setattr(gpu_wait, "gpu_memory_free_fraction", lambda: [0.01])
     simulated = _runner(tmp_path, server=_factory(servers), benchmark=_bench(servers), gpu_release_timeout_s=0)
     assert simulated.run(2, EngineConfig(model=MODEL), Provenance()).state is TrialOutcome.COMPLETE and len(servers) == 2
+
+
+# An engine core SIGKILLed while serving, as vLLM 0.24's API server logs it (the monitor's warning is
+# vllm/v1/engine/core_client.py's; every request after it fails with the generic EngineDeadError).
+VLLM_ENGINE_DEATH = """\
+(APIServer pid=812) INFO 12-05 10:00:01 [loggers.py:257] Engine 000: Avg prompt throughput: 9000.0 tokens/s
+(APIServer pid=812) WARNING 12-05 10:00:02 [core_client.py:702] [shutdown] MPClient: engine core exited unexpectedly; starting cleanup
+(APIServer pid=812) ERROR 12-05 10:00:02 [serving_chat.py:1400] Traceback (most recent call last):
+(APIServer pid=812) ERROR 12-05 10:00:02 [serving_chat.py:1400] vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an issue. See stack trace (above) for the root cause.
+(APIServer pid=812) INFO:     Shutting down
+"""
+
+
+@pytest.mark.parametrize("server_exits", [True, False])
+def test_an_engine_core_dying_mid_benchmark_fails_the_trial_with_vllms_death_line(
+    tmp_path: Path, server_exits: bool
+) -> None:
+    """The reason is vLLM's own line about the engine core, not the server log's last line ("Shutting down") nor the
+    generic EngineDeadError; with VLLM_KEEP_ALIVE_ON_ENGINE_DEATH the API server outlives its engine, and the trial
+    fails all the same."""
+    servers: list[FakeServer] = []
+    plain = _bench(servers, completed=3)
+
+    async def engine_dies(url: str, workload: Any, load: LoadSpec, slo: SLO, **kwargs: Any) -> BenchResult:
+        result = await plain(url, workload, load, slo, **kwargs)
+        if load.num_requests == LOAD.num_requests:  # the measured window, not the warm-up
+            (tmp_path / "trials" / "0" / "server.log").write_text(VLLM_ENGINE_DEATH)
+        return result
+
+    runner = _runner(tmp_path, server=_factory(servers, alive_after_bench=not server_exits), benchmark=engine_dies)
+    result = runner.run(0, EngineConfig(model=MODEL), Provenance())
+    assert result.state is TrialOutcome.FAILED
+    death = "engine core died: [shutdown] MPClient: engine core exited unexpectedly; starting cleanup"
+    where = "server exited during the benchmark" if server_exits else "engine core died during the benchmark"
+    assert result.reason == f"{where}: {death}"

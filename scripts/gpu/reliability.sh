@@ -1,0 +1,35 @@
+#!/bin/bash
+# Issue 20's device items as device commands (after staging, docs/quickstart-gpu.md): installs the staged packages,
+# records the host, freezes a copy of the tree (later commands re-send the tree) and starts, detached and bounded by
+# the lease:
+#   1. tests/gpu/test_gpu_engine_death.py: an OOM start and an engine core SIGKILLed mid-window, each inside a real
+#      `autotune tune` trial, then the next trial on the same GPU (record: engine-death/engine-death.json);
+#   2. scripts/gpu/sustained.py with SOAK_CONFIG: the best config soaked at SOAK_RATE for the time left
+#      (best/soak/soak.json and soak.png).
+# Then `bash scripts/gpu/wait_pack.sh /root/sustained S` in this and each following command brings back what it has.
+# usage: SOAK_RATE=59.6 bash scripts/gpu/reliability.sh CONFIG.yaml     (LEASE_LEFT: device seconds left, else from uptime)
+set -u
+CONFIG=$1
+bash /root/gpu-stage/install.sh > /root/install.log 2>&1 || { tail -20 /root/install.log; exit 1; }
+tail -1 /root/install.log
+RUN=/root/sustained
+rm -rf /root/tree "$RUN"; mkdir -p /root/tree "$RUN"
+tar --exclude=./.gpu-stage --exclude=./.venv -cf - . | tar xf - -C /root/tree
+cd /root/tree && source scripts/gpu/env.sh
+record_env "$RUN/env.json"
+python3 -c "import vllm; print('vllm', vllm.__version__)"
+LEASE_LEFT=${LEASE_LEFT:-$(( 1800 - $(cut -d. -f1 /proc/uptime) - 90 ))}   # the lease began before the boot
+export DEADLINE_EPOCH=$(( $(date +%s) + LEASE_LEFT - 110 ))                # room to pack and bring the files back
+echo "$DEADLINE_EPOCH" > "$RUN/deadline"
+export RUN CONFIG SOAK_RATE
+setsid nohup bash -c '
+  say() { echo "$(date +%H:%M:%S) $*" | tee -a "$RUN/progress.log"; }
+  say "engine-death test: starting"
+  AUTOTUNE_GPU_MODEL=$MODEL AUTOTUNE_GPU_RECORD_DIR=$RUN/engine-death \
+    timeout $(( DEADLINE_EPOCH - $(date +%s) )) python3 -m pytest tests/gpu/test_gpu_engine_death.py -q -o addopts="" \
+    -p no:cacheprovider -m gpu -rA > "$RUN/engine-death.log" 2>&1
+  say "engine-death test: exit $? ($(tail -1 "$RUN/engine-death.log"))"
+  SERVER_CPUS=0-9 CLIENT_CPUS=10-15 RUN_DIR=$RUN SOAK_CONFIG=best ENGINE_KILL=0 MIN_LEFT_TO_START_S=560 \
+    python3 scripts/gpu/sustained.py "best=$CONFIG:0:0" >> "$RUN/run.log" 2>&1
+' > /dev/null 2>&1 < /dev/null &
+echo "started; deadline in $(( DEADLINE_EPOCH - $(date +%s) )) s"

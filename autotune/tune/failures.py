@@ -18,17 +18,24 @@ OOM_MARKERS = ("cuda out of memory", "out of memory", "outofmemoryerror")
 _EXCEPTION_LINE = re.compile(r"\b((?:[A-Za-z_][\w.]*)?(?:Error|Exception)): (.+)$")
 _WRAPPER_MESSAGES = ("See root cause above", "Engine core initialization failed", "terminated", "See stack trace (above)")
 # vLLM 0.24: MPClient's liveness monitor (one API server), and the multi-API-server launcher's check.
+_RICH_BOX = "│╭╰❱"
 ENGINE_DEATH_MARKERS = ("engine core exited unexpectedly", "died unexpectedly")
 _LOG_PREFIX = re.compile(r"^(?:\([^)]*\)\s*)?(?:(?:ERROR|WARNING|INFO)\s+\S+\s+\S+\s+\[[^\]]*\]\s*)?")
 MAX_REASON_CHARS = 300
 
 
 def find_oom(text: str | None) -> str | None:
-    """The log line reporting GPU out-of-memory, if any."""
+    """The log line reporting GPU out-of-memory, if any, without the log prefix."""
     for line in (text or "").splitlines():
-        if any(marker in line.lower() for marker in OOM_MARKERS):
-            return line.strip()[:MAX_REASON_CHARS]
+        if any(marker in line.lower() for marker in OOM_MARKERS) and not _is_rich_frame(line):
+            return _LOG_PREFIX.sub("", line.strip())[:MAX_REASON_CHARS]
     return None
+
+
+def _is_rich_frame(line: str) -> bool:
+    """A line of a traceback drawn by rich (vLLM's API server prints one at a failed start): source code in a box,
+    where `except CancelledError:` looks like an exception line but is not one."""
+    return any(char in line for char in _RICH_BOX)
 
 
 def find_engine_death(text: str | None) -> str | None:
@@ -63,7 +70,7 @@ def root_cause(text: str | None) -> str | None:
     found: str | None = None
     for line in (text or "").splitlines():
         match = _EXCEPTION_LINE.search(line)
-        if match is None or any(wrapper in line for wrapper in _WRAPPER_MESSAGES):
+        if match is None or any(wrapper in line for wrapper in _WRAPPER_MESSAGES) or _is_rich_frame(line):
             continue
         found = _LOG_PREFIX.sub("", line.strip())
     return found[:MAX_REASON_CHARS] if found else None

@@ -173,11 +173,12 @@ class TrialRunner:
         except ServerStartError as exc:
             result.timings.startup_s = round(time.monotonic() - t0, 3)
             result.log_tail = exc.log_tail
-            oom = find_oom(exc.log_tail)
+            whole_log = read_log(log_path) or exc.log_tail  # the cause is often far above the tail
+            oom = find_oom(whole_log)
             code = f", exit code {exc.exit_code}" if getattr(exc, "exit_code", None) is not None else ""
             what = "timed out at start" if exc.reason == "timeout" else f"crashed at start{code}"
             result.state = TrialOutcome.FAILED
-            cause = failure_summary(read_log(log_path) or exc.log_tail)
+            cause = failure_summary(whole_log)
             result.reason = f"out of GPU memory at start: {oom}" if oom else f"server {what}: {cause}"
         if result.state is TrialOutcome.FAILED and result.reason and "out of" not in result.reason:
             oom = find_oom(result.log_tail)

@@ -179,7 +179,8 @@ def test_oom_start_and_engine_kill_fail_their_trials_and_the_next_trial_measures
         oom_space = _space(folder / "oom.yaml", extra_engine_args={"kv_cache_memory_bytes": too_big})
         rc = _finish(_tune(oom_space, "oom", experiments, oom_log), 900)
         oom = load_trials(experiments / "oom", "oom")
-        assert rc == 0 and oom, oom_log.read_text(errors="replace")[-3000:]
+        # a study whose only trial failed ends with "no feasible trial completed" and exit code 1
+        assert rc == 1 and oom, oom_log.read_text(errors="replace")[-3000:]
         record["oom"] = {**_trial_record(oom[0], experiments / "oom"), "kv_cache_memory_bytes": too_big}
 
         # 3. the engine core killed mid-window
@@ -205,7 +206,7 @@ def test_oom_start_and_engine_kill_fail_their_trials_and_the_next_trial_measures
             if tuner.poll() is None:
                 tuner.kill()
         kill = load_trials(experiments / "kill", "kill")
-        assert rc == 0 and kill, kill_log.read_text(errors="replace")[-3000:]
+        assert rc == 1 and kill, kill_log.read_text(errors="replace")[-3000:]
         record["kill"].update(_trial_record(kill[0], experiments / "kill"))
 
         # 4. the next trial on the same GPU

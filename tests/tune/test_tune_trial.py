@@ -12,7 +12,7 @@ from autotune.bench.schemas import SLO, BenchResult, LoadSpec, RequestRecord, Su
 from autotune.config import EngineConfig, EngineKind, Provenance, load_tuned_config
 from autotune.space import TrialSettings
 from autotune.tune import gpu_wait
-from autotune.tune.failures import find_oom
+from autotune.tune.failures import find_oom, root_cause
 from autotune.tune.feasibility import check_feasibility
 from autotune.tune.trial import TrialRunner
 from autotune.tune.trial_result import TrialOutcome
@@ -147,6 +147,41 @@ def test_oom_at_start_is_named(tmp_path: Path) -> None:
     assert result.state is TrialOutcome.FAILED
     assert result.reason is not None and result.reason.startswith("out of GPU memory at start: torch.OutOfMemoryError")
     assert find_oom("all fine") is None
+
+
+# The start that ran out of GPU memory on the H100 on 2026-12-05 (a KV cache of twice the GPU's memory asked for with
+# kv_cache_memory_bytes; experiments/reliability/gpu-2026-12-05-h100/), lines of its server.log cut to 260 characters:
+# the OOM is far above the tail, and the API server's rich traceback has a boxed `except CancelledError:` line.
+VLLM_OOM_START = """\
+(EngineCore pid=1702) INFO 12-05 14:38:53 [gpu_worker.py:429] Initial free memory 78.66 GiB, reserved 159.29 GiB memory for KV Cache as specified by kv_cache_memory_bytes config and skipped memory profiling. This does not respect the gpu_memory_utilization con
+(EngineCore pid=1702) ERROR 12-05 14:38:53 [core.py:1231] EngineCore failed to start.
+(EngineCore pid=1702) ERROR 12-05 14:38:53 [core.py:1231]     tensor = torch.zeros(
+(EngineCore pid=1702) ERROR 12-05 14:38:53 [core.py:1231]              ^^^^^^^^^^^^
+(EngineCore pid=1702) ERROR 12-05 14:38:53 [core.py:1231] torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 4.43 GiB. GPU 0 has a total capacity of 79.18 GiB of which 3.01 GiB is free. Including non-PyTorch memory, this process has 76.16 GiB memory
+(EngineCore pid=1702)              ^^^^^^^^^^^^
+(EngineCore pid=1702) torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 4.43 GiB. GPU 0 has a total capacity of 79.18 GiB of which 3.01 GiB is free. Including non-PyTorch memory, this process has 76.16 GiB memory in use. Of the allocated memory 75.
+(APIServer pid=1627) ╭───────────────────────────────────────────────────────────────────────────────── Traceback (most recent call last) ──────────────────────────────────────────────────────────────────────────────────╮
+(APIServer pid=1627) │ ❱ 118 │   │   │   return self._loop.run_until_complete(task)                                                                                                                                         │
+(APIServer pid=1627) │   119 │   │   except exceptions.CancelledError:                                                                                                                                                      │
+(APIServer pid=1627) │   120 │   │   │   if self._interrupt_count > 0:                                                                                                                                                      │
+(APIServer pid=1627) │ ❱ 1272 │   │   │   raise RuntimeError(                                                                                                                                                               │
+(APIServer pid=1627) │   1273 │   │   │   │   "Engine core initialization failed. "                                                                                                                                         │
+(APIServer pid=1627) RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}
+"""
+
+
+def test_a_real_oom_start_is_named_from_the_whole_log_not_from_a_rich_traceback_line(tmp_path: Path) -> None:
+    def crash(config_path: Path, *, log_path: Path, **_: Any) -> Any:
+        log_path.write_text(VLLM_OOM_START)
+        raise ServerStartError("crashed", "\n".join(VLLM_OOM_START.splitlines()[-4:]), 1)
+
+    result = _runner(tmp_path, server=crash, benchmark=_bench([])).run(0, EngineConfig(model=MODEL), Provenance())
+    assert result.state is TrialOutcome.FAILED
+    assert result.reason is not None
+    assert result.reason.startswith("out of GPU memory at start: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 4.43 GiB")
+    assert "CancelledError" not in result.reason
+    cause = root_cause(VLLM_OOM_START)  # what a reason without the OOM marker would say: not the boxed source line
+    assert cause is not None and cause.startswith("torch.OutOfMemoryError: CUDA out of memory.")
 
 
 def test_server_dying_mid_benchmark_fails_the_trial(tmp_path: Path) -> None:

@@ -10,14 +10,8 @@
 # usage: SOAK_RATE=59.6 bash scripts/gpu/reliability.sh CONFIG.yaml     (LEASE_LEFT: device seconds left, else from uptime)
 set -u
 CONFIG=$1
-bash /root/gpu-stage/install.sh > /root/install.log 2>&1 || { tail -20 /root/install.log; exit 1; }
-tail -1 /root/install.log
 RUN=/root/sustained
-rm -rf /root/tree "$RUN"; mkdir -p /root/tree "$RUN"
-tar --exclude=./.gpu-stage --exclude=./.venv -cf - . | tar xf - -C /root/tree
-cd /root/tree && source scripts/gpu/env.sh
-record_env "$RUN/env.json"
-python3 -c "import vllm; print('vllm', vllm.__version__)"
+source scripts/gpu/prepare_run.sh
 LEASE_LEFT=${LEASE_LEFT:-$(( 1800 - $(cut -d. -f1 /proc/uptime) - 90 ))}   # the lease began before the boot
 export DEADLINE_EPOCH=$(( $(date +%s) + LEASE_LEFT - 110 ))                # room to pack and bring the files back
 echo "$DEADLINE_EPOCH" > "$RUN/deadline"

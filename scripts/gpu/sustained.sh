@@ -5,14 +5,8 @@
 # in this and each following command brings back what it has.
 # usage: bash scripts/gpu/sustained.sh NAME=CONFIG:LOW:HIGH ...    (LEASE_LEFT: device seconds left, else from uptime)
 set -u
-bash /root/gpu-stage/install.sh > /root/install.log 2>&1 || { tail -20 /root/install.log; exit 1; }
-tail -1 /root/install.log
 RUN=/root/sustained
-rm -rf /root/tree "$RUN"; mkdir -p /root/tree "$RUN"
-tar --exclude=./.gpu-stage --exclude=./.venv -cf - . | tar xf - -C /root/tree
-cd /root/tree && source scripts/gpu/env.sh
-record_env "$RUN/env.json"
-python3 -c "import vllm; print('vllm', vllm.__version__)"
+source scripts/gpu/prepare_run.sh
 timeout 90 python3 scripts/gpu/gpm_check.py --seconds 3 --out "$RUN/gpm_check.json" 2>&1 | tail -12
 LEASE_LEFT=${LEASE_LEFT:-$(( 1800 - $(cut -d. -f1 /proc/uptime) - 90 ))}   # the lease began before the boot
 export DEADLINE_EPOCH=$(( $(date +%s) + LEASE_LEFT - 110 ))                # room to pack and bring the files back

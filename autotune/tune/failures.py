@@ -17,8 +17,8 @@ from pathlib import Path
 OOM_MARKERS = ("cuda out of memory", "out of memory", "outofmemoryerror")
 _EXCEPTION_LINE = re.compile(r"\b((?:[A-Za-z_][\w.]*)?(?:Error|Exception)): (.+)$")
 _WRAPPER_MESSAGES = ("See root cause above", "Engine core initialization failed", "terminated", "See stack trace (above)")
+_RICH_BOX = "│╭╰❱"  # rich's traceback frame and pointer characters
 # vLLM 0.24: MPClient's liveness monitor (one API server), and the multi-API-server launcher's check.
-_RICH_BOX = "│╭╰❱"
 ENGINE_DEATH_MARKERS = ("engine core exited unexpectedly", "died unexpectedly")
 _LOG_PREFIX = re.compile(r"^(?:\([^)]*\)\s*)?(?:(?:ERROR|WARNING|INFO)\s+\S+\s+\S+\s+\[[^\]]*\]\s*)?")
 MAX_REASON_CHARS = 300

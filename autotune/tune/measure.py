@@ -80,17 +80,6 @@ class TrialMeasurement:
     ) -> None:
         """Warm-up, screening, measured window; a server or engine core that died on the way fails the trial with
         what vLLM's log says (the death line and root cause, not the generic error every later request got)."""
-        self._measure(number, engine, server, folder, result, screening)
-        if result.state is not TrialOutcome.FAILED or result.reason is None:
-            return
-        death = engine_death_reason(read_log(result.log_path))
-        if death is not None and death not in result.reason:
-            result.reason = f"{result.reason}; {death}"
-
-    def _measure(
-        self, number: int, engine: EngineConfig, server: ServerHandle, folder: Path, result: TrialResult,
-        screening: Screening | None,
-    ) -> None:
         benchmark = self.benchmark
         model = engine.name_for_clients
         try:
@@ -118,13 +107,13 @@ class TrialMeasurement:
             result.timings.measure_s = round(time.monotonic() - t_measure, 3)
         except TimeoutError:
             result.state = TrialOutcome.FAILED
-            result.reason = (
-                f"benchmark did not finish within {self.settings.measure_timeout_s:g} s (server stalled or hung)"
+            result.reason = self._with_engine_death(
+                f"benchmark did not finish within {self.settings.measure_timeout_s:g} s (server stalled or hung)", result
             )
             return
         except (AutotuneError, OSError) as exc:
             result.state = TrialOutcome.FAILED
-            result.reason = f"benchmark failed: {type(exc).__name__}: {exc}"[:500]
+            result.reason = self._with_engine_death(f"benchmark failed: {type(exc).__name__}: {exc}"[:500], result)
             return
         result_path = folder / "result.json"
         result_path.write_text(bench.model_dump_json(indent=2))
@@ -148,6 +137,12 @@ class TrialMeasurement:
             first_error = next((r.error for r in bench.requests if r.error), None)
             result.state = TrialOutcome.FAILED
             result.reason = f"no request succeeded ({summary.failed} failed; first error: {first_error})"[:500]
+
+    @staticmethod
+    def _with_engine_death(reason: str, result: TrialResult) -> str:
+        """A benchmark that broke off (timeout, client error) names the engine core's death when vLLM logged one."""
+        death = engine_death_reason(read_log(result.log_path))
+        return reason if death is None else f"{reason}; {death}"
 
     @staticmethod
     def _server_failure(server: ServerHandle, result: TrialResult) -> str:

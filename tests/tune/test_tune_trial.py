@@ -10,6 +10,7 @@ import pytest
 
 from autotune.bench.schemas import SLO, BenchResult, LoadSpec, RequestRecord, Summary
 from autotune.config import EngineConfig, EngineKind, Provenance, load_tuned_config
+from autotune.errors import AutotuneError
 from autotune.space import TrialSettings
 from autotune.tune import gpu_wait
 from autotune.tune.failures import find_oom, root_cause
@@ -317,3 +318,21 @@ def test_an_engine_core_dying_mid_benchmark_fails_the_trial_with_vllms_death_lin
     death = "engine core died: [shutdown] MPClient: engine core exited unexpectedly; starting cleanup"
     where = "server exited during the benchmark" if server_exits else "engine core died during the benchmark"
     assert result.reason == f"{where}: {death}"
+
+
+def test_a_benchmark_that_breaks_off_names_the_engine_death_vllm_logged(tmp_path: Path) -> None:
+    servers: list[FakeServer] = []
+    plain = _bench(servers)
+
+    async def breaks_off(url: str, workload: Any, load: LoadSpec, slo: SLO, **kwargs: Any) -> BenchResult:
+        if load.num_requests != LOAD.num_requests:  # the warm-up goes through
+            return await plain(url, workload, load, slo, **kwargs)
+        (tmp_path / "trials" / "0" / "server.log").write_text(VLLM_ENGINE_DEATH)
+        raise AutotuneError("the client lost its connections")
+
+    result = _runner(tmp_path, server=_factory(servers), benchmark=breaks_off).run(0, EngineConfig(model=MODEL), Provenance())
+    assert result.state is TrialOutcome.FAILED
+    assert result.reason == (
+        "benchmark failed: AutotuneError: the client lost its connections; "
+        "engine core died: [shutdown] MPClient: engine core exited unexpectedly; starting cleanup"
+    )

@@ -246,6 +246,12 @@ class ServingSettings(StrictModel):
     web_ui: bool = Field(
         default=True, description="Serve the chat page at /ui (its data comes from the API, with the API key when set)"
     )
+    warmup_requests: Annotated[int, Field(ge=0, le=1024)] = Field(
+        default=48,
+        description="vLLM engine: chat completions each API server sends itself at once before /health says ready "
+        "(prompt, image and output lengths varied, so that kernels compiled at first use compile before traffic; "
+        "0: none)",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_serializer("api_key", when_used="json")

@@ -7,12 +7,16 @@ AUTOTUNE_CONFIG_JSON) and, through the shared `AutotuneGuard`:
 - refuses bodies over max_request_bytes with an OpenAI-style 413,
 - serves the chat page at /ui and GET /autotune/gpu (`serving.webui`; off with `serving.web_ui: false`),
 - for POST bodies that contain `"http://` or `"https://` (a cheap bytes scan; only then is the JSON
-  parsed) applies the image-URL policy of `serving.security`, the same code as our own app.
+  parsed) applies the image-URL policy of `serving.security`, the same code as our own app,
+- with `serving.warmup_requests` > 0, sends that burst to its own server once the app has started
+  (`serving.warmup`) and answers GET /health with 503 until the burst is answered, so that nothing is sent to a
+  server whose kernels still compile at first use.
 vLLM does its own auth on /v1 routes and its own error handling.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Iterator
@@ -21,16 +25,18 @@ from typing import Any
 
 from autotune.config import TunedConfig
 from autotune.observe.stacks.dumps import start_from_environment
-from serving.asgi_guard import ASGIApp, AutotuneGuard, GuardOptions
-from serving.errors import ApiError
+from serving.asgi_guard import ASGIApp, AutotuneGuard, GuardOptions, Message, Receive, Scope, Send
+from serving.errors import ApiError, error_bytes
 from serving.security import ImageUrlPolicy, UrlRejected, resolve_checked
 from serving.vllm_startup_fixes import share_pooled_tokenizer_on_deepcopy
+from serving.warmup import WarmupState, loopback_base_url, run_warmup
 
 start_from_environment()  # AUTOTUNE_DUMP_STACKS_EVERY_S: profile vLLM's start-up from inside its API servers
 share_pooled_tokenizer_on_deepcopy()  # before vLLM's multimodal warm-up: 15-50 s less per start
 
 CONFIG_ENV = "AUTOTUNE_CONFIG_JSON"
 API_KEY_ENV = "AUTOTUNE_API_KEY"
+WARMUP_TIMEOUT_S = 300.0  # after it the server says ready anyway (and logs what the warm-up lacked)
 _URL_MARKERS = (b'"http://', b'"https://')
 _URL_KEYS = frozenset({"url", "image_url", "video_url", "audio_url", "input_image"})
 
@@ -90,3 +96,29 @@ class AutotuneMiddleware(AutotuneGuard):
                 web_ui=settings.web_ui,
             ),
         )
+        self._tuned = tuned
+        self._warmup = WarmupState(settings.warmup_requests) if settings.warmup_requests > 0 else None
+        self._warmup_task: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        warmup = self._warmup
+        if warmup is not None and scope["type"] == "lifespan":
+            await self.app(scope, receive, self._warm_up_after_start_up(send, warmup))
+            return
+        if warmup is not None and not warmup.done and scope["type"] == "http" and scope.get("path") == "/health":
+            body = error_bytes(f"warming up: {warmup.progress()}", type="service_unavailable", code=503)
+            await self._respond(send, 503, body, {"x-autotune-engine": "vllm", "Retry-After": "2"})
+            return
+        await super().__call__(scope, receive, send)
+
+    def _warm_up_after_start_up(self, send: Send, warmup: WarmupState) -> Send:
+        async def send_then_warm_up(message: Message) -> None:
+            await send(message)
+            if message["type"] == "lifespan.startup.complete" and self._warmup_task is None:
+                settings = self._tuned.serving
+                self._warmup_task = asyncio.create_task(run_warmup(
+                    warmup, loopback_base_url(settings.host, settings.port), self._tuned.engine_config.name_for_clients,
+                    os.environ.get(API_KEY_ENV) or None, WARMUP_TIMEOUT_S,
+                ))
+
+        return send_then_warm_up

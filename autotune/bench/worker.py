@@ -25,6 +25,11 @@ from autotune.bench.health import CpuMeter, LoopLagMonitor, ProcessHealth, perce
 
 BURN_ENV = "AUTOTUNE_BENCH_TEST_BURN_MS"
 """Test hook: busy-wait this many ms per received chunk, to starve the client deliberately."""
+# An idle connection is closed by the client before the server's keep-alive ends (uvicorn's and vLLM's
+# VLLM_HTTP_TIMEOUT_KEEP_ALIVE: 5 s). With a longer client keep-alive a request reused a connection the server was
+# closing: "Connection reset by peer" / "Server disconnected" when the load fell after a queue had drained (7
+# failures in the first minute of the H100 soak of 2026-12-05).
+CLIENT_KEEPALIVE_S = 4.0
 
 
 @dataclass(slots=True)
@@ -72,7 +77,9 @@ class Worker:
     async def __aenter__(self) -> Worker:
         plan = self.plan
         limit = 0 if plan.offsets_s is not None else max(plan.concurrency or 1, plan.warmup_concurrency)
-        connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, keepalive_timeout=75, ttl_dns_cache=300)
+        connector = aiohttp.TCPConnector(
+            limit=limit, limit_per_host=0, keepalive_timeout=CLIENT_KEEPALIVE_S, ttl_dns_cache=300
+        )
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=plan.connect_timeout_s, sock_read=plan.read_timeout_s)
         self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
         return self

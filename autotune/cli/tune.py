@@ -13,7 +13,6 @@ from rich.table import Table
 from autotune.bench.options import parse_cpu_list
 from autotune.cli._app import app
 from autotune.cli.console import make_console
-from autotune.cli.serve import serve as serve_command
 from autotune.config import EngineKind, load_tuned_config
 from autotune.errors import ConfigError
 from autotune.observe.names import NVML_BUSY_METRIC, metric_column
@@ -157,6 +156,8 @@ def tune(
     _print_outcome(outcome)
     if serve:
         console.print(f"serving {outcome.best_path}")
+        from autotune.cli.serve import serve as serve_command  # the server's imports only when it is served
+
         serve_command(config=outcome.best_path)
 
 

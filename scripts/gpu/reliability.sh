@@ -23,7 +23,7 @@ setsid nohup bash -c '
     timeout $(( DEADLINE_EPOCH - $(date +%s) )) python3 -m pytest tests/gpu/test_gpu_engine_death.py -q -o addopts="" \
     -p no:cacheprovider -m gpu -rA > "$RUN/engine-death.log" 2>&1
   say "engine-death test: exit $? ($(tail -1 "$RUN/engine-death.log"))"
-  SERVER_CPUS=0-9 CLIENT_CPUS=10-15 RUN_DIR=$RUN SOAK_CONFIG=best ENGINE_KILL=0 MIN_LEFT_TO_START_S=560 \
+  SERVER_CPUS=0-9 CLIENT_CPUS=10-15 RUN_DIR=$RUN SOAK_CONFIG=best ENGINE_KILL=0 MIN_LEFT_TO_START_S=400 \
     python3 scripts/gpu/sustained.py "best=$CONFIG:0:0" >> "$RUN/run.log" 2>&1
 ' > /dev/null 2>&1 < /dev/null &
 echo "started; deadline in $(( DEADLINE_EPOCH - $(date +%s) )) s"

@@ -7,12 +7,14 @@
 #   2. scripts/gpu/sustained.py with SOAK_CONFIG: the best config soaked at SOAK_RATE for the time left
 #      (best/soak/soak.json and soak.png).
 # Then `bash scripts/gpu/wait_pack.sh /root/sustained S` in this and each following command brings back what it has.
-# usage: SOAK_RATE=59.6 bash scripts/gpu/reliability.sh CONFIG.yaml     (LEASE_LEFT: device seconds left, else from uptime)
+# usage: SOAK_RATE=59.6 bash scripts/gpu/reliability.sh CONFIG.yaml
+#   LEASE_LEFT: device seconds left; else LEASE_BUDGET (the session's device seconds when the machine was asked for,
+#   `status`'s budget_left_s; default 1800) less the machine's uptime
 set -u
 CONFIG=$1
 RUN=/root/sustained
 source scripts/gpu/prepare_run.sh
-LEASE_LEFT=${LEASE_LEFT:-$(( 1800 - $(cut -d. -f1 /proc/uptime) - 90 ))}   # the lease began before the boot
+LEASE_LEFT=${LEASE_LEFT:-$(( ${LEASE_BUDGET:-1800} - $(cut -d. -f1 /proc/uptime) - 90 ))}   # the lease began before the boot
 export DEADLINE_EPOCH=$(( $(date +%s) + LEASE_LEFT - 110 ))                # room to pack and bring the files back
 echo "$DEADLINE_EPOCH" > "$RUN/deadline"
 export RUN CONFIG SOAK_RATE

@@ -2,11 +2,13 @@
 
 Four one-trial studies of `autotune tune` on one GPU, one after the other (each trial 0 is the space's fixed part,
 the reference space's engine_base: vLLM's defaults otherwise):
-  1. before: that config measured at a fixed rate (the figures the last run is compared with);
-  2. out of memory: the same config asking vLLM for a KV cache twice the GPU's memory
-     (`kv_cache_memory_bytes`), so that the engine core's allocation fails at start;
-  3. engine kill: the config of 1, its vLLM engine core SIGKILLed in the middle of the measured window;
-  4. after: the next trial on the same GPU, the config of 1 measured again.
+  1. before: that config measured at a fixed rate (the figures the next trial is compared with);
+  2. engine kill: the config of 1, its vLLM engine core SIGKILLed in the middle of the measured window;
+  3. after: the next trial on the same GPU, the config of 1 measured again;
+  4. out of memory: the same config asking vLLM for a KV cache twice the GPU's memory
+     (`kv_cache_memory_bytes`), so that the engine core's allocation fails at start.
+(The kill and the next trial come first: a lease that ends early cuts the OOM start, which a lease of 2026-12-05
+already recorded, not them.)
 (Separate studies: within one study a config that FAILed is not served again, the tuner reuses its failure.)
 Each failed trial must FAIL with vLLM's own cause (not a wrapper line), its server group must be gone and GPU memory
 back at its pre-trial level; the last trial must complete with figures close to those of the first.
@@ -44,6 +46,7 @@ from reliability.reliability_study import (
 )
 
 from autotune import GPU_INSTALL_HINT
+from autotune.config import ServingSettings
 from autotune.observe.cpu import classify_process
 from autotune.observe.gpu import gpu_memory_used_mib, gpu_total_memory_gib
 from autotune.tune import attrs
@@ -173,25 +176,17 @@ def test_oom_start_and_engine_kill_fail_their_trials_and_the_next_trial_measures
         record["before"] = _trial_record(before[0], experiments / "before")
         assert before[0].state is TrialState.COMPLETE, record["before"]
 
-        # 2. out of GPU memory at start
-        too_big = int(2 * total_gib * 1024**3)
-        oom_log = folder / "tune-oom.log"
-        oom_space = _space(folder / "oom.yaml", extra_engine_args={"kv_cache_memory_bytes": too_big})
-        rc = _finish(_tune(oom_space, "oom", experiments, oom_log), 900)
-        oom = load_trials(experiments / "oom", "oom")
-        # a study whose only trial failed ends with "no feasible trial completed" and exit code 1
-        assert rc == 1 and oom, oom_log.read_text(errors="replace")[-3000:]
-        record["oom"] = {**_trial_record(oom[0], experiments / "oom"), "kv_cache_memory_bytes": too_big}
-
-        # 3. the engine core killed mid-window
+        # 2. the engine core killed mid-window
         kill_log = folder / "tune-kill.log"
         tuner = _tune(_space(folder / "fixed.yaml"), "kill", experiments, kill_log)
         try:
             victim = wait_for(lambda: running_trial_with_server(load_trials(experiments / "kill", "kill"), number=0),
                               timeout_s=700, what="trial 0 to start its server", interval_s=1)
             url = victim.user_attrs[attrs.SERVER_URL]
-            # the measured window is under way once the warm-up's requests and a few seconds of the window are done
-            wait_for(lambda: _finished_requests(url) >= WARMUP_REQUESTS + 5 * RATE_RPS, timeout_s=240,
+            # the measured window is under way once both warm-ups (the server's own burst, then the trial's requests)
+            # and a few seconds of the window are done
+            warmed = ServingSettings().warmup_requests + WARMUP_REQUESTS
+            wait_for(lambda: _finished_requests(url) >= warmed + 5 * RATE_RPS, timeout_s=240,
                      what="trial 0's measured window to be under way", interval_s=0.5)
             server_pid = int(victim.user_attrs[attrs.SERVER_PID])
             cores = _engine_cores(server_pid)
@@ -209,12 +204,22 @@ def test_oom_start_and_engine_kill_fail_their_trials_and_the_next_trial_measures
         assert rc == 1 and kill, kill_log.read_text(errors="replace")[-3000:]
         record["kill"].update(_trial_record(kill[0], experiments / "kill"))
 
-        # 4. the next trial on the same GPU
+        # 3. the next trial on the same GPU
         after_log = folder / "tune-after.log"
         rc = _finish(_tune(_space(folder / "fixed.yaml"), "after", experiments, after_log), 900)
         after = load_trials(experiments / "after", "after")
         assert rc == 0 and after, after_log.read_text(errors="replace")[-3000:]
         record["after"] = _trial_record(after[0], experiments / "after")
+
+        # 4. out of GPU memory at start
+        too_big = int(2 * total_gib * 1024**3)
+        oom_log = folder / "tune-oom.log"
+        oom_space = _space(folder / "oom.yaml", extra_engine_args={"kv_cache_memory_bytes": too_big})
+        rc = _finish(_tune(oom_space, "oom", experiments, oom_log), 900)
+        oom = load_trials(experiments / "oom", "oom")
+        # a study whose only trial failed ends with "no feasible trial completed" and exit code 1
+        assert rc == 1 and oom, oom_log.read_text(errors="replace")[-3000:]
+        record["oom"] = {**_trial_record(oom[0], experiments / "oom"), "kv_cache_memory_bytes": too_big}
     finally:
         record["ended"] = time.time()
         (folder / "engine-death.json").write_text(json.dumps(record, indent=2))

@@ -166,6 +166,11 @@ def _print_outcome(outcome: TuneOutcome) -> None:
     if outcome.recovered:
         console.print(f"trials {outcome.recovered}: their worker had died; marked FAIL")
     console.print(f"trials by state: {outcome.counts}; table {outcome.trials_csv}")
+    shared = "" if outcome.storage.startswith("sqlite:") else " --storage URL"
+    console.print(
+        f"figures (history, importances, Pareto front, latency CDFs): autotune report {outcome.study} "
+        f"--experiments-dir {outcome.study_dir.parent}{shared}"
+    )
     if outcome.best_path is None:
         console.print("[yellow]no feasible trial completed: no best config[/]")
         raise typer.Exit(1)

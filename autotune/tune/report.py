@@ -1,4 +1,4 @@
-"""Views of a study: the trials table (pandas, CSV), Optuna's plots (PNG), the live rich table and ETA,
+"""Views of a study: the trials table (pandas, CSV), the live rich table and ETA,
 and the default-vs-best comparison of a best.yaml."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -157,52 +156,6 @@ def write_trials_csv(study: optuna.Study, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     trials_frame(study).to_csv(path, index=False)
     return path
-
-
-def write_plots(study: optuna.Study, space: SearchSpace, out_dir: Path) -> list[Path]:
-    """Optuna's matplotlib plots: history; param importances (>= 2 complete trials, >= 2 params); Pareto front."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as optuna_plots
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    names = space.objective.metric_names()
-    jobs: list[tuple[str, Any]] = []
-    if complete:
-        if len(names) == 1:
-            jobs.append(("optimization_history.png", lambda: optuna_plots.plot_optimization_history(study, target_name=names[0])))
-        else:
-            for index, name in enumerate(names):
-                jobs.append(
-                    (f"optimization_history_{name}.png", lambda i=index, n=name: optuna_plots.plot_optimization_history(
-                        study, target=lambda t: t.values[i], target_name=n))
-                )
-            jobs.append(("pareto_front.png", lambda: optuna_plots.plot_pareto_front(study, target_names=names)))
-    varied = {name for trial in complete for name in trial.params}
-    if len(complete) >= 2 and len(varied) >= 2:
-        jobs.append(
-            ("param_importances.png", lambda: optuna_plots.plot_param_importances(
-                study, target=(lambda t: t.values[0]) if len(names) > 1 else None, target_name=names[0]))
-        )
-    written: list[Path] = []
-    for filename, draw in jobs:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                axes = draw()
-            figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
-            figure.tight_layout()
-            target = out_dir / filename
-            figure.savefig(target, dpi=110)
-            plt.close(figure)
-            written.append(target)
-        except Exception as exc:  # noqa: BLE001 - a plot that cannot be drawn (too few trials) is skipped
-            log.info("plot %s skipped: %s", filename, exc)
-            plt.close("all")
-    return written
 
 
 def eta_s(durations_s: Sequence[float], remaining: int | None, time_left_s: float | None = None) -> float | None:

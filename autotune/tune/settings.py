@@ -53,7 +53,6 @@ class TuneOutcome(BaseModel):
     best_path: Path | None
     best_trial: int | None
     trials_csv: Path
-    plots: list[Path]
     counts: dict[str, int]
     recovered: list[int] = Field(default_factory=list, description="Trials failed because their worker died")
     ran: int = 0

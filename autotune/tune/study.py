@@ -60,7 +60,7 @@ def run_tuning(
     runner_factory: Callable[..., TrialRunner] = TrialRunner,
     session: StudySession | None = None,
 ) -> TuneOutcome:
-    """Run (or resume) the study to its budget and write best.yaml, trials.csv, plots, MLflow.
+    """Run (or resume) the study to its budget and write best.yaml, trials.csv, MLflow.
 
     `session`: a study already opened with `start_study(space, settings)` (else it is started here).
     """

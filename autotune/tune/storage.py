@@ -11,19 +11,25 @@ disk stops it at once (`OutOfSpaceError`, naming the folder).
 
 from __future__ import annotations
 
+import copy
 import functools
+import json
 import logging
 import os
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import optuna
 import sqlalchemy.exc
 from optuna.storages import RDBStorage
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.errors import ConfigError
@@ -43,13 +49,15 @@ _CREATE_ATTEMPTS = 5
 _RETRIED_METHODS = (
     "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr", "get_study_id_from_name",
     "get_study_name_from_id", "get_study_directions", "get_study_user_attrs", "get_study_system_attrs",
-    "get_all_studies", "create_new_trial", "set_trial_param", "get_trial_id_from_study_id_trial_number",
+    "get_all_studies", "set_trial_param", "get_trial_id_from_study_id_trial_number",
     "get_trial_number_from_id", "get_trial_param", "set_trial_intermediate_value", "set_trial_user_attr",
     "set_trial_system_attr", "get_trial", "get_all_trials", "get_n_trials", "get_best_trial", "get_trial_params",
     "get_trial_user_attrs", "get_trial_system_attrs", "_get_stale_trial_ids",
     # Optuna's _CachedStorage (which every Study wraps an RDBStorage in) calls these private ones directly.
-    "_create_new_trial", "_set_trial_param", "_get_best_trial_id", "_get_trials",
+    "_set_trial_param", "_get_best_trial_id", "_get_trials",
 )
+CREATION_TOKEN = "autotune:creation_token"
+"""System attribute of each trial this storage creates: a retried creation finds the trial an attempt committed."""
 
 
 def default_storage_url(study_dir: Path) -> str:
@@ -89,7 +97,8 @@ def _connection_lost(exc: BaseException, sqlite: bool) -> bool:
 class ResilientRDBStorage(RDBStorage):
     """Optuna's RDBStorage that waits out a database restart instead of failing the study.
 
-    Every storage call (the methods in `_RETRIED_METHODS`, `set_trial_state_values`, `record_heartbeat`) that
+    Every storage call (the methods in `_RETRIED_METHODS`, trial creation, `set_trial_state_values`,
+    `record_heartbeat`) that
     fails because the connection is gone is tried again with a growing delay until `retry_s` have passed;
     SQLAlchemy's `pool_pre_ping` replaces the pooled connections the restart killed. Only the outermost call of
     a thread retries (RDBStorage's methods call each other). Once one call has given up, every later call fails
@@ -195,6 +204,40 @@ class ResilientRDBStorage(RDBStorage):
 
         return bool(self._call(attempt))
 
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        return self._create_new_trial(study_id, template_trial)._trial_id
+
+    def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        """A trial created once, however often the call is tried: an attempt whose commit reached the database but
+        whose answer did not (the connection closed in between) left a RUNNING trial no worker knew of, which stayed
+        RUNNING for good (no heartbeat, no worker). Each creation carries a token; a retry first looks for it."""
+        token = uuid.uuid4().hex
+        template = _with_token(template_trial, token)
+        attempts = 0
+
+        def attempt() -> FrozenTrial:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                committed = self._trial_with_token(study_id, token)
+                if committed is not None:
+                    return committed
+            return RDBStorage._create_new_trial(self, study_id, template)
+
+        return self._call(attempt)
+
+    def _trial_with_token(self, study_id: int, token: str) -> FrozenTrial | None:
+        with _create_scoped_session(self.scoped_session) as session:
+            trial_id = (
+                session.query(models.TrialSystemAttributeModel.trial_id)
+                .join(models.TrialModel, models.TrialModel.trial_id == models.TrialSystemAttributeModel.trial_id)
+                .filter(models.TrialModel.study_id == study_id)
+                .filter(models.TrialSystemAttributeModel.key == CREATION_TOKEN)
+                .filter(models.TrialSystemAttributeModel.value_json == json.dumps(token))
+                .scalar()
+            )
+        return None if trial_id is None else RDBStorage.get_trial(self, trial_id)
+
     def record_heartbeat(self, trial_id: int) -> None:
         try:
             self._call(RDBStorage.record_heartbeat, self, trial_id)
@@ -214,6 +257,19 @@ def _retrying(name: str) -> Callable[..., Any]:
 
 for _name in _RETRIED_METHODS:
     setattr(ResilientRDBStorage, _name, _retrying(_name))
+
+
+def _with_token(template_trial: FrozenTrial | None, token: str) -> FrozenTrial:
+    """The template of a new trial (a plain RUNNING one when Optuna gives none) with the creation token added."""
+    if template_trial is None:
+        return FrozenTrial(
+            number=-1, state=TrialState.RUNNING, value=None, values=None, datetime_start=datetime.now(),
+            datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={CREATION_TOKEN: token},
+            intermediate_values={}, trial_id=-1,
+        )
+    template = copy.deepcopy(template_trial)
+    template.system_attrs[CREATION_TOKEN] = token
+    return template
 
 
 def _first_line(exc: BaseException) -> str:

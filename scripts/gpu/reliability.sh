@@ -17,14 +17,17 @@ source scripts/gpu/prepare_run.sh
 LEASE_LEFT=${LEASE_LEFT:-$(( ${LEASE_BUDGET:-1800} - $(cut -d. -f1 /proc/uptime) - 90 ))}   # the lease began before the boot
 export DEADLINE_EPOCH=$(( $(date +%s) + LEASE_LEFT - 110 ))                # room to pack and bring the files back
 echo "$DEADLINE_EPOCH" > "$RUN/deadline"
-export RUN CONFIG SOAK_RATE
+SOAK_ONLY=${SOAK_ONLY:-0}   # 1: the soak alone (a lease too short for both)
+export RUN CONFIG SOAK_RATE SOAK_ONLY
 setsid nohup bash -c '
   say() { echo "$(date +%H:%M:%S) $*" | tee -a "$RUN/progress.log"; }
-  say "engine-death test: starting"
-  AUTOTUNE_GPU_MODEL=$MODEL AUTOTUNE_GPU_RECORD_DIR=$RUN/engine-death \
-    timeout $(( DEADLINE_EPOCH - $(date +%s) )) python3 -m pytest tests/gpu/test_gpu_engine_death.py -q -o addopts="" \
-    -p no:cacheprovider -m gpu -rA > "$RUN/engine-death.log" 2>&1
-  say "engine-death test: exit $? ($(tail -1 "$RUN/engine-death.log"))"
+  if [ "$SOAK_ONLY" != 1 ]; then
+    say "engine-death test: starting"
+    AUTOTUNE_GPU_MODEL=$MODEL AUTOTUNE_GPU_RECORD_DIR=$RUN/engine-death \
+      timeout $(( DEADLINE_EPOCH - $(date +%s) )) python3 -m pytest tests/gpu/test_gpu_engine_death.py -q -o addopts="" \
+      -p no:cacheprovider -m gpu -rA > "$RUN/engine-death.log" 2>&1
+    say "engine-death test: exit $? ($(tail -1 "$RUN/engine-death.log"))"
+  fi
   SERVER_CPUS=0-9 CLIENT_CPUS=10-15 RUN_DIR=$RUN SOAK_CONFIG=best ENGINE_KILL=0 MIN_LEFT_TO_START_S=400 \
     python3 scripts/gpu/sustained.py "best=$CONFIG:0:0" >> "$RUN/run.log" 2>&1
 ' > /dev/null 2>&1 < /dev/null &

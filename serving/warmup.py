@@ -14,8 +14,6 @@ one, before any client is let in. The sampling parameters stay the model's defau
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 import logging
 import time
 from collections.abc import Iterator
@@ -23,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from PIL import Image
+
+from autotune.bench.images import data_url, encoded_image, mime_for
 
 log = logging.getLogger("autotune.serve")
 
@@ -64,14 +63,6 @@ def output_tokens(index: int, count: int) -> int:
     return MIN_OUTPUT_TOKENS + round(index * (MAX_OUTPUT_TOKENS - MIN_OUTPUT_TOKENS) / (count - 1))
 
 
-def _image_data_url(width: int, height: int, seed: int) -> str:
-    image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
-    image.putpixel((seed % width, (seed // width) % height), (255, seed % 256, 0))  # a distinct image per request
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
 def warmup_bodies(model: str, count: int, images: bool) -> Iterator[dict[str, Any]]:
     """The burst: prompt lengths cycle through 1-6 sentences; every other request carries an image when `images`."""
     for index in range(count):
@@ -80,8 +71,9 @@ def warmup_bodies(model: str, count: int, images: bool) -> Iterator[dict[str, An
         content: str | list[dict[str, Any]] = text
         if images and index % 2 == 0:
             width, height = IMAGE_SIZES[(index // 2) % len(IMAGE_SIZES)]
+            image = encoded_image(width, height, index, "png")  # distinct per request, as the load generator draws them
             content = [
-                {"type": "image_url", "image_url": {"url": _image_data_url(width, height, index)}},
+                {"type": "image_url", "image_url": {"url": data_url(image, mime_for("png"))}},
                 {"type": "text", "text": text},
             ]
         yield {
@@ -105,10 +97,6 @@ async def _await_listening(client: httpx.AsyncClient, url: str, deadline: float)
             await asyncio.sleep(_CONNECT_RETRY_S)
 
 
-async def _post(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> httpx.Response:
-    return await client.post(url, json=body)
-
-
 def _refuses_images(answer: httpx.Response | BaseException) -> bool:
     return isinstance(answer, httpx.Response) and 400 <= answer.status_code < 500 and "image" in answer.text.lower()
 
@@ -127,18 +115,18 @@ async def run_warmup(
 
             async def burst(bodies: list[dict[str, Any]]) -> list[httpx.Response | BaseException]:
                 return await asyncio.wait_for(
-                    asyncio.gather(*(_post(client, chat, body) for body in bodies), return_exceptions=True),
+                    asyncio.gather(*(client.post(chat, json=body) for body in bodies), return_exceptions=True),
                     timeout=max(1.0, started + timeout_s - time.monotonic()),
                 )
 
             with_images = list(warmup_bodies(model, state.requests, images=True))
             answers = await burst(with_images)
-            refused = [index for index, answer in enumerate(answers) if _refuses_images(answer)]
+            refused = {index for index, answer in enumerate(answers) if _refuses_images(answer)}
             if refused:
                 log.info("warm-up: the model refuses images; %d requests sent again as text", len(refused))
                 text_only = list(warmup_bodies(model, state.requests, images=False))
-                again = await burst([text_only[index] for index in refused])
-                answers = [answer for index, answer in enumerate(answers) if index not in set(refused)] + again
+                again = await burst([text_only[index] for index in sorted(refused)])
+                answers = [answer for index, answer in enumerate(answers) if index not in refused] + again
             for answer in answers:
                 _count(state, answer)
     except (httpx.HTTPError, OSError, TimeoutError) as exc:

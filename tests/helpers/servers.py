@@ -20,6 +20,10 @@ from pathlib import Path
 
 from autotune.tune.server_process import ServerProcess
 
+# For `mlflow server` / `mlflow ui` started by a test: without MLflow's job execution (huey consumers for its GenAI
+# jobs, 5.4 s of CPU each at start), which neither the tests nor autotune use.
+MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
 # The Qwen3-VL-4B skeleton the project ships (its tokenizer packed: autotune.model_files).
 MODEL_DIR = str(Path(__file__).resolve().parents[2] / "search_spaces" / "models" / "qwen3-vl-4b-instruct")
 

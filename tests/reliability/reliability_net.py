@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+from helpers.servers import MLFLOW_SERVER_ENV
 
 
 def free_port() -> int:
@@ -82,11 +83,6 @@ class TcpProxy:
             for end in (source, sink):
                 with contextlib.suppress(OSError):
                     end.shutdown(socket.SHUT_RDWR)
-
-
-# MLflow's job execution (huey consumer processes for its GenAI jobs, 5.4 s of CPU each at start) is not what the
-# tests exercise, nor what autotune uses.
-MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 class MlflowServer:

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers.servers import MLFLOW_SERVER_ENV
 
 from autotune.config import load_tuned_config
 
@@ -26,10 +27,6 @@ pytestmark = pytest.mark.slow
 
 STEP_TIMEOUT_MS = 60_000
 START_TIMEOUT_S = 90.0
-
-
-# MLflow's job execution (huey consumers for its GenAI jobs, 5.4 s of CPU each at start): not what this test shows.
-MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def _free_port() -> int:

@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 import optuna
-import psutil
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.bench.schemas import Summary
@@ -34,6 +31,7 @@ from autotune.tune.fidelity import SCREENING_STEP, Screening, screening_record
 from autotune.tune.guide import enqueue_guided_trials, guided_config
 from autotune.tune.metrics import summary_metrics
 from autotune.tune.pruning import prune_reason
+from autotune.tune.recovery import worker_identity
 from autotune.tune.record import TrialFailed, constraint_violations, finish, objective_values, record_result
 from autotune.tune.stops import StudyStopped
 from autotune.tune.trial import TrialRunner
@@ -47,11 +45,6 @@ class TuneDisplay(Protocol):
 
     def trial_started(self, number: int, params: dict[str, Any]) -> None: ...
     def phase(self, number: int, name: str) -> None: ...
-
-
-def worker_identity() -> dict[str, Any]:
-    me = psutil.Process(os.getpid())
-    return {attrs.WORKER_HOST: socket.gethostname(), attrs.WORKER_PID: me.pid, attrs.WORKER_STARTED_AT: me.create_time()}
 
 
 class TuneObjective:

@@ -18,6 +18,12 @@ from autotune.tune.server_process import kill_process_group
 log = logging.getLogger(__name__)
 
 
+def worker_identity() -> dict[str, Any]:
+    """This process as a trial's worker: what `recover_dead_workers` checks (host, pid, start time)."""
+    me = psutil.Process()
+    return {attrs.WORKER_HOST: socket.gethostname(), attrs.WORKER_PID: me.pid, attrs.WORKER_STARTED_AT: me.create_time()}
+
+
 def worker_alive(pid: int, started_at: float | None) -> bool:
     """The process still runs and is the same one (a recycled pid has another start time)."""
     try:

@@ -33,7 +33,7 @@ from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.errors import ConfigError
-from autotune.tune.recovery import kill_left_server
+from autotune.tune.recovery import kill_left_server, worker_identity
 from autotune.redact import redact_text, redact_url
 from autotune.tune.stops import RESUME_HINT, StorageUnavailableError, free_text, out_of_space, out_of_space_error
 
@@ -210,7 +210,10 @@ class ResilientRDBStorage(RDBStorage):
     def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
         """A trial created once, however often the call is tried: an attempt whose commit reached the database but
         whose answer did not (the connection closed in between) left a RUNNING trial no worker knew of, which stayed
-        RUNNING for good (no heartbeat, no worker). Each creation carries a token; a retry first looks for it."""
+        RUNNING for good (no heartbeat, no worker). Each creation carries a token; a retry first looks for it.
+        A RUNNING trial is born with its worker's identity, so that a worker dying before its objective wrote it
+        (one that gives up on the database right after a creation whose answer was lost) leaves a trial that the
+        next resume recognizes as its dead worker's (`recover_dead_workers`) instead of one RUNNING for good."""
         token = uuid.uuid4().hex
         template = _with_token(template_trial, token)
         attempts = 0
@@ -260,15 +263,19 @@ for _name in _RETRIED_METHODS:
 
 
 def _with_token(template_trial: FrozenTrial | None, token: str) -> FrozenTrial:
-    """The template of a new trial (a plain RUNNING one when Optuna gives none) with the creation token added."""
+    """The template of a new trial (a plain RUNNING one when Optuna gives none) with the creation token added, and
+    the worker's identity when it is created RUNNING (a WAITING one is run by whichever worker takes it)."""
     if template_trial is None:
-        return FrozenTrial(
+        template = FrozenTrial(
             number=-1, state=TrialState.RUNNING, value=None, values=None, datetime_start=datetime.now(),
-            datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={CREATION_TOKEN: token},
+            datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={},
             intermediate_values={}, trial_id=-1,
         )
-    template = copy.deepcopy(template_trial)
+    else:
+        template = copy.deepcopy(template_trial)
     template.system_attrs[CREATION_TOKEN] = token
+    if template.state is TrialState.RUNNING:
+        template.user_attrs = {**worker_identity(), **template.user_attrs}
     return template
 
 

@@ -5,6 +5,8 @@ creation made a second trial and the first stayed RUNNING for good, known to no 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +22,8 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 import autotune.tune.storage
+from autotune.tune import attrs
+from autotune.tune.recovery import recover_dead_workers
 from autotune.tune.storage import CREATION_TOKEN, make_storage
 
 
@@ -77,3 +81,31 @@ def test_an_enqueued_trial_whose_answer_was_lost_is_queued_once(tmp_path: Path, 
     trial = study.ask()
     assert trial.number == 0 and study.trials[0].system_attrs["fixed_params"] == {"x": 3}
     assert CREATION_TOKEN in study.trials[0].system_attrs
+
+
+def test_a_trial_whose_worker_died_before_its_objective_ran_is_failed_by_the_next_resume(tmp_path: Path) -> None:
+    """Seen in the PostgreSQL restart test: a worker given 5 s for the database gave up right after a creation whose
+    answer was lost, before its objective wrote who ran the trial; the trial stayed RUNNING after the resume. A trial
+    is now born with its worker's identity, so the resume's recovery sees that worker dead."""
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.create_study(study_name="lost-answer", storage=make_storage(url, heartbeat=False, retry_s=30))
+    creator = (
+        "import os, optuna\n"
+        "from autotune.tune.storage import make_storage\n"
+        f"study = optuna.load_study(study_name='lost-answer', storage=make_storage({url!r}, heartbeat=False))\n"
+        "study.ask()\n"
+        "os._exit(2)\n"  # gone before any objective or tell
+    )
+    subprocess.run([sys.executable, "-c", creator], check=False, timeout=60)
+    study = optuna.load_study(study_name="lost-answer", storage=make_storage(url, heartbeat=False, retry_s=30))
+    assert [t.state for t in study.get_trials(deepcopy=False)] == [TrialState.RUNNING]
+    assert recover_dead_workers(study) == [0]
+    trial = study.get_trials(deepcopy=False)[0]
+    assert trial.state is TrialState.FAIL and trial.user_attrs[attrs.FAIL_REASON].startswith(attrs.WORKER_DIED)
+
+
+def test_a_queued_trial_carries_no_worker_until_one_takes_it(tmp_path: Path) -> None:
+    study = _study(tmp_path)
+    study.enqueue_trial({"x": 3})
+    assert attrs.WORKER_PID not in study.trials[0].user_attrs  # whoever runs it writes its own identity
+    assert study.ask().number == 0

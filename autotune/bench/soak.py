@@ -7,9 +7,10 @@ file descriptors and latencies recorded as series, then judged against stated bo
 
 The load is `run_benchmark` in `rate` mode (constant arrivals computed up front, the usual client, workload
 and records). Beside it a thread samples, every `sample_interval_s`, the RSS and open descriptors summed over
-the server's process tree (`server_pid` and its children, on this host; none without a pid) and the GPUs'
-used memory (NVML; none without). The run is cut into windows of `window_s` by send time; the verdict
-compares the last window with the first:
+the server's process tree (`server_pid` and its children, on this host; none without a pid; the RSS also by
+vLLM process role: API servers, engine cores, GPU workers, other) and the GPUs' used memory (NVML; none
+without). The run is cut into windows of `window_s` by send time; the verdict compares the last window with
+the first:
 - errors: no request failed (warm-up excluded);
 - memory: max RSS of the last window <= max RSS of the first window + `rss_growth_mib` (the first window
   absorbs warm-up allocations; a leak shows as growth after it);
@@ -26,6 +27,7 @@ import statistics
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -36,6 +38,7 @@ from autotune.bench.runner import run_benchmark
 from autotune.bench.schemas import SLO, LoadSpec, RequestRecord
 from autotune.bench.workload import Workload, resolve_workload
 from autotune.base_models import ClosedModel
+from autotune.observe.cpu import ProcessIdentity, Role, resolve_roles
 from autotune.observe.gpu import gpu_memory_used_mib
 
 _MIB = 2**20
@@ -73,6 +76,9 @@ class SoakSettings(ClosedModel):
 class ResourceSample(ClosedModel):
     t_s: float = Field(description="Seconds since the load started")
     rss_mib: float | None = None
+    rss_by_role_mib: dict[Role, float] | None = Field(
+        default=None, description="The RSS of the tree by vLLM process role (autotune.observe.cpu.resolve_roles)"
+    )
     open_fds: int | None = None
     processes: int | None = None
     gpu_memory_used_mib: float | None = None
@@ -86,6 +92,7 @@ class SoakWindow(ClosedModel):
     ttft_p99_ms: float | None = None
     e2el_p99_ms: float | None = None
     rss_max_mib: float | None = None
+    rss_max_by_role_mib: dict[Role, float] | None = Field(default=None, description="The largest RSS of each role")
     fds_max: int | None = None
     fds_min: int | None = Field(default=None, description="The fewest open fds sampled in the window (the floor a leak raises)")
     gpu_memory_max_mib: float | None = None
@@ -131,8 +138,15 @@ class ResourceSampler:
         self._thread.join(timeout=10)
 
     def sample_once(self) -> tuple[float, ResourceSample]:
-        rss, fds, count = _tree_usage(self.server_pid) if self.server_pid is not None else (None, None, None)
-        return time.time(), ResourceSample(t_s=0.0, rss_mib=rss, open_fds=fds, processes=count, gpu_memory_used_mib=_gpu_memory_used_mib())
+        usage = _tree_usage(self.server_pid) if self.server_pid is not None else None
+        return time.time(), ResourceSample(
+            t_s=0.0,
+            rss_mib=None if usage is None else usage.rss_mib,
+            rss_by_role_mib=None if usage is None else usage.rss_by_role_mib,
+            open_fds=None if usage is None else usage.open_fds,
+            processes=None if usage is None else usage.processes,
+            gpu_memory_used_mib=_gpu_memory_used_mib(),
+        )
 
     def series(self, origin_unix_s: float) -> list[ResourceSample]:
         """The samples with `t_s` counted from `origin_unix_s` (those before it are negative: the warm-up)."""
@@ -144,22 +158,40 @@ class ResourceSampler:
             self._stop.wait(self.interval_s)
 
 
-def _tree_usage(pid: int) -> tuple[float | None, int | None, int | None]:
-    """(RSS MiB, open fds, processes) summed over `pid` and its descendants; Nones when it is gone."""
+@dataclass(frozen=True, slots=True)
+class TreeUsage:
+    rss_mib: float
+    rss_by_role_mib: dict[Role, float]
+    open_fds: int
+    processes: int
+
+
+def _tree_usage(pid: int) -> TreeUsage | None:
+    """RSS (in all and by vLLM role), open fds and processes of `pid` and its descendants; None when it is gone."""
     try:
         root = psutil.Process(pid)
         processes = [root, *root.children(recursive=True)]
     except psutil.Error:
-        return None, None, None
-    rss = 0
+        return None
+    identities: list[ProcessIdentity] = []
+    rss: dict[int, int] = {}
     fds = 0
     for process in processes:
         try:
-            rss += process.memory_info().rss
+            rss[process.pid] = process.memory_info().rss
             fds += process.num_fds()
+            identities.append(ProcessIdentity(process.pid, process.ppid(), process.name(), tuple(process.cmdline())))
         except psutil.Error:
             continue  # a child that exited between the listing and the read
-    return round(rss / _MIB, 2), fds, len(processes)
+    by_role: dict[Role, float] = {}
+    for process_pid, role in resolve_roles(identities).items():
+        by_role[role] = by_role.get(role, 0.0) + rss[process_pid] / _MIB
+    return TreeUsage(
+        rss_mib=round(sum(rss.values()) / _MIB, 2),
+        rss_by_role_mib={role: round(value, 2) for role, value in sorted(by_role.items())},
+        open_fds=fds,
+        processes=len(processes),
+    )
 
 
 def _gpu_memory_used_mib() -> float | None:
@@ -178,6 +210,23 @@ def _p99(values: Sequence[float]) -> float | None:
 def _max(values: Sequence[float | int | None]) -> float | None:
     present = [v for v in values if v is not None]
     return max(present) if present else None
+
+
+def _max_by_role(samples: Sequence[ResourceSample]) -> dict[Role, float] | None:
+    by_role: dict[Role, float] = {}
+    for sample in samples:
+        for role, value in (sample.rss_by_role_mib or {}).items():
+            by_role[role] = max(by_role.get(role, value), value)
+    return by_role or None
+
+
+def _growth_by_role(first: SoakWindow, last: SoakWindow) -> str:
+    """', most in engine_core (+X MiB)' when both windows have roles, else ''."""
+    if not first.rss_max_by_role_mib or not last.rss_max_by_role_mib:
+        return ""
+    growth = {role: value - first.rss_max_by_role_mib.get(role, 0.0) for role, value in last.rss_max_by_role_mib.items()}
+    role = max(growth, key=lambda name: growth[name])
+    return f"; most in {role} processes (+{growth[role]:.1f} MiB)"
 
 
 def windows_of(
@@ -209,6 +258,7 @@ def windows_of(
                 ttft_p99_ms=_p99([r.ttft_ms for r in ok if r.ttft_ms is not None]),
                 e2el_p99_ms=_p99([r.e2el_ms for r in ok if r.e2el_ms is not None]),
                 rss_max_mib=_max([s.rss_mib for s in sampled]),
+                rss_max_by_role_mib=_max_by_role(sampled),
                 fds_max=None if fds is None else int(fds),
                 fds_min=fds_floor,
                 gpu_memory_max_mib=_max([s.gpu_memory_used_mib for s in sampled]),
@@ -232,7 +282,7 @@ def judge(record: SoakRecord, bounds: SoakBounds | None = None) -> list[str]:
     if first.rss_max_mib is not None and last.rss_max_mib is not None and last.rss_max_mib > first.rss_max_mib + bounds.rss_growth_mib:
         problems.append(
             f"server RSS grew {last.rss_max_mib - first.rss_max_mib:.1f} MiB from the first window to the last "
-            f"(bound {bounds.rss_growth_mib:g} MiB)"
+            f"(bound {bounds.rss_growth_mib:g} MiB){_growth_by_role(first, last)}"
         )
     if first.fds_min is not None and last.fds_min is not None and last.fds_min > first.fds_min + bounds.fd_growth:
         problems.append(

@@ -1,9 +1,18 @@
-"""The soak's windows and verdict (autotune.bench.soak), on synthetic series: pure functions, no server."""
+"""The soak's windows and verdict (autotune.bench.soak), on synthetic series, and its sampler on a stand-in process tree."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
 from autotune.bench.schemas import RequestRecord
-from autotune.bench.soak import ResourceSample, SoakBounds, SoakRecord, SoakSettings, judge, windows_of
+from autotune.bench.soak import ResourceSample, ResourceSampler, SoakBounds, SoakRecord, SoakSettings, judge, windows_of
 
 DURATION_S = 180.0
 
@@ -81,3 +90,34 @@ def test_bounds_are_the_records_own_unless_given() -> None:
     record = _record(_requests(), _samples(rss_per_s=0.2))  # 24 MiB: within the default 32
     assert record.problems == []
     assert "RSS grew" in judge(record, SoakBounds(rss_growth_mib=8))[0]
+
+
+def test_a_memory_verdict_names_the_role_whose_processes_grew_most() -> None:
+    samples = [
+        sample.model_copy(update={"rss_by_role_mib": {"api_server": 200.0, "engine_core": 100.0 + 2.0 * sample.t_s}})
+        for sample in _samples(rss_per_s=2.0)
+    ]
+    record = _record(_requests(), samples)
+    assert record.windows[-1].rss_max_by_role_mib == {"api_server": 200.0, "engine_core": 100.0 + 2.0 * 181}
+    [problem] = record.problems
+    assert problem.startswith("server RSS grew 244.0 MiB") and "most in engine_core processes (+244.0 MiB)" in problem
+
+
+def test_the_sampler_splits_a_vllm_tree_by_role(tmp_path: Path) -> None:
+    """A stand-in tree: an untitled launcher (the API server, as with one API server) and an engine core child with
+    vLLM's process title; the sampler reads their RSS by role."""
+    launcher = subprocess.Popen(
+        ["bash", "-c", "(exec -a VLLM::EngineCore sleep 30) & wait"], start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not psutil.Process(launcher.pid).children():
+            assert time.monotonic() < deadline, "the engine-core stand-in never started"
+            time.sleep(0.02)
+        _at, sample = ResourceSampler(launcher.pid, interval_s=1).sample_once()
+    finally:
+        os.killpg(launcher.pid, signal.SIGKILL)
+        launcher.wait()
+    assert sample.rss_by_role_mib is not None and set(sample.rss_by_role_mib) == {"api_server", "engine_core"}
+    assert sample.rss_mib == pytest.approx(sum(sample.rss_by_role_mib.values()), abs=0.05)
+    assert sample.processes == 2

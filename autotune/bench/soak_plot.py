@@ -7,9 +7,31 @@ from pathlib import Path
 from autotune.bench.soak import SoakRecord
 
 
+_NAN = float("nan")
+
+
+def memory_series(record: SoakRecord) -> list[tuple[str, list[float], dict[str, object]]]:
+    """The memory panel's lines, (label, values per sample, line style): the server's RSS, its RSS by vLLM process
+    role when there are several roles, and the GPU's used memory, each only where it was sampled."""
+    samples = record.samples
+    lines: list[tuple[str, list[float], dict[str, object]]] = []
+    if any(s.rss_mib is not None for s in samples):
+        lines.append(("server RSS (process tree)", [_NAN if s.rss_mib is None else s.rss_mib for s in samples], {"color": "tab:green"}))
+    roles = sorted({role for s in samples for role in (s.rss_by_role_mib or {})})
+    if len(roles) > 1:  # a single role is the tree total again
+        for role in roles:
+            values = [(s.rss_by_role_mib or {}).get(role, _NAN) for s in samples]
+            lines.append((f"RSS of {role} processes", values, {"linestyle": "--", "linewidth": 1}))
+    if any(s.gpu_memory_used_mib is not None for s in samples):
+        values = [_NAN if s.gpu_memory_used_mib is None else s.gpu_memory_used_mib for s in samples]
+        lines.append(("GPU memory used", values, {"color": "tab:purple"}))
+    return lines
+
+
 def plot_soak(record: SoakRecord, path: Path) -> Path:
     """Three panels sharing the time axis (seconds since the load started): per-request E2E latency with each
-    window's p99 TTFT and E2E latency; the server's RSS (and GPU memory, when sampled); its open descriptors."""
+    window's p99 TTFT and E2E latency; the server's RSS (by vLLM process role too, and GPU memory, when sampled);
+    its open descriptors."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,19 +60,15 @@ def plot_soak(record: SoakRecord, path: Path) -> Path:
     latency.grid(alpha=0.3)
 
     times = [s.t_s for s in record.samples]
-    rss = [s.rss_mib for s in record.samples]
-    if any(v is not None for v in rss):
-        memory.plot(times, [float("nan") if v is None else v for v in rss], color="tab:green", label="server RSS (process tree)")
-    gpu = [s.gpu_memory_used_mib for s in record.samples]
-    if any(v is not None for v in gpu):
-        memory.plot(times, [float("nan") if v is None else v for v in gpu], color="tab:purple", label="GPU memory used")
+    for label, values, style in memory_series(record):
+        memory.plot(times, values, label=label, **style)
     memory.set_ylabel("MiB")
     memory.legend(loc="upper left", fontsize=8)
     memory.grid(alpha=0.3)
 
     open_fds = [s.open_fds for s in record.samples]
     if any(v is not None for v in open_fds):
-        fds.plot(times, [float("nan") if v is None else v for v in open_fds], color="tab:brown", label="open file descriptors")
+        fds.plot(times, [_NAN if v is None else v for v in open_fds], color="tab:brown", label="open file descriptors")
         fds.legend(loc="upper left", fontsize=8)
     fds.set_ylabel("descriptors")
     fds.set_xlabel("seconds since the load started (negative: warm-up)")

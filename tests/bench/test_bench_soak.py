@@ -13,6 +13,7 @@ import pytest
 
 from autotune.bench.schemas import RequestRecord
 from autotune.bench.soak import ResourceSample, ResourceSampler, SoakBounds, SoakRecord, SoakSettings, judge, windows_of
+from autotune.bench.soak_plot import memory_series, plot_soak
 
 DURATION_S = 180.0
 
@@ -101,6 +102,18 @@ def test_a_memory_verdict_names_the_role_whose_processes_grew_most() -> None:
     assert record.windows[-1].rss_max_by_role_mib == {"api_server": 200.0, "engine_core": 100.0 + 2.0 * 181}
     [problem] = record.problems
     assert problem.startswith("server RSS grew 244.0 MiB") and "most in engine_core processes (+244.0 MiB)" in problem
+
+
+def test_the_memory_panel_has_a_line_per_role_only_when_the_tree_has_several(tmp_path: Path) -> None:
+    plain = _record(_requests(), _samples())
+    assert [label for label, _values, _style in memory_series(plain)] == ["server RSS (process tree)"]
+    split = [s.model_copy(update={"rss_by_role_mib": {"api_server": 200.0, "engine_core": 100.0}}) for s in _samples()]
+    lines = memory_series(_record(_requests(), split))
+    assert [label for label, _values, _style in lines] == [
+        "server RSS (process tree)", "RSS of api_server processes", "RSS of engine_core processes",
+    ]
+    assert set(lines[2][1]) == {100.0}
+    assert plot_soak(_record(_requests(), split), tmp_path / "soak.png").stat().st_size > 0
 
 
 def test_the_sampler_splits_a_vllm_tree_by_role(tmp_path: Path) -> None:

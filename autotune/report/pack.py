@@ -16,7 +16,8 @@ What it does (experiments/README.md says why; `autotune.report.recorded` reads e
 - keeps each `vllm bench serve --save-detailed` result (`vllm-bench-*.json`) without its generated texts and with its
   per-request times (`ttfts`, `itls`, `start_times`, seconds) rounded to 10 us, as `.json.gz`: the combined verdict
   (`autotune.bench.vllm_bench`) read from the packed file stays within 0.01 ms of the written one;
-- gzips `*.log` and `stack_profile.json`; packs each `stack-profile/` folder as `stack-profile.tar.xz`, its folded
+- gzips `*.log`, `stack_profile.json` and `soak.json` (`autotune soak`'s series); stores each PNG plot in 256
+  colours (a palette image; the plots are lines and flat colours); packs each `stack-profile/` folder as `stack-profile.tar.xz`, its folded
   stacks uncompressed inside so that xz compresses them together.
 
 It is idempotent; `pack_folder` returns the folder's size and file count before and after.
@@ -172,9 +173,21 @@ def pack_vllm_bench(run: Path) -> None:
 
 
 def gzip_files(run: Path) -> None:
-    for path in sorted([*run.rglob("*.log"), *run.rglob("stack_profile.json")]):
+    for path in sorted([*run.rglob("*.log"), *run.rglob("stack_profile.json"), *run.rglob("soak.json")]):
         path.with_name(path.name + ".gz").write_bytes(gzip_bytes(path.read_bytes()))
         path.unlink()
+
+
+def quantize_plots(run: Path) -> None:
+    """Each PNG as a 256-colour palette image (about a third of the bytes of the RGBA one matplotlib writes)."""
+    from PIL import Image
+
+    for path in sorted(run.rglob("*.png")):
+        with Image.open(path) as image:
+            if image.mode == "P":
+                continue  # already a palette image
+            palette = image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+        palette.save(path, optimize=True)
 
 
 def _tar_entry(name: str, data: bytes | None) -> tarfile.TarInfo:
@@ -215,5 +228,6 @@ def pack_folder(folder: Path, export: set[str]) -> tuple[tuple[int, int], tuple[
     pack_results(folder)
     pack_vllm_bench(folder)
     gzip_files(folder)
+    quantize_plots(folder)
     archive_profiles(folder)
     return before, size_and_count(folder)

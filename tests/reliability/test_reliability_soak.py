@@ -7,12 +7,13 @@ run it with `.venv/bin/python -m pytest -m soak tests/reliability/test_reliabili
 Criteria (autotune.bench.soak.SoakBounds, the defaults), comparing the last minute with the first:
 no request fails; the server's RSS (process tree) rises at most 32 MiB from the first minute's max to the last
 minute's max, and its fewest open descriptors at most 8 (the sockets of requests in flight come and go); p99 TTFT and p99 E2E latency of the last minute stay within
-1.5 x the first minute's + 100 ms; the load generator keeps up. The record, the series (soak/*.json) and the
+1.5 x the first minute's + 100 ms; the load generator keeps up. The record, the series (soak/*.json.gz) and the
 plot (soak/*.png) land in AUTOTUNE_RELIABILITY_DIR.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 from importlib import resources
@@ -49,8 +50,8 @@ def _soak(tmp_path: Path, duration_s: float) -> SoakRecord:
     with running_server_process(["--config", str(config)], log_path=tmp_path / "serve.log") as server:
         record = run_soak(server.base_url, settings, server_pid=server.pid)
     name = f"soak-{duration_s:g}s"
-    series, plot = tmp_path / f"{name}.json", tmp_path / f"{name}.png"
-    series.write_text(record.model_dump_json(indent=1))
+    series, plot = tmp_path / f"{name}.json.gz", tmp_path / f"{name}.png"
+    series.write_bytes(gzip.compress(record.model_dump_json(indent=1).encode(), mtime=0))
     plot_soak(record, plot)
     first, last = record.windows[0], record.windows[-1]
     folder = record_dir()

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from autotune.bench.result import load_result, save_result
@@ -67,6 +68,9 @@ def run(tmp_path: Path, store: bytes) -> Path:
     (root / "report").mkdir()
     (root / "report" / "report.html").write_text("<html>")
     (root / "report" / "report.md").write_text("# report\n![](latency_cdf.png)\n")
+    Image.new("RGBA", (64, 32), (31, 119, 180, 255)).save(root / "report" / "latency_cdf.png")
+    (root / "soak").mkdir()
+    (root / "soak" / "soak.json").write_text('{"kind": "autotune-soak"}')
     return root
 
 
@@ -99,6 +103,15 @@ def test_a_run_folder_packs_to_what_the_reader_reads_back(run: Path) -> None:
     assert (kept / "trials" / "0" / "stack-profile.tar.xz").is_file()
     with recorded.folder(kept / "trials" / "0" / "stack-profile") as profile:
         assert (profile / "phase00-c256" / "EngineCore.7.folded").read_bytes() == b"# header\nMainThread;run 10\n"
+
+
+def test_plots_become_palette_images_and_a_soak_series_is_gzipped(run: Path) -> None:
+    pack_folder(run, set())
+    with Image.open(run / "report" / "latency_cdf.png") as plot:
+        assert plot.mode == "P" and plot.size == (64, 32)
+        assert plot.convert("RGB").getpixel((0, 0)) == (31, 119, 180)
+    assert not (run / "soak" / "soak.json").exists()
+    assert recorded.read_text(run / "soak" / "soak.json") == '{"kind": "autotune-soak"}'
 
 
 def test_packing_twice_changes_nothing(run: Path) -> None:

@@ -124,9 +124,9 @@ def test_the_sampler_splits_a_vllm_tree_by_role(tmp_path: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 10
-        while not psutil.Process(launcher.pid).children():
-            assert time.monotonic() < deadline, "the engine-core stand-in never started"
-            time.sleep(0.02)
+        while not [c for c in psutil.Process(launcher.pid).children() if c.cmdline()[:1] == ["VLLM::EngineCore"]]:
+            assert time.monotonic() < deadline, "the engine-core stand-in never took its title"
+            time.sleep(0.02)  # the subshell is forked first, then runs `exec -a`
         _at, sample = ResourceSampler(launcher.pid, interval_s=1).sample_once()
     finally:
         os.killpg(launcher.pid, signal.SIGKILL)

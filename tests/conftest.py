@@ -36,16 +36,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> schedulin
     return scheduling.FileScheduling(config, log) if config.getvalue("dist") == "loadfile" else None
 
 
-@pytest.fixture(autouse=True)
-def _timing_sensitive_tests_get_the_cpu(request: pytest.FixtureRequest) -> Iterator[None]:
-    """The load generator's, soak and overload tests judge their generator's timing: the other workers yield the CPU."""
-    if not scheduling.is_timing_sensitive(scheduling.file_of(request.node.nodeid)):
-        yield
-        return
-    with scheduling.others_yield():
-        yield
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     items[:] = scheduling.run_order(items)
     if gpu_available():

@@ -12,7 +12,6 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from helpers import scheduling
 
 
 @functools.cache
@@ -30,14 +29,7 @@ def gpu_available() -> bool:
         return False
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> scheduling.FileScheduling | None:
-    """With `--dist loadfile` (pyproject's addopts): the suite's own file scheduling (helpers.scheduling)."""
-    return scheduling.FileScheduling(config, log) if config.getvalue("dist") == "loadfile" else None
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    items[:] = scheduling.run_order(items)
     if gpu_available():
         return
     skip_gpu = pytest.mark.skip(reason="needs an NVIDIA GPU (NVML found none)")

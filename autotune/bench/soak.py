@@ -178,11 +178,13 @@ def _tree_usage(pid: int) -> TreeUsage | None:
     fds = 0
     for process in processes:
         try:
-            rss[process.pid] = process.memory_info().rss
-            fds += process.num_fds()
-            identities.append(ProcessIdentity(process.pid, process.ppid(), process.name(), tuple(process.cmdline())))
+            with process.oneshot():
+                process_rss, process_fds, identity = process.memory_info().rss, process.num_fds(), ProcessIdentity.of(process)
         except psutil.Error:
-            continue  # a child that exited between the listing and the read
+            continue  # a child that exited between the listing and the read: none of its figures counted
+        rss[process.pid] = process_rss
+        fds += process_fds
+        identities.append(identity)
     by_role: dict[Role, float] = {}
     for process_pid, role in resolve_roles(identities).items():
         by_role[role] = by_role.get(role, 0.0) + rss[process_pid] / _MIB

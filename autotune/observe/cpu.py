@@ -114,6 +114,11 @@ class ProcessIdentity:
     name: str
     cmdline: tuple[str, ...]
 
+    @classmethod
+    def of(cls, process: psutil.Process) -> ProcessIdentity:
+        """Read from a live process (psutil errors when it is gone)."""
+        return cls(process.pid, process.ppid(), process.name(), tuple(process.cmdline()))
+
 
 def resolve_roles(processes: Sequence[ProcessIdentity]) -> dict[int, Role]:
     """Roles of a process tree: titles first; with no titled API server, an engine core's parent is the frontend.
@@ -224,7 +229,7 @@ def _read_process(process: psutil.Process) -> _Read | None:
     try:
         with process.oneshot():
             times = process.cpu_times()
-            identity = ProcessIdentity(process.pid, process.ppid(), process.name(), tuple(process.cmdline()))
+            identity = ProcessIdentity.of(process)
             return _Read((process.pid, process.create_time()), identity, times.user + times.system, process.num_threads())
     except _GONE:
         return None

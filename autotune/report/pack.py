@@ -17,8 +17,8 @@ What it does (experiments/README.md says why; `autotune.report.recorded` reads e
   per-request times (`ttfts`, `itls`, `start_times`, seconds) rounded to 10 us, as `.json.gz`: the combined verdict
   (`autotune.bench.vllm_bench`) read from the packed file stays within 0.01 ms of the written one;
 - gzips `*.log`, `stack_profile.json` and `soak.json` (`autotune soak`'s series); stores each PNG plot in 256
-  colours (a palette image; the plots are lines and flat colours); packs each `stack-profile/` folder as `stack-profile.tar.xz`, its folded
-  stacks uncompressed inside so that xz compresses them together.
+  colours (a palette image; the plots are lines and flat colours); packs each `stack-profile/` folder as
+  `stack-profile.tar.xz`, its folded stacks uncompressed inside so that xz compresses them together.
 
 It is idempotent; `pack_folder` returns the folder's size and file count before and after.
 """

@@ -98,8 +98,7 @@ class ResilientRDBStorage(RDBStorage):
     """Optuna's RDBStorage that waits out a database restart instead of failing the study.
 
     Every storage call (the methods in `_RETRIED_METHODS`, trial creation, `set_trial_state_values`,
-    `record_heartbeat`) that
-    fails because the connection is gone is tried again with a growing delay until `retry_s` have passed;
+    `record_heartbeat`) that fails because the connection is gone is tried again with a growing delay until `retry_s` have passed;
     SQLAlchemy's `pool_pre_ping` replaces the pooled connections the restart killed. Only the outermost call of
     a thread retries (RDBStorage's methods call each other). Once one call has given up, every later call fails
     at once: the worker is stopping. A heartbeat that cannot be recorded is logged, never raised (it runs in

@@ -32,4 +32,5 @@ setsid nohup bash -c '
   SERVER_CPUS=0-9 CLIENT_CPUS=10-15 RUN_DIR=$RUN SOAK_CONFIG=best ENGINE_KILL=0 MIN_LEFT_TO_START_S=400 \
     python3 scripts/gpu/sustained.py "best=$CONFIG:0:0" >> "$RUN/run.log" 2>&1
 ' > /dev/null 2>&1 < /dev/null &
+echo $! > "$RUN/pid"   # scripts/gpu/wait_pack.sh stops waiting once this process has gone
 echo "started; deadline in $(( DEADLINE_EPOCH - $(date +%s) )) s"

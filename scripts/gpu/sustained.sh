@@ -12,4 +12,5 @@ LEASE_LEFT=${LEASE_LEFT:-$(( 1800 - $(cut -d. -f1 /proc/uptime) - 90 ))}   # the
 export DEADLINE_EPOCH=$(( $(date +%s) + LEASE_LEFT - 110 ))                # room to pack and bring the files back
 SERVER_CPUS=0-9 CLIENT_CPUS=10-15 RUN_DIR=$RUN setsid nohup python3 scripts/gpu/sustained.py "$@" \
   > "$RUN/run.log" 2>&1 < /dev/null &
+echo $! > "$RUN/pid"   # scripts/gpu/wait_pack.sh stops waiting once this process has gone
 echo "started; deadline in $(( DEADLINE_EPOCH - $(date +%s) )) s"

@@ -9,8 +9,9 @@ vLLM's own default (`$XDG_CACHE_HOME/vllm`, `~/.cache/vllm`). A trial whose comp
 CUDA graphs are captured again by every start (vLLM does not store them); their capture is `cuda_graphs_s`.
 The same root holds `modelinfos/`, vLLM's record of the model class's capabilities: without it each start's API
 server inspects the class in a subprocess that imports vLLM and torch again (`_run_in_subprocess` in vLLM's
-`model_executor/models/registry.py`; 28 s between "non-default args" and "Resolved architecture" in the first start
-on a fresh H100, experiments/reliability/gpu-2026-12-05-h100). One root for every trial pays that once per host.
+`model_executor/models/registry.py`), likely most of the 28 s between "non-default args" and "Resolved
+architecture" in the first start on a fresh H100 (experiments/reliability/gpu-2026-12-05-h100; a start profile,
+`--stack-profile-hz`, is to confirm it). One root for every trial pays that once per host.
 Carrying the cache between device sessions: pack `<root>/torch_compile_cache` and `<root>/modelinfos` at the end of a
 session and unpack them under the same root in the next (scripts/gpu/reference.sh does: SAVE_COMPILE_CACHE=1,
 `.compile-cache/`).

@@ -199,7 +199,7 @@ pack() {  # the step's results; with SAVE_COMPILE_CACHE=1 also the compile cache
   tar czf "$OUT/step-$STEP.tgz" -C "$EXP" .
   if [ "${SAVE_COMPILE_CACHE:-0}" = 1 ] && [ -d "$CACHE_DIR" ]; then
     # modelinfos: vLLM's model-class inspection, else redone in a subprocess that imports vLLM and torch again
-    # (~28 s of the first start on a fresh machine, 2026-12-05)
+    # (likely most of the 28 s before "Resolved architecture" in a fresh machine's first start, 2026-12-05)
     tar czf "$OUT/compile-cache.tgz" -C "$VLLM_CACHE_ROOT" torch_compile_cache $(cd "$VLLM_CACHE_ROOT" && ls -d modelinfos 2>/dev/null)
     local mb; mb=$(du -m "$OUT/compile-cache.tgz" | cut -f1)
     if (( mb > 45 )); then echo "compile cache is $mb MB packed: too big to carry, left out"; rm -f "$OUT/compile-cache.tgz"; fi

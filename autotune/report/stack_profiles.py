@@ -6,8 +6,10 @@ highest load) and the window whose rate the trial reports (its slo_rate). The mo
 core's main thread, or its Worker process's with several engines per GPU or tensor parallel) is split into the
 activities of `autotune.observe.stacks.activity` (idle, scheduler, input preparation, multimodal batching, vision
 encoder, language model, waiting for the GPU, other); the busiest API server's event loop and its preprocessing
-threads are given as busy shares. `write_stack_profiles` writes `stack_profiles.json` and `stack_profiles.md`
-(`autotune report STUDY_OR_RUN_DIR --stack-profiles`).
+threads are given as busy shares. A trial whose start was profiled too (`start/`) gets a second table: each start
+process's main thread by the functions below its trunk, in seconds (`autotune.observe.stacks.start`).
+`write_stack_profiles` writes `stack_profiles.json` and `stack_profiles.md` (`autotune report STUDY_OR_RUN_DIR
+--stack-profiles`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from autotune.observe.stacks.activity import (
     engine_core_shares,
     window_folders,
 )
+from autotune.observe.stacks.profiler import START_WINDOW
+from autotune.observe.stacks.start import start_breakdown
 from autotune.report import recorded
 
 Json = dict[str, Any]
@@ -62,6 +66,8 @@ def summarize(study_dir: Path) -> list[Json]:
                 row[f"{kind}_window"] = window.name if window else None
                 row[f"engine_core_{kind}"] = engine_core_shares(window) if window else None
                 row[f"api_server_{kind}"] = api_server_busy(window) if window else None
+            start = profile / START_WINDOW
+            row["start"] = [p.model_dump() for p in start_breakdown(start)] if start.is_dir() else None
         rows.append(row)
     return rows
 
@@ -81,6 +87,18 @@ def render(rows: list[Json]) -> str:
             cells = [f"{100 * engine[n]:.0f}%" for n in ACTIVITIES]
             api_cells = [f"{100 * api['event_loop_busy']:.0f}%", f"{100 * api['preprocessing_threads_busy']:.0f}%"] if api else ["", ""]
             lines.append(f"| {row['trial']} | {row[f'{kind}_window']} | " + " | ".join(cells + api_cells) + " |")
+    starts = [row for row in rows if row.get("start")]
+    if starts:
+        lines += [
+            "\n# Server start: each process's main thread, the functions below its trunk (seconds on the stack)\n",
+            "| trial | process | profiled s | where (s) |",
+            "|---|---|---|---|",
+        ]
+        for row in starts:
+            for process in row["start"]:
+                where = "; ".join(f"{f['frame']} {f['seconds']:.1f}" for f in process["top_frames"])
+                cut = "" if process["complete"] else " (cut: the process died)"
+                lines.append(f"| {row['trial']} | {process['title']}{cut} | {process['seconds']:.1f} | {where} |")
     return "\n".join(lines) + "\n"
 
 

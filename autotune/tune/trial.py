@@ -11,6 +11,7 @@ A vLLM server gets VLLM_CACHE_ROOT (`compile_cache_root`, one folder for every t
 not compiled again) unless its config's env sets it; its start is split into phases from its log (start_phases).
 Around it: feasibility (memory pre-check), gpu_wait (GPU memory free before, released after), measure (the
 benchmark runs), trial_result (what it returns), server_process (the server's own process group).
+With stack profiling on (`--stack-profile-hz`), the start is profiled as well: `stack-profile/start/`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from autotune.tune.failures import failure_summary, find_oom, read_log
 from autotune.tune.feasibility import check_feasibility
 from autotune.tune.fidelity import Screening
 from autotune.tune.gpu_wait import used_mib, wait_for_free_gpu, wait_gpu_release
-from autotune.tune.measure import BenchmarkFunc, TrialMeasurement, stack_profile_env
+from autotune.observe.stacks.gate import START_WINDOW, StackProfileGate
+from autotune.tune.measure import BenchmarkFunc, TrialMeasurement, stack_dir, stack_profile_env, write_stack_profile
 from autotune.tune.preflight import min_free_gib
 from autotune.redact import hide_secret_env, missing_env_placeholders
 from autotune.tune.server_process import ServerProcess, ServerStartError
@@ -150,6 +152,7 @@ class TrialRunner:
         before_mib = used_mib()
         factory = self._server_factory or ServerProcess
         self.observer.phase(number, "starting")
+        start_gate = self._open_start_profile(folder)
         t0 = time.monotonic()
         started_at, ready_at = datetime.now(), None  # local wall clock, as the server log's stamps
         try:
@@ -163,6 +166,7 @@ class TrialRunner:
             ) as server:
                 result.timings.startup_s = round(time.monotonic() - t0, 3)
                 ready_at = datetime.now()
+                self._close_start_profile(start_gate)
                 self.observer.server_started(number, server)
                 self._measurement().measure(number, engine, server, folder, result, screening)
                 result.log_tail = server.log_tail(lines=50)
@@ -172,6 +176,8 @@ class TrialRunner:
                 result.timings.stop_s = round(time.monotonic() - t_stop, 3)
         except ServerStartError as exc:
             result.timings.startup_s = round(time.monotonic() - t0, 3)
+            if self._close_start_profile(start_gate):
+                write_stack_profile(folder, None)  # where a start that failed or hung spent its time
             result.log_tail = exc.log_tail
             whole_log = read_log(log_path) or exc.log_tail  # the cause is often far above the tail
             oom = find_oom(whole_log)
@@ -189,6 +195,23 @@ class TrialRunner:
         result.gpu_memory_released, result.gpu_memory_after_mib = wait_gpu_release(
             before_mib, self.settings.gpu_release_timeout_s, self.settings.gpu_release_tolerance_mib
         )
+
+    def _open_start_profile(self, folder: Path) -> StackProfileGate | None:
+        """With stack profiling on, the server's start is profiled too, as the window `START_WINDOW` (from the first
+        import of each process until /health answers), so that where a start spends its time is on record."""
+        if not self.stack_profile_hz:
+            return None
+        gate = StackProfileGate(stack_dir(folder))
+        gate.open(START_WINDOW)
+        return gate
+
+    @staticmethod
+    def _close_start_profile(gate: StackProfileGate | None) -> bool:
+        if gate is None:
+            return False
+        if gate.path.exists():
+            gate.close(START_WINDOW)
+        return True
 
     def _compile_cache_env(self, engine: EngineConfig, result: TrialResult) -> dict[str, str]:
         """VLLM_CACHE_ROOT for a vLLM server (the config's own env wins: vLLM's launcher exports it last)."""

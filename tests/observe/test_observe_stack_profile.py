@@ -171,3 +171,30 @@ def test_a_server_without_a_vllm_title_is_named_by_its_command(
     monkeypatch.setattr(sys, "argv", argv)
     monkeypatch.setitem(sys.modules, "setproctitle", None)  # no vLLM title: the command names the process
     assert process_title() == title
+
+
+def test_a_process_retitled_within_a_window_keeps_one_file_with_every_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vLLM titles its processes as they start (`APIServer`, `EngineCore`): a start profile sees the title change,
+    and the counts of one process must stay in one file (two would count its samples twice)."""
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, name="other")
+    other.start()
+    titles = iter(["cli_serve", "EngineCore"])
+    title = next(titles)
+    monkeypatch.setattr("autotune.observe.stacks.profiler.process_title", lambda: title)
+    try:
+        profiler = StackProfiler(tmp_path, hz=100)
+        StackProfileGate(tmp_path).open("start")
+        profiler.sample_once()
+        profiler._flush()
+        title = next(titles)
+        profiler.sample_once()
+        profiler._flush(closed=True)
+    finally:
+        stop.set()
+        other.join()
+    [path] = (tmp_path / "start").glob("*.folded")
+    assert path.name == f"EngineCore.{os.getpid()}.folded"
+    assert path.read_text().splitlines()[0].startswith("# samples 2 ")

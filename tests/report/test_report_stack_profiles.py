@@ -63,3 +63,30 @@ def test_cli_writes_into_output_and_prints_the_table(tmp_path: Path) -> None:
 def test_a_folder_without_a_study_is_one_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["report", str(tmp_path), "--stack-profiles"])
     assert result.exit_code != 0 and "neither a study folder" in str(result.exception)
+
+
+def test_a_profiled_start_gets_its_own_table_and_never_counts_as_a_measured_window(tmp_path: Path) -> None:
+    study = tmp_path / "study" / "s"
+    _trial(study, 1, 30.0)
+    start = study / "trials" / "1" / "stack-profile" / "start"
+    start.mkdir()
+    # the API server: 10 s in all, 6 s importing vLLM, 3 s inspecting the model class; its trunk (cli main) left out
+    start.joinpath("APIServer.8.folded").write_text(
+        "# samples 100 hz 10 pid 8 closed\n"
+        "MainThread;cli/main.py:main;<frozen importlib._bootstrap>:_find_and_load 60\n"
+        "MainThread;cli/main.py:main;vllm/model_executor/models/registry.py:inspect_model_cls 30\n"
+        "MainThread;cli/main.py:main 10\n"
+        "autotune-stack-profile;profiler.py:_loop 100\n"
+    )
+    start.joinpath("EngineCore.9.folded").write_text("# samples 20 hz 10 pid 9 open\nMainThread;core.py:run_engine_core 20\n")
+    outcome = write_stack_profiles(tmp_path)
+    (row,) = json.loads((tmp_path / JSON_NAME).read_text())["trials"]
+    assert row["reported_window"] == "phase01-rate30.00" and row["probe_window"] == "phase00-c256"
+    api, core = row["start"]
+    assert (api["title"], api["seconds"], api["complete"]) == ("APIServer", 10.0, True)
+    assert api["top_frames"] == [{"frame": "<frozen importlib._bootstrap>:_find_and_load", "seconds": 6.0},
+                                 {"frame": "vllm/model_executor/models/registry.py:inspect_model_cls", "seconds": 3.0}]
+    assert (core["title"], core["seconds"], core["complete"], core["top_frames"]) == ("EngineCore", 2.0, False, [])
+    assert ("| 1 | APIServer | 10.0 | <frozen importlib._bootstrap>:_find_and_load 6.0; "
+            "vllm/model_executor/models/registry.py:inspect_model_cls 3.0 |") in outcome.markdown
+    assert "| 1 | EngineCore (cut: the process died) | 2.0 |  |" in outcome.markdown

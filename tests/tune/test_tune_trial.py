@@ -336,3 +336,32 @@ def test_a_benchmark_that_breaks_off_names_the_engine_death_vllm_logged(tmp_path
         "benchmark failed: AutotuneError: the client lost its connections; "
         "engine core died: [shutdown] MPClient: engine core exited unexpectedly; starting cleanup"
     )
+
+
+def test_with_stack_profiling_the_start_is_profiled_and_never_taken_for_the_measured_window(tmp_path: Path) -> None:
+    """A real `autotune serve` (simulated engine) started by the trial: its start, from the first import until
+    /health answers, is recorded as the window `start`, closed; the measured windows are chosen without it."""
+    from autotune.observe.stacks.activity import window_folders
+    from autotune.observe.stacks.gate import START_WINDOW
+    from autotune.observe.stacks.reader import summarize_stack_profile
+
+    async def benchmark(url: str, workload: Any, load: LoadSpec, slo: SLO, **_: Any) -> BenchResult:
+        return BenchResult(url=url, workload={}, load=load, slo=slo, simulated=True, requests=[],
+                           summary=Summary(completed=load.num_requests, failed=0, throughput_rps=2.0))
+
+    runner = TrialRunner(
+        study_dir=tmp_path, engine_kind=EngineKind.SIMULATED, workload={"name": "w"}, load=LOAD, slo=SLO(ttft_ms=100),
+        settings=TrialSettings(warmup_requests=1), benchmark=benchmark, stack_profile_hz=200,
+    )
+    result = runner.run(0, EngineConfig(model=MODEL), Provenance())
+    assert result.state is TrialOutcome.COMPLETE, result.reason
+    profile_dir = tmp_path / "trials" / "0" / "stack-profile"
+    summary = summarize_stack_profile(profile_dir)
+    [start] = [w for w in summary.windows if w.label == START_WINDOW]
+    [server] = start.processes  # the simulated server is one process
+    assert server.complete  # its file was closed once the server answered
+    main = next(t for t in server.threads if t.name == "MainThread")
+    assert main.samples > 10  # a start of about a second at 200 Hz, imports included
+    stacks = next((profile_dir / START_WINDOW).glob("*.folded")).read_text()
+    assert "launch.py:serve" in stacks and "_bootstrap" in stacks  # the server's start, imports included
+    assert window_folders(profile_dir, None) == (None, None)  # no measured window: the start is not one

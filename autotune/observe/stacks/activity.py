@@ -31,6 +31,7 @@ from autotune.observe.names import (
     STACK_API_SERVER_PREPROCESSING_BUSY,
     stack_engine_core_share,
 )
+from autotune.observe.stacks.profiler import START_WINDOW
 from autotune.observe.stacks.reader import folded_stacks, profile_process, read_folded
 
 ENGINE_CORE_ACTIVITIES: dict[str, tuple[str, ...]] = {
@@ -100,8 +101,8 @@ def api_server_busy(window: Path) -> dict[str, float | str | int] | None:
 
 def window_folders(stack_dir: Path, reported_rate_rps: float | None) -> tuple[Path | None, Path | None]:
     """(the window the trial reports, the capacity probe): by the reported slo_rate, else the last window;
-    the probe is the closed-loop `phase00-c*` window when there were several windows."""
-    folders = sorted(p for p in stack_dir.iterdir() if p.is_dir()) if stack_dir.is_dir() else []
+    the probe is the closed-loop `phase00-c*` window when there were several windows. The start is never either."""
+    folders = sorted(p for p in stack_dir.iterdir() if p.is_dir() and p.name != START_WINDOW) if stack_dir.is_dir() else []
     if not folders:
         return None, None
     reported = folders[-1]

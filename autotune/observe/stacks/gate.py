@@ -10,8 +10,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from autotune.observe.stacks.profiler import GATE_NAME
+from autotune.observe.stacks.profiler import GATE_NAME, START_WINDOW
 from autotune.observe.stacks.reader import is_closed
+
+__all__ = ["START_WINDOW", "StackProfileGate"]
 
 CLOSE_WAIT_S = 3.0
 CLOSE_POLL_S = 0.02

@@ -35,6 +35,9 @@ from types import CodeType, FrameType
 DIR_ENV = "AUTOTUNE_STACK_PROFILE_DIR"
 HZ_ENV = "AUTOTUNE_STACK_PROFILE_HZ"
 GATE_NAME = "window"
+START_WINDOW = "start"
+"""The label of the server's start (the trial opens it before the server process exists and closes it once the
+server answers): not a measured window, so never the one a trial reports."""
 DEFAULT_HZ = 50.0
 FLUSH_S = 2.0
 MAX_DEPTH = 64
@@ -111,10 +114,11 @@ class StackProfiler:
         self._names: dict[CodeType, str] = {}
         self._samples = 0
         self._last_flush = 0.0
+        self._path: Path | None = None  # the window's file as last written
 
     def start(self) -> None:
         self._stop.clear()
-        self._label, self._counts, self._samples = None, Counter(), 0
+        self._label, self._counts, self._samples, self._path = None, Counter(), 0, None  # a forked child: none of the parent's
         self._thread = threading.Thread(target=self._loop, name="autotune-stack-profile", daemon=True)
         self._thread.start()
 
@@ -142,7 +146,7 @@ class StackProfiler:
         label = self._read_label()
         if label != self._label:
             self._flush(closed=True)
-            self._label, self._counts, self._samples = label, Counter(), 0
+            self._label, self._counts, self._samples, self._path = label, Counter(), 0, None
         if label is None:
             return
         me = threading.get_ident()
@@ -163,6 +167,9 @@ class StackProfiler:
         folder = self.directory / self._label
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{process_title()}.{os.getpid()}.folded"
+        if self._path is not None and self._path != path:  # retitled within the window (vLLM names its processes as
+            self._path.unlink(missing_ok=True)  # they start): the counts so far move to the file of the new title
+        self._path = path
         tmp = path.with_suffix(".tmp")
         state = "closed" if closed else "open"
         lines = [f"# samples {self._samples} hz {1 / self.interval_s:g} pid {os.getpid()} {state}"]

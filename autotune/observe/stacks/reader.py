@@ -37,7 +37,7 @@ _WAIT_LEAF = re.compile(
     r"|multiprocessing/resource_tracker\.py:main"
     r")$"
 )
-_HEADER = re.compile(r"^# samples (?P<samples>\d+) hz (?P<hz>[0-9.e+-]+) pid (?P<pid>\d+) (?P<state>open|closed)")
+FOLDED_HEADER = re.compile(r"^# samples (?P<samples>\d+) hz (?P<hz>[0-9.e+-]+) pid (?P<pid>\d+) (?P<state>open|closed)")
 
 
 class FrameShare(StrictModel):
@@ -109,7 +109,7 @@ def folded_stacks(lines: list[str]) -> Iterator[tuple[str, list[str], int]]:
 def profile_process(path: Path) -> ProcessProfile | None:
     """One process's folded file: per-thread busy share and top frames; None when it has no samples."""
     lines = read_folded(path)
-    header = _HEADER.match(lines[0]) if lines else None
+    header = FOLDED_HEADER.match(lines[0]) if lines else None
     if header is None or int(header["samples"]) == 0:
         return None
     samples = int(header["samples"])

@@ -114,6 +114,13 @@ def tune(
                      help="VLLM_CACHE_ROOT of every vLLM trial server: one torch.compile cache across trials and runs "
                           "(default: $VLLM_CACHE_ROOT, else vLLM's ~/.cache/vllm)"),
     ] = None,
+    warm_start: Annotated[
+        bool,
+        typer.Option("--warm-start",
+                     help="Fork each trial's server from one parent that imported vLLM, torch and transformers once, "
+                          "instead of a new interpreter per trial (each server still in its own process group); a "
+                          "trial whose environment changes what is read at import starts cold, and says why"),
+    ] = False,
 ) -> None:
     """Tune vLLM engine settings on a workload: one served and benchmarked config per trial."""
     console = make_console()  # made per call: its width follows the environment of this call
@@ -139,6 +146,7 @@ def tune(
         confirm=confirm,
         stack_profile_hz=stack_profile_hz,
         compile_cache_dir=compile_cache,
+        warm_start=warm_start,
     )
     _quiet_optuna()
     session = start_study(space, settings)  # errors (inputs, folder, storage, space mismatch) before anything runs

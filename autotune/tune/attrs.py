@@ -46,6 +46,8 @@ MLFLOW_RUN_ID = "mlflow_run_id"
 START_PHASES = "start_phases"  # StartPhases (autotune.tune.start_phases) as a dict: the start's phases from its log
 COMPILE_CACHE = "compile_cache"  # hit | miss | partial | disabled: whether vLLM's compile cache served the start
 COMPILE_CACHE_ROOT = "compile_cache_root"  # the VLLM_CACHE_ROOT the trial's server was given
+WARM_START = "warm_start"  # True: forked from the warm parent; False: started cold in a --warm-start study
+COLD_START_REASON = "cold_start_reason"  # why such a trial started cold
 COMPILE_GROUP = "compile_group"  # hash of the trial's compile-key fields (autotune.tune.compile_order)
 COMPILE_KEY_FROM = "compile_key_from"  # the trial whose compile-key parameters this sampled trial keeps
 SCREENING = "screening"  # {"metric", "value", "figures"}: the short screening measurement (autotune.tune.fidelity)
@@ -121,7 +123,7 @@ def trial_record(
         tags[GUIDED_WHY] = str(user_attrs[GUIDED_WHY])[:4000]
     if phases and phases.get("compile_keys"):
         tags["compile_keys"] = ", ".join(phases["compile_keys"])
-    for key in (COMPILE_CACHE, COMPILE_CACHE_ROOT, COMPILE_GROUP, COMPILE_KEY_FROM):
+    for key in (COMPILE_CACHE, COMPILE_CACHE_ROOT, COMPILE_GROUP, COMPILE_KEY_FROM, WARM_START, COLD_START_REASON):
         if user_attrs.get(key) is not None:
             tags[key] = str(user_attrs[key])[:4000]
     if screening.get("metric"):

@@ -48,6 +48,10 @@ def record_result(trial: optuna.Trial, result: TrialResult) -> dict[str, float |
             trial.set_user_attr(attrs.COMPILE_CACHE, result.start_phases.compile_cache.value)
     if result.compile_cache_root is not None:
         trial.set_user_attr(attrs.COMPILE_CACHE_ROOT, result.compile_cache_root)
+    if result.warm_start is not None:
+        trial.set_user_attr(attrs.WARM_START, result.warm_start)
+        if result.cold_start_reason:
+            trial.set_user_attr(attrs.COLD_START_REASON, result.cold_start_reason)
     if result.result_path:
         trial.set_user_attr(attrs.RESULT_PATH, result.result_path)
     metrics: dict[str, float | None] = {}

@@ -123,6 +123,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "compile_cache": trial.user_attrs.get(attrs.COMPILE_CACHE),
             "compile_group": trial.user_attrs.get(attrs.COMPILE_GROUP),
             "compile_key_from": trial.user_attrs.get(attrs.COMPILE_KEY_FROM),
+            "warm_start": trial.user_attrs.get(attrs.WARM_START),
             "screening_value": (trial.user_attrs.get(attrs.SCREENING) or {}).get("value"),
         }
         for index, value in enumerate(trial.values or []):

@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Literal, Protocol
 
 import httpx
 
@@ -37,6 +37,23 @@ _PR_SET_PDEATHSIG = 1
 _POLL_INTERVAL_S = 0.05
 
 
+class ChildProcess(Protocol):
+    """What `ServerProcess` uses of the server's process: a `subprocess.Popen`, or a warm parent's fork."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+class Launcher(Protocol):
+    """Starts `autotune serve ARGV` in its own process group and session (`autotune.tune.warm_start.WarmParent`)."""
+
+    def launch(
+        self, argv: Sequence[str], *, env: Mapping[str, str], log_path: Path, cpus: Sequence[int] | None
+    ) -> ChildProcess: ...
+
+
 class ServerStartError(AutotuneError):
     def __init__(self, reason: Literal["crashed", "timeout"], log_tail: str, exit_code: int | None) -> None:
         detail = f"exit code {exit_code}" if exit_code is not None else "still running"
@@ -46,7 +63,7 @@ class ServerStartError(AutotuneError):
         self.exit_code = exit_code
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """preexec_fn: SIGTERM this child when the parent dies (Linux only; silently skipped elsewhere)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -116,12 +133,14 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         extra_args: Sequence[str] = (),
         cpus: Sequence[int] | None = None,
+        launcher: Launcher | None = None,
     ) -> None:
         args = ["--config", str(config_path)]
         if engine is not None:
             args += ["--engine", EngineKind(engine).value]
         args += ["--host", host, "--port", str(port), *extra_args]
-        self._init(args, host=host, log_path=log_path, startup_timeout_s=startup_timeout_s, env=env, cpus=cpus)
+        self._init(args, host=host, log_path=log_path, startup_timeout_s=startup_timeout_s, env=env, cpus=cpus,
+                   launcher=launcher)
 
     @classmethod
     def from_serve_args(
@@ -133,10 +152,12 @@ class ServerProcess:
         startup_timeout_s: float = 600.0,
         env: Mapping[str, str] | None = None,
         cpus: Sequence[int] | None = None,
+        launcher: Launcher | None = None,
     ) -> ServerProcess:
         """Any `autotune serve` arguments (e.g. `--model PATH --engine simulated --port 0`)."""
         self = cls.__new__(cls)
-        self._init(list(serve_args), host=host, log_path=log_path, startup_timeout_s=startup_timeout_s, env=env, cpus=cpus)
+        self._init(list(serve_args), host=host, log_path=log_path, startup_timeout_s=startup_timeout_s, env=env, cpus=cpus,
+                   launcher=launcher)
         return self
 
     def _init(
@@ -148,8 +169,11 @@ class ServerProcess:
         startup_timeout_s: float,
         env: Mapping[str, str] | None,
         cpus: Sequence[int] | None = None,
+        launcher: Launcher | None = None,
     ) -> None:
+        self.serve_args = serve_args
         self.argv = [sys.executable, "-m", "autotune.cli.serve", *serve_args]
+        self.launcher = launcher  # None: a cold start (a new interpreter); else forked by a warm parent
         self.cpus = sorted(set(cpus)) if cpus else None  # the server and every process it starts run on these
         self.host = host
         self.log_path = Path(log_path)
@@ -158,7 +182,7 @@ class ServerProcess:
         self.base_url = ""
         self.pid = 0
         self.pgid = 0
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ChildProcess | None = None
         self._log_file: IO[bytes] | None = None
         self._log_offset = 0  # how far _new_log_lines has read
         self._start_failed = False  # START_FAILED_LINE seen
@@ -173,22 +197,25 @@ class ServerProcess:
 
     def _preexec(self) -> None:
         """In the child before exec: die with the parent, run on `cpus` (inherited by everything it starts)."""
-        _die_with_parent()
+        die_with_parent()
         if self.cpus:
             os.sched_setaffinity(0, self.cpus)
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self._process = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-            start_new_session=True,
-            preexec_fn=self._preexec if sys.platform.startswith("linux") else None,  # noqa: PLW1509
-        )
+        if self.launcher is not None:
+            self._process = self.launcher.launch(self.serve_args, env=self.env, log_path=self.log_path, cpus=self.cpus)
+        else:
+            self._process = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log_file,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+                preexec_fn=self._preexec if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+            )
         self.pid = self._process.pid
         self.pgid = self.pid  # start_new_session: the child leads its own group
         try:

@@ -36,6 +36,9 @@ class TuneSettings(BaseModel):
     stack_profile_hz: Annotated[float, Field(gt=0, le=1000)] | None = Field(
         default=None, description="Sample the server processes' Python stacks in each measured window (--stack-profile-hz)"
     )
+    warm_start: bool = Field(
+        default=False, description="Fork each trial's server from a parent that imported its modules once (--warm-start)"
+    )
     compile_cache_dir: Path | None = Field(
         default=None,
         description="VLLM_CACHE_ROOT of every vLLM trial server (--compile-cache); default: the environment's, else "

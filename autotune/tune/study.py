@@ -34,6 +34,7 @@ from autotune.tune.session import StudySession, ensure_defaults_trial, open_stud
 from autotune.tune.settings import TuneOutcome, TuneSettings
 from autotune.tune.stops import StudyStopped, sigterm_as_interrupt, stops_as_one_error
 from autotune.tune.trial import TrialRunner
+from autotune.tune.warm_start import WARM_PARENT_LOG, WarmParent
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,24 @@ def run_tuning(
     if session.tracker is not None:
         session.tracker.start_study(tags=session.study_tags(), params=study_params(space))
         sync_missing(session)  # trials finished while MLflow was down or by a dead worker
-    runner = _make_runner(runner_factory, session, space, settings, workload)
+    warm_parent = WarmParent(session.engine, session.study_dir / WARM_PARENT_LOG) if settings.warm_start else None
+    try:
+        return _optimize(
+            session, space, settings, workload, screener, runner_factory, warm_parent, recovered, display, callbacks
+        )
+    finally:
+        if warm_parent is not None:
+            warm_parent.close()
+
+
+def _optimize(
+    session: StudySession, space: SearchSpace, settings: TuneSettings, workload: Workload, screener: Screener | None,
+    runner_factory: Callable[..., TrialRunner], warm_parent: WarmParent | None, recovered: list[int],
+    display: TuneDisplay | None, callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] | None,
+) -> TuneOutcome:
+    """The study's trials to its budget, then its results (best.yaml, trials.csv, MLflow)."""
+    study = session.study
+    runner = _make_runner(runner_factory, session, space, settings, workload, warm_parent)
     objective = TuneObjective(
         space=space, runner=runner, engine_kind=session.engine, study_name=session.name, tracker=session.tracker,
         study_tags=session.study_tags(), display=display,
@@ -108,7 +126,7 @@ def run_tuning(
 
 def _make_runner(
     runner_factory: Callable[..., TrialRunner], session: StudySession, space: SearchSpace, settings: TuneSettings,
-    workload: Workload,
+    workload: Workload, warm_parent: WarmParent | None = None,
 ) -> TrialRunner:
     load = space.load if settings.client_cpus is None else space.load.model_copy(update={"client_cpus": settings.client_cpus})
     cache_root = _compile_cache(session.engine, settings.compile_cache_dir)
@@ -122,6 +140,7 @@ def _make_runner(
         **({"server_cpus": settings.server_cpus} if settings.server_cpus else {}),
         **({"stack_profile_hz": settings.stack_profile_hz} if settings.stack_profile_hz else {}),
         **({"compile_cache_root": cache_root} if cache_root is not None else {}),
+        **({"warm_parent": warm_parent} if warm_parent is not None else {}),
     )
 
 

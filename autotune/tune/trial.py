@@ -12,6 +12,7 @@ not compiled again) unless its config's env sets it; its start is split into pha
 Around it: feasibility (memory pre-check), gpu_wait (GPU memory free before, released after), measure (the
 benchmark runs), trial_result (what it returns), server_process (the server's own process group).
 With stack profiling on (`--stack-profile-hz`), the start is profiled as well: `stack-profile/start/`.
+With `--warm-start`, the server is forked from a parent that imported its modules once (warm_start).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from autotune.tune.server_process import ServerProcess, ServerStartError
 from autotune.tune.start_phases import start_phases_of_file
 from autotune.tune.stops import check_free_space, out_of_space, out_of_space_error
 from autotune.tune.trial_result import NullObserver, TrialObserver, TrialOutcome, TrialResult
+from autotune.tune.warm_start import WarmParent, server_environment
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +66,10 @@ class TrialRunner:
         server_cpus: Sequence[int] | None = None,
         stack_profile_hz: float | None = None,
         compile_cache_root: Path | None = None,
+        warm_parent: WarmParent | None = None,
     ) -> None:
         self.study_dir = study_dir
+        self.warm_parent = warm_parent  # --warm-start: servers forked from it where their environment allows
         self.compile_cache_root = compile_cache_root
         self.stack_profile_hz = stack_profile_hz
         self.server_cpus = sorted(set(server_cpus)) if server_cpus else None
@@ -151,6 +155,7 @@ class TrialRunner:
         server_env = {**secret_env, **stack_profile_env(folder, self.stack_profile_hz), **self._compile_cache_env(engine, result)}
         before_mib = used_mib()
         factory = self._server_factory or ServerProcess
+        launcher = self._warm_launcher(server_env, result)
         self.observer.phase(number, "starting")
         start_gate = self._open_start_profile(folder)
         t0 = time.monotonic()
@@ -163,6 +168,7 @@ class TrialRunner:
                 startup_timeout_s=self.settings.startup_timeout_s,
                 **({"env": server_env} if server_env else {}),
                 **({"cpus": self.server_cpus} if self.server_cpus else {}),
+                **({"launcher": launcher} if launcher is not None else {}),
             ) as server:
                 result.timings.startup_s = round(time.monotonic() - t0, 3)
                 ready_at = datetime.now()
@@ -195,6 +201,18 @@ class TrialRunner:
         result.gpu_memory_released, result.gpu_memory_after_mib = wait_gpu_release(
             before_mib, self.settings.gpu_release_timeout_s, self.settings.gpu_release_tolerance_mib
         )
+
+    def _warm_launcher(self, server_env: dict[str, str], result: TrialResult) -> WarmParent | None:
+        """The warm parent when this server can be forked from it (recorded in `result.warm_start`), else None."""
+        if self.warm_parent is None:
+            return None
+        cold_reason = self.warm_parent.cold_start_reason(server_environment(server_env))
+        result.warm_start = cold_reason is None
+        if cold_reason is not None:
+            log.info("trial %d starts cold: %s", result.number, cold_reason)
+            result.cold_start_reason = cold_reason
+            return None
+        return self.warm_parent
 
     def _open_start_profile(self, folder: Path) -> StackProfileGate | None:
         """With stack profiling on, the server's start is profiled too, as the window `START_WINDOW` (from the first

@@ -66,6 +66,11 @@ class TrialResult(BaseModel):
     timings: TrialTimings = Field(default_factory=TrialTimings)
     start_phases: StartPhases | None = Field(default=None, description="The start's phases from the server log")
     compile_cache_root: str | None = Field(default=None, description="VLLM_CACHE_ROOT given to the server")
+    warm_start: bool | None = Field(
+        default=None, description="True: the server was forked from the warm parent; False: started cold (see "
+        "cold_start_reason); None: warm start off (--warm-start)"
+    )
+    cold_start_reason: str | None = Field(default=None, description="Why a trial of a warm-start study started cold")
     screening_summary: Summary | None = Field(default=None, description="The screening measurement (fidelity)")
     server_cpus: list[int] | None = Field(default=None, description="CPU cores the server was pinned to (None: not pinned)")
     client_cpus: list[int] | None = Field(default=None, description="CPU cores the load generator was pinned to")

@@ -288,8 +288,9 @@ def test_a_trial_with_stack_profiling_records_the_servers_threads_in_each_window
     assert done.returncode == 0, done.stderr[-2000:]
     trial = tmp_path / STUDY / "trials" / "0"
     profile = json.loads((trial / "stack_profile.json").read_text())
-    [window] = profile["windows"]  # the quick space measures one closed-loop window; warm-up is left out
-    assert window["label"] == "phase00-c8"
+    # the quick space measures one closed-loop window; warm-up is left out; the start is profiled as its own window
+    start, window = sorted(profile["windows"], key=lambda w: w["label"] != "start")
+    assert start["label"] == "start" and window["label"] == "phase00-c8"
     [process] = window["processes"]  # the simulated engine serves from one process: `autotune serve`
     assert process["title"] == "cli_serve" and process["complete"] and process["samples"] > 10
     assert "MainThread" in {t["name"] for t in process["threads"]}

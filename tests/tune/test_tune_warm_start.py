@@ -1,0 +1,121 @@
+"""Warm starts (`autotune tune --warm-start`): trial servers forked from a parent that imported their modules once.
+
+Real processes on the simulated engine: the warm parent, the servers it forks (each in its own process group and
+session, stopped as a group, dying with the parent), a start that fails, the environment rule that makes a trial
+start cold, and a study whose trials are all forked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import psutil
+import pytest
+from helpers.servers import MODEL_DIR as MODEL
+from helpers.tune import space_from
+
+from autotune.config import EngineKind
+from autotune.observe.stacks.profiler import DIR_ENV
+from autotune.tune.server_process import ServerProcess, ServerStartError, process_group_exists
+from autotune.tune.settings import TuneSettings
+from autotune.tune.study import run_tuning
+from autotune.tune.warm_start import WARM_PARENT_LOG, WarmParent, import_time_env_differs, server_environment
+
+SERVE = ["--model", MODEL, "--engine", "simulated", "--port", "0"]
+
+
+@pytest.fixture
+def parent(tmp_path: Path) -> Iterator[WarmParent]:
+    warm = WarmParent(EngineKind.SIMULATED, tmp_path / WARM_PARENT_LOG)
+    assert warm.unusable is None, warm.unusable
+    try:
+        yield warm
+    finally:
+        warm.close()
+
+
+def _gone(pid: int, timeout_s: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_warm_server_is_a_fork_of_the_parent_in_its_own_group_and_stops_as_one(
+    parent: WarmParent, tmp_path: Path
+) -> None:
+    assert "autotune.cli.serve" in parent.modules and parent.info["loaded_modules"] > 100
+    server = ServerProcess.from_serve_args(SERVE, log_path=tmp_path / "server.log", launcher=parent)
+    with server:
+        assert httpx.get(f"{server.base_url}/health", timeout=5).status_code == 200
+        process = psutil.Process(server.pid)
+        assert process.ppid() == parent.pid  # forked by the parent, not a new interpreter started by us
+        assert os.getpgid(server.pid) == server.pid == server.pgid != os.getpgid(parent.pid)  # its own group
+        assert os.getsid(server.pid) == server.pid  # and its own session
+        assert f"forked from the warm parent (pid {parent.pid})" in server.log_tail(200)
+    assert server.exit_code is not None
+    assert not process_group_exists(server.pgid)
+    # the parent outlives its servers and forks the next one
+    with ServerProcess.from_serve_args(SERVE, log_path=tmp_path / "second.log", launcher=parent) as second:
+        assert httpx.get(f"{second.base_url}/health", timeout=5).status_code == 200
+
+
+def test_a_forked_server_that_fails_at_start_is_a_crash_with_its_exit_code(parent: WarmParent, tmp_path: Path) -> None:
+    server = ServerProcess.from_serve_args(
+        ["--config", str(tmp_path / "missing.yaml"), "--port", "0"], log_path=tmp_path / "server.log", launcher=parent
+    )
+    with pytest.raises(ServerStartError) as caught:
+        server.start()
+    assert caught.value.reason == "crashed" and caught.value.exit_code not in (None, 0)
+    assert "missing.yaml" in caught.value.log_tail
+
+
+def test_servers_die_with_the_warm_parent(tmp_path: Path) -> None:
+    warm = WarmParent(EngineKind.SIMULATED, tmp_path / WARM_PARENT_LOG)
+    server = ServerProcess.from_serve_args(SERVE, log_path=tmp_path / "server.log", launcher=warm)
+    try:
+        server.start()
+        os.kill(warm.pid, signal.SIGKILL)  # a tuner killed with its parent: no server may be left serving
+        assert _gone(server.pid), "the forked server outlived its parent"
+    finally:
+        warm.close()
+        server.stop(timeout_s=5)
+
+
+def test_what_is_read_at_import_makes_a_trial_start_cold(parent: WarmParent, tmp_path: Path) -> None:
+    assert parent.cold_start_reason(server_environment({"VLLM_CACHE_ROOT": "/cache"})) is None  # read when used
+    reason = parent.cold_start_reason(server_environment({DIR_ENV: str(tmp_path), "PYTHONPATH": "/autostart"}))
+    assert reason is not None and DIR_ENV in reason and "PYTHONPATH" in reason
+    assert import_time_env_differs({"OMP_NUM_THREADS": "4", "X": "1"}, {"X": "2"}) == ["OMP_NUM_THREADS"]
+
+
+def test_a_parent_whose_import_fails_is_not_used_and_says_why(tmp_path: Path) -> None:
+    warm = WarmParent(EngineKind.SIMULATED, tmp_path / WARM_PARENT_LOG, modules=["autotune.cli.serve", "no_such_module_x"])
+    reason = warm.cold_start_reason(server_environment())
+    assert reason is not None and "no_such_module_x" in reason and "ModuleNotFoundError" in reason
+    assert warm._process.poll() is not None  # nothing left running
+
+
+def test_a_warm_start_study_forks_every_trial_and_leaves_no_parent(tmp_path: Path, quick_space_data: dict) -> None:
+    quick_space_data["parameters"] = {"max_num_seqs": {"type": "categorical", "choices": [2, 8]}}
+    outcome = run_tuning(space_from(quick_space_data), TuneSettings(experiments_dir=tmp_path, n_trials=2, mlflow=False,
+                                                                     warm_start=True))
+    assert outcome.counts.get("COMPLETE") == 2, outcome.counts
+    trials = [json.loads(p.read_text()) for p in sorted(outcome.study_dir.glob("trials/*/trial.json"))]
+    assert [t["warm_start"] for t in trials] == [True, True] and all(t["cold_start_reason"] is None for t in trials)
+    for trial in trials:
+        assert "forked from the warm parent" in Path(trial["log_path"]).read_text()
+    log = (outcome.study_dir / WARM_PARENT_LOG).read_text()
+    assert not any("autotune.tune.warm_parent" in " ".join(p.cmdline()) for p in psutil.Process().children(recursive=True)), log
+    # the trials table says how each server started
+    table = pd.read_csv(outcome.trials_csv)
+    assert table["warm_start"].tolist() == [True, True]

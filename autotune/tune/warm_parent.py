@@ -69,6 +69,9 @@ def _run_child(request: dict[str, Any], channel: socket.socket) -> int:
     os.environ.update({**request["env"], WARM_PARENT_ENV: str(os.getppid())})
     sys.argv = ["autotune-serve", *request["argv"]]
     print(f"autotune serve: forked from the warm parent (pid {os.getppid()}), its modules already imported", flush=True)
+    from autotune.observe.stacks.profiler import start_from_environment
+
+    start_from_environment()  # --stack-profile-hz: what a cold start's sitecustomize does (serving/autostart)
     from autotune.cli.serve import main
 
     try:

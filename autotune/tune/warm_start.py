@@ -10,8 +10,8 @@ import afresh.
 
 A trial starts cold, and says why, when the parent is not usable (an import failed, CUDA was initialized) or when
 its server's environment differs from the parent's in a variable that takes effect at import
-(`import_time_env_differs`: Python's own, vLLM's logging, torch's, the thread pools', Hugging Face's, the stack
-profiler's), since a forked server cannot re-read those.
+(`import_time_env_differs`: Python's own, vLLM's logging, torch's, the thread pools', Hugging Face's), since a
+forked server cannot re-read those. The stack profiler (`--stack-profile-hz`) is started by the forked server itself.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import IO, Any
 from autotune.config import EngineKind
 from autotune.errors import AutotuneError
 from autotune.tune.server_process import die_with_parent
+from serving.autostart import __file__ as autostart_init
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,11 @@ PRELOAD: dict[EngineKind, tuple[str, ...]] = {
 }
 IMPORT_TIME_ENV_PREFIXES = (
     "PYTHON", "VLLM_LOGGING", "VLLM_CONFIGURE_LOGGING", "TORCH", "PYTORCH", "OMP_", "MKL_", "HF_", "TRANSFORMERS_",
-    "TOKENIZERS_", "AUTOTUNE_STACK_PROFILE",
+    "TOKENIZERS_",
 )
+AUTOSTART_DIR = str(Path(autostart_init).parent)
+"""The stack profiler's folder (`--stack-profile-hz` puts it first on a server's PYTHONPATH): a forked server starts
+the profiler itself, and the processes it spawns are new interpreters that read PYTHONPATH, so it does not count."""
 WARM_PARENT_LOG = "warm-parent.log"  # in the study folder
 READY_TIMEOUT_S = 600.0  # vLLM, torch and transformers from a cold disk take about a minute
 _POLL_INTERVAL_S = 0.05
@@ -62,7 +66,13 @@ def server_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]
 def import_time_env_differs(parent: Mapping[str, str], server: Mapping[str, str]) -> list[str]:
     """The variables read at import that the server's environment sets differently from the parent's."""
     names = {n for n in (*parent, *server) if n.startswith(IMPORT_TIME_ENV_PREFIXES)}
-    return sorted(n for n in names if parent.get(n) != server.get(n))
+    return sorted(n for n in names if _as_imported(n, parent.get(n)) != _as_imported(n, server.get(n)))
+
+
+def _as_imported(name: str, value: str | None) -> str | None:
+    if name != "PYTHONPATH" or value is None:
+        return value
+    return os.pathsep.join(p for p in value.split(os.pathsep) if p != AUTOSTART_DIR) or None
 
 
 class ForkedProcess:

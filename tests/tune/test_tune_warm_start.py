@@ -26,7 +26,14 @@ from autotune.observe.stacks.profiler import DIR_ENV
 from autotune.tune.server_process import ServerProcess, ServerStartError, process_group_exists
 from autotune.tune.settings import TuneSettings
 from autotune.tune.study import run_tuning
-from autotune.tune.warm_start import WARM_PARENT_LOG, WarmParent, import_time_env_differs, server_environment
+from autotune.tune.measure import stack_profile_env
+from autotune.tune.warm_start import (
+    AUTOSTART_DIR,
+    WARM_PARENT_LOG,
+    WarmParent,
+    import_time_env_differs,
+    server_environment,
+)
 
 SERVE = ["--model", MODEL, "--engine", "simulated", "--port", "0"]
 
@@ -93,8 +100,12 @@ def test_servers_die_with_the_warm_parent(tmp_path: Path) -> None:
 
 def test_what_is_read_at_import_makes_a_trial_start_cold(parent: WarmParent, tmp_path: Path) -> None:
     assert parent.cold_start_reason(server_environment({"VLLM_CACHE_ROOT": "/cache"})) is None  # read when used
-    reason = parent.cold_start_reason(server_environment({DIR_ENV: str(tmp_path), "PYTHONPATH": "/autostart"}))
-    assert reason is not None and DIR_ENV in reason and "PYTHONPATH" in reason
+    # the stack profiler's variables: a forked server starts the profiler itself
+    profiled = stack_profile_env(tmp_path, 100)
+    assert DIR_ENV in profiled and AUTOSTART_DIR in profiled["PYTHONPATH"]
+    assert parent.cold_start_reason(server_environment(profiled)) is None
+    reason = parent.cold_start_reason(server_environment({"PYTHONPATH": "/elsewhere", "OMP_NUM_THREADS": "3"}))
+    assert reason is not None and "PYTHONPATH" in reason and "OMP_NUM_THREADS" in reason
     assert import_time_env_differs({"OMP_NUM_THREADS": "4", "X": "1"}, {"X": "2"}) == ["OMP_NUM_THREADS"]
 
 
@@ -119,3 +130,16 @@ def test_a_warm_start_study_forks_every_trial_and_leaves_no_parent(tmp_path: Pat
     # the trials table says how each server started
     table = pd.read_csv(outcome.trials_csv)
     assert table["warm_start"].tolist() == [True, True]
+
+
+def test_a_forked_server_profiles_its_stacks_like_a_cold_one(tmp_path: Path, quick_space_data: dict) -> None:
+    quick_space_data["parameters"] = {"max_num_seqs": {"type": "categorical", "choices": [4]}}
+    settings = TuneSettings(experiments_dir=tmp_path, n_trials=1, mlflow=False, warm_start=True, stack_profile_hz=100)
+    outcome = run_tuning(space_from(quick_space_data), settings)
+    trial = json.loads((outcome.study_dir / "trials" / "0" / "trial.json").read_text())
+    assert trial["warm_start"] is True, trial["cold_start_reason"]
+    profile = json.loads((outcome.study_dir / "trials" / "0" / "stack_profile.json").read_text())
+    windows = {w["label"]: w for w in profile["windows"]}
+    assert set(windows) == {"start", "phase00-c8"}
+    [server] = windows["phase00-c8"]["processes"]
+    assert server["complete"] and server["samples"] > 10  # the forked server sampled its measured window

@@ -19,6 +19,7 @@ from autotune.report.runs.reference import (
 )
 from autotune.report.runs.study_run import summarize_study_run
 from autotune.report.screening import describe, savings_record, study_screening_savings
+from autotune.report.trial_cost import summarize_trial_cost
 
 summarize_app = typer.Typer(
     help="Summaries computed from the raw files of recorded runs (experiments/).", no_args_is_help=True
@@ -118,3 +119,18 @@ def summarize_reliability(
     """The reliability table of docs/reliability.md (or README.md) from the outcomes the tests recorded."""
     write_table(document, render(load_outcomes(folder)))
     typer.echo(f"{document}: table of {folder}")
+
+
+@summarize_app.command("trial-cost")
+def summarize_trial_cost_command(
+    study_dir: Annotated[Path, typer.Argument(metavar="STUDY_DIR", help="A study's folder (optuna.db or optuna.db.xz)")],
+    gpus: Annotated[int, typer.Option("--gpus", min=1, help="GPUs the study ran on (one worker each)")] = 1,
+    output: Annotated[Path | None, typer.Option("--output", help="Write the summary as JSON here too")] = None,
+) -> None:
+    """What the study's trials cost: wall time, median trial, median of each start phase (issue 17's summary.json)."""
+    summary = summarize_trial_cost(study_dir, gpus=gpus)
+    text = summary.model_dump_json(indent=1)
+    typer.echo(text)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text + "\n")

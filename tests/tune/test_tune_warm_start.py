@@ -20,13 +20,19 @@ import psutil
 import pytest
 from helpers.servers import MODEL_DIR as MODEL
 from helpers.tune import space_from
+from optuna.trial import TrialState
+from typer.testing import CliRunner
 
+from autotune.cli.main import app
 from autotune.config import EngineKind
 from autotune.observe.stacks.profiler import DIR_ENV
+from autotune.report.trial_cost import summarize_trial_cost
+from autotune.tune import attrs
+from autotune.tune.measure import stack_profile_env
 from autotune.tune.server_process import ServerProcess, ServerStartError, process_group_exists
+from autotune.tune.session import open_study
 from autotune.tune.settings import TuneSettings
 from autotune.tune.study import run_tuning
-from autotune.tune.measure import stack_profile_env
 from autotune.tune.warm_start import (
     AUTOSTART_DIR,
     WARM_PARENT_LOG,
@@ -116,7 +122,7 @@ def test_a_parent_whose_import_fails_is_not_used_and_says_why(tmp_path: Path) ->
     assert warm._process.poll() is not None  # nothing left running
 
 
-def test_a_warm_start_study_forks_every_trial_and_leaves_no_parent(tmp_path: Path, quick_space_data: dict) -> None:
+def test_a_warm_start_study_forks_every_trial_leaves_no_parent_and_its_cost_is_summarized(tmp_path: Path, quick_space_data: dict) -> None:
     quick_space_data["parameters"] = {"max_num_seqs": {"type": "categorical", "choices": [2, 8]}}
     outcome = run_tuning(space_from(quick_space_data), TuneSettings(experiments_dir=tmp_path, n_trials=2, mlflow=False,
                                                                      warm_start=True))
@@ -130,6 +136,18 @@ def test_a_warm_start_study_forks_every_trial_and_leaves_no_parent(tmp_path: Pat
     # the trials table says how each server started
     table = pd.read_csv(outcome.trials_csv)
     assert table["warm_start"].tolist() == [True, True]
+    # and `autotune summarize trial-cost` (issue 17's summary.json) reads the study's cost from its store
+    summary = summarize_trial_cost(outcome.study_dir, gpus=1)
+    assert summary.simulated and summary.gpus == 1 and summary.trials == 2 and summary.states == {"COMPLETE": 2}
+    totals = [t["timings"]["total_s"] for t in trials]
+    assert summary.median_trial_s == round(sum(totals) / 2, 1) and max(totals) <= summary.study_wall_s
+    assert summary.median_trial_parts_s["startup_s"] == round(sum(t["timings"]["startup_s"] for t in trials) / 2, 1)
+    assert summary.median_start_phases_s["total_s"] is not None and summary.median_start_phases_s["engine_core_s"] is None
+    assert summary.warm_starts == 2 and summary.compile_cache == {}  # the simulated engine compiles nothing
+    out = tmp_path / "trial-cost" / "summary.json"
+    result = CliRunner().invoke(app, ["summarize", "trial-cost", str(outcome.study_dir), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text()) == summary.model_dump(mode="json")
 
 
 def test_a_forked_server_profiles_its_stacks_like_a_cold_one(tmp_path: Path, quick_space_data: dict) -> None:
@@ -143,3 +161,28 @@ def test_a_forked_server_profiles_its_stacks_like_a_cold_one(tmp_path: Path, qui
     assert set(windows) == {"start", "phase00-c8"}
     [server] = windows["phase00-c8"]["processes"]
     assert server["complete"] and server["samples"] > 10  # the forked server sampled its measured window
+
+
+def test_forked_servers_that_crash_or_hang_fail_their_trials_and_the_next_one_starts_clean(
+    tmp_path: Path, quick_space_data: dict
+) -> None:
+    faults = ["crash_at_start", "hang_at_start", "crash_after_requests:3", "none"]
+    quick_space_data["parameters"] = {"env.AUTOTUNE_SIMULATED_FAULT": {"type": "categorical", "choices": faults}}
+    quick_space_data["trial"].update(startup_timeout_s=10)
+    space = space_from(quick_space_data)
+    settings = TuneSettings(experiments_dir=tmp_path, mlflow=False, warm_start=True)
+    session = open_study(space, settings)
+    for fault in faults:
+        session.study.enqueue_trial({"env.AUTOTUNE_SIMULATED_FAULT": fault})
+    run_tuning(space, settings.model_copy(update={"n_trials": 5}))  # trial 0 is the defaults, then the faults
+    trials = {t.params.get("env.AUTOTUNE_SIMULATED_FAULT"): t for t in session.study.get_trials(deepcopy=False)}
+    expected = {"crash_at_start": "server crashed at start", "hang_at_start": "server timed out at start",
+                "crash_after_requests:3": "server exited during the benchmark"}
+    for fault, reason in expected.items():
+        trial = trials[fault]
+        assert trial.state is TrialState.FAIL and reason in trial.user_attrs[attrs.FAIL_REASON], fault
+        assert trial.user_attrs[attrs.WARM_START] is True  # forked, and failed as a cold start fails
+        pgid = trial.user_attrs.get(attrs.SERVER_PGID)
+        assert pgid is None or not process_group_exists(int(pgid)), f"{fault}: server group left"
+    for clean in (None, "none"):
+        assert trials[clean].state is TrialState.COMPLETE and trials[clean].user_attrs[attrs.WARM_START] is True

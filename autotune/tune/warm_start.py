@@ -4,9 +4,11 @@ A cold start runs `python -m autotune.cli.serve`, which imports the engine's mod
 vLLM: vLLM, torch and transformers; 20 s of the "launcher" phase of a start on a fresh H100, 2026-12-05). A tuner
 worker with `--warm-start` starts one `autotune.tune.warm_parent` that imports them once; each trial's server is then
 a fork of it (`WarmParent.launch`), and `ServerProcess` treats it as it treats a cold one: its own process group and
-session, the same log, the same readiness wait, stopped and killed as a group. vLLM forks its engine core from the
-API server (its default), so the engine core starts warm too; API servers beyond the first are spawned by vLLM and
-import afresh.
+session, the same log, the same readiness wait, stopped and killed as a group. What vLLM starts below the server
+imports afresh: `vllm serve` sets VLLM_WORKER_MULTIPROC_METHOD=spawn unless it is set (vLLM 0.24,
+`entrypoints/serve/utils/api_utils.py:cli_env_setup`), so its engine cores are spawned, and API servers beyond the
+first always are. VLLM_WORKER_MULTIPROC_METHOD=fork in the tuner's environment forks the engine cores from the warm
+API server instead (vLLM's library default; scripts/gpu/trial_cost.sh FORK_ENGINE_CORES=1 measures it).
 
 A trial starts cold, and says why, when the parent is not usable (an import failed, CUDA was initialized) or when
 its server's environment differs from the parent's in a variable that takes effect at import

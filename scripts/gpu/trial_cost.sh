@@ -7,6 +7,8 @@
 #   $RUN/summary.json, the stack-profile tables, and the compile cache packed for the next lease ($RUN/compile-cache.tgz).
 # Then `bash scripts/gpu/wait_pack.sh /root/sustained S` in this and each following command brings back what it has.
 # usage: TRIALS=20 LEASE_BUDGET=1800 bash scripts/gpu/trial_cost.sh      (WARM_START=0: cold starts, the old path)
+#   FORK_ENGINE_CORES=1: VLLM_WORKER_MULTIPROC_METHOD=fork for every trial server, so that vLLM forks its engine
+#   cores from the (warm) API server instead of spawning fresh interpreters (`vllm serve` sets spawn otherwise)
 set -u
 RUN=/root/sustained
 source scripts/gpu/prepare_run.sh
@@ -17,10 +19,11 @@ CARRIED_CACHE=.compile-cache/compile-cache.tgz
 if [ -f "$CARRIED_CACHE" ]; then
   mkdir -p "$VLLM_CACHE_ROOT" && tar xzf "$CARRIED_CACHE" -C "$VLLM_CACHE_ROOT" && echo "compile cache restored from $CARRIED_CACHE"
 fi
+[ "${FORK_ENGINE_CORES:-0}" = 1 ] && export VLLM_WORKER_MULTIPROC_METHOD=fork
 export RUN TRIALS=${TRIALS:-20} STUDY=${STUDY:-trial-cost} WARM=$([ "${WARM_START:-1}" = 1 ] && echo --warm-start)
 setsid nohup bash -c '
   say() { echo "$(date +%H:%M:%S) $*" | tee -a "$RUN/progress.log"; }
-  say "study $STUDY: up to $TRIALS trials ${WARM:-(cold starts)}"
+  say "study $STUDY: up to $TRIALS trials ${WARM:-(cold starts)}, engine cores ${VLLM_WORKER_MULTIPROC_METHOD:-spawned}"
   left=$(( DEADLINE_EPOCH - $(date +%s) ))
   timeout -k 15 -s TERM $left python3 -m autotune.cli tune search_spaces/qwen3-vl-4b.yaml --engine vllm --model "$MODEL" \
     --study "$STUDY" --experiments-dir "$RUN/experiments" --n-trials "$TRIALS" --timeout $(( left - 60 )) $WARM \

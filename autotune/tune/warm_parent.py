@@ -26,6 +26,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from typing import Any
@@ -42,7 +43,8 @@ def preload(modules: list[str]) -> dict[str, Any]:
     torch = sys.modules.get("torch")
     cuda_initialized = bool(torch is not None and torch.cuda.is_initialized())
     return {"modules": modules, "import_s": round(time.perf_counter() - started, 3), "cuda_initialized": cuda_initialized,
-            "pid": os.getpid(), "loaded_modules": len(sys.modules)}
+            "pid": os.getpid(), "loaded_modules": len(sys.modules),
+            "python_threads": threading.active_count()}  # > 1: an import started a thread, which no fork carries over
 
 
 def _run_child(request: dict[str, Any], channel: socket.socket) -> int:

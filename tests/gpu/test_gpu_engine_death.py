@@ -21,7 +21,6 @@ the studies (trial folders with server.log, trial.json, result.json) and the tun
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import json
 import os
@@ -34,16 +33,9 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-import yaml
-from helpers.servers import MODEL_DIR
-from optuna.trial import FrozenTrial, TrialState
-from reliability.reliability_study import (
-    group_alive,
-    load_trials,
-    running_trial_with_server,
-    start_cli,
-    wait_for,
-)
+from helpers.gpu_studies import cpu_split, finish, fixed_rate_space, trial_record, tune_one_trial
+from optuna.trial import TrialState
+from reliability.reliability_study import load_trials, running_trial_with_server, wait_for
 
 from autotune import GPU_INSTALL_HINT
 from autotune.config import ServingSettings
@@ -54,8 +46,6 @@ from autotune.tune.gpu_wait import used_mib
 
 pytestmark = [pytest.mark.gpu, pytest.mark.timeout(1800)]
 
-REPO = Path(__file__).resolve().parents[2]
-MODEL = os.environ.get("AUTOTUNE_GPU_MODEL", MODEL_DIR)
 RATE_RPS = float(os.environ.get("AUTOTUNE_GPU_DEATH_RATE", "20"))  # well inside vLLM defaults' SLO rate (~35 on an H200)
 WINDOW_S = 40.0
 # 0: leave out step 4, the OOM start (recorded on 2026-12-05), for a lease that holds only steps 1-3
@@ -64,43 +54,12 @@ WARMUP_REQUESTS = 16
 
 
 def _space(path: Path, *, extra_engine_args: dict[str, Any] | None = None) -> Path:
-    """The reference space's fixed part (vLLM's defaults otherwise) as a one-point space, measured at a fixed rate."""
-    data = yaml.safe_load((REPO / "search_spaces" / "qwen3-vl-4b.yaml").read_text())
-    base = copy.deepcopy(data["engine_base"])
-    base["model"] = MODEL
-    if extra_engine_args:
-        base["extra_engine_args"] = extra_engine_args
-    space = {
-        "name": path.stem,
-        "engine": "vllm",
-        "engine_base": base,
-        "parameters": {"max_num_seqs": {"type": "categorical", "choices": [256]}},
-        "workload": "vlm-chat",
-        "slo": data["slo"],
-        "load": {"mode": "rate", "rate_rps": RATE_RPS, "duration_s": WINDOW_S, "num_requests": None},
-        "trial": {"warmup_requests": WARMUP_REQUESTS, "startup_timeout_s": 600, "measure_timeout_s": 300,
-                  "gpu_release_timeout_s": 90},
-        "budget": {"n_trials": 1},
-    }
-    path.write_text(yaml.safe_dump(space, sort_keys=False))
-    return path
+    return fixed_rate_space(path, rate_rps=RATE_RPS, window_s=WINDOW_S, warmup_requests=WARMUP_REQUESTS,
+                            extra_engine_args=extra_engine_args)
 
 
 def _tune(space: Path, study: str, experiments: Path, log: Path) -> subprocess.Popen[bytes]:
-    """`autotune tune` of a one-trial study, its logs kept beside the record (the server's under trials/0/)."""
-    cpus = _cpu_split()
-    return start_cli(
-        ["tune", str(space), "--study", study, "--experiments-dir", str(experiments), "--no-mlflow",
-         "--n-trials", "1", "--server-cpus", cpus[0], "--client-cpus", cpus[1]],
-        log,
-    )
-
-
-def _cpu_split() -> tuple[str, str]:
-    """The server on the first three quarters of the cores, the load generator on the rest."""
-    count = max(2, os.cpu_count() or 2)
-    client = max(1, count // 4)
-    return f"0-{count - client - 1}", f"{count - client}-{count - 1}"
+    return tune_one_trial(space, study, experiments, log)
 
 
 def _finished_requests(url: str) -> float:
@@ -127,38 +86,6 @@ def _engine_cores(server_pid: int) -> list[psutil.Process]:
     return cores
 
 
-def _trial_record(trial: FrozenTrial, study_dir: Path) -> dict[str, Any]:
-    folder = study_dir / "trials" / str(trial.number)
-    result = json.loads((folder / "trial.json").read_text()) if (folder / "trial.json").exists() else {}
-    summary = result.get("summary") or {}
-    pgid = trial.user_attrs.get(attrs.SERVER_PGID)
-    return {
-        "number": trial.number,
-        "state": trial.state.name,
-        "reason": trial.user_attrs.get(attrs.FAIL_REASON),
-        "startup_s": (result.get("timings") or {}).get("startup_s"),
-        "gpu_memory_before_mib": result.get("gpu_memory_before_mib"),
-        "gpu_memory_after_mib": result.get("gpu_memory_after_mib"),
-        "gpu_memory_released": result.get("gpu_memory_released"),
-        "server_pgid": pgid,
-        "server_group_left": bool(pgid) and group_alive(int(pgid)),
-        "completed": summary.get("completed"),
-        "failed": summary.get("failed"),
-        "throughput_rps": summary.get("throughput_rps"),
-        "ttft_p99_ms": (summary.get("ttft_ms") or {}).get("p99"),
-        "tpot_p99_ms": (summary.get("tpot_ms") or {}).get("p99"),
-    }
-
-
-def _finish(tuner: subprocess.Popen[bytes], timeout_s: float) -> int:
-    try:
-        return tuner.wait(timeout=timeout_s)
-    finally:
-        if tuner.poll() is None:
-            tuner.kill()
-            tuner.wait()
-
-
 def test_oom_start_and_engine_kill_fail_their_trials_and_the_next_trial_measures_normally(tmp_path: Path) -> None:
     if importlib.util.find_spec("vllm") is None:
         pytest.skip(f"vLLM is not installed ({GPU_INSTALL_HINT})")
@@ -169,14 +96,14 @@ def test_oom_start_and_engine_kill_fail_their_trials_and_the_next_trial_measures
     experiments.mkdir(parents=True, exist_ok=True)
     idle = used_mib()  # MiB over every visible GPU, as the tuner reads its trials' before and after
     record: dict[str, Any] = {"gpu_total_gib": total_gib, "gpu_memory_idle_mib": idle, "rate_rps": RATE_RPS,
-                              "window_s": WINDOW_S, "cpus": _cpu_split(), "started": time.time()}
+                              "window_s": WINDOW_S, "cpus": cpu_split(), "started": time.time()}
     try:
         # 1. before
         before_log = folder / "tune-before.log"
-        rc = _finish(_tune(_space(folder / "fixed.yaml"), "before", experiments, before_log), 900)
+        rc = finish(_tune(_space(folder / "fixed.yaml"), "before", experiments, before_log), 900)
         before = load_trials(experiments / "before", "before")
         assert rc == 0 and before, before_log.read_text(errors="replace")[-3000:]
-        record["before"] = _trial_record(before[0], experiments / "before")
+        record["before"] = trial_record(before[0], experiments / "before")
         assert before[0].state is TrialState.COMPLETE, record["before"]
 
         # 2. the engine core killed mid-window
@@ -199,31 +126,31 @@ def test_oom_start_and_engine_kill_fail_their_trials_and_the_next_trial_measures
             for core in cores:
                 core.send_signal(signal.SIGKILL)
             record["kill"]["killed_at"] = time.time()
-            rc = _finish(tuner, 1200)
+            rc = finish(tuner, 1200)
         finally:
             if tuner.poll() is None:
                 tuner.kill()
         kill = load_trials(experiments / "kill", "kill")
         assert rc == 1 and kill, kill_log.read_text(errors="replace")[-3000:]
-        record["kill"].update(_trial_record(kill[0], experiments / "kill"))
+        record["kill"].update(trial_record(kill[0], experiments / "kill"))
 
         # 3. the next trial on the same GPU
         after_log = folder / "tune-after.log"
-        rc = _finish(_tune(_space(folder / "fixed.yaml"), "after", experiments, after_log), 900)
+        rc = finish(_tune(_space(folder / "fixed.yaml"), "after", experiments, after_log), 900)
         after = load_trials(experiments / "after", "after")
         assert rc == 0 and after, after_log.read_text(errors="replace")[-3000:]
-        record["after"] = _trial_record(after[0], experiments / "after")
+        record["after"] = trial_record(after[0], experiments / "after")
 
         # 4. out of GPU memory at start (left out when WITH_OOM_START is off)
         if WITH_OOM_START:
             too_big = int(2 * total_gib * 1024**3)
             oom_log = folder / "tune-oom.log"
             oom_space = _space(folder / "oom.yaml", extra_engine_args={"kv_cache_memory_bytes": too_big})
-            rc = _finish(_tune(oom_space, "oom", experiments, oom_log), 900)
+            rc = finish(_tune(oom_space, "oom", experiments, oom_log), 900)
             oom = load_trials(experiments / "oom", "oom")
             # a study whose only trial failed ends with "no feasible trial completed" and exit code 1
             assert rc == 1 and oom, oom_log.read_text(errors="replace")[-3000:]
-            record["oom"] = {**_trial_record(oom[0], experiments / "oom"), "kv_cache_memory_bytes": too_big}
+            record["oom"] = {**trial_record(oom[0], experiments / "oom"), "kv_cache_memory_bytes": too_big}
     finally:
         record["ended"] = time.time()
         (folder / "engine-death.json").write_text(json.dumps(record, indent=2))

@@ -2,7 +2,7 @@
 
 A cold start runs `python -m autotune.cli.serve`, which imports the engine's modules again for every trial (for
 vLLM: vLLM, torch and transformers; 20 s of the "launcher" phase of a start on a fresh H100, 2026-12-05). A tuner
-worker with `--warm-start` starts one `autotune.tune.warm_parent` that imports them once; each trial's server is then
+worker with `--warm-start` starts one `autotune.cli.warm_parent` that imports them once; each trial's server is then
 a fork of it (`WarmParent.launch`), and `ServerProcess` treats it as it treats a cold one: its own process group and
 session, the same log, the same readiness wait, stopped and killed as a group. What vLLM starts below the server
 imports afresh: `vllm serve` sets VLLM_WORKER_MULTIPROC_METHOD=spawn unless it is set (vLLM 0.24,
@@ -101,7 +101,7 @@ class ForkedProcess:
 
 
 class WarmParent:
-    """One `autotune.tune.warm_parent` process: started once, forks each trial's server, closed at the study's end.
+    """One `autotune.cli.warm_parent` process: started once, forks each trial's server, closed at the study's end.
 
     Start it from the tuner's main thread (it dies with the thread that started it, PR_SET_PDEATHSIG, and its servers
     die with it)."""
@@ -122,7 +122,7 @@ class WarmParent:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "wb") as log_file:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "autotune.tune.warm_parent", str(theirs.fileno()), *self.modules],
+                [sys.executable, "-m", "autotune.cli.warm_parent", str(theirs.fileno()), *self.modules],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=self.env,
                 pass_fds=[theirs.fileno()], preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
             )

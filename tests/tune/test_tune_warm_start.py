@@ -133,7 +133,7 @@ def test_a_warm_start_study_forks_every_trial_leaves_no_parent_and_its_cost_is_s
     for trial in trials:
         assert "forked from the warm parent" in Path(trial["log_path"]).read_text()
     log = (outcome.study_dir / WARM_PARENT_LOG).read_text()
-    assert not any("autotune.tune.warm_parent" in " ".join(p.cmdline()) for p in psutil.Process().children(recursive=True)), log
+    assert not any("autotune.cli.warm_parent" in " ".join(p.cmdline()) for p in psutil.Process().children(recursive=True)), log
     # the trials table says how each server started
     table = pd.read_csv(outcome.trials_csv)
     assert table["warm_start"].tolist() == [True, True]

@@ -1,6 +1,8 @@
 """The warm parent: a long-lived process that has imported the server's modules once and forks each trial's server.
 
-Started by `autotune.tune.warm_start.WarmParent` (once per tuner worker) as `python -m autotune.tune.warm_parent FD
+A program, like `python -m autotune.cli.serve` whose command it runs in each fork: hence the cli layer.
+
+Started by `autotune.tune.warm_start.WarmParent` (once per tuner worker) as `python -m autotune.cli.warm_parent FD
 MODULE...`: it imports the modules (for vLLM: vLLM's CLI and OpenAI server, torch and transformers through
 `serving.vllm_middleware`), checks that CUDA was not initialized (a forked child could not use it), and then answers
 requests on the socket FD, one JSON object a line:

@@ -70,7 +70,9 @@ def test_mlflow_server_restarted_mid_study_then_sync_mlflow(tmp_path: Path) -> N
     space = write_space(
         tmp_path / "space.yaml",
         parameters={"max_num_seqs": {"type": "int", "low": 2, "high": 64, "log": True}},
-        load={"num_requests": 8},
+        # trials long enough that one is still serving once another is logged, under CI load too (with 8 requests a
+        # trial served ~5 s, ~2.5 s of it measuring; a CI run on 2026-12-06 never saw a serving trial after the first logged one)
+        load={"num_requests": 64},
         budget={"n_trials": BUDGET},
         trial={"stop_timeout_s": 2, "warmup_requests": 1},
     )

@@ -21,7 +21,6 @@ cold a trial whose environment differs from the parent's in such a variable (`wa
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib
 import json
 import os
@@ -33,8 +32,8 @@ import time
 import traceback
 from typing import Any
 
-WARM_PARENT_ENV = "AUTOTUNE_WARM_PARENT_PID"  # set in each forked server: its log says it was a warm start
-_PR_SET_PDEATHSIG = 1
+from autotune.tune.server_process import die_with_parent
+
 
 
 def preload(modules: list[str]) -> dict[str, Any]:
@@ -53,8 +52,7 @@ def _run_child(request: dict[str, Any], channel: socket.socket) -> int:
     """In the forked child: become the trial's server (never returns to the parent's loop)."""
     channel.close()
     os.setsid()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    die_with_parent()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
     if request.get("cpus"):
@@ -70,7 +68,7 @@ def _run_child(request: dict[str, Any], channel: socket.socket) -> int:
         stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     os.chdir(request["cwd"])
     os.environ.clear()
-    os.environ.update({**request["env"], WARM_PARENT_ENV: str(os.getppid())})
+    os.environ.update(request["env"])
     sys.argv = ["autotune-serve", *request["argv"]]
     print(f"autotune serve: forked from the warm parent (pid {os.getppid()}), its modules already imported", flush=True)
     from autotune.observe.stacks.profiler import start_from_environment

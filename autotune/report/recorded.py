@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
+from autotune.tune.session import StudySession, reopen_study
+
 DECOMPRESS: dict[str, Callable[[bytes], bytes]] = {".gz": gzip.decompress, ".xz": lzma.decompress}
 FOLDER_ARCHIVE = ".tar.xz"
 
@@ -89,3 +91,14 @@ def folder(path: Path) -> Iterator[Path]:
         with tarfile.open(archive, "r:xz") as tar:
             tar.extractall(scratch, filter="data")
         yield Path(scratch) / path.name
+
+
+@contextmanager
+def study(study_dir: Path) -> Iterator[StudySession]:
+    """The study recorded in `study_dir` (its `optuna.db`, plain or compressed), opened from a scratch copy for the
+    duration of the `with` block: the recorded store is only read."""
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / study_dir.name
+        copy.mkdir()
+        (copy / "optuna.db").write_bytes(read_bytes(study_dir / "optuna.db"))
+        yield reopen_study(study_dir.name, experiments_dir=Path(scratch), mlflow=False)

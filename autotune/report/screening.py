@@ -9,24 +9,18 @@ first: the recorded study is only read.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from autotune.report import recorded
 from autotune.tune.screen import ScreeningSavings, screening_savings
-from autotune.tune.session import reopen_study
 from serving.engines.profile import SimulatorProfile
 
 
 def study_screening_savings(study_dir: Path, profiles: Sequence[Path], within_pct: float) -> list[tuple[Path, ScreeningSavings]]:
     """Each profile's savings on the study recorded in `study_dir`."""
-    with tempfile.TemporaryDirectory() as scratch:
-        copy = Path(scratch) / study_dir.name
-        copy.mkdir()
-        (copy / "optuna.db").write_bytes(recorded.read_bytes(study_dir / "optuna.db"))
-        session = reopen_study(study_dir.name, experiments_dir=Path(scratch), mlflow=False)
+    with recorded.study(study_dir) as session:
         return [(path, screening_savings(session.study, session.space, SimulatorProfile.load(path), within_pct=within_pct))
                 for path in profiles]
 

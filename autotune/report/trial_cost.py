@@ -11,7 +11,6 @@ pruned ones too: they cost the lease the same; a duplicate (its value reused) or
 from __future__ import annotations
 
 import statistics
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -21,7 +20,6 @@ from pydantic import Field
 from autotune.base_models import StrictModel
 from autotune.report import recorded
 from autotune.tune import attrs
-from autotune.tune.session import reopen_study
 from autotune.tune.start_phases import PHASES
 
 TRIAL_PARTS = ("startup_s", "warmup_s", "screening_s", "measure_s", "stop_s")
@@ -43,11 +41,7 @@ class TrialCostSummary(StrictModel):
 
 def summarize_trial_cost(study_dir: Path, *, gpus: int) -> TrialCostSummary:
     """The trial cost of the study recorded in `study_dir` (only read)."""
-    with tempfile.TemporaryDirectory() as scratch:
-        copy = Path(scratch) / study_dir.name
-        copy.mkdir()
-        (copy / "optuna.db").write_bytes(recorded.read_bytes(study_dir / "optuna.db"))
-        session = reopen_study(study_dir.name, experiments_dir=Path(scratch), mlflow=False)
+    with recorded.study(study_dir) as session:
         trials = [t for t in session.study.get_trials(deepcopy=False) if _served(t)]
     if not trials:
         raise ValueError(f"{study_dir}: no finished trial that served a config")

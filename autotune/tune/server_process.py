@@ -63,6 +63,11 @@ class ServerStartError(AutotuneError):
         self.exit_code = exit_code
 
 
+def server_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a server runs with: ours, unbuffered, then `extra` (also a warm parent's, with no `extra`)."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1", **(extra or {})}
+
+
 def die_with_parent() -> None:
     """preexec_fn: SIGTERM this child when the parent dies (Linux only; silently skipped elsewhere)."""
     try:
@@ -178,7 +183,7 @@ class ServerProcess:
         self.host = host
         self.log_path = Path(log_path)
         self.startup_timeout_s = startup_timeout_s
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.env = server_environment(env)
         self.base_url = ""
         self.pid = 0
         self.pgid = 0

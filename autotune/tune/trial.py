@@ -39,11 +39,11 @@ from autotune.observe.stacks.gate import START_WINDOW, StackProfileGate
 from autotune.tune.measure import BenchmarkFunc, TrialMeasurement, stack_dir, stack_profile_env, write_stack_profile
 from autotune.tune.preflight import min_free_gib
 from autotune.redact import hide_secret_env, missing_env_placeholders
-from autotune.tune.server_process import ServerProcess, ServerStartError
+from autotune.tune.server_process import ServerProcess, ServerStartError, server_environment
 from autotune.tune.start_phases import start_phases_of_file
 from autotune.tune.stops import check_free_space, out_of_space, out_of_space_error
 from autotune.tune.trial_result import NullObserver, TrialObserver, TrialOutcome, TrialResult
-from autotune.tune.warm_start import WarmParent, server_environment
+from autotune.tune.warm_start import WarmParent
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from typing import IO, Any
 
 from autotune.config import EngineKind
 from autotune.errors import AutotuneError
-from autotune.tune.server_process import die_with_parent
+from autotune.tune.server_process import die_with_parent, server_environment
 from serving.autostart import __file__ as autostart_init
 
 log = logging.getLogger(__name__)
@@ -58,11 +58,6 @@ _POLL_INTERVAL_S = 0.05
 
 class WarmStartError(AutotuneError):
     pass
-
-
-def server_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment a trial's server runs with (`ServerProcess`'s), and the warm parent's with no `extra`."""
-    return {**os.environ, "PYTHONUNBUFFERED": "1", **(extra or {})}
 
 
 def import_time_env_differs(parent: Mapping[str, str], server: Mapping[str, str]) -> list[str]:

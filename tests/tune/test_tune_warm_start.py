@@ -29,7 +29,7 @@ from autotune.observe.stacks.profiler import DIR_ENV
 from autotune.report.trial_cost import summarize_trial_cost
 from autotune.tune import attrs
 from autotune.tune.measure import stack_profile_env
-from autotune.tune.server_process import ServerProcess, ServerStartError, process_group_exists
+from autotune.tune.server_process import ServerProcess, ServerStartError, process_group_exists, server_environment
 from autotune.tune.session import open_study
 from autotune.tune.settings import TuneSettings
 from autotune.tune.study import run_tuning
@@ -38,7 +38,6 @@ from autotune.tune.warm_start import (
     WARM_PARENT_LOG,
     WarmParent,
     import_time_env_differs,
-    server_environment,
 )
 
 SERVE = ["--model", MODEL, "--engine", "simulated", "--port", "0"]

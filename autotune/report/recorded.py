@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
+from autotune.errors import ConfigError
 from autotune.tune.session import StudySession, reopen_study
 
 DECOMPRESS: dict[str, Callable[[bytes], bytes]] = {".gz": gzip.decompress, ".xz": lzma.decompress}
@@ -96,7 +97,9 @@ def folder(path: Path) -> Iterator[Path]:
 @contextmanager
 def study(study_dir: Path) -> Iterator[StudySession]:
     """The study recorded in `study_dir` (its `optuna.db`, plain or compressed), opened from a scratch copy for the
-    duration of the `with` block: the recorded store is only read."""
+    duration of the `with` block: the recorded store is only read. A folder without one is a ConfigError."""
+    if stored_file(study_dir / "optuna.db") is None:
+        raise ConfigError(f"{study_dir}: no study recorded here (no optuna.db, optuna.db.gz or optuna.db.xz)")
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / study_dir.name
         copy.mkdir()

@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from pydantic import Field
 
 from autotune.base_models import StrictModel
+from autotune.errors import ConfigError
 from autotune.report import recorded
 from autotune.tune import attrs
 from autotune.tune.start_phases import PHASES
@@ -44,7 +45,7 @@ def summarize_trial_cost(study_dir: Path, *, gpus: int) -> TrialCostSummary:
     with recorded.study(study_dir) as session:
         trials = [t for t in session.study.get_trials(deepcopy=False) if _served(t)]
     if not trials:
-        raise ValueError(f"{study_dir}: no finished trial that served a config")
+        raise ConfigError(f"{study_dir}: no finished trial that served a config (nothing to summarize yet)")
     starts = [t.datetime_start for t in trials if t.datetime_start is not None]
     ends = [t.datetime_complete for t in trials if t.datetime_complete is not None]
     phases = [t.user_attrs.get(attrs.START_PHASES) or {} for t in trials]

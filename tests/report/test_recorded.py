@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import lzma
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -76,3 +78,14 @@ def test_a_plain_folder_is_used_in_place(tmp_path: Path) -> None:
     (tmp_path / "stack-profile").mkdir()
     with recorded.folder(tmp_path / "stack-profile") as folder:
         assert folder == tmp_path / "stack-profile"
+
+
+def test_a_folder_without_a_study_store_is_one_clear_error_on_the_command_line(tmp_path: Path) -> None:
+    """`summarize trial-cost` and `summarize screening` open recorded studies the same way: a folder without
+    optuna.db (plain or compressed) is one 'error:' line and exit code 2, never a traceback."""
+    for args in (["trial-cost", str(tmp_path)], ["screening", str(tmp_path), "p.json"]):
+        done = subprocess.run([sys.executable, "-m", "autotune.cli", "summarize", *args], capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert done.returncode == 2, done.stderr
+        assert "error:" in done.stderr and "no study recorded here (no optuna.db, optuna.db.gz or optuna.db.xz)" in done.stderr
+        assert "Traceback" not in done.stderr + done.stdout

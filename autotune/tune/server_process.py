@@ -47,11 +47,17 @@ class ChildProcess(Protocol):
 
 
 class Launcher(Protocol):
-    """Starts `autotune serve ARGV` in its own process group and session (`autotune.tune.warm_start.WarmParent`)."""
+    """Starts `autotune serve ARGV` in its own process group and session (`autotune.tune.warm_start.WarmParent`).
+
+    Raises `LaunchError` when it cannot (its warm parent has gone): the server then starts cold."""
 
     def launch(
         self, argv: Sequence[str], *, env: Mapping[str, str], log_path: Path, cpus: Sequence[int] | None
     ) -> ChildProcess: ...
+
+
+class LaunchError(AutotuneError):
+    """A launcher could not start the server; `ServerProcess` starts it as a new interpreter instead."""
 
 
 class ServerStartError(AutotuneError):
@@ -179,6 +185,7 @@ class ServerProcess:
         self.serve_args = serve_args
         self.argv = [sys.executable, "-m", "autotune.cli.serve", *serve_args]
         self.launcher = launcher  # None: a cold start (a new interpreter); else forked by a warm parent
+        self.launch_failure: str | None = None  # why the launcher could not start it (it then started cold)
         self.cpus = sorted(set(cpus)) if cpus else None  # the server and every process it starts run on these
         self.host = host
         self.log_path = Path(log_path)
@@ -209,18 +216,7 @@ class ServerProcess:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        if self.launcher is not None:
-            self._process = self.launcher.launch(self.serve_args, env=self.env, log_path=self.log_path, cpus=self.cpus)
-        else:
-            self._process = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log_file,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                start_new_session=True,
-                preexec_fn=self._preexec if sys.platform.startswith("linux") else None,  # noqa: PLW1509
-            )
+        self._process = self._launch(self._log_file)
         self.pid = self._process.pid
         self.pgid = self.pid  # start_new_session: the child leads its own group
         try:
@@ -234,6 +230,25 @@ class ServerProcess:
         except BaseException:
             self.stop()
             raise
+
+    def _launch(self, log_file: IO[bytes]) -> ChildProcess:
+        """The launcher's fork; a new interpreter without a launcher, or when the launcher failed (recorded in
+        `launch_failure`: a warm parent that died after the trial chose it)."""
+        if self.launcher is not None:
+            try:
+                return self.launcher.launch(self.serve_args, env=self.env, log_path=self.log_path, cpus=self.cpus)
+            except LaunchError as exc:
+                self.launch_failure = str(exc)
+                self.launcher = None
+        return subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
+            preexec_fn=self._preexec if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+        )
 
     def _wait_ready(self, deadline: float) -> None:
         with httpx.Client(timeout=2.0, trust_env=False) as client:

@@ -172,6 +172,7 @@ class TrialRunner:
             ) as server:
                 result.timings.startup_s = round(time.monotonic() - t0, 3)
                 ready_at = datetime.now()
+                self._note_launch_failure(server, result)
                 self._close_start_profile(start_gate)
                 self.observer.server_started(number, server)
                 self._measurement().measure(number, engine, server, folder, result, screening)
@@ -213,6 +214,14 @@ class TrialRunner:
             result.cold_start_reason = cold_reason
             return None
         return self.warm_parent
+
+    @staticmethod
+    def _note_launch_failure(server: Any, result: TrialResult) -> None:
+        """A server whose warm parent could not fork it started cold (`ServerProcess.launch_failure`)."""
+        failure = getattr(server, "launch_failure", None)
+        if failure:
+            log.warning("trial %d started cold: %s", result.number, failure)
+            result.warm_start, result.cold_start_reason = False, failure
 
     def _open_start_profile(self, folder: Path) -> StackProfileGate | None:
         """With stack profiling on, the server's start is profiled too, as the window `START_WINDOW` (from the first

@@ -31,8 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from autotune.config import EngineKind
-from autotune.errors import AutotuneError
-from autotune.tune.server_process import die_with_parent, server_environment
+from autotune.tune.server_process import LaunchError, die_with_parent, server_environment
 from serving.autostart import __file__ as autostart_init
 
 log = logging.getLogger(__name__)
@@ -56,8 +55,8 @@ READY_TIMEOUT_S = 600.0  # vLLM, torch and transformers from a cold disk take ab
 _POLL_INTERVAL_S = 0.05
 
 
-class WarmStartError(AutotuneError):
-    pass
+class WarmStartError(LaunchError):
+    """The warm parent could not fork a server (it has gone, or its fork failed)."""
 
 
 def import_time_env_differs(parent: Mapping[str, str], server: Mapping[str, str]) -> list[str]:
@@ -170,7 +169,10 @@ class WarmParent:
     def exit_code(self, pid: int) -> int | None:
         if self._process.poll() is not None:
             return -1  # the parent is gone, and its servers with it (PR_SET_PDEATHSIG)
-        code = self._ask({"op": "poll", "pid": pid}).get("exit_code")
+        try:
+            code = self._ask({"op": "poll", "pid": pid}).get("exit_code")
+        except WarmStartError:
+            return -1  # the parent went between the check above and the question
         return None if code is None else int(code)
 
     def _ask(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -104,6 +104,22 @@ def test_servers_die_with_the_warm_parent(tmp_path: Path) -> None:
         server.stop(timeout_s=5)
 
 
+def test_a_server_whose_warm_parent_died_after_it_was_chosen_starts_cold_and_says_why(tmp_path: Path) -> None:
+    warm = WarmParent(EngineKind.SIMULATED, tmp_path / WARM_PARENT_LOG)
+    try:
+        assert warm.cold_start_reason(server_environment()) is None  # the trial chose the warm start ...
+        os.kill(warm.pid, signal.SIGKILL)  # ... and the parent died before the fork
+        assert _gone(warm.pid)
+        server = ServerProcess.from_serve_args(SERVE, log_path=tmp_path / "server.log", launcher=warm)
+        with server:
+            assert httpx.get(f"{server.base_url}/health", timeout=5).status_code == 200
+            assert psutil.Process(server.pid).ppid() == os.getpid()  # a new interpreter of ours, not a fork
+        assert server.launch_failure is not None and "warm parent" in server.launch_failure
+        assert server.launcher is None and not process_group_exists(server.pgid)
+    finally:
+        warm.close()
+
+
 def test_what_is_read_at_import_makes_a_trial_start_cold(parent: WarmParent, tmp_path: Path) -> None:
     assert parent.cold_start_reason(server_environment({"VLLM_CACHE_ROOT": "/cache"})) is None  # read when used
     # the stack profiler's variables: a forked server starts the profiler itself

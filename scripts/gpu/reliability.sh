@@ -19,12 +19,14 @@ export DEADLINE_EPOCH=$(( $(date +%s) + LEASE_LEFT - 110 ))                # roo
 echo "$DEADLINE_EPOCH" > "$RUN/deadline"
 SOAK_ONLY=${SOAK_ONLY:-0}   # 1: the soak alone (a lease too short for both)
 DEATH_OOM=${DEATH_OOM:-1}   # 0: the engine-death test without its OOM start (steps 1-3 only)
-export RUN CONFIG SOAK_RATE SOAK_ONLY DEATH_OOM
+DEATH_EAGER=${DEATH_EAGER:-0}   # 1: its servers with enforce_eager (shorter starts, for a short lease)
+export RUN CONFIG SOAK_RATE SOAK_ONLY DEATH_OOM DEATH_EAGER
 setsid nohup bash -c '
   say() { echo "$(date +%H:%M:%S) $*" | tee -a "$RUN/progress.log"; }
   if [ "$SOAK_ONLY" != 1 ]; then
     say "engine-death test: starting"
     AUTOTUNE_GPU_MODEL=$MODEL AUTOTUNE_GPU_RECORD_DIR=$RUN/engine-death AUTOTUNE_GPU_DEATH_OOM=$DEATH_OOM \
+      AUTOTUNE_GPU_DEATH_EAGER=$DEATH_EAGER \
       timeout $(( DEADLINE_EPOCH - $(date +%s) )) python3 -m pytest tests/gpu/test_gpu_engine_death.py -q -o addopts="" \
       -p no:cacheprovider -m gpu -rA > "$RUN/engine-death.log" 2>&1
     say "engine-death test: exit $? ($(tail -1 "$RUN/engine-death.log"))"

@@ -51,11 +51,15 @@ WINDOW_S = 40.0
 # 0: leave out step 4, the OOM start (recorded on 2026-12-05), for a lease that holds only steps 1-3
 WITH_OOM_START = os.environ.get("AUTOTUNE_GPU_DEATH_OOM", "1") != "0"
 WARMUP_REQUESTS = 16
+# 1: every step with `enforce_eager` (no torch.compile, no CUDA graphs): starts about a minute shorter, for a lease too
+# short for compiled starts; the engine core dies and is reaped the same way
+EAGER = os.environ.get("AUTOTUNE_GPU_DEATH_EAGER", "0") == "1"
 
 
 def _space(path: Path, *, extra_engine_args: dict[str, Any] | None = None) -> Path:
+    engine_args = {**({"enforce_eager": True} if EAGER else {}), **(extra_engine_args or {})}
     return fixed_rate_space(path, rate_rps=RATE_RPS, window_s=WINDOW_S, warmup_requests=WARMUP_REQUESTS,
-                            extra_engine_args=extra_engine_args)
+                            extra_engine_args=engine_args or None)
 
 
 def _tune(space: Path, study: str, experiments: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -96,7 +100,7 @@ def test_oom_start_and_engine_kill_fail_their_trials_and_the_next_trial_measures
     experiments.mkdir(parents=True, exist_ok=True)
     idle = used_mib()  # MiB over every visible GPU, as the tuner reads its trials' before and after
     record: dict[str, Any] = {"gpu_total_gib": total_gib, "gpu_memory_idle_mib": idle, "rate_rps": RATE_RPS,
-                              "window_s": WINDOW_S, "cpus": cpu_split(), "started": time.time()}
+                              "window_s": WINDOW_S, "enforce_eager": EAGER, "cpus": cpu_split(), "started": time.time()}
     try:
         # 1. before
         before_log = folder / "tune-before.log"

@@ -8,12 +8,13 @@ file descriptors and latencies recorded as series, then judged against stated bo
 The load is `run_benchmark` in `rate` mode (constant arrivals computed up front, the usual client, workload
 and records). Beside it a thread samples, every `sample_interval_s`, the RSS and open descriptors summed over
 the server's process tree (`server_pid` and its children, on this host; none without a pid; the RSS also by
-vLLM process role: API servers, engine cores, GPU workers, other) and the GPUs' used memory (NVML; none
-without). The run is cut into windows of `window_s` by send time; the verdict compares the last window with
+vLLM process role: API servers, engine cores, GPU workers, other), its PSS likewise (proportional set size: a
+page shared by several processes of the tree, such as vLLM's shared-memory queues or a fork's copy-on-write pages,
+is counted once in the sum instead of once per process) and the GPUs' used memory (NVML; none without). The run is cut into windows of `window_s` by send time; the verdict compares the last window with
 the first:
 - errors: no request failed (warm-up excluded);
-- memory: max RSS of the last window <= max RSS of the first window + `rss_growth_mib` (the first window
-  absorbs warm-up allocations; a leak shows as growth after it);
+- memory: max PSS of the last window <= max PSS of the first window + `memory_growth_mib` (RSS where PSS was not
+  sampled; the first window absorbs warm-up allocations; a leak shows as growth after it);
 - descriptors: the fewest open fds of the last window <= the fewest of the first window + `fd_growth` (a leak
   raises the floor; the sockets of requests in flight come and go with the latency, and a slower host holds more);
 - latency: p99 TTFT and p99 E2E latency of the last window <= `p99_ratio` x those of the first + `p99_slack_ms`;
@@ -32,7 +33,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import psutil
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from autotune.bench.runner import run_benchmark
 from autotune.bench.schemas import SLO, LoadSpec, RequestRecord
@@ -48,8 +49,9 @@ _MAX_ERRORS_KEPT = 20
 class SoakBounds(ClosedModel):
     """What 'no growth' and 'stable' mean for one soak (the verdict's criteria)."""
 
-    rss_growth_mib: Annotated[float, Field(ge=0)] = Field(
-        default=32.0, description="Allowed rise of the server's RSS from the first window's max to the last window's max"
+    memory_growth_mib: Annotated[float, Field(ge=0)] = Field(
+        default=32.0, validation_alias=AliasChoices("memory_growth_mib", "rss_growth_mib"),  # records before PSS
+        description="Allowed rise of the server's memory (its PSS, else RSS) from the first window's max to the last's",
     )
     fd_growth: Annotated[int, Field(ge=0)] = Field(default=8, description="Allowed rise of its open file descriptors, likewise")
     p99_ratio: Annotated[float, Field(ge=1)] = Field(default=1.5, description="Last window's p99 / first window's p99 allowed")
@@ -79,6 +81,8 @@ class ResourceSample(ClosedModel):
     rss_by_role_mib: dict[Role, float] | None = Field(
         default=None, description="The RSS of the tree by vLLM process role (autotune.observe.cpu.resolve_roles)"
     )
+    pss_mib: float | None = Field(default=None, description="The tree's PSS: its shared pages counted once")
+    pss_by_role_mib: dict[Role, float] | None = Field(default=None, description="The PSS of the tree by vLLM process role")
     open_fds: int | None = None
     processes: int | None = None
     gpu_memory_used_mib: float | None = None
@@ -93,6 +97,8 @@ class SoakWindow(ClosedModel):
     e2el_p99_ms: float | None = None
     rss_max_mib: float | None = None
     rss_max_by_role_mib: dict[Role, float] | None = Field(default=None, description="The largest RSS of each role")
+    pss_max_mib: float | None = None
+    pss_max_by_role_mib: dict[Role, float] | None = Field(default=None, description="The largest PSS of each role")
     fds_max: int | None = None
     fds_min: int | None = Field(default=None, description="The fewest open fds sampled in the window (the floor a leak raises)")
     gpu_memory_max_mib: float | None = None
@@ -143,6 +149,8 @@ class ResourceSampler:
             t_s=0.0,
             rss_mib=None if usage is None else usage.rss_mib,
             rss_by_role_mib=None if usage is None else usage.rss_by_role_mib,
+            pss_mib=None if usage is None else usage.pss_mib,
+            pss_by_role_mib=None if usage is None else usage.pss_by_role_mib,
             open_fds=None if usage is None else usage.open_fds,
             processes=None if usage is None else usage.processes,
             gpu_memory_used_mib=_gpu_memory_used_mib(),
@@ -162,12 +170,24 @@ class ResourceSampler:
 class TreeUsage:
     rss_mib: float
     rss_by_role_mib: dict[Role, float]
+    pss_mib: float | None  # None when a process's smaps could not be read
+    pss_by_role_mib: dict[Role, float] | None
     open_fds: int
     processes: int
 
 
+def _memory(process: psutil.Process) -> tuple[int, int | None]:
+    """(RSS, PSS) in bytes; PSS None where smaps is not readable (another user's process, a non-Linux host)."""
+    try:
+        full = process.memory_full_info()
+    except (psutil.AccessDenied, NotImplementedError):
+        return process.memory_info().rss, None
+    return full.rss, getattr(full, "pss", None)
+
+
 def _tree_usage(pid: int) -> TreeUsage | None:
-    """RSS (in all and by vLLM role), open fds and processes of `pid` and its descendants; None when it is gone."""
+    """RSS and PSS (in all and by vLLM role), open fds and processes of `pid` and its descendants; None when it is
+    gone."""
     try:
         root = psutil.Process(pid)
         processes = [root, *root.children(recursive=True)]
@@ -175,25 +195,35 @@ def _tree_usage(pid: int) -> TreeUsage | None:
         return None
     identities: list[ProcessIdentity] = []
     rss: dict[int, int] = {}
+    pss: dict[int, int | None] = {}
     fds = 0
     for process in processes:
         try:
             with process.oneshot():
-                process_rss, process_fds, identity = process.memory_info().rss, process.num_fds(), ProcessIdentity.of(process)
+                memory, process_fds, identity = _memory(process), process.num_fds(), ProcessIdentity.of(process)
         except psutil.Error:
             continue  # a child that exited between the listing and the read: none of its figures counted
-        rss[process.pid] = process_rss
+        rss[process.pid], pss[process.pid] = memory
         fds += process_fds
         identities.append(identity)
-    by_role: dict[Role, float] = {}
-    for process_pid, role in resolve_roles(identities).items():
-        by_role[role] = by_role.get(role, 0.0) + rss[process_pid] / _MIB
+    roles = resolve_roles(identities)
+    complete_pss = {p: v for p, v in pss.items() if v is not None}
+    has_pss = len(complete_pss) == len(rss)  # a sum without one process's PSS would understate the tree
     return TreeUsage(
         rss_mib=round(sum(rss.values()) / _MIB, 2),
-        rss_by_role_mib={role: round(value, 2) for role, value in sorted(by_role.items())},
+        rss_by_role_mib=_by_role(rss, roles),
+        pss_mib=round(sum(complete_pss.values()) / _MIB, 2) if has_pss else None,
+        pss_by_role_mib=_by_role(complete_pss, roles) if has_pss else None,
         open_fds=fds,
         processes=len(processes),
     )
+
+
+def _by_role(bytes_by_pid: dict[int, int], roles: dict[int, Role]) -> dict[Role, float]:
+    by_role: dict[Role, float] = {}
+    for process_pid, role in roles.items():
+        by_role[role] = by_role.get(role, 0.0) + bytes_by_pid[process_pid] / _MIB
+    return {role: round(value, 2) for role, value in sorted(by_role.items())}
 
 
 def _gpu_memory_used_mib() -> float | None:
@@ -214,19 +244,19 @@ def _max(values: Sequence[float | int | None]) -> float | None:
     return max(present) if present else None
 
 
-def _max_by_role(samples: Sequence[ResourceSample]) -> dict[Role, float] | None:
+def _max_by_role(by_role_series: Sequence[dict[Role, float] | None]) -> dict[Role, float] | None:
     by_role: dict[Role, float] = {}
-    for sample in samples:
-        for role, value in (sample.rss_by_role_mib or {}).items():
+    for sample in by_role_series:
+        for role, value in (sample or {}).items():
             by_role[role] = max(by_role.get(role, value), value)
     return by_role or None
 
 
-def _growth_by_role(first: SoakWindow, last: SoakWindow) -> str:
-    """', most in engine_core (+X MiB)' when both windows have roles, else ''."""
-    if not first.rss_max_by_role_mib or not last.rss_max_by_role_mib:
+def _growth_by_role(first: dict[Role, float] | None, last: dict[Role, float] | None) -> str:
+    """', most in engine_core processes (+X MiB)' when both windows have roles, else ''."""
+    if not first or not last:
         return ""
-    growth = {role: value - first.rss_max_by_role_mib.get(role, 0.0) for role, value in last.rss_max_by_role_mib.items()}
+    growth = {role: value - first.get(role, 0.0) for role, value in last.items()}
     role = max(growth, key=lambda name: growth[name])
     return f"; most in {role} processes (+{growth[role]:.1f} MiB)"
 
@@ -260,13 +290,27 @@ def windows_of(
                 ttft_p99_ms=_p99([r.ttft_ms for r in ok if r.ttft_ms is not None]),
                 e2el_p99_ms=_p99([r.e2el_ms for r in ok if r.e2el_ms is not None]),
                 rss_max_mib=_max([s.rss_mib for s in sampled]),
-                rss_max_by_role_mib=_max_by_role(sampled),
+                rss_max_by_role_mib=_max_by_role([s.rss_by_role_mib for s in sampled]),
+                pss_max_mib=_max([s.pss_mib for s in sampled]),
+                pss_max_by_role_mib=_max_by_role([s.pss_by_role_mib for s in sampled]),
                 fds_max=None if fds is None else int(fds),
                 fds_min=fds_floor,
                 gpu_memory_max_mib=_max([s.gpu_memory_used_mib for s in sampled]),
             )
         )
     return windows
+
+
+def _memory_growth(first: SoakWindow, last: SoakWindow) -> tuple[str, float, str] | None:
+    """(measure, growth MiB from the first window's max to the last's, its largest role): PSS where both windows
+    have it (shared pages counted once), else RSS; None without memory samples."""
+    if first.pss_max_mib is not None and last.pss_max_mib is not None:
+        return ("PSS", last.pss_max_mib - first.pss_max_mib,
+                _growth_by_role(first.pss_max_by_role_mib, last.pss_max_by_role_mib))
+    if first.rss_max_mib is not None and last.rss_max_mib is not None:
+        return ("RSS", last.rss_max_mib - first.rss_max_mib,
+                _growth_by_role(first.rss_max_by_role_mib, last.rss_max_by_role_mib))
+    return None
 
 
 def judge(record: SoakRecord, bounds: SoakBounds | None = None) -> list[str]:
@@ -281,10 +325,12 @@ def judge(record: SoakRecord, bounds: SoakBounds | None = None) -> list[str]:
         problems.append(f"{len(record.windows)} window(s): a soak needs at least two to compare")
         return problems
     first, last = record.windows[0], record.windows[-1]
-    if first.rss_max_mib is not None and last.rss_max_mib is not None and last.rss_max_mib > first.rss_max_mib + bounds.rss_growth_mib:
+    memory = _memory_growth(first, last)
+    if memory is not None and memory[1] > bounds.memory_growth_mib:
+        name, growth, by_role = memory
         problems.append(
-            f"server RSS grew {last.rss_max_mib - first.rss_max_mib:.1f} MiB from the first window to the last "
-            f"(bound {bounds.rss_growth_mib:g} MiB){_growth_by_role(first, last)}"
+            f"server {name} grew {growth:.1f} MiB from the first window to the last "
+            f"(bound {bounds.memory_growth_mib:g} MiB){by_role}"
         )
     if first.fds_min is not None and last.fds_min is not None and last.fds_min > first.fds_min + bounds.fd_growth:
         problems.append(

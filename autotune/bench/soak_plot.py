@@ -11,17 +11,22 @@ _NAN = float("nan")
 
 
 def memory_series(record: SoakRecord) -> list[tuple[str, list[float], dict[str, object]]]:
-    """The memory panel's lines, (label, values per sample, line style): the server's RSS, its RSS by vLLM process
-    role when there are several roles, and the GPU's used memory, each only where it was sampled."""
+    """The memory panel's lines, (label, values per sample, line style): the server's RSS and PSS, its PSS (else RSS)
+    by vLLM process role when there are several roles, and the GPU's used memory, each only where it was sampled."""
     samples = record.samples
     lines: list[tuple[str, list[float], dict[str, object]]] = []
     if any(s.rss_mib is not None for s in samples):
         lines.append(("server RSS (process tree)", [_NAN if s.rss_mib is None else s.rss_mib for s in samples], {"color": "tab:green"}))
-    roles = sorted({role for s in samples for role in (s.rss_by_role_mib or {})})
+    has_pss = any(s.pss_mib is not None for s in samples)
+    if has_pss:
+        lines.append(("server PSS (shared pages once)", [_NAN if s.pss_mib is None else s.pss_mib for s in samples], {"color": "tab:olive"}))
+    measure = "PSS" if has_pss else "RSS"  # by role: what the verdict judges
+    by_role = [(s.pss_by_role_mib if has_pss else s.rss_by_role_mib) or {} for s in samples]
+    roles = sorted({role for sample in by_role for role in sample})
     if len(roles) > 1:  # a single role is the tree total again
         for role in roles:
-            values = [(s.rss_by_role_mib or {}).get(role, _NAN) for s in samples]
-            lines.append((f"RSS of {role} processes", values, {"linestyle": "--", "linewidth": 1}))
+            values = [sample.get(role, _NAN) for sample in by_role]
+            lines.append((f"{measure} of {role} processes", values, {"linestyle": "--", "linewidth": 1}))
     if any(s.gpu_memory_used_mib is not None for s in samples):
         values = [_NAN if s.gpu_memory_used_mib is None else s.gpu_memory_used_mib for s in samples]
         lines.append(("GPU memory used", values, {"color": "tab:purple"}))

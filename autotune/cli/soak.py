@@ -56,7 +56,7 @@ def soak(
     processes: Annotated[int | None, typer.Option("--processes", min=1, max=64, help="Client processes sharing the rate (default: sized from the rate, re-run when saturated)")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model name to request (default: asked from /v1/models)")] = None,
     api_key: Annotated[str | None, typer.Option("--api-key", help="Bearer key of the server (default: none)")] = None,
-    rss_growth_mib: Annotated[float, typer.Option("--rss-growth-mib", help="Bound: RSS growth, last window over first")] = _BOUNDS.rss_growth_mib,
+    memory_growth_mib: Annotated[float, typer.Option("--memory-growth-mib", "--rss-growth-mib", help="Bound: the server's memory growth (PSS, else RSS), last window over first")] = _BOUNDS.memory_growth_mib,
     fd_growth: Annotated[int, typer.Option("--fd-growth", help="Bound: open descriptors' growth, last window over first")] = _BOUNDS.fd_growth,
     p99_ratio: Annotated[float, typer.Option("--p99-ratio", help="Bound: p99 latency ratio, last window over first")] = _BOUNDS.p99_ratio,
     p99_slack_ms: Annotated[float, typer.Option("--p99-slack-ms", help="Bound: p99 growth allowed regardless of the ratio")] = _BOUNDS.p99_slack_ms,
@@ -67,7 +67,7 @@ def soak(
     settings = SoakSettings(
         rate_rps=rate, duration_s=duration_s, workload=workload, window_s=window_s, warmup_requests=warmup_requests,
         client_processes=processes,
-        bounds=SoakBounds(rss_growth_mib=rss_growth_mib, fd_growth=fd_growth, p99_ratio=p99_ratio, p99_slack_ms=p99_slack_ms),
+        bounds=SoakBounds(memory_growth_mib=memory_growth_mib, fd_growth=fd_growth, p99_ratio=p99_ratio, p99_slack_ms=p99_slack_ms),
     )
     with _server(url, pid, config, out) as (base_url, server_pid):
         record = run_soak(base_url, settings, server_pid=server_pid, model=model, api_key=api_key)
@@ -76,8 +76,9 @@ def soak(
     plot_soak(record, out / "soak.png")
     first, last = record.windows[0], record.windows[-1]
     typer.echo(f"{record.sent} requests, {record.failed} failed; first window p99 TTFT {first.ttft_p99_ms} ms, E2E {first.e2el_p99_ms} ms, "
-               f"RSS max {first.rss_max_mib} MiB, fds max {first.fds_max}; last window {last.ttft_p99_ms} ms, {last.e2el_p99_ms} ms, "
-               f"{last.rss_max_mib} MiB, {last.fds_max}")
+               f"RSS max {first.rss_max_mib} MiB, PSS max {first.pss_max_mib} MiB, fds max {first.fds_max}; "
+               f"last window {last.ttft_p99_ms} ms, {last.e2el_p99_ms} ms, {last.rss_max_mib} MiB, {last.pss_max_mib} MiB, "
+               f"{last.fds_max}")
     for problem in record.problems:
         typer.echo(f"problem: {problem}")
     typer.echo(f"{out / 'soak.json'}, {out / 'soak.png'}")

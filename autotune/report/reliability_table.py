@@ -25,7 +25,8 @@ KEY_DETAILS = (
     "seconds_from_cut_to_study_end", "examples", "leaks",
     "outage_s", "mlflow_down_s", "finished_before_stop", "workers_rode_out", "workers_stopped_cleanly",
     "recovered_worker_died", "trial_runs", "budget", "mode", "seconds_from_fill_to_stop", "integrity_check",
-    "rss_first_window_max_mib", "rss_last_window_max_mib", "fds_first_window_max", "fds_last_window_max",
+    "rss_first_window_max_mib", "rss_last_window_max_mib", "pss_first_window_max_mib", "pss_last_window_max_mib",
+    "fds_first_window_max", "fds_last_window_max",
     "ttft_p99_first_window_ms", "ttft_p99_last_window_ms", "e2el_p99_first_window_ms", "e2el_p99_last_window_ms", "plot",
 )
 

@@ -63,10 +63,10 @@ SOAK_FRACTION = float(os.environ.get("SOAK_FRACTION", "0.8"))
 # saturated soak is not run again from the start with more processes (it would outlast the lease).
 SOAK_PROCESSES = int(os.environ.get("SOAK_PROCESSES", "3"))
 MIN_SOAK_S = float(os.environ.get("MIN_SOAK_S", "120"))
-# The soak's RSS bound for a GPU server: its process tree holds ~26 GiB (CUDA contexts, pinned buffers of two engine
-# cores and four API servers), so 256 MiB (~1%) of growth from the first window to the last; `autotune soak`'s own
-# default (32 MiB) is sized for the simulated engine's one process.
-SOAK_RSS_GROWTH_MIB = float(os.environ.get("SOAK_RSS_GROWTH_MIB", "256"))
+# The soak's memory bound for a GPU server: its process tree holds ~26 GiB of RSS (CUDA contexts, pinned buffers of two
+# engine cores and four API servers), so 256 MiB (~1%) of growth (of its PSS since 2026-12-06, RSS before) from the
+# first window to the last; `autotune soak`'s own default (32 MiB) is sized for the simulated engine's one process.
+SOAK_MEMORY_GROWTH_MIB = float(os.environ.get("SOAK_MEMORY_GROWTH_MIB", "256"))
 COMPARE_S = int(os.environ.get("COMPARE_S", "45"))  # the fixed-rate window before the kill and after the restart
 RESTART_NEEDS_S = float(os.environ.get("RESTART_NEEDS_S", "290"))  # a start (~230 s, less on a compile-cache hit) and that window
 # The engine-kill step and the server's stop (100 s), then the restart and its window.
@@ -168,7 +168,7 @@ def soak(server: ServerProcess, folder: Path, rate: float) -> None:
     argv = ["taskset", "-c", CLIENT_CPUS, sys.executable, "-m", "autotune.cli", "soak", "--url", server.base_url,
             "--pid", str(server.pid), "--rate", f"{rate:.3f}", "--duration-s", f"{duration_s:.0f}",
             "--window-s", f"{window_s:.0f}", "--processes", str(SOAK_PROCESSES), "--out", str(out),
-            "--rss-growth-mib", f"{SOAK_RSS_GROWTH_MIB:.0f}"]
+            "--memory-growth-mib", f"{SOAK_MEMORY_GROWTH_MIB:.0f}"]
     say(f"$ soak at {rate:.2f} req/s for {duration_s:.0f} s, windows of {window_s:.0f} s")
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()

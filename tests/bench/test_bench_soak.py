@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -90,7 +91,9 @@ def test_rising_latency_and_failures_are_reported() -> None:
 def test_bounds_are_the_records_own_unless_given() -> None:
     record = _record(_requests(), _samples(rss_per_s=0.2))  # 24 MiB: within the default 32
     assert record.problems == []
-    assert "RSS grew" in judge(record, SoakBounds(rss_growth_mib=8))[0]
+    assert "RSS grew" in judge(record, SoakBounds(memory_growth_mib=8))[0]
+    # records written before the bound covered PSS name it rss_growth_mib
+    assert SoakBounds.model_validate({"rss_growth_mib": 8}).memory_growth_mib == 8
 
 
 def test_a_memory_verdict_names_the_role_whose_processes_grew_most() -> None:
@@ -102,6 +105,43 @@ def test_a_memory_verdict_names_the_role_whose_processes_grew_most() -> None:
     assert record.windows[-1].rss_max_by_role_mib == {"api_server": 200.0, "engine_core": 100.0 + 2.0 * 181}
     [problem] = record.problems
     assert problem.startswith("server RSS grew 244.0 MiB") and "most in engine_core processes (+244.0 MiB)" in problem
+
+
+def test_memory_is_judged_by_pss_where_sampled_so_that_shared_pages_count_once() -> None:
+    # RSS rising 244 MiB in pages that the tree's processes share (each counts them), PSS flat: no leak
+    shared = [s.model_copy(update={"pss_mib": 150.0, "pss_by_role_mib": {"api_server": 100.0, "engine_core": 50.0}})
+              for s in _samples(rss_per_s=2.0)]
+    assert _record(_requests(), shared).problems == []
+    # PSS rising in the engine cores: reported by PSS and role
+    grown = [s.model_copy(update={"pss_mib": 150.0 + 2.0 * s.t_s,
+                                  "pss_by_role_mib": {"api_server": 100.0, "engine_core": 50.0 + 2.0 * s.t_s}})
+             for s in _samples()]
+    record = _record(_requests(), grown)
+    [problem] = record.problems
+    assert problem.startswith("server PSS grew 244.0 MiB") and "most in engine_core processes (+244.0 MiB)" in problem
+    labels = [label for label, _values, _style in memory_series(record)]
+    assert labels == ["server RSS (process tree)", "server PSS (shared pages once)", "PSS of api_server processes",
+                      "PSS of engine_core processes"]
+
+
+def test_the_sampler_counts_pages_shared_by_a_fork_once_in_pss(tmp_path: Path) -> None:
+    """A parent that touched 64 MiB, then forked: both RSS hold the pages, the tree's PSS holds them once."""
+    ready = tmp_path / "ready"
+    code = (f"import os, time\nblock = bytearray(64 * 2**20)\nfor i in range(0, len(block), 4096): block[i] = 1\n"
+            f"if os.fork() == 0:\n    time.sleep(60)\n    os._exit(0)\nopen({str(ready)!r}, 'w').close()\ntime.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not ready.exists() or not psutil.Process(parent.pid).children():
+            assert time.monotonic() < deadline, "the forked stand-in never started"
+            time.sleep(0.02)
+        _at, sample = ResourceSampler(parent.pid, interval_s=1).sample_once()
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()
+    assert sample.processes == 2 and sample.rss_mib is not None and sample.pss_mib is not None
+    assert sample.rss_mib - sample.pss_mib > 48  # the 64 MiB block: twice in the RSS sum, once in the PSS sum
+    assert sample.pss_by_role_mib is not None and sum(sample.pss_by_role_mib.values()) == pytest.approx(sample.pss_mib, abs=0.05)
 
 
 def test_the_memory_panel_has_a_line_per_role_only_when_the_tree_has_several(tmp_path: Path) -> None:

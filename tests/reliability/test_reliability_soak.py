@@ -69,12 +69,14 @@ def _soak(tmp_path: Path, duration_s: float) -> SoakRecord:
             lost=record.failed + len(record.problems) - int(record.failed > bounds.max_errors),  # failures: counted once
             lost_meaning="a failed request, or a bound broken: RSS or open descriptors growing, p99 latency rising, "
             "the client falling behind",
-            expected=f"last minute vs first: RSS +<= {bounds.rss_growth_mib:g} MiB, fewest open fds +<= {bounds.fd_growth}, "
+            expected=f"last minute vs first: PSS +<= {bounds.memory_growth_mib:g} MiB, fewest open fds +<= {bounds.fd_growth}, "
             f"p99 TTFT and E2E <= {bounds.p99_ratio:g}x + {bounds.p99_slack_ms:g} ms; no error",
             test=current_test(),
             details={
                 "rss_first_window_max_mib": first.rss_max_mib or 0.0,
                 "rss_last_window_max_mib": last.rss_max_mib or 0.0,
+                "pss_first_window_max_mib": first.pss_max_mib or 0.0,
+                "pss_last_window_max_mib": last.pss_max_mib or 0.0,
                 "fds_first_window_max": first.fds_max or 0,
                 "fds_last_window_max": last.fds_max or 0,
                 "fds_first_window_min": first.fds_min or 0,
@@ -93,7 +95,7 @@ def _soak(tmp_path: Path, duration_s: float) -> SoakRecord:
 def _check(record: SoakRecord) -> None:
     assert record.simulated  # the simulated engine: a CPU stand-in, labeled so
     assert record.sent >= 0.95 * RATE_RPS * record.settings.duration_s, record.sent  # the rate was offered in full
-    assert all(w.rss_max_mib is not None and w.fds_max is not None for w in record.windows), record.windows
+    assert all(w.rss_max_mib is not None and w.pss_max_mib is not None and w.fds_max is not None for w in record.windows), record.windows
     assert not record.problems, record.problems
 
 

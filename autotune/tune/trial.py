@@ -186,6 +186,9 @@ class TrialRunner:
             if self._close_start_profile(start_gate):
                 write_stack_profile(folder, None)  # where a start that failed or hung spent its time
             result.log_tail = exc.log_tail
+            if exc.reason == "timeout" and result.warm_start and launcher is not None:
+                # a fork that hangs may hold a lock another thread of the parent held: no more forks in this study
+                launcher.give_up(f"the forked server of trial {number} hung at start")
             whole_log = read_log(log_path) or exc.log_tail  # the cause is often far above the tail
             oom = find_oom(whole_log)
             code = f", exit code {exc.exit_code}" if getattr(exc, "exit_code", None) is not None else ""

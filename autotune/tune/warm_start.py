@@ -156,6 +156,12 @@ class WarmParent:
             return f"its environment sets {', '.join(differs)} differently from the warm parent's (read at import)"
         return None
 
+    def give_up(self, reason: str) -> None:
+        """Fork no more servers: each later one starts cold, its trial saying why (`reason`; the parent stays until
+        `close`)."""
+        self.unusable = f"{reason}; warm start off for the rest of the study"
+        log.warning("warm start off: %s", self.unusable)
+
     def launch(
         self, argv: Sequence[str], *, env: Mapping[str, str], log_path: Path, cpus: Sequence[int] | None
     ) -> ForkedProcess:

@@ -197,8 +197,13 @@ def test_forked_servers_that_crash_or_hang_fail_their_trials_and_the_next_one_st
     for fault, reason in expected.items():
         trial = trials[fault]
         assert trial.state is TrialState.FAIL and reason in trial.user_attrs[attrs.FAIL_REASON], fault
-        assert trial.user_attrs[attrs.WARM_START] is True  # forked, and failed as a cold start fails
         pgid = trial.user_attrs.get(attrs.SERVER_PGID)
         assert pgid is None or not process_group_exists(int(pgid)), f"{fault}: server group left"
-    for clean in (None, "none"):
-        assert trials[clean].state is TrialState.COMPLETE and trials[clean].user_attrs[attrs.WARM_START] is True
+    # forked, and failed as a cold start fails
+    assert trials["crash_at_start"].user_attrs[attrs.WARM_START] is trials["hang_at_start"].user_attrs[attrs.WARM_START] is True
+    assert trials[None].state is TrialState.COMPLETE and trials[None].user_attrs[attrs.WARM_START] is True
+    # a forked server that hung at start turns the warm start off: the later trials start cold and say why
+    for later in ("crash_after_requests:3", "none"):
+        assert trials[later].user_attrs[attrs.WARM_START] is False, later
+        assert "hung at start" in trials[later].user_attrs[attrs.COLD_START_REASON], later
+    assert trials["none"].state is TrialState.COMPLETE

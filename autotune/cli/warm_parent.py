@@ -45,7 +45,15 @@ def preload(modules: list[str]) -> dict[str, Any]:
     cuda_initialized = bool(torch is not None and torch.cuda.is_initialized())
     return {"modules": modules, "import_s": round(time.perf_counter() - started, 3), "cuda_initialized": cuda_initialized,
             "pid": os.getpid(), "loaded_modules": len(sys.modules),
-            "python_threads": threading.active_count()}  # > 1: an import started a thread, which no fork carries over
+            "python_threads": threading.active_count(),  # > 1: an import started a thread, which no fork carries over
+            "os_threads": _os_threads()}  # native ones too (a library's pool): what a fork could inherit locked
+
+
+def _os_threads() -> int | None:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return None  # not Linux
 
 
 def _run_child(request: dict[str, Any], channel: socket.socket) -> int:

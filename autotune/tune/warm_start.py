@@ -137,9 +137,9 @@ class WarmParent:
             log.warning("warm start off: %s (servers start cold; %s)", self.unusable, log_path)
             self.close()
         else:
-            log.info("warm parent pid %d: %d modules imported in %.1f s (%.1f s until ready), %d Python thread(s)",
-                     self._process.pid, self.info["loaded_modules"], self.info["import_s"], time.monotonic() - started,
-                     self.info["python_threads"])
+            log.info("warm parent pid %d: %d modules imported in %.1f s (%.1f s until ready), %d Python thread(s), "
+                     "%s OS thread(s)", self._process.pid, self.info["loaded_modules"], self.info["import_s"],
+                     time.monotonic() - started, self.info["python_threads"], self.info.get("os_threads"))
 
     @property
     def pid(self) -> int:

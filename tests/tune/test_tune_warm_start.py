@@ -67,6 +67,7 @@ def test_a_warm_server_is_a_fork_of_the_parent_in_its_own_group_and_stops_as_one
 ) -> None:
     assert "autotune.cli.serve" in parent.modules and parent.info["loaded_modules"] > 100
     assert parent.info["python_threads"] == 1 and parent.info["cuda_initialized"] is False
+    assert parent.info["os_threads"] >= 1
     server = ServerProcess.from_serve_args(SERVE, log_path=tmp_path / "server.log", launcher=parent)
     with server:
         assert httpx.get(f"{server.base_url}/health", timeout=5).status_code == 200

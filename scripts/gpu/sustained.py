@@ -64,8 +64,9 @@ SOAK_FRACTION = float(os.environ.get("SOAK_FRACTION", "0.8"))
 SOAK_PROCESSES = int(os.environ.get("SOAK_PROCESSES", "3"))
 MIN_SOAK_S = float(os.environ.get("MIN_SOAK_S", "120"))
 # The soak's memory bound for a GPU server: its process tree holds ~26 GiB of RSS (CUDA contexts, pinned buffers of two
-# engine cores and four API servers), so 256 MiB (~1%) of growth (of its PSS; of its RSS in the records of 2026-12-06 and before) from the
-# first window to the last; `autotune soak`'s own default (32 MiB) is sized for the simulated engine's one process.
+# engine cores and four API servers), so 256 MiB (~1%) of growth from the first window to the last (of its PSS; of
+# its RSS in the records of 2026-12-06 and before); `autotune soak`'s own default (32 MiB) is sized for the simulated
+# engine's one process.
 SOAK_MEMORY_GROWTH_MIB = float(os.environ.get("SOAK_MEMORY_GROWTH_MIB", "256"))
 COMPARE_S = int(os.environ.get("COMPARE_S", "45"))  # the fixed-rate window before the kill and after the restart
 RESTART_NEEDS_S = float(os.environ.get("RESTART_NEEDS_S", "290"))  # a start (~230 s, less on a compile-cache hit) and that window

@@ -125,8 +125,9 @@ class TuneObjective:
             else:
                 result = self.runner.run(trial.number, engine, provenance, screening=screening)
             return self._record(trial, result)
-        except KeyboardInterrupt:
-            trial.set_user_attr(attrs.FAIL_REASON, f"{attrs.INTERRUPTED} (Ctrl-C)")
+        except KeyboardInterrupt as exc:
+            how = str(exc) or "Ctrl-C"  # sigterm_as_interrupt raises it as "SIGTERM"
+            trial.set_user_attr(attrs.FAIL_REASON, f"{attrs.INTERRUPTED} ({how})")
             raise
         except StudyStopped as exc:
             self.stopped = exc

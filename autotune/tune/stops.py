@@ -111,7 +111,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM stops the study like Ctrl-C: the running trial's server is stopped and the trial marked."""
 
     def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise KeyboardInterrupt(signal.Signals(signum).name)
 
     try:
         previous = signal.signal(signal.SIGTERM, handler)

@@ -201,3 +201,29 @@ def test_unusable_experiments_folder_is_refused_before_any_server(tmp_path: Path
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
     assert expected in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert not (experiments / "simulated-quick" / "trials").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_sigterm_of_the_tuner_mid_trial_stops_its_server_and_names_the_signal(tmp_path: Path) -> None:
+    """A batch scheduler's or `timeout`'s SIGTERM stops the study as Ctrl-C does, and the trial says which it was."""
+    space = write_space(tmp_path / "space.yaml", parameters=SERVING_PARAMETERS, load={"num_requests": 400},
+                        trial={"stop_timeout_s": 2, "warmup_requests": 2})
+    experiments = tmp_path / "experiments"
+    args = ["tune", str(space), "--study", "termed", "--experiments-dir", str(experiments), "--no-mlflow", "--n-trials", "2"]
+    tuner = start_cli(args, tmp_path / "tune.log")
+    try:
+        victim = wait_for(lambda: running_trial_with_server(load_trials(experiments / "termed", "termed"), number=0),
+                          timeout_s=90, what="trial 0 to start its server")
+        wait_for(lambda: completed_requests(victim.user_attrs[attrs.SERVER_URL]) >= 4, timeout_s=60,
+                 what="trial 0's benchmark to be under way")
+        tuner.send_signal(signal.SIGTERM)
+        code = tuner.wait(timeout=60)
+    finally:
+        if tuner.poll() is None:
+            tuner.kill()
+            tuner.wait()
+    [trial] = load_trials(experiments / "termed", "termed") or []
+    assert code != 0
+    assert trial.state is TrialState.FAIL and trial.user_attrs[attrs.FAIL_REASON] == f"{attrs.INTERRUPTED} (SIGTERM)"
+    assert not group_alive(int(victim.user_attrs[attrs.SERVER_PGID]))

@@ -313,6 +313,19 @@ def _memory_growth(first: SoakWindow, last: SoakWindow) -> tuple[str, float, str
     return None
 
 
+def _last_window_rate(record: SoakRecord, measure: str) -> str:
+    """'; still +X MiB/min in the last window' (least squares over its samples): a fill that levels off shows a rate
+    near 0 there, a leak the rate it had all along; '' with fewer than 3 samples."""
+    last = record.windows[-1]
+    points = [(s.t_s, s.pss_mib if measure == "PSS" else s.rss_mib) for s in record.samples
+              if last.start_s <= s.t_s <= last.end_s]  # under load: not the drain after it
+    present = [(t, v) for t, v in points if v is not None]
+    if len(present) < 3 or len({t for t, _ in present}) < 2:
+        return ""
+    slope = statistics.linear_regression([t for t, _ in present], [v for _, v in present]).slope
+    return f"; {slope * 60:+.1f} MiB/min in the last window"
+
+
 def judge(record: SoakRecord, bounds: SoakBounds | None = None) -> list[str]:
     """Each bound the soak broke, in words (empty: it held). Needs at least two windows to speak of growth."""
     bounds = bounds or record.settings.bounds
@@ -330,7 +343,7 @@ def judge(record: SoakRecord, bounds: SoakBounds | None = None) -> list[str]:
         name, growth, by_role = memory
         problems.append(
             f"server {name} grew {growth:.1f} MiB from the first window to the last "
-            f"(bound {bounds.memory_growth_mib:g} MiB){by_role}"
+            f"(bound {bounds.memory_growth_mib:g} MiB){by_role}{_last_window_rate(record, name)}"
         )
     if first.fds_min is not None and last.fds_min is not None and last.fds_min > first.fds_min + bounds.fd_growth:
         problems.append(

@@ -119,6 +119,11 @@ def test_memory_is_judged_by_pss_where_sampled_so_that_shared_pages_count_once()
     record = _record(_requests(), grown)
     [problem] = record.problems
     assert problem.startswith("server PSS grew 244.0 MiB") and "most in engine_core processes (+244.0 MiB)" in problem
+    assert problem.endswith("; +120.0 MiB/min in the last window")  # 2 MiB/s: still growing, a leak's signature
+    # a fill that levels off in the second minute still breaks the bound, and its rate says it stopped
+    fill = [s.model_copy(update={"pss_mib": 150.0 + 2.0 * min(max(s.t_s - 60.0, 0.0), 60.0)}) for s in _samples()]
+    [levelled] = _record(_requests(), fill).problems
+    assert levelled.startswith("server PSS grew 120.0 MiB") and levelled.endswith("; +0.0 MiB/min in the last window")
     labels = [label for label, _values, _style in memory_series(record)]
     assert labels == ["server RSS (process tree)", "server PSS (shared pages once)", "PSS of api_server processes",
                       "PSS of engine_core processes"]

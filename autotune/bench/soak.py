@@ -10,11 +10,12 @@ and records). Beside it a thread samples, every `sample_interval_s`, the RSS and
 the server's process tree (`server_pid` and its children, on this host; none without a pid; the RSS also by
 vLLM process role: API servers, engine cores, GPU workers, other), its PSS likewise (proportional set size: a
 page shared by several processes of the tree, such as vLLM's shared-memory queues or a fork's copy-on-write pages,
-is counted once in the sum instead of once per process) and the GPUs' used memory (NVML; none without). The run is cut into windows of `window_s` by send time; the verdict compares the last window with
-the first:
+is counted once in the sum instead of once per process) and the GPUs' used memory (NVML; none without). The run
+is cut into windows of `window_s` by send time; the verdict compares the last window with the first:
 - errors: no request failed (warm-up excluded);
 - memory: max PSS of the last window <= max PSS of the first window + `memory_growth_mib` (RSS where PSS was not
-  sampled; the first window absorbs warm-up allocations; a leak shows as growth after it);
+  sampled; the first window absorbs warm-up allocations; a leak shows as growth after it; a broken bound quotes the
+  last window's growth rate, near 0 for a fill that levelled off);
 - descriptors: the fewest open fds of the last window <= the fewest of the first window + `fd_growth` (a leak
   raises the floor; the sockets of requests in flight come and go with the latency, and a slower host holds more);
 - latency: p99 TTFT and p99 E2E latency of the last window <= `p99_ratio` x those of the first + `p99_slack_ms`;
@@ -314,7 +315,7 @@ def _memory_growth(first: SoakWindow, last: SoakWindow) -> tuple[str, float, str
 
 
 def _last_window_rate(record: SoakRecord, measure: str) -> str:
-    """'; still +X MiB/min in the last window' (least squares over its samples): a fill that levels off shows a rate
+    """'; +X MiB/min in the last window' (least squares over its samples under load): a fill that levels off shows a rate
     near 0 there, a leak the rate it had all along; '' with fewer than 3 samples."""
     last = record.windows[-1]
     points = [(s.t_s, s.pss_mib if measure == "PSS" else s.rss_mib) for s in record.samples

@@ -121,7 +121,8 @@ class SoakRecord(ClosedModel):
     windows: list[SoakWindow]
     samples: list[ResourceSample]
     requests: list[tuple[float, float | None, float | None, bool]] = Field(
-        default_factory=list, description="(send time s, TTFT ms, E2E latency ms, success) per measured request"
+        default_factory=list,
+        description="(send time s to 1 ms, TTFT ms and E2E latency ms to 0.1 ms, success) per measured request",
     )
     problems: list[str] = Field(default_factory=list, description="The verdict: empty when every bound held")
 
@@ -230,6 +231,11 @@ def _by_role(bytes_by_pid: dict[int, int], roles: dict[int, Role]) -> dict[Role,
 def _gpu_memory_used_mib() -> float | None:
     used = gpu_memory_used_mib()
     return None if not used else round(float(sum(used)), 1)
+
+
+def _rounded_ms(value: float | None) -> float | None:
+    """A latency as the record keeps it, to 0.1 ms (the windows' percentiles are computed before rounding)."""
+    return None if value is None else round(value, 1)
 
 
 def _p99(values: Sequence[float]) -> float | None:
@@ -394,7 +400,7 @@ async def soak_async(
         client_processes=bench.summary.client.processes,
         windows=windows_of(measured, samples, duration_s=settings.duration_s, window_s=settings.window_s),
         samples=samples,
-        requests=[(r.send_time_s, r.ttft_ms, r.e2el_ms, r.success) for r in measured],
+        requests=[(round(r.send_time_s, 3), _rounded_ms(r.ttft_ms), _rounded_ms(r.e2el_ms), r.success) for r in measured],
     )
     record.problems = judge(record)
     return record

@@ -51,7 +51,7 @@ def _soak(tmp_path: Path, duration_s: float) -> SoakRecord:
         record = run_soak(server.base_url, settings, server_pid=server.pid)
     name = f"soak-{duration_s:g}s"
     series, plot = tmp_path / f"{name}.json.gz", tmp_path / f"{name}.png"
-    series.write_bytes(gzip.compress(record.model_dump_json(indent=1).encode(), mtime=0))
+    series.write_bytes(gzip.compress(record.model_dump_json().encode(), compresslevel=9, mtime=0))
     plot_soak(record, plot)
     first, last = record.windows[0], record.windows[-1]
     folder = record_dir()

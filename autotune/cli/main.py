@@ -22,6 +22,7 @@ COMMAND_MODULES: dict[str, str] = {
     "calibrate": "calibrate",
     "dashboard": "dashboard",
     "export": "export",
+    "limits": "limits",
     "pack": "pack",
     "report": "report",
     "serve": "serve",

@@ -5,11 +5,12 @@
 #   1. tests/gpu/test_gpu_engine_death.py: an OOM start and an engine core SIGKILLed mid-window, each inside a real
 #      `autotune tune` trial, then the next trial on the same GPU (record: engine-death/engine-death.json);
 #   2. scripts/gpu/sustained.py with SOAK_CONFIG: the best config soaked at SOAK_RATE for the time left
-#      (best/soak/soak.json and soak.png); with NEXT=trial-cost, issue 17's study instead
-#      (scripts/gpu/trial_cost_study.sh: TRIALS, WARM_START, FORK_ENGINE_CORES as for trial_cost.sh).
+#      (best/soak/soak.json and soak.png). NEXT lists what follows instead, in order: `soak`, `limits` (issue 19's
+#      tests/gpu/test_gpu_limits.py: limits/limits.json, limits.md), `trial-cost` (issue 17's study,
+#      scripts/gpu/trial_cost_study.sh: TRIALS, WARM_START, FORK_ENGINE_CORES as for trial_cost.sh).
 # Then `bash scripts/gpu/wait_pack.sh /root/sustained S` in this and each following command brings back what it has.
 # usage: SOAK_RATE=59.6 bash scripts/gpu/reliability.sh CONFIG.yaml
-#        DEATH_OOM=0 DEATH_EAGER=1 NEXT=trial-cost FORK_ENGINE_CORES=1 bash scripts/gpu/reliability.sh CONFIG.yaml
+#        DEATH_OOM=0 DEATH_EAGER=1 NEXT='limits trial-cost' FORK_ENGINE_CORES=1 bash scripts/gpu/reliability.sh CONFIG.yaml
 #   LEASE_LEFT: device seconds left; else LEASE_BUDGET (the session's device seconds when the machine was asked for,
 #   `status`'s budget_left_s; default 1800) less the machine's uptime
 set -u
@@ -22,7 +23,7 @@ echo "$DEADLINE_EPOCH" > "$RUN/deadline"
 SOAK_ONLY=${SOAK_ONLY:-0}   # 1: the soak alone (a lease too short for both)
 DEATH_OOM=${DEATH_OOM:-1}   # 0: the engine-death test without its OOM start (steps 1-3 only)
 DEATH_EAGER=${DEATH_EAGER:-0}   # 1: its servers with enforce_eager (shorter starts, for a short lease)
-NEXT=${NEXT:-soak}   # what follows the engine-death test: soak, or trial-cost (issue 17's study)
+NEXT=${NEXT:-soak}   # what follows the engine-death test, in order: soak, limits (issue 19), trial-cost (issue 17)
 export RUN CONFIG SOAK_RATE SOAK_ONLY DEATH_OOM DEATH_EAGER NEXT TRIALS WARM_START FORK_ENGINE_CORES STUDY
 setsid nohup bash -c '
   say() { echo "$(date +%H:%M:%S) $*" | tee -a "$RUN/progress.log"; }
@@ -34,12 +35,20 @@ setsid nohup bash -c '
       -p no:cacheprovider -m gpu -rA > "$RUN/engine-death.log" 2>&1
     say "engine-death test: exit $? ($(tail -1 "$RUN/engine-death.log"))"
   fi
-  if [ "$NEXT" = trial-cost ]; then
-    bash scripts/gpu/trial_cost_study.sh
-  else
-    SERVER_CPUS=0-9 CLIENT_CPUS=10-15 RUN_DIR=$RUN SOAK_CONFIG=best ENGINE_KILL=0 MIN_LEFT_TO_START_S=400 \
-      python3 scripts/gpu/sustained.py "best=$CONFIG:0:0" >> "$RUN/run.log" 2>&1
-  fi
+  for step in $NEXT; do
+    case $step in
+      soak) SERVER_CPUS=0-9 CLIENT_CPUS=10-15 RUN_DIR=$RUN SOAK_CONFIG=best ENGINE_KILL=0 MIN_LEFT_TO_START_S=400 \
+              python3 scripts/gpu/sustained.py "best=$CONFIG:0:0" >> "$RUN/run.log" 2>&1 ;;
+      trial-cost) bash scripts/gpu/trial_cost_study.sh ;;
+      limits)
+        say "limit table test: starting"
+        AUTOTUNE_GPU_MODEL=$MODEL AUTOTUNE_GPU_RECORD_DIR=$RUN/limits timeout $(( DEADLINE_EPOCH - $(date +%s) )) \
+          python3 -m pytest tests/gpu/test_gpu_limits.py -q -o addopts="" -p no:cacheprovider -m gpu -rA \
+          > "$RUN/limits-test.log" 2>&1
+        say "limit table test: exit $? ($(tail -1 "$RUN/limits-test.log"))" ;;
+      *) say "unknown step $step (soak, trial-cost, limits)" ;;
+    esac
+  done
 ' > /dev/null 2>&1 < /dev/null &
 echo $! > "$RUN/pid"   # scripts/gpu/wait_pack.sh stops waiting once this process has gone
 echo "started; deadline in $(( DEADLINE_EPOCH - $(date +%s) )) s"

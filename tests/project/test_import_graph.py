@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("bench", ("autotune.bench",)),
+    ("limits", ("autotune.limits",)),
     ("space", ("autotune.space",)),
     ("serving", ("serving",)),
     ("tune", ("autotune.tune", "autotune.tracking", "autotune.calibrate")),

@@ -3,30 +3,32 @@
 
 Every phase queues all its requests first (the engine's input processing, timed apart as `add_s`), then runs the
 engine until the last one finishes (`engine_s`): the engine's rate with everything waiting, no HTTP, no client, no
-JSON, no detokenization. Each phase draws its own images and texts (distinct seeds): no request reuses another's
-prefix- or multimodal-cache entries. A warm-up phase comes first (Triton kernels compile on first use) and is not
+JSON, no detokenization. The workload's phases send the load generator's own requests (its renderer's bodies, their
+images decoded beforehand), each phase its own block of them: no request reuses another's prefix- or
+multimodal-cache entries. A warm-up phase comes first (Triton kernels compile on first use) and is not
 recorded.
 """
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from PIL import Image
 
-from autotune.bench.images import render_image
-from autotune.bench.request_body import request_rng
-from autotune.bench.text import make_text
+from autotune.bench.prepare import make_renderer
 from autotune.bench.workload import SyntheticSpec, Workload
 from autotune.errors import ConfigError
 from autotune.limits.record import PhaseResult, PhaseSpec
 from autotune.observe.gpu import GpuSampler, GpuSummary
 
 SHORT_PROMPT_TOKENS = 16
-_PROMPT_STREAM = 104_729  # request_rng stream of the limit phases (apart from the load generator's)
+PHASE_BLOCK = 1_000_000  # request indexes of one phase (`autotune limits --requests` is at most 100,000)
 
 PHASES: tuple[PhaseSpec, ...] = (
     PhaseSpec(name="warm-up", description="the workload's requests, 8 output tokens", prompt="workload", max_tokens=8,
@@ -44,9 +46,10 @@ PHASES: tuple[PhaseSpec, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class OfflinePrompt:
-    """A user turn (`text` and `images`, the engine applies the chat template), or prompt `token_ids` as they are."""
+    """A chat, `messages` as a served request sends them with each image part as `{"type": "image"}` and its decoded
+    image in `images`, in order (the engine applies the chat template); or prompt `token_ids` as they are."""
 
-    text: str | None = None
+    messages: list[dict[str, Any]] = field(default_factory=list)
     images: list[Image.Image] = field(default_factory=list)
     token_ids: list[int] | None = None
 
@@ -72,27 +75,45 @@ class OfflineEngine(Protocol):
 
 
 class WorkloadPrompts:
-    """A synthetic workload's requests as offline prompts, drawn per phase and request."""
+    """A synthetic workload's requests as offline prompts: the bodies the load generator sends (its renderer), request
+    `index` of phase `phase` being the workload's request `phase * PHASE_BLOCK + index`."""
 
     def __init__(self, workload: Workload) -> None:
         if not isinstance(workload.synthetic, SyntheticSpec):
             raise ConfigError(f"workload {workload.name!r}: the limit table needs a synthetic workload (its requests "
                               "are drawn afresh for every phase); a dataset's lines would repeat across phases")
         self.workload = workload
-        self.spec = workload.synthetic
+        self._renderer = make_renderer(workload)
 
     def request(self, phase: int, index: int) -> tuple[OfflinePrompt, int]:
         """The prompt and output length of request `index` of phase `phase`."""
-        rng = request_rng(self.workload.seed, _PROMPT_STREAM, phase, index)
-        input_tokens = max(1, self.spec.input_tokens.sample(rng))
-        max_tokens = max(1, self.spec.output_tokens.sample(rng))
-        images: list[Image.Image] = []
-        spec = self.spec.images
-        for _ in range(spec.count.sample(rng) if spec else 0):
-            assert spec is not None
-            size = spec.sizes[int(rng.integers(0, len(spec.sizes)))]
-            images.append(render_image(size.width, size.height, int(rng.integers(0, 2**31 - 1)), spec.pattern))
-        return OfflinePrompt(text=make_text(input_tokens, rng), images=images), max_tokens
+        prepared = self._renderer.render(phase * PHASE_BLOCK + index, "offline")
+        return offline_prompt(json.loads(prepared.body)["messages"]), prepared.max_tokens
+
+
+def offline_prompt(messages: list[dict[str, Any]]) -> OfflinePrompt:
+    """A served request's messages with their images decoded (each `image_url` part becomes `{"type": "image"}`)."""
+    images: list[Image.Image] = []
+    converted: list[dict[str, Any]] = []
+    for message in messages:
+        content = message["content"]
+        if isinstance(content, list):
+            parts = []
+            for part in content:
+                if part.get("type") == "image_url":
+                    images.append(_decoded(part["image_url"]["url"]))
+                    part = {"type": "image"}
+                parts.append(part)
+            message = {**message, "content": parts}
+        converted.append(message)
+    return OfflinePrompt(messages=converted, images=images)
+
+
+def _decoded(url: str) -> Image.Image:
+    """The image of a data URL our renderer wrote (trusted input: not the server's checked decoder)."""
+    image = Image.open(io.BytesIO(base64.b64decode(url.partition(",")[2])))
+    image.load()  # decoded here, before the phase is timed
+    return image
 
 
 def run_phases(

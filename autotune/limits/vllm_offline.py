@@ -74,9 +74,7 @@ class VllmOfflineEngine:
     def _prompt(self, prompt: OfflinePrompt) -> dict[str, Any]:
         if prompt.token_ids is not None:
             return {"prompt_token_ids": prompt.token_ids}
-        content = [{"type": "image"} for _ in prompt.images] + [{"type": "text", "text": prompt.text or ""}]
-        text = self._tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
-                                                   add_generation_prompt=True)
+        text = self._tokenizer.apply_chat_template(prompt.messages, tokenize=False, add_generation_prompt=True)
         if not prompt.images:
             return {"prompt": text}
         return {"prompt": text, "multi_modal_data": {"image": prompt.images if len(prompt.images) > 1 else prompt.images[0]}}

@@ -5,6 +5,7 @@ clock of its own, so that every figure the runner derives is known exactly."""
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,8 @@ import pytest
 
 from autotune.errors import ConfigError
 from autotune.limits.measure import measure_limits
-from autotune.limits.phases import PHASES, Finished, OfflinePrompt, WorkloadPrompts, run_phases
+from autotune.bench.prepare import make_renderer
+from autotune.limits.phases import PHASE_BLOCK, PHASES, Finished, OfflinePrompt, WorkloadPrompts, run_phases
 from autotune.limits.record import LimitRecord, limits_table
 from autotune.observe.gpu import GpuSummary
 from autotune.bench.workload import resolve_workload
@@ -52,7 +54,7 @@ class StandInEngine:
         finished = []
         for _request_id, prompt, max_tokens in self.queued[self.drop:]:
             prompt_tokens = len(prompt.token_ids) if prompt.token_ids is not None else (
-                len((prompt.text or "").split()) + IMAGE_TOKENS * len(prompt.images))
+                _words(prompt) + IMAGE_TOKENS * len(prompt.images))
             self.clock.now += IMAGE_S * len(prompt.images) + PROMPT_TOKEN_S * prompt_tokens + OUTPUT_TOKEN_S * max_tokens
             finished.append(Finished(prompt_tokens, max_tokens))
         self.seen += self.queued
@@ -61,6 +63,13 @@ class StandInEngine:
 
     def text_token_ids(self, count: int, seed: int) -> list[int]:
         return [seed, *range(count - 1)]  # distinct for distinct seeds
+
+
+def _words(prompt: OfflinePrompt) -> int:
+    """The stand-in's token count of a chat's text: its words."""
+    texts = [m["content"] if isinstance(m["content"], str) else " ".join(p.get("text", "") for p in m["content"])
+             for m in prompt.messages]
+    return sum(len(text.split()) for text in texts)
 
 
 class WindowSampler:
@@ -114,6 +123,11 @@ def test_text_phases_have_the_workload_prompts_length_and_no_phase_reuses_anothe
     assert len(images) == 12 * 3 and len(set(images)) == len(images)  # warm-up, whole, prefill: all distinct
     token_ids = [tuple(p.token_ids) for _, p, _ in engine.seen if p.token_ids is not None]
     assert len(set(token_ids)) == len(token_ids)
+    # the workload's phases send what the load generator sends: phase 1's first request is its request PHASE_BLOCK
+    served = json.loads(make_renderer(resolve_workload("vlm-chat")).render(PHASE_BLOCK, "offline").body)["messages"]
+    whole = next(p for request_id, p, _ in engine.seen if request_id == "whole-0")
+    assert [part["type"] for part in whole.messages[-1]["content"]] == ["image", "text"] and len(whole.images) == 1
+    assert whole.messages[-1]["content"][1] == served[-1]["content"][1]
 
 
 def test_the_encoder_rate_is_derived_from_the_two_prefill_phases_and_the_table_shows_every_phase(tmp_path: Path) -> None:

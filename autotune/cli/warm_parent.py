@@ -35,7 +35,6 @@ from typing import Any
 from autotune.tune.server_process import die_with_parent
 
 
-
 def preload(modules: list[str]) -> dict[str, Any]:
     """Import `modules`; what was imported, how long it took and whether CUDA was initialized on the way."""
     started = time.perf_counter()

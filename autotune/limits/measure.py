@@ -38,8 +38,9 @@ def measure_limits(
         raise ConfigError(f"{config}: engine {tuned.engine.value}: the limit table measures vLLM's offline engine")
     engine_config = tuned.engine_config if model is None else tuned.engine_config.model_copy(update={"model": model})
     prompts = WorkloadPrompts(resolve_workload(workload))
-    progress(f"starting the offline engine of {config} ({engine_config.model})")
+    started = clock()
     engine = engine_factory(engine_config)
+    progress(f"offline engine of {config} ({engine_config.model}) started in {clock() - started:.0f} s")
     sampler = gpu or make_gpu_sampler()
     sampler.start()
     try:

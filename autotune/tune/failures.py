@@ -20,6 +20,9 @@ _WRAPPER_MESSAGES = ("See root cause above", "Engine core initialization failed"
 _RICH_BOX = "│╭╰❱"  # rich's traceback frame and pointer characters
 # vLLM 0.24: MPClient's liveness monitor (one API server), and the multi-API-server launcher's check.
 ENGINE_DEATH_MARKERS = ("engine core exited unexpectedly", "died unexpectedly")
+# a line vLLM logged below ERROR: a warning may quote an exception that nothing raised (the start's "Found ulimit of
+# ... `OSError: [Errno 24] Too many open files`"), so it is never a root cause
+_BELOW_ERROR = re.compile(r"^(?:\([^)]*\)\s*)?(?:WARNING|INFO|DEBUG)\s")
 _LOG_PREFIX = re.compile(r"^(?:\([^)]*\)\s*)?(?:(?:ERROR|WARNING|INFO)\s+\S+\s+\S+\s+\[[^\]]*\]\s*)?")
 MAX_REASON_CHARS = 300
 
@@ -66,11 +69,13 @@ def read_log(path: str | Path | None) -> str | None:
 
 
 def root_cause(text: str | None) -> str | None:
-    """The last exception line that is not a wrapper ("see root cause above"), without the log prefix."""
+    """The last exception line that is not a wrapper ("see root cause above") nor logged below ERROR, without the log
+    prefix."""
     found: str | None = None
     for line in (text or "").splitlines():
         match = _EXCEPTION_LINE.search(line)
-        if match is None or any(wrapper in line for wrapper in _WRAPPER_MESSAGES) or _is_rich_frame(line):
+        if (match is None or any(wrapper in line for wrapper in _WRAPPER_MESSAGES) or _is_rich_frame(line)
+                or _BELOW_ERROR.match(line.strip())):
             continue
         found = _LOG_PREFIX.sub("", line.strip())
     return found[:MAX_REASON_CHARS] if found else None

@@ -285,9 +285,11 @@ def test_a_gpu_held_by_another_process_fails_as_the_environments_fault_without_s
     assert simulated.run(2, EngineConfig(model=MODEL), Provenance()).state is TrialOutcome.COMPLETE and len(servers) == 2
 
 
-# An engine core SIGKILLed while serving, as vLLM 0.24's API server logs it (the monitor's warning is
-# vllm/v1/engine/core_client.py's; every request after it fails with the generic EngineDeadError).
+# An engine core SIGKILLed while serving, as vLLM 0.24's API server logged it on an H100 (2026-12-07; the monitor's
+# warning is vllm/v1/engine/core_client.py's; every request after it fails with the generic EngineDeadError). The
+# start's ulimit warning quotes an exception that nothing raised: it is no root cause.
 VLLM_ENGINE_DEATH = """\
+(APIServer pid=812) WARNING 12-05 09:58:13 [system_utils.py:299] Found ulimit of 20000 and failed to automatically increase with error current limit exceeds maximum limit. This can cause fd limit errors like `OSError: [Errno 24] Too many open files`. Consider increasing with ulimit -n
 (APIServer pid=812) INFO 12-05 10:00:01 [loggers.py:257] Engine 000: Avg prompt throughput: 9000.0 tokens/s
 (APIServer pid=812) WARNING 12-05 10:00:02 [core_client.py:702] [shutdown] MPClient: engine core exited unexpectedly; starting cleanup
 (APIServer pid=812) ERROR 12-05 10:00:02 [serving_chat.py:1400] Traceback (most recent call last):

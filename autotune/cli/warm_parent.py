@@ -40,12 +40,25 @@ def preload(modules: list[str]) -> dict[str, Any]:
     started = time.perf_counter()
     for name in modules:
         importlib.import_module(name)
+    keep_process_titles_settable()
     torch = sys.modules.get("torch")
     cuda_initialized = bool(torch is not None and torch.cuda.is_initialized())
     return {"modules": modules, "import_s": round(time.perf_counter() - started, 3), "cuda_initialized": cuda_initialized,
             "pid": os.getpid(), "loaded_modules": len(sys.modules),
             "python_threads": threading.active_count(),  # > 1: an import started a thread, which no fork carries over
             "os_threads": _os_threads()}  # native ones too (a library's pool): what a fork could inherit locked
+
+
+def keep_process_titles_settable() -> None:
+    """Let the servers' processes title themselves (`VLLM::EngineCore`, which the CPU profile and the soak read roles
+    from): setproctitle finds the command line's memory by walking back from the environment's first string, which a
+    forked child's new environment (`_run_child`) no longer has; set up here, while the environment is still the one
+    this process began with, it keeps what it found for every fork."""
+    try:
+        import setproctitle
+    except ImportError:
+        return  # not installed (vLLM requires it): no process sets a title
+    setproctitle.getproctitle()
 
 
 def _os_threads() -> int | None:

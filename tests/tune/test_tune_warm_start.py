@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -208,3 +210,38 @@ def test_forked_servers_that_crash_or_hang_fail_their_trials_and_the_next_one_st
         assert trials[later].user_attrs[attrs.WARM_START] is False, later
         assert "hung at start" in trials[later].user_attrs[attrs.COLD_START_REASON], later
     assert trials["none"].state is TrialState.COMPLETE
+
+
+TITLE_AFTER_FORKS = """
+import multiprocessing, os, sys, time
+import setproctitle
+from autotune.cli import warm_parent
+if sys.argv[1] == "set-up":
+    warm_parent.preload([])
+if os.fork() == 0:  # a trial's server: the environment replaced, as the warm parent's child does
+    env = dict(os.environ); os.environ.clear(); os.environ.update(env)
+    core = multiprocessing.get_context("fork").Process(
+        target=lambda: (setproctitle.setproctitle("VLLM::EngineCore"), time.sleep(5)))  # as vLLM's engine core
+    core.start()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and "VLLM::" not in open(f"/proc/{core.pid}/cmdline").read():
+        time.sleep(0.05)
+    print(open(f"/proc/{core.pid}/cmdline").read().split(chr(0))[0].strip(), flush=True)
+    core.kill()
+    os._exit(0)
+os.wait()
+"""
+
+
+@pytest.mark.parametrize("set_up", [True, False])
+def test_processes_forked_from_the_warm_parent_can_title_themselves_as_vllm_does(set_up: bool, tmp_path: Path) -> None:
+    """Without the set-up, an engine core forked from a forked server keeps the parent's command line: on an H100 on
+    2026-12-07 the CPU profile then found no engine core and no API server (both "other")."""
+    script = tmp_path / "forks.py"  # a program file, as `python -m autotune.cli.warm_parent` (not `python -c`)
+    script.write_text(TITLE_AFTER_FORKS)
+    out = subprocess.run([sys.executable, str(script), "set-up" if set_up else "none"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    if set_up:
+        assert out == "VLLM::EngineCore"
+    else:  # setproctitle's own limit, which the set-up exists for: if this changes, the set-up may go
+        assert "VLLM::" not in out

@@ -60,6 +60,7 @@ def measure_limits(
         model=engine_config.model,
         engine_args=list(engine.args),
         serving_only_args=list(engine.serving_only_args),
+        batch_limits=dict(engine.batch_limits),
         workload=prompts.workload.name,
         requests_per_phase=requests,
         phases=results,

@@ -63,6 +63,7 @@ class Finished:
 class OfflineEngine(Protocol):
     args: list[str]  # the engine's arguments as the config translated them
     serving_only_args: list[str]  # those among them that only `vllm serve` takes (not applied offline)
+    batch_limits: dict[str, int]  # the scheduler's limits the engine runs with (max_num_seqs, max_num_batched_tokens)
 
     def add(self, request_id: str, prompt: OfflinePrompt, max_tokens: int) -> None:
         """Queue one request (its input processing happens here), generating exactly `max_tokens` (ignore EOS)."""

@@ -46,6 +46,8 @@ class LimitRecord(ClosedModel):
     engine_args: list[str] = Field(description="The config's vLLM arguments that reached the offline engine")
     serving_only_args: list[str] = Field(default_factory=list, description="Arguments of `vllm serve` alone (API "
                                          "servers, served name): no offline engine has them")
+    batch_limits: dict[str, int] = Field(default_factory=dict, description="The scheduler's limits the offline "
+                                         "engine ran with, defaults resolved (max_num_seqs, max_num_batched_tokens)")
     workload: str
     requests_per_phase: int
     phases: list[PhaseResult]
@@ -86,4 +88,7 @@ def limits_table(record: LimitRecord) -> str:
         )
     encoder = "not measurable" if record.encoder_images_per_s is None else f"{record.encoder_images_per_s:.1f} images/s"
     lines += ["", f"Vision encoder (derived from the two prefill phases): {encoder}."]
+    if record.batch_limits:
+        limits = ", ".join(f"{name} {value:,}" for name, value in record.batch_limits.items())
+        lines += ["", f"The offline engine ran with {limits}."]
     return "\n".join(lines) + "\n"

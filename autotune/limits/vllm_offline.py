@@ -3,7 +3,9 @@
 The tuned config reaches it through the one translation that `autotune serve` uses (`EngineConfig.to_vllm_cli_args`),
 parsed by vLLM's own `EngineArgs` parser; what only `vllm serve` knows (API servers, the served name) is left out and
 listed. One engine core: a config with several engine cores per GPU is measured as one with the GPU to itself (the
-record says so). The engine core runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0), so that queued requests
+record says so). The engine is built with the usage context of `vllm serve` (OPENAI_API_SERVER): vLLM picks its
+default batch limits by usage context, and an engine built as a library got 2,048 batched tokens and 256 sequences on
+an H100 on 2026-12-07 where `vllm serve` gets 8,192 and 1,024. The engine core runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0), so that queued requests
 wait until the first step instead of being scheduled while the rest are still being added. Outputs are not
 detokenized (serving detokenizes in its API servers, beside the engine). Sampling follows the model's generation
 config, as served requests without sampling fields do.
@@ -40,10 +42,15 @@ class VllmOfflineEngine:
     def __init__(self, engine: EngineConfig) -> None:
         os.environ.update({**engine.env, **IN_PROCESS_ENV})
         from vllm.engine.arg_utils import EngineArgs
+        from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.llm_engine import LLMEngine
 
         namespace, self.args, self.serving_only_args = offline_engine_args(engine)
-        self._engine = LLMEngine.from_engine_args(EngineArgs.from_cli_args(namespace))
+        self._engine = LLMEngine.from_engine_args(EngineArgs.from_cli_args(namespace),
+                                                  usage_context=UsageContext.OPENAI_API_SERVER)
+        scheduler = self._engine.vllm_config.scheduler_config
+        self.batch_limits = {"max_num_seqs": scheduler.max_num_seqs,
+                             "max_num_batched_tokens": scheduler.max_num_batched_tokens}
         self._tokenizer: Any = self._engine.get_tokenizer()
         self._sampling_defaults: dict[str, Any] = self._engine.model_config.get_diff_sampling_param()
         self._special_ids = set(getattr(self._tokenizer, "all_special_ids", []) or [])

@@ -42,6 +42,7 @@ class StandInEngine:
         self.clock = clock
         self.args = ["--model", "m", "--max-num-seqs", "256"]
         self.serving_only_args = ["--api-server-count", "4"]
+        self.batch_limits = {"max_num_seqs": 256, "max_num_batched_tokens": 8192}
         self.queued: list[tuple[str, OfflinePrompt, int]] = []
         self.seen: list[tuple[str, OfflinePrompt, int]] = []
         self.drop = 0
@@ -137,6 +138,8 @@ def test_the_encoder_rate_is_derived_from_the_two_prefill_phases_and_the_table_s
     # prefill with an image against text of the same length: the image's cost alone, 0.01 s
     assert record.encoder_images_per_s == pytest.approx(1 / IMAGE_S, rel=0.02)
     assert record.serving_only_args == ["--api-server-count", "4"] and record.workload == "vlm-chat"
+    assert record.batch_limits == {"max_num_seqs": 256, "max_num_batched_tokens": 8192}
+    assert "ran with max_num_seqs 256, max_num_batched_tokens 8,192" in limits_table(record)
     table = limits_table(LimitRecord.model_validate_json(record.model_dump_json()))
     assert table.count("\n| ") == 5  # one row per recorded phase below the header
     assert "| whole: the workload's requests" in table and "| 60 | 20 | 30 | 99 |" in table

@@ -31,6 +31,12 @@ class FidelitySettings(ClosedModel):
         description="Fields of `load` replaced for the screening measurement (e.g. duration_s, slo_rate_fractions)"
     )
     pruner: PrunerSettings = Field(default_factory=PrunerSettings)
+    full_from_screening: bool = Field(
+        default=True,
+        description="slo_rate: a trial measured in full starts its bisection from the screening's bracket (the highest "
+        "rate the screening met, the lowest it missed) instead of its own capacity probe and descent; the same windows "
+        "judge each rate, and an end that proves wrong moves out (autotune.bench.rate_search)",
+    )
 
 
 def screening_load(load: LoadSpec, fidelity: FidelitySettings) -> LoadSpec:

@@ -18,7 +18,7 @@ from autotune.config import EngineConfig
 from autotune.errors import AutotuneError
 from autotune.space import TrialSettings
 from autotune.tune.failures import engine_death_reason, failure_summary, last_line, read_log
-from autotune.tune.fidelity import Screening
+from autotune.tune.fidelity import Screening, full_measurement_bracket
 from autotune.tune.trial_result import ServerHandle, TrialObserver, TrialOutcome, TrialResult
 from serving.autostart import __file__ as autostart_init
 from autotune.observe.stacks.profiler import DIR_ENV, HZ_ENV
@@ -95,11 +95,12 @@ class TrialMeasurement:
                 return
             if screening is not None and self._screen(number, engine, server, folder, result, screening):
                 return
+            load = self._full_load(screening, result)
             self.observer.phase(number, "measuring")
             t_measure = time.monotonic()
             bench: BenchResult = self._run(
                 benchmark(
-                    server.base_url, self.workload, self.load, self.slo, model=model, telemetry=True,
+                    server.base_url, self.workload, load, self.slo, model=model, telemetry=True,
                     server_pid=server.pid,
                     **({"stack_profile_dir": stack_dir(folder)} if self.stack_profile_hz else {}),
                 )
@@ -137,6 +138,18 @@ class TrialMeasurement:
             first_error = next((r.error for r in bench.requests if r.error), None)
             result.state = TrialOutcome.FAILED
             result.reason = f"no request succeeded ({summary.failed} failed; first error: {first_error})"[:500]
+
+    def _full_load(self, screening: Screening | None, result: TrialResult) -> LoadSpec:
+        """The full measurement's load: the space's, starting from the screening's bracket where it gave one
+        (`full_from_screening`, slo_rate, no bracket of the space's own); the bracket is recorded on the trial."""
+        if (screening is None or not screening.full_from_screening or result.screening_summary is None
+                or self.load.mode != "slo_rate" or self.load.slo_rate_bracket is not None):
+            return self.load
+        bracket = full_measurement_bracket(result.screening_summary)
+        if bracket is None:
+            return self.load
+        result.full_measurement_bracket = bracket
+        return self.load.model_copy(update={"slo_rate_bracket": bracket})
 
     @staticmethod
     def _with_engine_death(reason: str, result: TrialResult) -> str:

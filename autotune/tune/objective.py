@@ -159,7 +159,8 @@ class TuneObjective:
                 return None
             return prune_reason(trial.study, fidelity.pruner, metric, float(value))
 
-        return Screening(load=screening_load(self.runner.load, fidelity), gate=gate)
+        return Screening(load=screening_load(self.runner.load, fidelity), gate=gate,
+                         full_from_screening=fidelity.full_from_screening)
 
     def _engine_for(self, trial: optuna.Trial, kind: str) -> EngineConfig:
         if kind == attrs.REPEAT:  # the original's config again: its kind's way, its params (fixed at enqueue)

@@ -72,6 +72,8 @@ class TrialResult(BaseModel):
     )
     cold_start_reason: str | None = Field(default=None, description="Why a trial of a warm-start study started cold")
     screening_summary: Summary | None = Field(default=None, description="The screening measurement (fidelity)")
+    full_measurement_bracket: tuple[float, float] | None = Field(
+        default=None, description="The screening's bracket (met, missed req/s) the full measurement started from")
     server_cpus: list[int] | None = Field(default=None, description="CPU cores the server was pinned to (None: not pinned)")
     client_cpus: list[int] | None = Field(default=None, description="CPU cores the load generator was pinned to")
 

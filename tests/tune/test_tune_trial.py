@@ -15,6 +15,7 @@ from autotune.space import TrialSettings
 from autotune.tune import gpu_wait
 from autotune.tune.failures import find_oom, root_cause
 from autotune.tune.feasibility import check_feasibility
+from autotune.tune.fidelity import Screening
 from autotune.tune.trial import TrialRunner
 from autotune.tune.trial_result import TrialOutcome
 from autotune.tune.server_process import ServerStartError
@@ -367,3 +368,40 @@ def test_with_stack_profiling_the_start_is_profiled_and_never_taken_for_the_meas
     stacks = next((profile_dir / START_WINDOW).glob("*.folded")).read_text()
     assert "launch.py:serve" in stacks and "_bootstrap" in stacks  # the server's start, imports included
     assert window_folders(profile_dir, None) == (None, None)  # no measured window: the start is not one
+
+
+@pytest.mark.parametrize(
+    ("from_screening", "screened", "bracket"),
+    [
+        (True, {"slo_rate_rps": 25.4, "slo_rate_failed_rps": 38.1, "slo_rate_censored": False}, (25.4, 38.1)),
+        (False, {"slo_rate_rps": 25.4, "slo_rate_failed_rps": 38.1, "slo_rate_censored": False}, None),
+        # no bracket to start from: nothing missed (censored), or nothing met
+        (True, {"slo_rate_rps": 25.4, "slo_rate_failed_rps": None, "slo_rate_censored": True}, None),
+        (True, {"slo_rate_rps": 0.0, "slo_rate_failed_rps": 10.0, "slo_rate_censored": False}, None),
+    ],
+)
+def test_the_full_measurement_starts_from_the_screenings_bracket(
+    tmp_path: Path, from_screening: bool, screened: dict[str, Any], bracket: tuple[float, float] | None
+) -> None:
+    """With `full_from_screening`, the full slo_rate measurement gets the screening's (met, missed) rates as its
+    `slo_rate_bracket` (so it runs no capacity probe of its own); without it, or without a bracket, the space's load."""
+    full = LoadSpec(mode="slo_rate", concurrency=8, duration_s=4)
+    screening_load = full.model_copy(update={"slo_rate_window_s": 8.0})
+    servers: list[FakeServer] = []
+    loads: list[LoadSpec] = []
+
+    async def benchmark(url: str, workload: Any, load: LoadSpec, slo: SLO, **_: Any) -> BenchResult:
+        loads.append(load)
+        summary = Summary(completed=4, failed=0, throughput_rps=2.0, **screened)
+        return BenchResult(url=url, workload={}, load=load, slo=slo, simulated=True, summary=summary)
+
+    runner = TrialRunner(
+        study_dir=tmp_path, engine_kind=EngineKind.SIMULATED, workload={"name": "w"}, load=full, slo=SLO(ttft_ms=100),
+        settings=TrialSettings(warmup_requests=0), server_factory=_factory(servers), benchmark=benchmark,
+    )
+    screening = Screening(load=screening_load, gate=lambda summary: None, full_from_screening=from_screening)
+    result = runner.run(0, EngineConfig(model=MODEL), Provenance(), screening=screening)
+    assert result.state is TrialOutcome.COMPLETE, result.reason
+    assert loads[0] == screening_load
+    assert loads[1] == (full if bracket is None else full.model_copy(update={"slo_rate_bracket": bracket}))
+    assert result.full_measurement_bracket == bracket

@@ -75,6 +75,8 @@ CLOSED_LOOP_POOL_MIN = 64
 CLOSED_LOOP_POOL_MAX = 8192
 SIZING_SAMPLE = 16
 """Requests whose mean body size and output tokens size the client of a window (client_capacity.py)."""
+GONE_CHECK_TIMEOUT_S = 5.0
+"""After a window that completed nothing: how long the server has to answer `GET /v1/models` before the run stops."""
 CLOSED_LOOP_RPS_PER_STREAM = 2.0
 """A closed loop bounded by duration only renders this many requests per second per stream, distinct ones; a window
 that uses them all ends early rather than send one twice (unless the dataset allows repeats)."""
@@ -396,6 +398,10 @@ class _Benchmark:
                 log.warning("slo_rate stopped at %.2f req/s: the client saturated", rate)
                 search.stop()
                 break
+            if await self._stopped_answering(step.summary):
+                log.warning("slo_rate stopped at %.2f req/s: the server stopped answering", rate)
+                search.stop()
+                break
             unusable = window_unusable_reason(step.summary)  # e.g. cache-flattered: never an objective value
             met = steady.met and unusable is None
             search.record(rate, met)
@@ -411,6 +417,18 @@ class _Benchmark:
                 log.warning("slo_rate: %.2f req/s is a lower bound: no rate tried above it failed", best)
             return by_rate[best].model_copy(update=update), windows, records
         return windows[-1].model_copy(update=update) if windows else Summary(**update), windows, records
+
+    async def _stopped_answering(self, window: Summary) -> bool:
+        """A window that completed nothing, and a server that no longer answers: the windows after it would only
+        collect connection errors, each for its whole length (an engine that died mid-measurement, its server gone)."""
+        if window.completed > 0:
+            return False
+        try:
+            async with httpx.AsyncClient(timeout=GONE_CHECK_TIMEOUT_S, headers=auth_headers(self.api_key)) as client:
+                await client.get(f"{self.server.base_url}/v1/models")
+        except httpx.TransportError:
+            return True
+        return False
 
     async def _slo_window(self, phase: int, rate: float, window: WindowPlan, warmup: int = 0) -> PhaseResult:
         """One steady-state window at `rate`; its verdict and steady-state figures are in `summary.steady`."""
@@ -442,6 +460,9 @@ class _Benchmark:
             achieved, sent = completion_rate_rps(step.records), send_rate_rps(step.records)
             if step.summary.client.saturated:
                 log.warning("sweep stopped at %.2f req/s: the client saturated", rate)
+                break
+            if await self._stopped_answering(step.summary):
+                log.warning("sweep stopped at %.2f req/s: the server stopped answering", rate)
                 break
             if achieved is not None and sent is not None and achieved < SWEEP_MIN_ACHIEVED_FRACTION * sent:
                 log.info("sweep stopped at %.2f req/s: completions %.2f/s < sends %.2f/s (server saturated)", rate, achieved, sent)

@@ -1,13 +1,15 @@
 """A tiny OpenAI-compatible streaming server for benchmark tests (and the capacity experiment).
 
 python fake_openai_server.py [--ttft-ms 50] [--itl-ms 10] [--tokens 16] [--fail-every N --fail-status 500]
-    [--drop-every N --drop-after-tokens K] [--max-concurrent N] [--role-with-first-token] [--simulated] [--port 0]
+    [--drop-every N --drop-after-tokens K] [--max-concurrent N] [--exit-after N] [--role-with-first-token] [--simulated]
+    [--port 0]
 Prints `fake server listening on http://127.0.0.1:PORT` once it accepts connections.
 
 Each streamed response: a role-only chunk at once (must not count as the first token), then one
 chunk per token (the first after --ttft-ms, the others --itl-ms apart), a usage chunk, [DONE].
 `max_tokens` of the request sets the token count. --max-concurrent N serves at most N streams at once
 (the others queue before their first token: a server with a hard capacity of N / request time).
+--exit-after N: the process exits at once when request N+1 arrives (a server whose engine died).
 GET /stats reports what the server saw.
 """
 
@@ -18,6 +20,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -61,6 +64,8 @@ class FakeServer:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         self.received += 1
         number = self.received
+        if self.args.exit_after and number > self.args.exit_after:
+            os._exit(3)
         raw = await request.read()
         self.body_bytes += len(raw)
         body = json.loads(raw)
@@ -163,6 +168,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drop-every", type=int, default=0)
     parser.add_argument("--drop-after-tokens", type=int, default=2)
     parser.add_argument("--max-concurrent", type=int, default=0)
+    parser.add_argument("--exit-after", type=int, default=0)
     parser.add_argument("--role-with-first-token", action="store_true")
     parser.add_argument("--simulated", action="store_true")
     parser.add_argument("--no-metrics", action="store_true")

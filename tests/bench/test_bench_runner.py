@@ -188,3 +188,18 @@ def test_slo_rate_bisects_between_the_passing_rate_and_the_failing_one_above_it(
     assert second_middle.offered_rate_rps == pytest.approx(expected_next * capacity)
     passing = [w.offered_rate_rps for w in (slow, first_middle, second_middle) if w.offered_rate_rps <= chosen]
     assert chosen == pytest.approx(max(passing)) and result.summary.offered_rate_rps == chosen
+
+
+def test_slo_rate_stops_after_the_first_window_once_the_server_is_gone(start_fake_server) -> None:
+    """A server that died mid-measurement (on the GPU: an engine core killed, its API server gone) ends the search:
+    the windows after it would each collect connection errors for their whole length."""
+    url = start_fake_server("--ttft-ms", "5", "--itl-ms", "2", "--exit-after", "100")
+    load = _slo_rate_load([0.9, 0.6, 0.3, 0.15])
+    result = run_benchmark_sync(url, _workload(output_tokens=4), load, SLO(ttft_ms=150, tpot_ms=50), telemetry=False)
+    probe, *windows = result.sweep
+    assert probe.completed > 0
+    # the server exits inside the probe or a window; the first window that completed nothing is the last one tried
+    # (without the check, every lower fraction would be tried for 1.5 s against no server)
+    assert [w.completed == 0 for w in windows] == [False] * (len(windows) - 1) + [True]
+    assert len(windows) < 4 and windows[-1].failed > 0
+    assert result.summary.slo_rate_rps == 0.0

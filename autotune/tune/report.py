@@ -202,16 +202,25 @@ class LiveTrialsTable:
         self._durations: list[float] = []
         self._live: Live | None = None
         self._started = time.monotonic()
+        self._trial_started = self._started
 
     # TuneDisplay
     def trial_started(self, number: int, params: dict[str, Any]) -> None:
         self._running = (number, "starting", params)
+        self._trial_started = time.monotonic()
+        self._log_line(f"trial {number} started" + (f": {params}" if params else ""))
         self._refresh()
 
     def phase(self, number: int, name: str) -> None:
         if self._running is not None and self._running[0] == number:
             self._running = (number, name, self._running[2])
+            self._log_line(f"trial {number}: {name} (+{time.monotonic() - self._trial_started:.0f} s)")
             self._refresh()
+
+    def _log_line(self, text: str) -> None:
+        """Without a terminal (a log file, CI), each step of the running trial is a line: a trial lasts minutes."""
+        if self._live is None:
+            self.console.print(f"{time.strftime('%H:%M:%S')} {text}", highlight=False, markup=False)
 
     # Optuna callback
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:

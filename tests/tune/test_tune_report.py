@@ -39,6 +39,7 @@ def test_live_table_shows_trials_running_trial_and_eta() -> None:
     table.phase(2, "measuring")
     lines = console.export_text()
     assert "trial 0 COMPLETE" in lines and "throughput_rps=3.25" in lines  # the CI-log fallback
+    assert "trial 2 started: {'max_num_seqs': 32}" in lines and "trial 2: measuring (+0 s)" in lines  # each step
     console.print(table.render())
     text = console.export_text()
     header = next(line for line in text.splitlines() if "thr rps" in line)

@@ -5,7 +5,8 @@ vLLM's defaults can stall with the GPU half idle while the one API-server proces
 code relies on", has the runs these rules and their thresholds come from). A sampler starting from random points
 takes many trials to isolate such a single cause. So once the defaults trial is measured, its profile (the
 `server_cpu_*` metrics) is read against a few rules. Each rule that holds queues one trial: the defaults with that
-one change, in the space's own terms. The change is tried only if the space tunes that field, with the smallest of
+one change, in the space's own terms. A frontend at a full core calls for more API servers and, where the space tunes
+vLLM's `stream_interval`, for tokens streamed in chunks (less work per token in the API server): one trial each. The change is tried only if the space tunes that field, with the smallest of
 its values at API_SERVER_GROWTH x the default or above (else the largest above the default). Guided trials have no
 sampler params (like the defaults trial): they compete for best and show the effect of one change.
 
@@ -52,6 +53,10 @@ from autotune.tune import attrs
 log = logging.getLogger(__name__)
 
 ENCODER_GRAPHS_FIELD = "extra_engine_args.compilation_config.cudagraph_mm_encoder"
+STREAM_INTERVAL_ARG = "stream_interval"
+STREAM_INTERVAL_FIELD = f"extra_engine_args.{STREAM_INTERVAL_ARG}"
+"""vLLM 0.24's `--stream-interval` (SchedulerConfig.stream_interval, default 1): the output processor hands a request's
+tokens to its API server in chunks of that many, the first and the last at once; not part of the compile key."""
 ENGINE_CORE_IDLE_MAX = 0.05
 """Engine core busy: its main thread waits for requests in fewer samples than this."""
 VISION_ENCODER_MIN = 0.2
@@ -130,16 +135,19 @@ def _cpu_side_guidance(space: SearchSpace, metrics: Mapping[str, Any]) -> list[G
     readings = [metrics.get(peak_metric(FRONTEND_METRIC)), metrics.get(FRONTEND_METRIC)]
     frontend = max((r for r in readings if isinstance(r, (int, float))), default=None)
     if frontend is not None and frontend >= SINGLE_THREAD_BOUND_CORES:
+        bound = f"the API-server process ran at {frontend:.2f} cores (frontend single-thread bound)"
         current = space.defaults_config().api_server_count or 1
         step_up = _step_up(space, "api_server_count", current)
         if step_up is not None:
-            found.append(
-                Guidance(
-                    {"api_server_count": step_up},
-                    f"the API-server process ran at {frontend:.2f} cores (frontend single-thread bound): "
-                    f"api_server_count {current} -> {step_up}",
-                )
-            )
+            found.append(Guidance({"api_server_count": step_up}, f"{bound}: api_server_count {current} -> {step_up}"))
+        interval = int(space.defaults_config().extra_engine_args.get(STREAM_INTERVAL_ARG, 1))
+        longer = _step_up(space, STREAM_INTERVAL_FIELD, interval)
+        if longer is not None:
+            found.append(Guidance(
+                {STREAM_INTERVAL_FIELD: longer},
+                f"{bound}: stream_interval {interval} -> {longer} (each API server sends a request's tokens in chunks of "
+                f"{longer}, the first at once)",
+            ))
     busy = _engine_core_busy(metrics)
     if busy is not None and space.defaults_config().engines_per_gpu == 1 and _tunes_value(space, ENGINES_PER_GPU_FIELD, SECOND_ENGINE):
         found.append(

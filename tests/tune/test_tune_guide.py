@@ -189,3 +189,17 @@ def test_without_gpm_the_guide_falls_back_to_nvml_and_says_so(quick_space_data: 
     assert "NVML busy 99%" in guidance.why and "GPM unavailable" in guidance.why
     (plain,) = guidance_from_profile(space, FRONTEND_BOUND)  # no GPU figures (simulated engine): as before
     assert plain.why.endswith("api_server_count 1 -> 4")
+
+
+def test_a_saturated_frontend_also_calls_for_streaming_tokens_in_chunks_where_the_space_tunes_it(
+    quick_space_data: dict,
+) -> None:
+    """vLLM 0.24's stream_interval: fewer, larger chunks for the API server to send; one trial of its own."""
+    space = _space(quick_space_data, **API_SERVERS,
+                   **{"extra_engine_args.stream_interval": {"type": "categorical", "choices": [1, 4, 16]}})
+    found = guidance_from_profile(space, {"server_cpu_api_server_busiest_process_cores": 1.01})
+    assert [g.overrides for g in found] == [{"api_server_count": 4}, {"extra_engine_args.stream_interval": 4}]
+    assert "stream_interval 1 -> 4" in found[1].why
+    served = guided_config(space, found[1].overrides)
+    assert served.extra_engine_args["stream_interval"] == 4 and "--stream-interval" in served.to_vllm_cli_args()
+    assert guidance_from_profile(space, {"server_cpu_api_server_busiest_process_cores": 0.5}) == []

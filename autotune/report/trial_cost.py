@@ -4,7 +4,8 @@ From the study's Optuna store (`optuna.db`, or a recorded `optuna.db.xz`, read f
 time from the first trial's start to the last trial's end, the median trial, and the median of each start phase and
 trial part (the phases as each trial parsed them from its own server log, `autotune.tune.start_phases`), with how
 many starts were warm (`--warm-start`) and how many the compile cache served. Every finished trial counts, failed and
-pruned ones too: they cost the lease the same; a duplicate (its value reused) or a config rejected before serving
+pruned ones too: they cost the lease the same; so does one interrupted by Ctrl-C or SIGTERM (a lease's end), with
+what it recorded until then; a duplicate (its value reused) or a config rejected before serving
 (no server started) does not.
 """
 

@@ -126,8 +126,10 @@ class TuneObjective:
                 result = self.runner.run(trial.number, engine, provenance, screening=screening)
             return self._record(trial, result)
         except KeyboardInterrupt as exc:
-            how = str(exc) or "Ctrl-C"  # sigterm_as_interrupt raises it as "SIGTERM"
-            trial.set_user_attr(attrs.FAIL_REASON, f"{attrs.INTERRUPTED} ({how})")
+            trial.set_user_attr(attrs.FAIL_REASON, attrs.interrupted_reason(exc))
+            partial = getattr(self.runner, "interrupted", None)
+            if partial is not None and partial.number == trial.number:
+                record_result(trial, partial)  # its timings and start phases: what it cost until the interrupt
             raise
         except StudyStopped as exc:
             self.stopped = exc

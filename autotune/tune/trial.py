@@ -30,6 +30,7 @@ from autotune.bench.schemas import SLO, LoadSpec
 from autotune.config import EngineConfig, EngineKind, Provenance, TunedConfig
 from autotune.space import TrialSettings, config_hash
 from autotune.observe.gpu import gpu_total_memory_gib
+from autotune.tune import attrs
 from autotune.tune.compile_cache import CACHE_ROOT_ENV
 from autotune.tune.failures import failure_summary, find_oom, read_log
 from autotune.tune.feasibility import check_feasibility
@@ -79,6 +80,8 @@ class TrialRunner:
         self.slo = slo
         self.settings = settings
         self.observer: TrialObserver = observer or NullObserver()
+        self.interrupted: TrialResult | None = None
+        """The trial an interrupt (Ctrl-C, SIGTERM) stopped, with what it recorded until then."""
         self._benchmark = benchmark
         self._server_factory = server_factory
         self._gpu_memory_gib = settings.gpu_memory_gib if settings.gpu_memory_gib is not None else gpu_total_memory_gib()
@@ -122,7 +125,15 @@ class TrialRunner:
         if reason is not None:
             result.state, result.reason = TrialOutcome.REJECTED, reason
         else:
-            self._serve_and_measure(number, engine, provenance, folder, result, screening)
+            try:
+                self._serve_and_measure(number, engine, provenance, folder, result, screening)
+            except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (a scheduler, `timeout` at a lease's end)
+                # what the trial cost until then is kept: the study's trial-cost summary counts it
+                result.state, result.reason = TrialOutcome.FAILED, attrs.interrupted_reason(exc)
+                result.timings.total_s = round(time.monotonic() - started, 3)
+                (folder / "trial.json").write_text(result.model_dump_json(indent=2))
+                self.interrupted = result
+                raise
         result.timings.total_s = round(time.monotonic() - started, 3)
         (folder / "trial.json").write_text(result.model_dump_json(indent=2))
         log.info("trial %d %s%s", number, result.state, f": {result.reason}" if result.reason else "")
@@ -181,6 +192,9 @@ class TrialRunner:
                 t_stop = time.monotonic()
                 server.stop(timeout_s=self.settings.stop_timeout_s)
                 result.timings.stop_s = round(time.monotonic() - t_stop, 3)
+        except KeyboardInterrupt:
+            result.start_phases = start_phases_of_file(log_path, started_at=started_at, ready_at=ready_at)
+            raise
         except ServerStartError as exc:
             result.timings.startup_s = round(time.monotonic() - t0, 3)
             if self._close_start_profile(start_gate):

@@ -30,6 +30,7 @@ from reliability_study import (
     write_space,
 )
 
+from autotune.report.trial_cost import summarize_trial_cost
 from autotune.tune import attrs
 
 SERVING_PARAMETERS = {"max_num_seqs": {"type": "int", "low": 2, "high": 64, "log": True}}  # every trial serves
@@ -227,3 +228,8 @@ def test_sigterm_of_the_tuner_mid_trial_stops_its_server_and_names_the_signal(tm
     assert code != 0
     assert trial.state is TrialState.FAIL and trial.user_attrs[attrs.FAIL_REASON] == f"{attrs.INTERRUPTED} (SIGTERM)"
     assert not group_alive(int(victim.user_attrs[attrs.SERVER_PGID]))
+    # what the trial cost until then is on record (a lease's end cut the first one-GPU study so, 2026-12-07)
+    timings = trial.user_attrs[attrs.TIMINGS]
+    assert timings["startup_s"] > 0 and timings["warmup_s"] > 0 and timings["total_s"] >= timings["startup_s"]
+    assert "total_s" in trial.user_attrs[attrs.START_PHASES]
+    assert summarize_trial_cost(experiments / "termed", gpus=1).trials == 1

@@ -4,6 +4,7 @@ the server's stack profile; every way it goes wrong becomes the `TrialResult`'s 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -49,6 +50,28 @@ def write_stack_profile(folder: Path, reported_rate_rps: float | None) -> dict[s
     return stack_metrics(directory, reported_rate_rps)
 
 
+SERVER_WATCH_S = 1.0
+"""How often a running benchmark checks that its trial's server is still alive."""
+
+
+class ServerGone(Exception):
+    """The trial's server exited while a benchmark against it ran (the benchmark was cancelled)."""
+
+
+async def _while_alive(coroutine: Any, server: ServerHandle) -> Any:
+    """Await `coroutine`; cancel it and raise ServerGone once `server` is no longer alive."""
+    task = asyncio.ensure_future(coroutine)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=SERVER_WATCH_S)
+        if done:
+            return task.result()
+        if not server.alive():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task  # its cleanup (client processes, samplers) runs before the trial goes on
+            raise ServerGone()
+
+
 class TrialMeasurement:
     """One trial's benchmark runs against its server, in the order warm-up -> screening -> measured window."""
 
@@ -71,8 +94,10 @@ class TrialMeasurement:
         self.benchmark = benchmark or run_benchmark
         self.stack_profile_hz = stack_profile_hz
 
-    def _run(self, coroutine: Any) -> Any:
-        return asyncio.run(asyncio.wait_for(coroutine, timeout=self.settings.measure_timeout_s))
+    def _run(self, coroutine: Any, server: ServerHandle) -> Any:
+        """The benchmark `coroutine`, cut by the measure timeout (TimeoutError) or, within SERVER_WATCH_S, by its
+        server's exit (ServerGone): the rest of a window sent to no server would only collect connection errors."""
+        return asyncio.run(asyncio.wait_for(_while_alive(coroutine, server), timeout=self.settings.measure_timeout_s))
 
     def measure(
         self, number: int, engine: EngineConfig, server: ServerHandle, folder: Path, result: TrialResult,
@@ -87,7 +112,7 @@ class TrialMeasurement:
                 self.observer.phase(number, "warm-up")
                 t_warm = time.monotonic()
                 warm = self.load.warmup(self.settings.warmup_requests)
-                self._run(benchmark(server.base_url, self.workload, warm, self.slo, model=model, telemetry=False))
+                self._run(benchmark(server.base_url, self.workload, warm, self.slo, model=model, telemetry=False), server)
                 result.timings.warmup_s = round(time.monotonic() - t_warm, 3)
             if not server.alive():
                 result.state = TrialOutcome.FAILED
@@ -103,9 +128,14 @@ class TrialMeasurement:
                     server.base_url, self.workload, load, self.slo, model=model, telemetry=True,
                     server_pid=server.pid,
                     **({"stack_profile_dir": stack_dir(folder)} if self.stack_profile_hz else {}),
-                )
+                ),
+                server,
             )
             result.timings.measure_s = round(time.monotonic() - t_measure, 3)
+        except ServerGone:
+            result.state = TrialOutcome.FAILED
+            result.reason = f"server exited during the benchmark: {self._server_failure(server, result)}"
+            return
         except TimeoutError:
             result.state = TrialOutcome.FAILED
             result.reason = self._with_engine_death(
@@ -175,7 +205,8 @@ class TrialMeasurement:
         t_screen = time.monotonic()
         bench: BenchResult = self._run(
             self.benchmark(server.base_url, self.workload, screening.load, self.slo, model=engine.name_for_clients,
-                           telemetry=True, server_pid=server.pid)
+                           telemetry=True, server_pid=server.pid),
+            server,
         )
         result.timings.screening_s = round(time.monotonic() - t_screen, 3)
         (folder / "screening.json").write_text(bench.model_dump_json(indent=2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -405,3 +406,30 @@ def test_the_full_measurement_starts_from_the_screenings_bracket(
     assert loads[0] == screening_load
     assert loads[1] == (full if bracket is None else full.model_copy(update={"slo_rate_bracket": bracket}))
     assert result.full_measurement_bracket == bracket
+
+
+def test_a_benchmark_is_cut_short_once_its_server_has_exited(tmp_path: Path) -> None:
+    """On an H100 on 2026-12-07 a trial whose engine core was killed 8 s into its 40 s window sent the other 32 s of
+    requests to no server; the benchmark is now cancelled within a second of the server's exit."""
+    servers: list[FakeServer] = []
+    plain = _bench(servers)
+    cancelled: list[bool] = []
+
+    async def long_window(url: str, workload: Any, load: LoadSpec, slo: SLO, **kwargs: Any) -> BenchResult:
+        result = await plain(url, workload, load, slo, **kwargs)  # marks the server benchmarked: it is gone now
+        if load.num_requests != LOAD.num_requests:  # the warm-up goes through
+            return result
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+        return result
+
+    runner = _runner(tmp_path, server=_factory(servers, alive_after_bench=False), benchmark=long_window)
+    started = time.monotonic()
+    result = runner.run(0, EngineConfig(model=MODEL), Provenance())
+    assert time.monotonic() - started < 15
+    assert cancelled == [True]
+    assert result.state is TrialOutcome.FAILED
+    assert result.reason == "server exited during the benchmark: ERROR engine core died"

@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.timeout(1200)]
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = os.environ.get("AUTOTUNE_GPU_MODEL", MODEL_DIR)
-REQUESTS = int(os.environ.get("AUTOTUNE_GPU_LIMITS_REQUESTS", "256"))
+REQUESTS = int(os.environ.get("AUTOTUNE_GPU_LIMITS_REQUESTS", "2048"))
 
 
 def test_the_limit_table_of_vllms_defaults(tmp_path: Path) -> None:

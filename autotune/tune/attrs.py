@@ -55,14 +55,14 @@ SCREENING = "screening"  # {"metric", "value", "figures"}: the short screening m
 WORKER_DIED = "worker died"
 GPU_BUSY = "GPU busy before start"
 INTERRUPTED = "interrupted"
+STUDY_STOPPED = "study stopped"  # the storage or the experiments folder failed (autotune.tune.stops)
+NOT_THE_CONFIGS_FAULT = (WORKER_DIED, GPU_BUSY, INTERRUPTED, STUDY_STOPPED)
+"""Fail reasons that say nothing about the config: such a trial's config is served again, not reused as failed."""
 
 
 def interrupted_reason(exc: KeyboardInterrupt) -> str:
     """"interrupted (SIGTERM)" for `sigterm_as_interrupt`'s interrupt, "interrupted (Ctrl-C)" for a plain one."""
     return f"{INTERRUPTED} ({str(exc) or 'Ctrl-C'})"
-STUDY_STOPPED = "study stopped"  # the storage or the experiments folder failed (autotune.tune.stops)
-NOT_THE_CONFIGS_FAULT = (WORKER_DIED, GPU_BUSY, INTERRUPTED, STUDY_STOPPED)
-"""Fail reasons that say nothing about the config: such a trial's config is served again, not reused as failed."""
 
 
 def environmental_failure(reason: str | None) -> bool:

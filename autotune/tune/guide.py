@@ -6,9 +6,10 @@ code relies on", has the runs these rules and their thresholds come from). A sam
 takes many trials to isolate such a single cause. So once the defaults trial is measured, its profile (the
 `server_cpu_*` metrics) is read against a few rules. Each rule that holds queues one trial: the defaults with that
 one change, in the space's own terms. A frontend at a full core calls for more API servers and, where the space tunes
-vLLM's `stream_interval`, for tokens streamed in chunks (less work per token in the API server): one trial each. The change is tried only if the space tunes that field, with the smallest of
-its values at API_SERVER_GROWTH x the default or above (else the largest above the default). Guided trials have no
-sampler params (like the defaults trial): they compete for best and show the effect of one change.
+vLLM's `stream_interval`, for tokens streamed in chunks (less work per token in the API server): one trial each. The
+change is tried only if the space tunes that field, with the smallest of its values at API_SERVER_GROWTH x the default
+or above (else the largest above the default). Guided trials have no sampler params (like the defaults trial): they
+compete for best and show the effect of one change.
 
 With a stack profile (`--stack-profile-hz`, the `stack_*` metrics) a second rule reads the engine core: its one
 thread can be never idle, a large share of it in the vision encoder, run eagerly. When the defaults' engine core is

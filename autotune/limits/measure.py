@@ -5,10 +5,10 @@ from __future__ import annotations
 import importlib.util
 import time
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from autotune import GPU_INSTALL_HINT
+from autotune.bench.environment import versions
 from autotune.bench.workload import resolve_workload
 from autotune.config import EngineConfig, EngineKind, load_tuned_config
 from autotune.errors import AutotuneError, ConfigError
@@ -67,7 +67,7 @@ def measure_limits(
         encoder_images_per_s=(encoder_images_per_s(by_name["prefill"], by_name["text prefill"])
                               if {"prefill", "text prefill"} <= by_name.keys() else None),
         gpu_name=facts.name if facts else None,
-        versions=_versions(),
+        versions=versions(sampler.driver_version()),
         notes=notes,
     )
 
@@ -78,12 +78,3 @@ def _line(result: PhaseResult) -> str:
             f"{result.engine_s:.1f} s (input processing {result.add_s:.1f} s)"
             + (f", SM active {sm:.0f}%" if sm is not None else ""))
 
-
-def _versions() -> dict[str, str]:
-    found: dict[str, str] = {}
-    for package in ("vllm", "torch", "transformers"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            continue
-    return found

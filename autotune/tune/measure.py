@@ -133,8 +133,7 @@ class TrialMeasurement:
             )
             result.timings.measure_s = round(time.monotonic() - t_measure, 3)
         except ServerGone:
-            result.state = TrialOutcome.FAILED
-            result.reason = f"server exited during the benchmark: {self._server_failure(server, result)}"
+            self._fail_server_exited(server, result)
             return
         except TimeoutError:
             result.state = TrialOutcome.FAILED
@@ -157,8 +156,7 @@ class TrialMeasurement:
         result.simulated = result.simulated or bench.simulated
         summary = bench.summary
         if not server.alive():
-            result.state = TrialOutcome.FAILED
-            result.reason = f"server exited during the benchmark: {self._server_failure(server, result)}"
+            self._fail_server_exited(server, result)
         elif (death := engine_death_reason(read_log(result.log_path))) is not None:
             # vLLM keeps its API server up after an engine death only with VLLM_KEEP_ALIVE_ON_ENGINE_DEATH=1, and
             # stops it a moment after the first failed request otherwise: either way the window's figures are void.
@@ -186,6 +184,11 @@ class TrialMeasurement:
         """A benchmark that broke off (timeout, client error) names the engine core's death when vLLM logged one."""
         death = engine_death_reason(read_log(result.log_path))
         return reason if death is None else f"{reason}; {death}"
+
+    @classmethod
+    def _fail_server_exited(cls, server: ServerHandle, result: TrialResult) -> None:
+        result.state = TrialOutcome.FAILED
+        result.reason = f"server exited during the benchmark: {cls._server_failure(server, result)}"
 
     @staticmethod
     def _server_failure(server: ServerHandle, result: TrialResult) -> str:

@@ -127,7 +127,7 @@ class TuneObjective:
             return self._record(trial, result)
         except KeyboardInterrupt as exc:
             trial.set_user_attr(attrs.FAIL_REASON, attrs.interrupted_reason(exc))
-            partial = getattr(self.runner, "interrupted", None)
+            partial = self.runner.interrupted
             if partial is not None and partial.number == trial.number:
                 record_result(trial, partial)  # its timings and start phases: what it cost until the interrupt
             raise

@@ -130,13 +130,16 @@ class TrialRunner:
             except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (a scheduler, `timeout` at a lease's end)
                 # what the trial cost until then is kept: the study's trial-cost summary counts it
                 result.state, result.reason = TrialOutcome.FAILED, attrs.interrupted_reason(exc)
-                result.timings.total_s = round(time.monotonic() - started, 3)
-                (folder / "trial.json").write_text(result.model_dump_json(indent=2))
-                self.interrupted = result
+                self.interrupted = self._close(result, folder, started)
                 raise
+        return self._close(result, folder, started)
+
+    @staticmethod
+    def _close(result: TrialResult, folder: Path, started: float) -> TrialResult:
+        """The trial's total time and its trial.json."""
         result.timings.total_s = round(time.monotonic() - started, 3)
         (folder / "trial.json").write_text(result.model_dump_json(indent=2))
-        log.info("trial %d %s%s", number, result.state, f": {result.reason}" if result.reason else "")
+        log.info("trial %d %s%s", result.number, result.state, f": {result.reason}" if result.reason else "")
         return result
 
     def _serve_and_measure(

@@ -40,6 +40,7 @@ class FakeRunner:
         self.study_dir = study_dir
         self.engine_kind = engine_kind
         self.observer: Any = None
+        self.interrupted: TrialResult | None = None  # as TrialRunner's: the trial an interrupt stopped
         FakeRunner.calls = []
 
     def run(self, number: int, engine: EngineConfig, provenance: Provenance) -> TrialResult:

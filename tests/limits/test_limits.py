@@ -84,6 +84,9 @@ class WindowSampler:
     def start(self) -> None: ...
     def stop(self) -> None: ...
 
+    def driver_version(self) -> str | None:
+        return None
+
     def summarize(self, start: float, end: float) -> GpuSummary:
         self.windows.append((start, end))
         return GpuSummary(samples=3, util_mean=99.0, sm_active_mean=60.0, tensor_active_mean=20.0, dram_bw_mean=30.0)

@@ -11,7 +11,10 @@ the server's process tree (`server_pid` and its children, on this host; none wit
 vLLM process role: API servers, engine cores, GPU workers, other), its PSS likewise (proportional set size: a
 page shared by several processes of the tree, such as vLLM's shared-memory queues or a fork's copy-on-write pages,
 is counted once in the sum instead of once per process) and the GPUs' used memory (NVML; none without). The run
-is cut into windows of `window_s` by send time; the verdict compares the last window with the first:
+is cut into windows of `window_s` by send time, after `settle_s` of settling (a window of its own that no bound
+judges: a fresh server's allocator arenas, pinned host buffers and queues fill to their working size under the
+first minutes of a new load; a leak goes on growing after it); the verdict compares the last window with the first
+judged one:
 - errors: no request failed (warm-up excluded);
 - memory: max PSS of the last window <= max PSS of the first window + `memory_growth_mib` (RSS where PSS was not
   sampled; the first window absorbs warm-up allocations; a leak shows as growth after it; a broken bound quotes the
@@ -34,7 +37,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import psutil
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 
 from autotune.bench.runner import run_benchmark
 from autotune.bench.schemas import SLO, LoadSpec, RequestRecord
@@ -67,6 +70,9 @@ class SoakSettings(ClosedModel):
     duration_s: Annotated[float, Field(gt=0)]
     workload: str = Field(default="vlm-chat", description="Built-in workload name or YAML file")
     window_s: Annotated[float, Field(gt=0)] = 60.0
+    settle_s: Annotated[float, Field(ge=0)] = Field(
+        default=0.0, description="Seconds under load before the first judged window (recorded as a window of its own)"
+    )
     sample_interval_s: Annotated[float, Field(gt=0)] = 1.0
     warmup_requests: Annotated[int, Field(ge=0)] = 8
     seed: int = 0
@@ -74,6 +80,13 @@ class SoakSettings(ClosedModel):
         default=None, description="Client processes sharing the rate (default: sized from the rate, re-run when saturated)"
     )
     bounds: SoakBounds = Field(default_factory=SoakBounds)
+
+    @model_validator(mode="after")
+    def _judged_time_left(self) -> SoakSettings:
+        if self.settle_s >= self.duration_s:
+            raise ValueError(f"settle_s ({self.settle_s:g}) must be shorter than duration_s ({self.duration_s:g}): "
+                             "the windows after it are the ones judged")
+        return self
 
 
 class ResourceSample(ClosedModel):
@@ -92,6 +105,7 @@ class ResourceSample(ClosedModel):
 class SoakWindow(ClosedModel):
     start_s: float
     end_s: float
+    settling: bool = Field(default=False, description="The settling span before the judged windows (no bound judges it)")
     sent: int
     failed: int
     ttft_p99_ms: float | None = None
@@ -269,16 +283,18 @@ def _growth_by_role(first: dict[Role, float] | None, last: dict[Role, float] | N
 
 
 def windows_of(
-    requests: Sequence[RequestRecord], samples: Sequence[ResourceSample], *, duration_s: float, window_s: float
+    requests: Sequence[RequestRecord], samples: Sequence[ResourceSample], *, duration_s: float, window_s: float,
+    settle_s: float = 0.0,
 ) -> list[SoakWindow]:
-    """Cut the run into windows of `window_s` by send time (the last one may be shorter, but not under half)."""
-    edges: list[float] = []
-    start = 0.0
+    """Cut the run into windows of `window_s` by send time (the last one may be shorter, but not under half), after
+    a settling window [0, settle_s) when `settle_s` > 0."""
+    edges: list[float] = [0.0] if settle_s > 0 else []
+    start = settle_s
     while start < duration_s - 1e-9:
         edges.append(start)
         start += window_s
-    if len(edges) > 1 and duration_s - edges[-1] < window_s / 2:
-        edges.pop()  # a short tail joins the window before it
+    if len(edges) > (2 if settle_s > 0 else 1) and duration_s - edges[-1] < window_s / 2:
+        edges.pop()  # a short tail joins the window before it (never the settling one)
     windows: list[SoakWindow] = []
     for index, begin in enumerate(edges):
         end = edges[index + 1] if index + 1 < len(edges) else duration_s
@@ -292,6 +308,7 @@ def windows_of(
             SoakWindow(
                 start_s=round(begin, 3),
                 end_s=round(end, 3),
+                settling=settle_s > 0 and index == 0,
                 sent=len(inside),
                 failed=len(inside) - len(ok),
                 ttft_p99_ms=_p99([r.ttft_ms for r in ok if r.ttft_ms is not None]),
@@ -333,6 +350,11 @@ def _last_window_rate(record: SoakRecord, measure: str) -> str:
     return f"; {slope * 60:+.1f} MiB/min in the last window"
 
 
+def judged_windows(record: SoakRecord) -> list[SoakWindow]:
+    """The windows the verdict compares: all but the settling one."""
+    return [window for window in record.windows if not window.settling]
+
+
 def judge(record: SoakRecord, bounds: SoakBounds | None = None) -> list[str]:
     """Each bound the soak broke, in words (empty: it held). Needs at least two windows to speak of growth."""
     bounds = bounds or record.settings.bounds
@@ -341,15 +363,17 @@ def judge(record: SoakRecord, bounds: SoakBounds | None = None) -> list[str]:
         problems.append(f"{record.failed} request(s) failed (allowed {bounds.max_errors}): {record.errors[:3]}")
     if record.client_saturated:
         problems.append(f"the load generator fell behind ({record.client_note}): it measured itself, not the server")
-    if len(record.windows) < 2:
-        problems.append(f"{len(record.windows)} window(s): a soak needs at least two to compare")
+    judged = judged_windows(record)
+    if len(judged) < 2:
+        problems.append(f"{len(judged)} judged window(s): a soak needs at least two to compare")
         return problems
-    first, last = record.windows[0], record.windows[-1]
+    first, last = judged[0], judged[-1]
     memory = _memory_growth(first, last)
     if memory is not None and memory[1] > bounds.memory_growth_mib:
         name, growth, by_role = memory
+        after = f" (after {first.start_s:g} s of settling)" if first.start_s > 0 else ""
         problems.append(
-            f"server {name} grew {growth:.1f} MiB from the first window to the last "
+            f"server {name} grew {growth:.1f} MiB from the first judged window{after} to the last "
             f"(bound {bounds.memory_growth_mib:g} MiB){by_role}{_last_window_rate(record, name)}"
         )
     if first.fds_min is not None and last.fds_min is not None and last.fds_min > first.fds_min + bounds.fd_growth:
@@ -398,7 +422,8 @@ async def soak_async(
         client_saturated=bench.summary.client.saturated,
         client_note=bench.summary.client.reason,
         client_processes=bench.summary.client.processes,
-        windows=windows_of(measured, samples, duration_s=settings.duration_s, window_s=settings.window_s),
+        windows=windows_of(measured, samples, duration_s=settings.duration_s, window_s=settings.window_s,
+                           settle_s=settings.settle_s),
         samples=samples,
         requests=[(round(r.send_time_s, 3), _rounded_ms(r.ttft_ms), _rounded_ms(r.e2el_ms), r.success) for r in measured],
     )

@@ -44,6 +44,10 @@ def plot_soak(record: SoakRecord, path: Path) -> Path:
 
     settings = record.settings
     fig, (latency, memory, fds) = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
+    if settings.settle_s > 0:  # the settling span: recorded, not judged
+        for axis in (latency, memory, fds):
+            axis.axvspan(0, settings.settle_s, color="tab:gray", alpha=0.12,
+                         label="settling (not judged)" if axis is memory else None)
     ok = [(t, e2el) for t, _, e2el, success in record.requests if success and e2el is not None]
     failed = [t for t, _, _, success in record.requests if not success]
     if ok:

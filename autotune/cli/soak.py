@@ -23,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from autotune.bench.soak import SoakBounds, SoakSettings, run_soak
+from autotune.bench.soak import SoakBounds, SoakSettings, judged_windows, run_soak
 from autotune.bench.soak_plot import plot_soak
 from autotune.cli._app import app
 from autotune.errors import AutotuneError
@@ -52,6 +52,7 @@ def soak(
     pid: Annotated[int | None, typer.Option("--pid", help="The running server's root process (its tree is sampled)")] = None,
     workload: Annotated[str, typer.Option("--workload", help="Built-in workload name or YAML file")] = "vlm-chat",
     window_s: Annotated[float, typer.Option("--window-s", help="Windows the first and last of which are compared")] = 60.0,
+    settle_s: Annotated[float, typer.Option("--settle-s", help="Seconds under load before the first judged window (a fresh server's buffers fill)")] = 0.0,
     warmup_requests: Annotated[int, typer.Option("--warmup-requests", help="Requests before the soak, not counted")] = 8,
     processes: Annotated[int | None, typer.Option("--processes", min=1, max=64, help="Client processes sharing the rate (default: sized from the rate, re-run when saturated)")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model name to request (default: asked from /v1/models)")] = None,
@@ -65,7 +66,7 @@ def soak(
     if (url is None) == (config is None):
         raise AutotuneError("give one of --url (a running server) and --config (start `autotune serve --config`)")
     settings = SoakSettings(
-        rate_rps=rate, duration_s=duration_s, workload=workload, window_s=window_s, warmup_requests=warmup_requests,
+        rate_rps=rate, duration_s=duration_s, workload=workload, window_s=window_s, settle_s=settle_s, warmup_requests=warmup_requests,
         client_processes=processes,
         bounds=SoakBounds(memory_growth_mib=memory_growth_mib, fd_growth=fd_growth, p99_ratio=p99_ratio, p99_slack_ms=p99_slack_ms),
     )
@@ -74,8 +75,9 @@ def soak(
     out.mkdir(parents=True, exist_ok=True)
     (out / "soak.json").write_text(record.model_dump_json(indent=1))
     plot_soak(record, out / "soak.png")
-    first, last = record.windows[0], record.windows[-1]
-    typer.echo(f"{record.sent} requests, {record.failed} failed; first window p99 TTFT {first.ttft_p99_ms} ms, E2E {first.e2el_p99_ms} ms, "
+    first, last = judged_windows(record)[0], record.windows[-1]
+    settled = f" (after {first.start_s:g} s of settling)" if first.start_s > 0 else ""
+    typer.echo(f"{record.sent} requests, {record.failed} failed; first judged window{settled} p99 TTFT {first.ttft_p99_ms} ms, E2E {first.e2el_p99_ms} ms, "
                f"RSS max {first.rss_max_mib} MiB, PSS max {first.pss_max_mib} MiB, fds max {first.fds_max}; "
                f"last window {last.ttft_p99_ms} ms, {last.e2el_p99_ms} ms, {last.rss_max_mib} MiB, {last.pss_max_mib} MiB, "
                f"{last.fds_max}")

@@ -40,12 +40,14 @@ def _samples(rss_per_s: float = 0.0, fds_per_s: float = 0.0) -> list[ResourceSam
     ]
 
 
-def _record(requests: list[RequestRecord], samples: list[ResourceSample]) -> SoakRecord:
-    settings = SoakSettings(rate_rps=2, duration_s=DURATION_S, window_s=60)
+def _record(requests: list[RequestRecord], samples: list[ResourceSample], settle_s: float = 0.0) -> SoakRecord:
+    window_s = 60 if not settle_s else (DURATION_S - settle_s) / 2
+    settings = SoakSettings(rate_rps=2, duration_s=DURATION_S, window_s=window_s, settle_s=settle_s)
     record = SoakRecord(
         url="http://127.0.0.1:1", settings=settings, simulated=True, sent=len(requests),
         failed=sum(not r.success for r in requests), errors=[r.error for r in requests if r.error],
-        windows=windows_of(requests, samples, duration_s=DURATION_S, window_s=60), samples=samples,
+        windows=windows_of(requests, samples, duration_s=DURATION_S, window_s=window_s, settle_s=settle_s),
+        samples=samples,
     )
     record.problems = judge(record)
     return record
@@ -57,6 +59,34 @@ def test_windows_split_by_send_time_and_keep_the_tail_in_the_last() -> None:
     assert windows[0].rss_max_mib == 300.0 + 0.1 * 59 and windows[-1].rss_max_mib == 300.0 + 0.1 * 181  # warm-up samples out
     assert windows_of(_requests(), _samples(), duration_s=170, window_s=60)[-1].end_s == 170  # 50 s tail: its own window
     assert len(windows_of(_requests(), _samples(), duration_s=200, window_s=60)) == 3  # a 20 s tail joins the last
+
+
+def test_a_settling_span_is_a_window_of_its_own_and_the_tail_never_joins_it() -> None:
+    windows = windows_of(_requests(), _samples(), duration_s=DURATION_S, window_s=60, settle_s=60)
+    assert [(w.start_s, w.end_s, w.settling) for w in windows] == [(0, 60, True), (60, 120, False), (120, 180, False)]
+    short = windows_of(_requests(), _samples(), duration_s=DURATION_S, window_s=240, settle_s=160)  # 20 s after it
+    assert [(w.start_s, w.end_s, w.settling) for w in short] == [(0, 160, True), (160, 180, False)]
+    with pytest.raises(ValueError, match="settle_s .180. must be shorter than duration_s .180."):
+        SoakSettings(rate_rps=2, duration_s=180, settle_s=180)
+
+
+def test_a_fill_inside_the_settling_span_passes_and_a_leak_after_it_does_not() -> None:
+    # a fresh server's buffers fill by 200 MiB over its first 90 s, then hold: a broken bound without settling
+    fill = [s.model_copy(update={"pss_mib": 150.0 + 200.0 * min(max(s.t_s, 0.0), 90.0) / 90.0}) for s in _samples()]
+    [unsettled] = _record(_requests(), fill).problems
+    assert unsettled.startswith("server PSS grew 68.9 MiB from the first judged window to the last")
+    assert _record(_requests(), fill, settle_s=90).problems == []
+    # the same fill, then 1 MiB/s for good: a leak after the settling span is still one
+    leak = [s.model_copy(update={"pss_mib": (s.pss_mib or 0.0) + max(s.t_s - 90.0, 0.0)}) for s in fill]
+    [problem] = _record(_requests(), leak, settle_s=90).problems
+    assert problem.startswith("server PSS grew 47.0 MiB from the first judged window (after 90 s of settling) to the last")
+    assert problem.endswith("; +60.0 MiB/min in the last window")
+    # latency is judged after the settling span too: a cold first minute is not the baseline that hides a slowdown
+    cold_then_slower = [r.model_copy(update={"e2el_ms": 5000.0 if r.send_time_s < 60 else 500.0 if r.send_time_s < 135 else 1000.0})
+                        for r in _requests()]
+    assert _record(cold_then_slower, _samples()).problems == []  # 5,000 ms then 1,000: "faster"
+    [slower] = _record(cold_then_slower, _samples(), settle_s=90).problems
+    assert slower.startswith("e2el_p99_ms rose from 500 to 1000 ms")
 
 
 def test_a_steady_run_holds_every_bound() -> None:

@@ -183,11 +183,8 @@ stop_server() {  # the whole process group (vLLM's engine core outlived its pare
 }
 
 CACHE_DIR=$VLLM_CACHE_ROOT/torch_compile_cache
-CARRIED_CACHE=.compile-cache/compile-cache.tgz   # a previous session's compile cache, carried with `run`
-if [ -f "$CARRIED_CACHE" ] && [ ! -d "$CACHE_DIR" ]; then  # warm starts from the first trial (same vLLM, sm_90)
-  mkdir -p "$VLLM_CACHE_ROOT" && tar xzf "$CARRIED_CACHE" -C "$VLLM_CACHE_ROOT" \
-    && echo "compile cache restored from $CARRIED_CACHE ($(du -sm "$CACHE_DIR" | cut -f1) MB)"
-fi
+source scripts/gpu/compile_cache.sh
+[ -d "$CACHE_DIR" ] || restore_compile_cache  # warm starts from the first trial (same vLLM, sm_90)
 if [ "${DUMP_WARMUP_STACKS:-0}" = 1 ]; then  # stacks of vLLM's API servers during their multimodal warm-up only
   export AUTOTUNE_DUMP_STACKS_EVERY_S=2 AUTOTUNE_DUMP_STACKS_DURING=vllm.renderers.base:BaseRenderer._warmup_mm_processor
 fi
@@ -197,13 +194,7 @@ pack() {  # the step's results; with SAVE_COMPILE_CACHE=1 also the compile cache
   du -sm "$CACHE_DIR" > "$M/compile-cache-size.txt" 2>/dev/null
   [ "${PACK:-1}" = 1 ] || return 0
   tar czf "$OUT/step-$STEP.tgz" -C "$EXP" .
-  if [ "${SAVE_COMPILE_CACHE:-0}" = 1 ] && [ -d "$CACHE_DIR" ]; then
-    # modelinfos: vLLM's model-class inspection, else redone in a subprocess that imports vLLM and torch again
-    # (likely most of the 28 s before "Resolved architecture" in a fresh machine's first start, 2026-12-05)
-    tar czf "$OUT/compile-cache.tgz" -C "$VLLM_CACHE_ROOT" torch_compile_cache $(cd "$VLLM_CACHE_ROOT" && ls -d modelinfos 2>/dev/null)
-    local mb; mb=$(du -m "$OUT/compile-cache.tgz" | cut -f1)
-    if (( mb > 45 )); then echo "compile cache is $mb MB packed: too big to carry, left out"; rm -f "$OUT/compile-cache.tgz"; fi
-  fi
+  [ "${SAVE_COMPILE_CACHE:-0}" = 1 ] && COMPILE_CACHE_MAX_MB=45 pack_compile_cache "$OUT/compile-cache.tgz"
   ls -la "$OUT"
 }
 

@@ -24,6 +24,7 @@ SOAK_ONLY=${SOAK_ONLY:-0}   # 1: the soak alone (a lease too short for both)
 DEATH_OOM=${DEATH_OOM:-1}   # 0: the engine-death test without its OOM start (steps 1-3 only)
 DEATH_EAGER=${DEATH_EAGER:-0}   # 1: its servers with enforce_eager (shorter starts, for a short lease)
 NEXT=${NEXT:-soak}   # what follows the engine-death test, in order: soak, limits (issue 19), trial-cost (issue 17)
+export -f pack_compile_cache
 export RUN CONFIG SOAK_RATE SOAK_ONLY DEATH_OOM DEATH_EAGER NEXT TRIALS WARM_START FORK_ENGINE_CORES STUDY
 setsid nohup bash -c '
   say() { echo "$(date +%H:%M:%S) $*" | tee -a "$RUN/progress.log"; }
@@ -37,7 +38,7 @@ setsid nohup bash -c '
   fi
   for step in $NEXT; do
     case $step in
-      soak) SERVER_CPUS=0-9 CLIENT_CPUS=10-15 RUN_DIR=$RUN SOAK_CONFIG=best ENGINE_KILL=0 MIN_LEFT_TO_START_S=400 \
+      soak) SERVER_CPUS=0-9 CLIENT_CPUS=10-15 RUN_DIR=$RUN SOAK_CONFIG=best ENGINE_KILL=0 MIN_LEFT_TO_START_S=400 MARK_DONE=0 \
               python3 scripts/gpu/sustained.py "best=$CONFIG:0:0" >> "$RUN/run.log" 2>&1 ;;
       trial-cost) bash scripts/gpu/trial_cost_study.sh ;;
       limits)
@@ -49,6 +50,8 @@ setsid nohup bash -c '
       *) say "unknown step $step (soak, trial-cost, limits)" ;;
     esac
   done
+  pack_compile_cache "$RUN/compile-cache.tgz" >> "$RUN/progress.log"
+  touch "$RUN/done"; say "all done"
 ' > /dev/null 2>&1 < /dev/null &
 echo $! > "$RUN/pid"   # scripts/gpu/wait_pack.sh stops waiting once this process has gone
 echo "started; deadline in $(( DEADLINE_EPOCH - $(date +%s) )) s"

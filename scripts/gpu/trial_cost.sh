@@ -13,7 +13,10 @@ LEASE_LEFT=${LEASE_LEFT:-$(( ${LEASE_BUDGET:-1800} - $(cut -d. -f1 /proc/uptime)
 export DEADLINE_EPOCH=$(( $(date +%s) + LEASE_LEFT - 110 ))                # room to pack and bring the files back
 echo "$DEADLINE_EPOCH" > "$RUN/deadline"
 export RUN TRIALS WARM_START FORK_ENGINE_CORES STUDY
-setsid nohup bash -c 'bash scripts/gpu/trial_cost_study.sh; touch "$RUN/done"; echo "$(date +%H:%M:%S) all done" >> "$RUN/progress.log"' \
+export -f pack_compile_cache
+setsid nohup bash -c 'bash scripts/gpu/trial_cost_study.sh
+  pack_compile_cache "$RUN/compile-cache.tgz" >> "$RUN/progress.log"
+  touch "$RUN/done"; echo "$(date +%H:%M:%S) all done" >> "$RUN/progress.log"' \
   > /dev/null 2>&1 < /dev/null &
 echo $! > "$RUN/pid"   # scripts/gpu/wait_pack.sh stops waiting once this process has gone
 echo "started; deadline in $(( DEADLINE_EPOCH - $(date +%s) )) s"

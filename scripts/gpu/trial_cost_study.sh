@@ -2,10 +2,10 @@
 # Issue 17's one-GPU study, the part that runs detached (started by trial_cost.sh, or by reliability.sh after the
 # engine-death test with NEXT=trial-cost), from the frozen tree with the GPU environment (prepare_run.sh, env.sh):
 #   `autotune tune search_spaces/qwen3-vl-4b.yaml` (trial 0 is vLLM's defaults) with --warm-start unless WARM_START=0,
-#   one compile cache (restored from .compile-cache/compile-cache.tgz when that was carried) and --stack-profile-hz 10
+#   one compile cache (prepare_run.sh restored the carried one) and --stack-profile-hz 10
 #   (each start profiled), until TRIALS trials or DEADLINE_EPOCH; then `autotune summarize trial-cost` into
-#   $RUN/summary.json, the stack-profile tables ($RUN/stack-profiles) and the compile cache packed for the next lease
-#   ($RUN/compile-cache.tgz). FORK_ENGINE_CORES=1: VLLM_WORKER_MULTIPROC_METHOD=fork for every trial server, so that
+#   $RUN/summary.json and the stack-profile tables ($RUN/stack-profiles); the script that started it packs the compile
+#   cache for the next lease ($RUN/compile-cache.tgz). FORK_ENGINE_CORES=1: VLLM_WORKER_MULTIPROC_METHOD=fork for every trial server, so that
 #   vLLM forks its engine cores from the (warm) API server instead of spawning fresh interpreters.
 # Needs RUN, DEADLINE_EPOCH, MODEL, SERVER_CPUS, CLIENT_CPUS, VLLM_CACHE_ROOT; ENGINE=simulated: a smoke test without a GPU.
 set -u
@@ -13,10 +13,6 @@ say() { echo "$(date +%H:%M:%S) $*" | tee -a "$RUN/progress.log"; }
 TRIALS=${TRIALS:-20}
 STUDY=${STUDY:-trial-cost}
 WARM=$([ "${WARM_START:-1}" = 1 ] && echo --warm-start)
-CARRIED_CACHE=.compile-cache/compile-cache.tgz
-if [ -f "$CARRIED_CACHE" ]; then
-  mkdir -p "$VLLM_CACHE_ROOT" && tar xzf "$CARRIED_CACHE" -C "$VLLM_CACHE_ROOT" && say "compile cache restored from $CARRIED_CACHE"
-fi
 [ "${FORK_ENGINE_CORES:-0}" = 1 ] && export VLLM_WORKER_MULTIPROC_METHOD=fork
 left=$(( DEADLINE_EPOCH - $(date +%s) ))
 say "study $STUDY: up to $TRIALS trials ${WARM:-(cold starts)}, engine cores ${VLLM_WORKER_MULTIPROC_METHOD:-spawned}, $left s left"
@@ -28,5 +24,3 @@ python3 -m autotune.cli summarize trial-cost "$RUN/experiments/$STUDY" --gpus 1 
   > /dev/null 2> "$RUN/summary.err" && say "summary: $(tr -d "\n" < "$RUN/summary.json" | cut -c1-400)"
 python3 -m autotune.cli report "$STUDY" --experiments-dir "$RUN/experiments" --stack-profiles \
   --output "$RUN/stack-profiles" > /dev/null 2>&1
-[ -d "$VLLM_CACHE_ROOT/torch_compile_cache" ] &&
-  (cd "$VLLM_CACHE_ROOT" && tar czf "$RUN/compile-cache.tgz" torch_compile_cache $(ls -d modelinfos 2>/dev/null))

@@ -411,8 +411,10 @@ def main() -> None:
         name, _, rest = spec.partition("=")
         config, low, high = rest.rsplit(":", 2)
         measure(name, config, float(low), float(high))
-    if os.environ.get("MARK_DONE", "1") == "1":  # 0: the script that started it marks the run done after its own steps
-        (RUN_DIR / "done").write_text("done\n")
+    if os.environ.get("MARK_DONE", "1") != "1":  # the script that started it marks the run done after its own steps
+        say("sustained.py: its steps done")
+        return
+    (RUN_DIR / "done").write_text("done\n")
     say("all done")
 
 

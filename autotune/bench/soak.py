@@ -100,6 +100,9 @@ class ResourceSample(ClosedModel):
     open_fds: int | None = None
     processes: int | None = None
     gpu_memory_used_mib: float | None = None
+    read_ms: float | None = Field(
+        default=None, description="Time this sample took to read (PSS walks each process's page tables under its memory map lock)"
+    )
 
 
 class SoakWindow(ClosedModel):
@@ -160,7 +163,9 @@ class ResourceSampler:
         self._thread.join(timeout=10)
 
     def sample_once(self) -> tuple[float, ResourceSample]:
+        started = time.perf_counter()
         usage = _tree_usage(self.server_pid) if self.server_pid is not None else None
+        gpu_memory = _gpu_memory_used_mib()
         return time.time(), ResourceSample(
             t_s=0.0,
             rss_mib=None if usage is None else usage.rss_mib,
@@ -169,7 +174,8 @@ class ResourceSampler:
             pss_by_role_mib=None if usage is None else usage.pss_by_role_mib,
             open_fds=None if usage is None else usage.open_fds,
             processes=None if usage is None else usage.processes,
-            gpu_memory_used_mib=_gpu_memory_used_mib(),
+            gpu_memory_used_mib=gpu_memory,
+            read_ms=round((time.perf_counter() - started) * 1000, 2),
         )
 
     def series(self, origin_unix_s: float) -> list[ResourceSample]:

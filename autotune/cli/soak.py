@@ -17,6 +17,7 @@ problems) and DIR/soak.png; exits 1 when a bound broke (the problems are printed
 from __future__ import annotations
 
 import contextlib
+import statistics
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -81,6 +82,10 @@ def soak(
                f"RSS max {first.rss_max_mib} MiB, PSS max {first.pss_max_mib} MiB, fds max {first.fds_max}; "
                f"last window {last.ttft_p99_ms} ms, {last.e2el_p99_ms} ms, {last.rss_max_mib} MiB, {last.pss_max_mib} MiB, "
                f"{last.fds_max}")
+    reads = [sample.read_ms for sample in record.samples if sample.read_ms is not None]
+    if reads:
+        typer.echo(f"sampling the server took {statistics.median(reads):.1f} ms (median), {max(reads):.1f} ms at most, "
+                   f"every {settings.sample_interval_s:g} s")
     for problem in record.problems:
         typer.echo(f"problem: {problem}")
     typer.echo(f"{out / 'soak.json'}, {out / 'soak.png'}")

@@ -177,6 +177,7 @@ def test_the_sampler_counts_pages_shared_by_a_fork_once_in_pss(tmp_path: Path) -
     assert sample.processes == 2 and sample.rss_mib is not None and sample.pss_mib is not None
     assert sample.rss_mib - sample.pss_mib > 48  # the 64 MiB block: twice in the RSS sum, once in the PSS sum
     assert sample.pss_by_role_mib is not None and sum(sample.pss_by_role_mib.values()) == pytest.approx(sample.pss_mib, abs=0.05)
+    assert sample.read_ms is not None and 0 < sample.read_ms < 5000  # what the sample cost, to judge its intrusion
 
 
 def test_the_memory_panel_has_a_line_per_role_only_when_the_tree_has_several(tmp_path: Path) -> None:

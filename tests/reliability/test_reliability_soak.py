@@ -16,6 +16,8 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -126,3 +128,23 @@ def test_a_soak_with_a_fixed_client_sends_from_that_many_processes(tmp_path: Pat
         record = run_soak(server.base_url, settings, server_pid=server.pid)
     assert record.client_processes == 2
     assert record.sent >= 0.95 * 4.0 * 6.0, record.sent
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_the_soak_command_settles_then_judges_and_states_what_sampling_cost(tmp_path: Path) -> None:
+    # `autotune soak --config` starts the server itself; --settle-s leaves the first seconds out of the verdict
+    config = write_config(tmp_path / "tuned.yaml")
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "autotune.cli", "soak", "--config", str(config), "--rate", "4", "--duration-s", "8",
+         "--window-s", "3", "--settle-s", "2", "--warmup-requests", "2", "--processes", "1",
+         "--workload", str(_workload(tmp_path)), "--out", str(out)],
+        capture_output=True, text=True, timeout=100,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = SoakRecord.model_validate_json((out / "soak.json").read_text())
+    assert [(w.start_s, w.end_s, w.settling) for w in record.windows] == [(0, 2, True), (2, 5, False), (5, 8, False)]
+    assert "first judged window (after 2 s of settling)" in done.stdout
+    assert "sampling the server took" in done.stdout and all(s.read_ms is not None for s in record.samples)
+    assert (out / "soak.png").stat().st_size > 0

@@ -31,7 +31,7 @@ import asyncio
 import statistics
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
@@ -148,9 +148,15 @@ class ResourceSampler:
     """Samples the server's process tree (RSS, open fds) and GPU memory in a thread until stopped; each sample
     carries its wall-clock time (the benchmark's send times count from its window's wall-clock start)."""
 
-    def __init__(self, server_pid: int | None, interval_s: float) -> None:
+    def __init__(
+        self, server_pid: int | None, interval_s: float, *, report: Callable[[str], None] | None = None,
+        report_every_s: float = 60.0,
+    ) -> None:
+        """`report`: called every `report_every_s` with a line on the latest sample (a long soak's progress)."""
         self.server_pid = server_pid
         self.interval_s = interval_s
+        self.report = report
+        self.report_every_s = report_every_s
         self.samples: list[tuple[float, ResourceSample]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="soak-sampler", daemon=True)
@@ -183,9 +189,23 @@ class ResourceSampler:
         return [sample.model_copy(update={"t_s": round(at - origin_unix_s, 3)}) for at, sample in self.samples]
 
     def _loop(self) -> None:
+        started = next_report = time.monotonic()
         while not self._stop.is_set():
             self.samples.append(self.sample_once())
+            if self.report is not None and time.monotonic() >= next_report:
+                next_report += self.report_every_s
+                self.report(progress_line(time.monotonic() - started, self.samples[-1][1]))
             self._stop.wait(self.interval_s)
+
+
+def progress_line(elapsed_s: float, sample: ResourceSample) -> str:
+    """'soak: 120 s in: server RSS 812.3 MiB, PSS 640.1 MiB, 16 open fds, 3 processes, GPU memory 70284 MiB'."""
+    parts = [text for value, text in (
+        (sample.rss_mib, f"server RSS {sample.rss_mib} MiB"), (sample.pss_mib, f"PSS {sample.pss_mib} MiB"),
+        (sample.open_fds, f"{sample.open_fds} open fds"), (sample.processes, f"{sample.processes} processes"),
+        (sample.gpu_memory_used_mib, f"GPU memory {sample.gpu_memory_used_mib} MiB"),
+    ) if value is not None]
+    return f"soak: {elapsed_s:.0f} s in: " + (", ".join(parts) or "no server process sampled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,13 +419,14 @@ def judge(record: SoakRecord, bounds: SoakBounds | None = None) -> list[str]:
 
 async def soak_async(
     url: str, settings: SoakSettings, *, server_pid: int | None = None, workload: Workload | None = None,
-    model: str | None = None, api_key: str | None = None,
+    model: str | None = None, api_key: str | None = None, report: Callable[[str], None] | None = None,
 ) -> SoakRecord:
+    """`report`: called once a window with a line on the server's latest sample (the soak's progress)."""
     load = LoadSpec(
         mode="rate", rate_rps=settings.rate_rps, arrival="constant", num_requests=None, duration_s=settings.duration_s,
         warmup_requests=settings.warmup_requests, seed=settings.seed, client_processes=settings.client_processes,
     )
-    sampler = ResourceSampler(server_pid, settings.sample_interval_s)
+    sampler = ResourceSampler(server_pid, settings.sample_interval_s, report=report, report_every_s=settings.window_s)
     sampler.start()
     try:
         bench = await run_benchmark(

@@ -72,7 +72,8 @@ def soak(
         bounds=SoakBounds(memory_growth_mib=memory_growth_mib, fd_growth=fd_growth, p99_ratio=p99_ratio, p99_slack_ms=p99_slack_ms),
     )
     with _server(url, pid, config, out) as (base_url, server_pid):
-        record = run_soak(base_url, settings, server_pid=server_pid, model=model, api_key=api_key)
+        record = run_soak(base_url, settings, server_pid=server_pid, model=model, api_key=api_key,
+                          report=lambda line: typer.echo(line))
     out.mkdir(parents=True, exist_ok=True)
     (out / "soak.json").write_text(record.model_dump_json(indent=1))
     plot_soak(record, out / "soak.png")

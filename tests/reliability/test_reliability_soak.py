@@ -147,4 +147,6 @@ def test_the_soak_command_settles_then_judges_and_states_what_sampling_cost(tmp_
     assert [(w.start_s, w.end_s, w.settling) for w in record.windows] == [(0, 2, True), (2, 5, False), (5, 8, False)]
     assert "first judged window (after 2 s of settling)" in done.stdout
     assert "sampling the server took" in done.stdout and all(s.read_ms is not None for s in record.samples)
+    progress = [line for line in done.stdout.splitlines() if line.startswith("soak: ")]  # once a window, as it runs
+    assert len(progress) >= 3 and all("server RSS" in line and "open fds" in line for line in progress), done.stdout
     assert (out / "soak.png").stat().st_size > 0

@@ -42,9 +42,9 @@ ACTIVATION_RESERVE_GIB = 4.0
 UTILIZATIONS = (0.8, 0.85, 0.9, 0.95)
 ENGINES_PER_GPU = (1, 2, 3)
 API_SERVER_COUNTS = (1, 2, 4, 6)
+"""Not cut to this host's cores: every worker of a study must build the same space (its hash is checked)."""
 STREAM_INTERVALS = (1, 4, 16)
 """vLLM's --stream-interval: tokens handed to the API servers in chunks of N (the first at once)."""
-"""Not cut to this host's cores: every worker of a study must build the same space (its hash is checked)."""
 FP8_CAPABILITY = (8, 9)
 """fp8 weights and KV cache need Ada or Hopper (sm_89, sm_90) or newer."""
 _ENCODER_GRAPH_MODELS = ("qwen3_vl",)

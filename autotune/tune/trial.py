@@ -195,9 +195,6 @@ class TrialRunner:
                 t_stop = time.monotonic()
                 server.stop(timeout_s=self.settings.stop_timeout_s)
                 result.timings.stop_s = round(time.monotonic() - t_stop, 3)
-        except KeyboardInterrupt:
-            result.start_phases = start_phases_of_file(log_path, started_at=started_at, ready_at=ready_at)
-            raise
         except ServerStartError as exc:
             result.timings.startup_s = round(time.monotonic() - t0, 3)
             if self._close_start_profile(start_gate):
@@ -213,11 +210,12 @@ class TrialRunner:
             result.state = TrialOutcome.FAILED
             cause = failure_summary(whole_log)
             result.reason = f"out of GPU memory at start: {oom}" if oom else f"server {what}: {cause}"
+        finally:  # an interrupt (Ctrl-C, SIGTERM) too: what the start cost is on record
+            result.start_phases = start_phases_of_file(log_path, started_at=started_at, ready_at=ready_at)
         if result.state is TrialOutcome.FAILED and result.reason and "out of" not in result.reason:
             oom = find_oom(result.log_tail)
             if oom:
                 result.reason = f"out of GPU memory: {oom}"
-        result.start_phases = start_phases_of_file(log_path, started_at=started_at, ready_at=ready_at)
         result.gpu_memory_before_mib = before_mib
         result.gpu_memory_released, result.gpu_memory_after_mib = wait_gpu_release(
             before_mib, self.settings.gpu_release_timeout_s, self.settings.gpu_release_tolerance_mib

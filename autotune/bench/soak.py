@@ -381,6 +381,11 @@ def judged_windows(record: SoakRecord) -> list[SoakWindow]:
     return [window for window in record.windows if not window.settling]
 
 
+def first_judged_label(window: SoakWindow) -> str:
+    """'first judged window', with '(after N s of settling)' when a settling span came before it."""
+    return "first judged window" + (f" (after {window.start_s:g} s of settling)" if window.start_s > 0 else "")
+
+
 def judge(record: SoakRecord, bounds: SoakBounds | None = None) -> list[str]:
     """Each bound the soak broke, in words (empty: it held). Needs at least two windows to speak of growth."""
     bounds = bounds or record.settings.bounds
@@ -397,9 +402,8 @@ def judge(record: SoakRecord, bounds: SoakBounds | None = None) -> list[str]:
     memory = _memory_growth(first, last)
     if memory is not None and memory[1] > bounds.memory_growth_mib:
         name, growth, by_role = memory
-        after = f" (after {first.start_s:g} s of settling)" if first.start_s > 0 else ""
         problems.append(
-            f"server {name} grew {growth:.1f} MiB from the first judged window{after} to the last "
+            f"server {name} grew {growth:.1f} MiB from the {first_judged_label(first)} to the last "
             f"(bound {bounds.memory_growth_mib:g} MiB){by_role}{_last_window_rate(record, name)}"
         )
     if first.fds_min is not None and last.fds_min is not None and last.fds_min > first.fds_min + bounds.fd_growth:

@@ -24,7 +24,7 @@ from typing import Annotated
 
 import typer
 
-from autotune.bench.soak import SoakBounds, SoakSettings, judged_windows, run_soak
+from autotune.bench.soak import SoakBounds, SoakSettings, first_judged_label, judged_windows, run_soak
 from autotune.bench.soak_plot import plot_soak
 from autotune.cli._app import app
 from autotune.errors import AutotuneError
@@ -78,8 +78,7 @@ def soak(
     (out / "soak.json").write_text(record.model_dump_json(indent=1))
     plot_soak(record, out / "soak.png")
     first, last = judged_windows(record)[0], record.windows[-1]
-    settled = f" (after {first.start_s:g} s of settling)" if first.start_s > 0 else ""
-    typer.echo(f"{record.sent} requests, {record.failed} failed; first judged window{settled} p99 TTFT {first.ttft_p99_ms} ms, E2E {first.e2el_p99_ms} ms, "
+    typer.echo(f"{record.sent} requests, {record.failed} failed; {first_judged_label(first)} p99 TTFT {first.ttft_p99_ms} ms, E2E {first.e2el_p99_ms} ms, "
                f"RSS max {first.rss_max_mib} MiB, PSS max {first.pss_max_mib} MiB, fds max {first.fds_max}; "
                f"last window {last.ttft_p99_ms} ms, {last.e2el_p99_ms} ms, {last.rss_max_mib} MiB, {last.pss_max_mib} MiB, "
                f"{last.fds_max}")

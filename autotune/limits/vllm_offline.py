@@ -6,9 +6,9 @@ listed. One engine core: a config with several engine cores per GPU is measured 
 record says so). The engine is built with the usage context of `vllm serve` (OPENAI_API_SERVER): vLLM picks its
 default batch limits by usage context, and an engine built as a library got 2,048 batched tokens and 256 sequences on
 an H100 on 2026-12-07 where `vllm serve` gets 8,192 and 1,024. The engine core runs in this process
-(VLLM_ENABLE_V1_MULTIPROCESSING=0), so that queued requests wait until the first step instead of being scheduled while the rest are still being added. Outputs are not
-detokenized (serving detokenizes in its API servers, beside the engine). Sampling follows the model's generation
-config, as served requests without sampling fields do.
+(VLLM_ENABLE_V1_MULTIPROCESSING=0), so that queued requests wait until the first step instead of being scheduled
+while the rest are still being added. Outputs are not detokenized (serving detokenizes in its API servers, beside
+the engine). Sampling follows the model's generation config, as served requests without sampling fields do.
 """
 
 from __future__ import annotations

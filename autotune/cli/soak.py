@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from autotune.bench.soak import SoakBounds, SoakSettings, first_judged_label, judged_windows, run_soak
 from autotune.bench.soak_plot import plot_soak
 from autotune.cli._app import app
-from autotune.errors import AutotuneError
+from autotune.errors import AutotuneError, config_error_from
 from autotune.tune.server_process import ServerProcess
 
 _BOUNDS = SoakBounds()
@@ -66,11 +67,15 @@ def soak(
     """Soak a real server at one steady rate: memory, descriptors and latency over time; exit 1 when a bound broke."""
     if (url is None) == (config is None):
         raise AutotuneError("give one of --url (a running server) and --config (start `autotune serve --config`)")
-    settings = SoakSettings(
-        rate_rps=rate, duration_s=duration_s, workload=workload, window_s=window_s, settle_s=settle_s, warmup_requests=warmup_requests,
-        client_processes=processes,
-        bounds=SoakBounds(memory_growth_mib=memory_growth_mib, fd_growth=fd_growth, p99_ratio=p99_ratio, p99_slack_ms=p99_slack_ms),
-    )
+    try:
+        settings = SoakSettings(
+            rate_rps=rate, duration_s=duration_s, workload=workload, window_s=window_s, settle_s=settle_s,
+            warmup_requests=warmup_requests, client_processes=processes,
+            bounds=SoakBounds(memory_growth_mib=memory_growth_mib, fd_growth=fd_growth, p99_ratio=p99_ratio,
+                              p99_slack_ms=p99_slack_ms),
+        )
+    except ValidationError as exc:
+        raise config_error_from(exc, "options") from None
     with _server(url, pid, config, out) as (base_url, server_pid):
         record = run_soak(base_url, settings, server_pid=server_pid, model=model, api_key=api_key,
                           report=lambda line: typer.echo(line))

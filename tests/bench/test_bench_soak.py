@@ -210,3 +210,11 @@ def test_the_sampler_splits_a_vllm_tree_by_role(tmp_path: Path) -> None:
     assert sample.rss_by_role_mib is not None and set(sample.rss_by_role_mib) == {"api_server", "engine_core"}
     assert sample.rss_mib == pytest.approx(sum(sample.rss_by_role_mib.values()), abs=0.05)
     assert sample.processes == 2
+
+
+@pytest.mark.parametrize(("options", "named"), [(["--settle-s", "10"], "settle_s"), (["--rate", "0"], "rate_rps")])
+def test_bad_soak_options_are_a_clear_error_naming_the_field(options: list[str], named: str, tmp_path: Path) -> None:
+    argv = ["--url", "http://127.0.0.1:9", "--rate", "1", "--duration-s", "10", "--out", str(tmp_path / "out"), *options]
+    done = subprocess.run([sys.executable, "-m", "autotune.cli", "soak", *argv], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and named in done.stderr + done.stdout, done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()  # refused before anything was sent

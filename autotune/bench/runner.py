@@ -135,7 +135,7 @@ class _Benchmark:
         # Each seed owns its own block of request indexes: runs against the same server with different
         # seeds (the tuner's warm-up and measurement, successive CLI runs) never repeat an image or prompt,
         # so vLLM's prefix and multimodal caches cannot flatter the second run.
-        self.next_index = load.seed * REQUESTS_PER_SEED
+        self.next_index = load.seed * REQUESTS_PER_SEED + load.first_request
         self.first_window_monotonic: float | None = None
         self.replay: ReplaySchedule | None = None  # load mode replay: the trace's send times
         self._client_cost: ClientCost | None = None
@@ -536,6 +536,7 @@ async def run_benchmark(
         server_cpu_timeseries=cpu_sampler.timeseries(bench.first_window_monotonic),
         sweep=sweep,
         window_start_unix_s=bench.first_window_wall,
+        next_request=bench.next_index - load.seed * REQUESTS_PER_SEED,
     )
 
 

@@ -51,6 +51,12 @@ class LoadSpec(ClosedModel):
     )
     client_cpus: list[int] | None = Field(default=None, description="CPU cores the client processes are pinned to")
     seed: int = 0
+    first_request: Annotated[int, Field(ge=0)] = Field(
+        default=0,
+        description="The first request index of the seed's block this run sends (0: its start). A run that follows "
+        "another of the same seed on the same server starts at that run's `next_request` (the tuner's full "
+        "measurement after its screening), so no request reaches the server twice",
+    )
     reset_caches: bool = Field(
         default=False,
         description="Reset the server's prefix, multimodal and encoder caches before every measured window (vLLM: "
@@ -318,4 +324,9 @@ class BenchResult(ClosedModel):
     )
     window_start_unix_s: float | None = Field(
         default=None, description="Wall-clock time (Unix s) of the first measured window's start: requests' send_time_s count from it"
+    )
+    next_request: int | None = Field(
+        default=None, description="The first request index of the seed's block this run did not send (`first_request` "
+        "plus every request it prepared, warm-up and unsent ones included): where a later run of the same seed on the "
+        "same server starts"
     )

@@ -168,16 +168,22 @@ class TrialMeasurement:
             result.reason = f"no request succeeded ({summary.failed} failed; first error: {first_error})"[:500]
 
     def _full_load(self, screening: Screening | None, result: TrialResult) -> LoadSpec:
-        """The full measurement's load: the space's, starting from the screening's bracket where it gave one
-        (`full_from_screening`, slo_rate, no bracket of the space's own); the bracket is recorded on the trial."""
+        """The full measurement's load: the space's, with requests after the screening's (the same seed on the same
+        server: on an H100 on 2026-12-07 the full measurement's first window re-sent the screening's requests, 15-16%
+        prefix- and multimodal-cache hits, and was flagged and thrown away), starting from the screening's bracket
+        where it gave one (`full_from_screening`, slo_rate, no bracket of the space's own); the bracket is recorded on
+        the trial."""
+        load = self.load
+        if screening is not None and result.screening_next_request is not None and screening.load.seed == load.seed:
+            load = load.model_copy(update={"first_request": result.screening_next_request})
         if (screening is None or not screening.full_from_screening or result.screening_summary is None
-                or self.load.mode != "slo_rate" or self.load.slo_rate_bracket is not None):
-            return self.load
+                or load.mode != "slo_rate" or load.slo_rate_bracket is not None):
+            return load
         bracket = full_measurement_bracket(result.screening_summary)
         if bracket is None:
-            return self.load
+            return load
         result.full_measurement_bracket = bracket
-        return self.load.model_copy(update={"slo_rate_bracket": bracket})
+        return load.model_copy(update={"slo_rate_bracket": bracket})
 
     @staticmethod
     def _with_engine_death(reason: str, result: TrialResult) -> str:
@@ -214,6 +220,7 @@ class TrialMeasurement:
         result.timings.screening_s = round(time.monotonic() - t_screen, 3)
         (folder / "screening.json").write_text(bench.model_dump_json(indent=2))
         result.screening_summary = bench.summary
+        result.screening_next_request = bench.next_request
         if not server.alive():
             result.state = TrialOutcome.FAILED
             result.reason = f"server exited during screening: {self._server_failure(server, result)}"

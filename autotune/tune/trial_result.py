@@ -74,6 +74,9 @@ class TrialResult(BaseModel):
     screening_summary: Summary | None = Field(default=None, description="The screening measurement (fidelity)")
     full_measurement_bracket: tuple[float, float] | None = Field(
         default=None, description="The screening's bracket (met, missed req/s) the full measurement started from")
+    screening_next_request: int | None = Field(
+        default=None, description="The first request index the screening did not send: the full measurement starts "
+        "there (`load.first_request`), so that none of the screening's requests reaches the server again")
     server_cpus: list[int] | None = Field(default=None, description="CPU cores the server was pinned to (None: not pinned)")
     client_cpus: list[int] | None = Field(default=None, description="CPU cores the load generator was pinned to")
 

@@ -117,6 +117,28 @@ def test_runs_with_different_seeds_never_repeat_an_image(start_fake_server) -> N
     assert httpx.get(f"{url}/stats").json()["distinct_images"] == 16  # the same seed repeats itself exactly
 
 
+def test_a_run_that_follows_one_of_the_same_seed_sends_none_of_its_requests(start_fake_server) -> None:
+    # The tuner's screening and its full measurement share the seed and the server: on an H100 on 2026-12-07 the
+    # full measurement's first window re-sent the screening's requests (15-16% cache hits) and was thrown away.
+    # The second run starts at the first's `next_request`.
+    import httpx
+
+    url = start_fake_server("--ttft-ms", "1", "--itl-ms", "1")
+    data = resolve_workload("vlm-chat").model_dump()
+    data["synthetic"].update(output_tokens=2, input_tokens=8)
+    data["synthetic"]["images"]["sizes"] = ["32x32"]
+    workload = Workload.model_validate(data)
+    first = run_benchmark_sync(url, workload, LoadSpec(mode="concurrency", concurrency=2, num_requests=6, warmup_requests=2),
+                               SLO(), telemetry=False)
+    assert first.next_request == 8 and sorted(r.index for r in first.requests) == list(range(8))
+    follow = LoadSpec(mode="concurrency", concurrency=2, num_requests=6, first_request=first.next_request)
+    second = run_benchmark_sync(url, workload, follow, SLO(), telemetry=False)
+    assert sorted(r.index for r in second.requests) == list(range(8, 14)) and second.next_request == 14
+    assert httpx.get(f"{url}/stats").json()["distinct_images"] == 14  # no image reached the server twice
+    again = run_benchmark_sync(url, workload, LoadSpec(mode="concurrency", concurrency=2, num_requests=6), SLO(), telemetry=False)
+    assert again.next_request == 6 and httpx.get(f"{url}/stats").json()["distinct_images"] == 14  # from 0: repeats
+
+
 def _slo_rate_load(fractions: list[float], refine: int = 0, above: list[float] | None = None) -> LoadSpec:
     """Short fixed windows (1.5 s of sending): these tests are about the search, not the windows' length."""
     return LoadSpec(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -406,6 +407,35 @@ def test_the_full_measurement_starts_from_the_screenings_bracket(
     assert loads[0] == screening_load
     assert loads[1] == (full if bracket is None else full.model_copy(update={"slo_rate_bracket": bracket}))
     assert result.full_measurement_bracket == bracket
+
+
+@pytest.mark.parametrize(("screening_seed", "first_request"), [(0, 1234), (5, 0)])
+def test_the_full_measurement_sends_none_of_the_screenings_requests(
+    tmp_path: Path, screening_seed: int, first_request: int
+) -> None:
+    """The screening and the full measurement share the server: with the same seed the full measurement starts at the
+    screening's `next_request` (on an H100 on 2026-12-07 its first window re-sent the screening's requests, 15-16%
+    cache hits, and was thrown away); a screening of another seed used another block of requests."""
+    full = LoadSpec(mode="slo_rate", concurrency=8, duration_s=4)
+    screening_load = full.model_copy(update={"slo_rate_window_s": 8.0, "seed": screening_seed})
+    servers: list[FakeServer] = []
+    loads: list[LoadSpec] = []
+
+    async def benchmark(url: str, workload: Any, load: LoadSpec, slo: SLO, **_: Any) -> BenchResult:
+        loads.append(load)
+        summary = Summary(completed=4, failed=0, throughput_rps=2.0, slo_rate_rps=25.4, slo_rate_censored=True)
+        return BenchResult(url=url, workload={}, load=load, slo=slo, simulated=True, summary=summary,
+                           next_request=load.first_request + 1234)
+
+    runner = TrialRunner(
+        study_dir=tmp_path, engine_kind=EngineKind.SIMULATED, workload={"name": "w"}, load=full, slo=SLO(ttft_ms=100),
+        settings=TrialSettings(warmup_requests=0), server_factory=_factory(servers), benchmark=benchmark,
+    )
+    result = runner.run(0, EngineConfig(model=MODEL), Provenance(), screening=Screening(load=screening_load, gate=lambda s: None))
+    assert result.state is TrialOutcome.COMPLETE, result.reason
+    assert result.screening_next_request == 1234
+    assert loads[1] == full.model_copy(update={"first_request": first_request})
+    assert json.loads((tmp_path / "trials" / "0" / "trial.json").read_text())["screening_next_request"] == 1234
 
 
 def test_a_benchmark_is_cut_short_once_its_server_has_exited(tmp_path: Path) -> None:

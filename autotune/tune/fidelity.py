@@ -16,7 +16,8 @@ With `full_from_screening` (default) and the slo_rate objective, the full measur
 bracket (`full_measurement_bracket`) instead of its own capacity probe: on an H100 on 2026-12-07, vLLM's defaults
 screened at 25.4 req/s met and 38.1 missed, then the full measurement's probe (57 req/s at 256 concurrent) sent it
 through windows at 51.7, 46.2 and 40.8 req/s, all missed, 1-1.5 minutes each, before one came near the bracket. The
-windows and their verdicts are the full measurement's own; only the first rates tried differ.
+windows and their verdicts are the full measurement's own; only the first rates tried differ. A screening that met the
+highest rate it tried (censored) brackets from that rate to CENSORED_BRACKET_REACH x it.
 
 Neither prunes before `min_trials` trials are measured in full. vLLM's defaults (trial 0) are screened too, so their
 screening value is a reference, but never pruned; repeats (`--confirm`) are not screened. Pruning needs a single
@@ -49,13 +50,23 @@ class Screening:
     full_from_screening: bool = False
 
 
+CENSORED_BRACKET_REACH = 1.5
+"""A screening that met its highest rate and tried nothing above it (censored) brackets the full measurement from that
+rate to this multiple of it. On an H100 on 2026-12-07 such a trial (screening: 46.61 req/s met) had no bracket, and its
+full measurement's own probe sent it through 72.48 and 63.42 req/s, both missed, before 57.38; from (46.61, 69.92) the
+first window is at 58.3. A wrong end moves out as any bracket's does (`autotune.bench.rate_search`)."""
+
+
 def full_measurement_bracket(screening: Summary) -> tuple[float, float] | None:
     """(the highest rate the screening met, the lowest it missed) for the full measurement to start its bisection
-    from; None when the screening did not bracket the SLO rate (nothing met, or nothing missed: censored)."""
+    from; when nothing above the met rate was tried (censored), up to CENSORED_BRACKET_REACH x it; None when the
+    screening met nothing."""
     low, high = screening.slo_rate_rps, screening.slo_rate_failed_rps
-    if screening.slo_rate_censored or not low or not high or not 0 < low < high:
+    if not low or low <= 0:
         return None
-    return (low, high)
+    if screening.slo_rate_censored or high is None:
+        return (low, low * CENSORED_BRACKET_REACH)
+    return (low, high) if low < high else None
 
 
 def screening_record(metric: str, value: float | None, figures: Mapping[str, float | None]) -> dict[str, Any]:

@@ -377,8 +377,9 @@ def test_with_stack_profiling_the_start_is_profiled_and_never_taken_for_the_meas
     [
         (True, {"slo_rate_rps": 25.4, "slo_rate_failed_rps": 38.1, "slo_rate_censored": False}, (25.4, 38.1)),
         (False, {"slo_rate_rps": 25.4, "slo_rate_failed_rps": 38.1, "slo_rate_censored": False}, None),
-        # no bracket to start from: nothing missed (censored), or nothing met
-        (True, {"slo_rate_rps": 25.4, "slo_rate_failed_rps": None, "slo_rate_censored": True}, None),
+        # nothing missed (censored): from the rate met up to 1.5x it
+        (True, {"slo_rate_rps": 25.4, "slo_rate_failed_rps": None, "slo_rate_censored": True}, (25.4, 25.4 * 1.5)),
+        # no bracket to start from: nothing met
         (True, {"slo_rate_rps": 0.0, "slo_rate_failed_rps": 10.0, "slo_rate_censored": False}, None),
     ],
 )
@@ -386,7 +387,8 @@ def test_the_full_measurement_starts_from_the_screenings_bracket(
     tmp_path: Path, from_screening: bool, screened: dict[str, Any], bracket: tuple[float, float] | None
 ) -> None:
     """With `full_from_screening`, the full slo_rate measurement gets the screening's (met, missed) rates as its
-    `slo_rate_bracket` (so it runs no capacity probe of its own); without it, or without a bracket, the space's load."""
+    `slo_rate_bracket` (so it runs no capacity probe of its own), from a censored screening (met, 1.5 x met); without
+    it, or when the screening met nothing, the space's load."""
     full = LoadSpec(mode="slo_rate", concurrency=8, duration_s=4)
     screening_load = full.model_copy(update={"slo_rate_window_s": 8.0})
     servers: list[FakeServer] = []

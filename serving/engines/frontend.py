@@ -4,6 +4,12 @@ Each of `api_server_count` frontends has one event loop (`Lane`: request parsing
 detokenizing and streaming every output token) and `preprocessing_workers` workers (`WorkerPool`:
 image preprocessing), plus its own multimodal processor cache (`ImageCache`). Resources are
 reserved in virtual time: `reserve(now, cost)` returns when the work would be done.
+
+A request cancelled before its admission (the client gave up: a window's cut drain, an overloaded window's backlog)
+gives back the work that had not started (`Admission.release`), as vLLM does (its chat route is cancelled when the
+client disconnects, `with_cancellation`, and with it the preprocessing still queued): without it, an overloaded window left the frontends booked for many seconds after its requests were
+gone, and the next window, at a rate the server sustains, queued behind work nobody waited for (a simulated study of
+2026-12-07 found 40.8 req/s after three overloaded windows, 54.6 without them, for the same config).
 """
 
 from __future__ import annotations
@@ -26,9 +32,18 @@ class Lane:
         self.busy_until = 0.0
 
     def reserve(self, now: float, cost_s: float) -> float:
+        return self.book(now, cost_s)[1]
+
+    def book(self, now: float, cost_s: float) -> tuple[float, float]:
+        """(start, done) of `cost_s` of work queued behind what is booked."""
         start = now if now > self.busy_until else self.busy_until
         self.busy_until = start + cost_s
-        return self.busy_until
+        return start, self.busy_until
+
+    def release(self, start: float, done: float, now: float) -> None:
+        """Give back a booking that has not started by `now` (the work after it moves up)."""
+        if start >= now:
+            self.busy_until = max(now, self.busy_until - (done - start))
 
 
 class WorkerPool:
@@ -38,10 +53,35 @@ class WorkerPool:
         self._free_at = [0.0] * size
 
     def reserve(self, now: float, cost_s: float) -> float:
+        return self.book(now, cost_s)[1]
+
+    def book(self, now: float, cost_s: float) -> tuple[float, float]:
         start = max(now, heapq.heappop(self._free_at))
         done = start + cost_s
         heapq.heappush(self._free_at, done)
-        return done
+        return start, done
+
+    def release(self, start: float, done: float, now: float) -> None:
+        """Give back a booking that has not started by `now`: the busiest worker frees up that much earlier (which
+        worker held it is not kept; earlier releases have moved every booking after them)."""
+        if start < now:
+            return
+        worker = max(range(len(self._free_at)), key=self._free_at.__getitem__)
+        self._free_at[worker] = max(now, self._free_at[worker] - (done - start))
+        heapq.heapify(self._free_at)
+
+
+@dataclass(slots=True)
+class Admission:
+    """When a request is parsed and its images preprocessed, and the bookings that got it there."""
+
+    done: float
+    bookings: list[tuple[Lane | WorkerPool, float, float]]
+
+    def release(self, now: float) -> None:
+        """The request was cancelled at `now`: give back the bookings that had not started."""
+        for resource, start, done in reversed(self.bookings):
+            resource.release(start, done, now)
 
 
 class ImageCache:
@@ -111,14 +151,20 @@ class Frontends:
 
     def admit(self, frontend: Frontend, now: float, images: tuple[ImageInput, ...]) -> float:
         """Virtual time at which the request has been parsed and its images preprocessed."""
-        done = frontend.lane.reserve(now, self.cost.request_s)
+        return self.admission(frontend, now, images).done
+
+    def admission(self, frontend: Frontend, now: float, images: tuple[ImageInput, ...]) -> Admission:
+        """`admit`, with the bookings a cancelled request gives back (`Admission.release`)."""
+        start, done = frontend.lane.book(now, self.cost.request_s)
+        bookings: list[tuple[Lane | WorkerPool, float, float]] = [(frontend.lane, start, done)]
         for image in images:
             if frontend.cache.lookup(image.content_hash, self.cost.image_cache_entry_bytes(image.pixels)):
                 cost_s = self.cost.image_cache_hit_s
             else:
                 cost_s = self.cost.image_preprocess_s(image.pixels)
-            done = frontend.workers.reserve(done, cost_s)
-        return done
+            start, done = frontend.workers.book(done, cost_s)
+            bookings.append((frontend.workers, start, done))
+        return Admission(done, bookings)
 
     def deliver_token(self, frontend: Frontend, now: float) -> float:
         """Virtual time at which a generated token has been detokenized and sent."""

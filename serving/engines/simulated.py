@@ -163,11 +163,14 @@ class SimulatedEngine:
         loop = self._loop
         output = _Output(self.frontends.pick())
         self._pending_frontend += 1
+        admission = self.frontends.admission(output.frontend, loop.time(), request.images)
         try:
-            admitted_at = self.frontends.admit(output.frontend, loop.time(), request.images)
-            delay = admitted_at - loop.time()
+            delay = admission.done - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+        except asyncio.CancelledError:  # the client gave up before its request was admitted: its queued work goes
+            admission.release(loop.time())
+            raise
         finally:
             self._pending_frontend -= 1
         self._admitted_total += 1

@@ -12,6 +12,7 @@ from autotune.config import EngineConfig
 from helpers.servers import MODEL_DIR
 from serving.engines.base import Engine, EngineUnavailable, GenerationRequest, ImageInput
 from serving.engines.faults import FaultPlan, parse_fault
+from serving.engines.frontend import Admission
 from serving.engines.profile import SimulatorProfile
 from serving.engines.simulated import EngineStartError, SimulatedEngine
 from serving.engines.virtual_run import simulate_closed_loop
@@ -185,3 +186,40 @@ def test_cache_counters_come_from_what_the_engine_saw_and_resets_clear_them() ->
 def test_no_cache_no_counters() -> None:
     stats = engine(enable_prefix_caching=False, mm_processor_cache_gb=0).stats()
     assert stats.prefix_cache_queries is None and stats.mm_cache_queries is None
+
+
+def test_requests_cancelled_before_admission_give_their_frontend_work_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A window's cut backlog must not keep the simulated frontends booked: a simulated study of 2026-12-07 measured
+    40.8 req/s after three overloaded windows and 54.6 without them, for the same config. Cancelled before their
+    admission, 300 image requests give back their queued preprocessing, and the next request is admitted as on an
+    idle server; without the give-back it waits for all of it."""
+
+    def image_request(name: str) -> GenerationRequest:
+        image = ImageInput(1280, 720, 1200, f"pixels-{name}")  # distinct: every one is preprocessed
+        return GenerationRequest(request_id=name, prompt_tokens=1300, max_tokens=2, ignore_eos=True, images=(image,))
+
+    async def first_token_s(sim: SimulatedEngine, name: str) -> float:
+        started = time.perf_counter()
+        async with aclosing(sim.generate(image_request(name))) as events:  # type: ignore[type-var]
+            await anext(events)
+        return time.perf_counter() - started
+
+    async def scenario() -> tuple[float, float]:
+        sim = engine(api_server_count=1, preprocessing_workers=1, mm_processor_cache_gb=0)
+        await sim.start()
+        try:
+            alone = await first_token_s(sim, "alone")
+            backlog = [asyncio.create_task(collect(sim, image_request(f"b{i}"))) for i in range(300)]
+            await asyncio.sleep(0.05)  # every one of them is booked, few admitted
+            for task in backlog:
+                task.cancel()
+            await asyncio.gather(*backlog, return_exceptions=True)
+            return alone, await first_token_s(sim, "after")
+        finally:
+            await sim.stop()
+
+    alone, after = asyncio.run(scenario())
+    assert after < 3 * alone + 0.05  # the next request waits for none of the cancelled work
+    monkeypatch.setattr(Admission, "release", lambda self, now: None)
+    alone, kept = asyncio.run(scenario())
+    assert kept > 10 * alone  # without the give-back: behind the whole cancelled backlog

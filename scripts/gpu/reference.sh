@@ -22,7 +22,7 @@
 # Each GPU gets its share of the cores: the server 3/4 of it, the load generator the rest (taskset; recorded per
 # trial). The study lives in $EXP (kept while the machine stays warm; restored from the checkout otherwise) and
 # every step packs $EXP into $OUT/step-X.tgz (SAVE_COMPILE_CACHE=1: vLLM's compile cache as well, to carry into the
-# next session as .compile-cache/compile-cache.tgz; DUMP_WARMUP_STACKS=1: stacks of the API servers during vLLM's
+# next session as .compile-cache/compile-cache.tar.xz; DUMP_WARMUP_STACKS=1: stacks of the API servers during vLLM's
 # multimodal warm-up in the server logs). ENGINE=simulated runs the same flow without a GPU (a smoke test:
 # raw vllm serve and vllm bench are skipped, results are labeled simulated).
 set -u
@@ -194,7 +194,7 @@ pack() {  # the step's results; with SAVE_COMPILE_CACHE=1 also the compile cache
   du -sm "$CACHE_DIR" > "$M/compile-cache-size.txt" 2>/dev/null
   [ "${PACK:-1}" = 1 ] || return 0
   tar czf "$OUT/step-$STEP.tgz" -C "$EXP" .
-  [ "${SAVE_COMPILE_CACHE:-0}" = 1 ] && COMPILE_CACHE_MAX_MB=45 pack_compile_cache "$OUT/compile-cache.tgz"
+  [ "${SAVE_COMPILE_CACHE:-0}" = 1 ] && COMPILE_CACHE_MAX_MB=45 pack_compile_cache "$OUT/compile-cache.tar.xz"
   ls -la "$OUT"
 }
 

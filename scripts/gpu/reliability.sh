@@ -50,7 +50,7 @@ setsid nohup bash -c '
       *) say "unknown step $step (soak, trial-cost, limits)" ;;
     esac
   done
-  pack_compile_cache "$RUN/compile-cache.tgz" >> "$RUN/progress.log"
+  pack_compile_cache "$RUN/compile-cache.tar.xz" >> "$RUN/progress.log"
   touch "$RUN/done"; say "all done"
 ' > /dev/null 2>&1 < /dev/null &
 echo $! > "$RUN/pid"   # scripts/gpu/wait_pack.sh stops waiting once this process has gone

@@ -12,7 +12,7 @@ LEASE_LEFT=${LEASE_LEFT:-$(( 1800 - $(cut -d. -f1 /proc/uptime) - 90 ))}   # the
 export DEADLINE_EPOCH=$(( $(date +%s) + LEASE_LEFT - 110 ))                # room to pack and bring the files back
 export -f pack_compile_cache
 SERVER_CPUS=0-9 CLIENT_CPUS=10-15 RUN_DIR=$RUN MARK_DONE=0 setsid nohup bash -c 'python3 scripts/gpu/sustained.py "$@"
-  pack_compile_cache "$RUN_DIR/compile-cache.tgz" >> "$RUN_DIR/progress.log"; touch "$RUN_DIR/done"' sustained "$@" \
+  pack_compile_cache "$RUN_DIR/compile-cache.tar.xz" >> "$RUN_DIR/progress.log"; touch "$RUN_DIR/done"' sustained "$@" \
   > "$RUN/run.log" 2>&1 < /dev/null &
 echo $! > "$RUN/pid"   # scripts/gpu/wait_pack.sh stops waiting once this process has gone
 echo "started; deadline in $(( DEADLINE_EPOCH - $(date +%s) )) s"

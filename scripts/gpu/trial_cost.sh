@@ -15,7 +15,7 @@ echo "$DEADLINE_EPOCH" > "$RUN/deadline"
 export RUN TRIALS WARM_START FORK_ENGINE_CORES STUDY
 export -f pack_compile_cache
 setsid nohup bash -c 'bash scripts/gpu/trial_cost_study.sh
-  pack_compile_cache "$RUN/compile-cache.tgz" >> "$RUN/progress.log"
+  pack_compile_cache "$RUN/compile-cache.tar.xz" >> "$RUN/progress.log"
   touch "$RUN/done"; echo "$(date +%H:%M:%S) all done" >> "$RUN/progress.log"' \
   > /dev/null 2>&1 < /dev/null &
 echo $! > "$RUN/pid"   # scripts/gpu/wait_pack.sh stops waiting once this process has gone

@@ -5,7 +5,7 @@
 #   one compile cache (prepare_run.sh restored the carried one) and --stack-profile-hz 10
 #   (each start profiled), until TRIALS trials or DEADLINE_EPOCH; then `autotune summarize trial-cost` into
 #   $RUN/summary.json and the stack-profile tables ($RUN/stack-profiles); the script that started it packs the compile
-#   cache for the next lease ($RUN/compile-cache.tgz). FORK_ENGINE_CORES=1: VLLM_WORKER_MULTIPROC_METHOD=fork for every trial server, so that
+#   cache for the next lease ($RUN/compile-cache.tar.xz). FORK_ENGINE_CORES=1: VLLM_WORKER_MULTIPROC_METHOD=fork for every trial server, so that
 #   vLLM forks its engine cores from the (warm) API server instead of spawning fresh interpreters.
 # Needs RUN, DEADLINE_EPOCH, MODEL, SERVER_CPUS, CLIENT_CPUS, VLLM_CACHE_ROOT; ENGINE=simulated: a smoke test without a GPU.
 set -u

@@ -19,6 +19,14 @@ def _workload(output_tokens: int = 4, input_tokens: int = 16) -> Workload:
     return Workload.model_validate(data)
 
 
+def _tiny_image_workload() -> Workload:
+    """vlm-chat with 32x32 images, 8 prompt and 2 output tokens: every request a distinct image, quickly sent."""
+    data = resolve_workload("vlm-chat").model_dump()
+    data["synthetic"].update(output_tokens=2, input_tokens=8)
+    data["synthetic"]["images"]["sizes"] = ["32x32"]
+    return Workload.model_validate(data)
+
+
 def test_two_client_processes_return_merged_records(quick_server: str) -> None:
     load = LoadSpec(mode="concurrency", concurrency=4, num_requests=20, client_processes=2, warmup_requests=2)
     result = run_benchmark_sync(quick_server, _workload(), load, SLO(), telemetry=False)
@@ -104,10 +112,7 @@ def test_runs_with_different_seeds_never_repeat_an_image(start_fake_server) -> N
     import httpx
 
     url = start_fake_server("--ttft-ms", "1", "--itl-ms", "1")
-    data = resolve_workload("vlm-chat").model_dump()
-    data["synthetic"].update(output_tokens=2, input_tokens=8)
-    data["synthetic"]["images"]["sizes"] = ["32x32"]
-    workload = Workload.model_validate(data)
+    workload = _tiny_image_workload()
     for seed in (0, 1):
         load = LoadSpec(mode="concurrency", concurrency=2, num_requests=6, warmup_requests=2, seed=seed)
         run_benchmark_sync(url, workload, load, SLO(), telemetry=False)
@@ -124,10 +129,7 @@ def test_a_run_that_follows_one_of_the_same_seed_sends_none_of_its_requests(star
     import httpx
 
     url = start_fake_server("--ttft-ms", "1", "--itl-ms", "1")
-    data = resolve_workload("vlm-chat").model_dump()
-    data["synthetic"].update(output_tokens=2, input_tokens=8)
-    data["synthetic"]["images"]["sizes"] = ["32x32"]
-    workload = Workload.model_validate(data)
+    workload = _tiny_image_workload()
     first = run_benchmark_sync(url, workload, LoadSpec(mode="concurrency", concurrency=2, num_requests=6, warmup_requests=2),
                                SLO(), telemetry=False)
     assert first.next_request == 8 and sorted(r.index for r in first.requests) == list(range(8))

@@ -6,10 +6,11 @@ image preprocessing), plus its own multimodal processor cache (`ImageCache`). Re
 reserved in virtual time: `reserve(now, cost)` returns when the work would be done.
 
 A request cancelled before its admission (the client gave up: a window's cut drain, an overloaded window's backlog)
-gives back the work that had not started (`Admission.release`), as vLLM does (its chat route is cancelled when the
-client disconnects, `with_cancellation`, and with it the preprocessing still queued): without it, an overloaded window left the frontends booked for many seconds after its requests were
-gone, and the next window, at a rate the server sustains, queued behind work nobody waited for (a simulated study of
-2026-12-07 found 40.8 req/s after three overloaded windows, 54.6 without them, for the same config).
+gives back the work that had not started (`Admission.release`), as in vLLM, whose chat route is cancelled when the
+client disconnects (`with_cancellation`), and with it the preprocessing still queued. Without it an overloaded window
+left the frontends booked for seconds after its requests were gone, and the next window queued behind work nobody
+waited for: one config measured 40.8 req/s after three overloaded windows, and 55.4 on the same path with the
+give-back (`experiments/trial-cost/2026-12-07-simulated-fast-vs-old/`).
 """
 
 from __future__ import annotations
@@ -51,9 +52,6 @@ class WorkerPool:
 
     def __init__(self, size: int) -> None:
         self._free_at = [0.0] * size
-
-    def reserve(self, now: float, cost_s: float) -> float:
-        return self.book(now, cost_s)[1]
 
     def book(self, now: float, cost_s: float) -> tuple[float, float]:
         start = max(now, heapq.heappop(self._free_at))

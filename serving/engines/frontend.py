@@ -3,7 +3,7 @@
 Each of `api_server_count` frontends has one event loop (`Lane`: request parsing, chat template,
 detokenizing and streaming every output token) and `preprocessing_workers` workers (`WorkerPool`:
 image preprocessing), plus its own multimodal processor cache (`ImageCache`). Resources are
-reserved in virtual time: `reserve(now, cost)` returns when the work would be done.
+reserved in virtual time: `book(now, cost)` returns when the work would start and be done.
 
 A request cancelled before its admission (the client gave up: a window's cut drain, an overloaded window's backlog)
 gives back the work that had not started (`Admission.release`), as in vLLM, whose chat route is cancelled when the

@@ -1,5 +1,5 @@
-# Sourced by the GPU run scripts (after env.sh): vLLM's compile cache ($VLLM_CACHE_ROOT: torch.compile artifacts and
-# model infos) carried between leases in the checkout's git-ignored .compile-cache/compile-cache.tar.xz
+# Sourced by the GPU run scripts (after env.sh): vLLM's compile cache ($VLLM_CACHE_ROOT: torch.compile artifacts,
+# model infos and Triton's kernels) carried between leases in the checkout's git-ignored .compile-cache/compile-cache.tar.xz
 # (docs/quickstart-gpu.md, "Caches across leases").
 #   restore_compile_cache            unpack the carried archive, when the lease carried it
 #   pack_compile_cache FILE          archive the cache as it is now (every key this lease compiled or restored), when
@@ -20,14 +20,18 @@ restore_compile_cache() {
   esac && echo "compile cache restored from $archive ($(du -sm "$VLLM_CACHE_ROOT" | cut -f1) MB)"
 }
 pack_compile_cache() {
-  local file=$1 max_mb=${COMPILE_CACHE_MAX_MB:-40}
+  local file=$1 max_mb=${COMPILE_CACHE_MAX_MB:-40} parts mb
   [ -d "$VLLM_CACHE_ROOT/torch_compile_cache" ] || { echo "compile cache: nothing to pack"; return 0; }
-  # modelinfos: vLLM's model-class inspection, else redone in a subprocess that imports vLLM and torch again
-  (cd "$VLLM_CACHE_ROOT" && tar cf - torch_compile_cache $(ls -d modelinfos 2>/dev/null) | xz -6 -T0 > "$file")
-  local mb=$(( $(stat -c %s "$file") / 1048576 ))
-  if (( mb > max_mb )); then
-    rm -f "$file"; echo "compile cache: $mb MB > $max_mb MB, not packed"
-  else
-    echo "compile cache packed: $file ($mb MB)"
-  fi
+  # modelinfos: vLLM's model-class inspection, else redone in a subprocess that imports vLLM and torch again;
+  # triton: Triton's kernels (env.sh puts TRITON_CACHE_DIR there), else JIT-compiled again at the first requests;
+  # dropped first when the archive would be too large
+  for parts in "modelinfos triton" "modelinfos"; do
+    (cd "$VLLM_CACHE_ROOT" && tar cf - torch_compile_cache $(ls -d $parts 2>/dev/null) | xz -6 -T0 > "$file")
+    mb=$(( $(stat -c %s "$file") / 1048576 ))
+    if (( mb <= max_mb )); then
+      echo "compile cache packed: $file ($mb MB: torch_compile_cache $(cd "$VLLM_CACHE_ROOT" && ls -d $parts 2>/dev/null | xargs))"
+      return 0
+    fi
+  done
+  rm -f "$file"; echo "compile cache: $mb MB > $max_mb MB, not packed"
 }

@@ -4,6 +4,9 @@ export PYTHONUNBUFFERED=1
 export COLUMNS=${COLUMNS:-200}   # wide rich tables in the logs
 export VLLM_USE_FLASHINFER_SAMPLER=0
 export VLLM_CACHE_ROOT=${VLLM_CACHE_ROOT:-/root/.cache/vllm}   # one compile cache across trials and commands
+# Triton's own kernel cache beside it, so that it travels with the compile cache (compile_cache.sh): on 2026-12-07 the
+# first start of a lease JIT-compiled three of vLLM's Triton kernels inside the server's warm-up burst (7.7 s in all)
+export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-$VLLM_CACHE_ROOT/triton}
 export MODEL=${MODEL:-/root/models/qwen3-vl-4b-instruct}
 export OUT=${OUT:-$PWD/experiments/_out}
 mkdir -p "$OUT"

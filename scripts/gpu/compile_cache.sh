@@ -20,16 +20,17 @@ restore_compile_cache() {
   esac && echo "compile cache restored from $archive ($(du -sm "$VLLM_CACHE_ROOT" | cut -f1) MB)"
 }
 pack_compile_cache() {
-  local file=$1 max_mb=${COMPILE_CACHE_MAX_MB:-40} parts mb
+  local file=$1 max_mb=${COMPILE_CACHE_MAX_MB:-40} parts present mb
   [ -d "$VLLM_CACHE_ROOT/torch_compile_cache" ] || { echo "compile cache: nothing to pack"; return 0; }
   # modelinfos: vLLM's model-class inspection, else redone in a subprocess that imports vLLM and torch again;
   # triton: Triton's kernels (env.sh puts TRITON_CACHE_DIR there), else JIT-compiled again at the first requests;
   # dropped first when the archive would be too large
   for parts in "modelinfos triton" "modelinfos"; do
-    (cd "$VLLM_CACHE_ROOT" && tar cf - torch_compile_cache $(ls -d $parts 2>/dev/null) | xz -6 -T0 > "$file")
+    present=$(cd "$VLLM_CACHE_ROOT" && ls -d $parts 2>/dev/null | xargs)
+    (cd "$VLLM_CACHE_ROOT" && tar cf - torch_compile_cache $present | xz -6 -T0 > "$file")
     mb=$(( $(stat -c %s "$file") / 1048576 ))
     if (( mb <= max_mb )); then
-      echo "compile cache packed: $file ($mb MB: torch_compile_cache $(cd "$VLLM_CACHE_ROOT" && ls -d $parts 2>/dev/null | xargs))"
+      echo "compile cache packed: $file ($mb MB: torch_compile_cache $present)"
       return 0
     fi
   done

@@ -17,9 +17,6 @@ set -u
 CONFIG=$1
 RUN=/root/sustained
 source scripts/gpu/prepare_run.sh
-LEASE_LEFT=${LEASE_LEFT:-$(( ${LEASE_BUDGET:-1800} - $(cut -d. -f1 /proc/uptime) - 90 ))}   # the lease began before the boot
-export DEADLINE_EPOCH=$(( $(date +%s) + LEASE_LEFT - 110 ))                # room to pack and bring the files back
-echo "$DEADLINE_EPOCH" > "$RUN/deadline"
 SOAK_ONLY=${SOAK_ONLY:-0}   # 1: the soak alone (a lease too short for both)
 DEATH_OOM=${DEATH_OOM:-1}   # 0: the engine-death test without its OOM start (steps 1-3 only)
 DEATH_EAGER=${DEATH_EAGER:-0}   # 1: its servers with enforce_eager (shorter starts, for a short lease)

@@ -3,13 +3,11 @@
 # host, checks NVML GPM under a known load, freezes a copy of the tree (later commands re-send the tree) and starts
 # scripts/gpu/sustained.py detached, bounded by the lease; then `bash scripts/gpu/wait_pack.sh /root/sustained S`
 # in this and each following command brings back what it has.
-# usage: bash scripts/gpu/sustained.sh NAME=CONFIG:LOW:HIGH ...    (LEASE_LEFT: device seconds left, else from uptime)
+# usage: bash scripts/gpu/sustained.sh NAME=CONFIG:LOW:HIGH ...    (LEASE_LEFT or LEASE_BUDGET: prepare_run.sh)
 set -u
 RUN=/root/sustained
 source scripts/gpu/prepare_run.sh
 timeout 90 python3 scripts/gpu/gpm_check.py --seconds 3 --out "$RUN/gpm_check.json" 2>&1 | tail -12
-LEASE_LEFT=${LEASE_LEFT:-$(( 1800 - $(cut -d. -f1 /proc/uptime) - 90 ))}   # the lease began before the boot
-export DEADLINE_EPOCH=$(( $(date +%s) + LEASE_LEFT - 110 ))                # room to pack and bring the files back
 export -f pack_compile_cache
 SERVER_CPUS=0-9 CLIENT_CPUS=10-15 RUN_DIR=$RUN MARK_DONE=0 setsid nohup bash -c 'python3 scripts/gpu/sustained.py "$@"
   pack_compile_cache "$RUN_DIR/compile-cache.tar.xz" >> "$RUN_DIR/progress.log"; touch "$RUN_DIR/done"' sustained "$@" \

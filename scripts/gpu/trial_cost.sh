@@ -9,9 +9,6 @@
 set -u
 RUN=/root/sustained
 source scripts/gpu/prepare_run.sh
-LEASE_LEFT=${LEASE_LEFT:-$(( ${LEASE_BUDGET:-1800} - $(cut -d. -f1 /proc/uptime) - 90 ))}   # the lease began before the boot
-export DEADLINE_EPOCH=$(( $(date +%s) + LEASE_LEFT - 110 ))                # room to pack and bring the files back
-echo "$DEADLINE_EPOCH" > "$RUN/deadline"
 export RUN TRIALS WARM_START FORK_ENGINE_CORES STUDY
 export -f pack_compile_cache
 setsid nohup bash -c 'bash scripts/gpu/trial_cost_study.sh

@@ -48,6 +48,7 @@ from autotune.observe.gpu import gpu_memory_used_mib
 
 _MIB = 2**20
 _MAX_ERRORS_KEPT = 20
+PROGRESS_EVERY_S = 60.0  # a progress line at least this often, whatever the window
 
 
 class SoakBounds(ClosedModel):
@@ -199,9 +200,15 @@ class ResourceSampler:
 
 
 def progress_line(elapsed_s: float, sample: ResourceSample) -> str:
-    """'soak: 120 s in: server RSS 812.3 MiB, PSS 640.1 MiB, 16 open fds, 3 processes, GPU memory 70284 MiB'."""
+    """'soak: 120 s in: server RSS 812.3 MiB, PSS 640.1 MiB (api_server 400.0, engine_core 240.1), 16 open fds,
+    3 processes, GPU memory 70284 MiB': the memory by role too, so that a run cut off before its record is written
+    still says which process grew."""
+    by_role = sample.pss_by_role_mib if sample.pss_mib is not None else sample.rss_by_role_mib
+    roles = f" ({', '.join(f'{role} {mib}' for role, mib in sorted(by_role.items()))})" if by_role else ""
+    memory_text = f"PSS {sample.pss_mib} MiB{roles}" if sample.pss_mib is not None else None
     parts = [text for value, text in (
-        (sample.rss_mib, f"server RSS {sample.rss_mib} MiB"), (sample.pss_mib, f"PSS {sample.pss_mib} MiB"),
+        (sample.rss_mib, f"server RSS {sample.rss_mib} MiB" + ("" if memory_text else roles)),
+        (sample.pss_mib, memory_text),
         (sample.open_fds, f"{sample.open_fds} open fds"), (sample.processes, f"{sample.processes} processes"),
         (sample.gpu_memory_used_mib, f"GPU memory {sample.gpu_memory_used_mib} MiB"),
     ) if value is not None]
@@ -425,12 +432,14 @@ async def soak_async(
     url: str, settings: SoakSettings, *, server_pid: int | None = None, workload: Workload | None = None,
     model: str | None = None, api_key: str | None = None, report: Callable[[str], None] | None = None,
 ) -> SoakRecord:
-    """`report`: called once a window with a line on the server's latest sample (the soak's progress)."""
+    """`report`: called once a window, or every PROGRESS_EVERY_S when windows are longer, with a line on the server's
+    latest sample (the soak's progress)."""
     load = LoadSpec(
         mode="rate", rate_rps=settings.rate_rps, arrival="constant", num_requests=None, duration_s=settings.duration_s,
         warmup_requests=settings.warmup_requests, seed=settings.seed, client_processes=settings.client_processes,
     )
-    sampler = ResourceSampler(server_pid, settings.sample_interval_s, report=report, report_every_s=settings.window_s)
+    sampler = ResourceSampler(server_pid, settings.sample_interval_s, report=report,
+                              report_every_s=min(settings.window_s, PROGRESS_EVERY_S))
     sampler.start()
     try:
         bench = await run_benchmark(

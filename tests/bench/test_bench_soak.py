@@ -13,7 +13,9 @@ import psutil
 import pytest
 
 from autotune.bench.schemas import RequestRecord
-from autotune.bench.soak import ResourceSample, ResourceSampler, SoakBounds, SoakRecord, SoakSettings, judge, windows_of
+from autotune.bench.soak import (
+    ResourceSample, ResourceSampler, SoakBounds, SoakRecord, SoakSettings, judge, progress_line, windows_of,
+)
 from autotune.bench.soak_plot import memory_series, plot_soak
 
 DURATION_S = 180.0
@@ -218,3 +220,16 @@ def test_bad_soak_options_are_a_clear_error_naming_the_field(options: list[str],
     done = subprocess.run([sys.executable, "-m", "autotune.cli", "soak", *argv], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and named in done.stderr + done.stdout, done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()  # refused before anything was sent
+
+
+def test_a_progress_line_names_each_roles_memory_so_a_run_cut_off_before_its_record_still_says_what_grew() -> None:
+    sample = ResourceSample(
+        t_s=120.0, rss_mib=900.0, pss_mib=700.0, open_fds=16, processes=3,
+        rss_by_role_mib={"api_server": 500.0, "engine_core": 400.0}, pss_by_role_mib={"api_server": 420.0, "engine_core": 280.0},
+    )
+    line = progress_line(120.0, sample)
+    assert line == ("soak: 120 s in: server RSS 900.0 MiB, PSS 700.0 MiB (api_server 420.0, engine_core 280.0), "
+                    "16 open fds, 3 processes")
+    without_pss = sample.model_copy(update={"pss_mib": None, "pss_by_role_mib": None})
+    assert progress_line(60.0, without_pss) == (
+        "soak: 60 s in: server RSS 900.0 MiB (api_server 500.0, engine_core 400.0), 16 open fds, 3 processes")

@@ -12,7 +12,7 @@ What it does (experiments/README.md says why; `autotune.report.recorded` reads e
   this copy), writes Optuna's `trials_dataframe` as `optuna-trials.csv.gz` and removes the store;
 - removes `autotune report`'s HTML where its Markdown is beside it (the same figures, as PNG files);
 - removes the per-token gaps (`itl_ms` lists) from the requests of every bench result (the ITL statistics stay in
-  each summary and sweep window) and stores it as `.json.gz`;
+  each summary and sweep window), rounds their send times to 1 us, and stores it as `.json.gz`;
 - keeps each `vllm bench serve --save-detailed` result (`vllm-bench-*.json`) without its generated texts and with its
   per-request times (`ttfts`, `itls`, `start_times`, seconds) rounded to 10 us, as `.json.gz`: the combined verdict
   (`autotune.bench.vllm_bench`) read from the packed file stays within 0.01 ms of the written one;
@@ -101,16 +101,32 @@ def drop_report_html(run: Path) -> None:
             html.unlink()
 
 
-def without_gaps(data: dict[str, Any]) -> dict[str, Any] | None:
-    """The result without its requests' itl_ms lists; None when it has none (nothing to rewrite)."""
-    if not any("itl_ms" in r for r in data.get("requests") or []):
+BENCH_SEND_TIME_DECIMALS = 6  # seconds: 1 us, below the client's own timer and event-loop jitter
+
+
+def _rounded_send(record: dict[str, Any]) -> dict[str, Any]:
+    send = record.get("send_time_s")
+    if isinstance(send, float) and send != round(send, BENCH_SEND_TIME_DECIMALS):
+        return {**record, "send_time_s": round(send, BENCH_SEND_TIME_DECIMALS)}
+    return record
+
+
+def slim_bench_result(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The result without its requests' itl_ms lists and with their send times rounded to 1 us; None when neither
+    applies (nothing to rewrite). Refuses a change of any other field, as the schema reads it."""
+    requests = data.get("requests") or []
+    slim_requests = [_rounded_send({k: v for k, v in r.items() if k != "itl_ms"}) for r in requests]
+    if slim_requests == requests:
         return None
-    stripped = {**data, "requests": [{k: v for k, v in r.items() if k != "itl_ms"} for r in data["requests"]]}
-    before, after = BenchResult.model_validate(data), BenchResult.model_validate(stripped)
-    expected = before.model_copy(update={"requests": [r.model_copy(update={"itl_ms": []}) for r in before.requests]})
-    if after != expected:  # the same result but for the gaps, as the schema reads it
-        raise AutotuneError("removing the per-token gaps changed another field")
-    return stripped
+    slim = {**data, "requests": slim_requests}
+    before, after = BenchResult.model_validate(data), BenchResult.model_validate(slim)
+    expected = before.model_copy(update={"requests": [
+        r.model_copy(update={"itl_ms": [], "send_time_s": round(r.send_time_s, BENCH_SEND_TIME_DECIMALS)})
+        for r in before.requests
+    ]})
+    if after != expected:
+        raise AutotuneError("removing the per-token gaps or rounding the send times changed another field")
+    return slim
 
 
 def pack_results(run: Path) -> None:
@@ -121,7 +137,7 @@ def pack_results(run: Path) -> None:
         data = json.loads(raw)
         if not isinstance(data, dict) or data.get("kind") != "autotune-bench-result":
             continue
-        stripped = without_gaps(data)
+        stripped = slim_bench_result(data)
         target = path if path.suffix == ".gz" else path.with_name(path.name + ".gz")
         if stripped is not None:
             target.write_bytes(gzip_bytes(json.dumps(stripped, indent=1).encode()))

@@ -24,7 +24,7 @@ from autotune.report.pack import pack_folder
 
 def _result() -> BenchResult:
     requests = [
-        RequestRecord(index=i, send_time_s=0.1 * i, success=True, ttft_ms=100.0 + i, e2el_ms=700.0 + i,
+        RequestRecord(index=i, send_time_s=0.1 * i + 1.234e-7, success=True, ttft_ms=100.0 + i, e2el_ms=700.0 + i,
                       itl_ms=[5.0 + i, 6.5, 7.25], input_tokens=270, output_tokens=4)
         for i in range(3)
     ]
@@ -86,14 +86,15 @@ def test_a_run_folder_packs_to_what_the_reader_reads_back(run: Path) -> None:
     assert not recorded.exists(superseded / "optuna.db")
     export = recorded.read_text(superseded / "optuna-trials.csv").splitlines()
     assert "datetime_start" in export[0].split(",") and "params_max_num_seqs" in export[0] and len(export) == 2
-    # results lose only their per-token gaps, and every result is stored gzip'd
+    # results lose only their per-token gaps and their send times' digits below 1 us; every result is stored gzip'd
     for path in (kept / "trials" / "0" / "result.json.gz", run / "measurements" / "bench-c2.json.gz"):
         packed, original = load_result(path), _result()
         assert [r.itl_ms for r in packed.requests] == [[], [], []]
         assert packed.summary == original.summary and packed.sweep == original.sweep
-        assert [r.model_dump(exclude={"itl_ms"}) for r in packed.requests] == [
-            r.model_dump(exclude={"itl_ms"}) for r in original.requests
+        assert [r.model_dump(exclude={"itl_ms", "send_time_s"}) for r in packed.requests] == [
+            r.model_dump(exclude={"itl_ms", "send_time_s"}) for r in original.requests
         ]
+        assert [r.send_time_s for r in packed.requests] == [round(0.1 * i, 6) for i in range(3)]  # to 1 us
     assert not (run / "measurements" / "bench-c2.json").exists()
     # logs and stack profiles are compressed but read as written
     assert (kept / "trials" / "0" / "server.log.gz").is_file()

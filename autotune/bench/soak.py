@@ -10,7 +10,9 @@ and records). Beside it a thread samples, every `sample_interval_s`, the RSS and
 the server's process tree (`server_pid` and its children, on this host; none without a pid; the RSS also by
 vLLM process role: API servers, engine cores, GPU workers, other), its PSS likewise (proportional set size: a
 page shared by several processes of the tree, such as vLLM's shared-memory queues or a fork's copy-on-write pages,
-is counted once in the sum instead of once per process) and the GPUs' used memory (NVML; none without). The run
+is counted once in the sum instead of once per process), once a progress line each role's PSS by the kind of
+mapping that holds it (autotune.observe.memory_maps: the GPU driver's pinned host buffers, C heap, anonymous, shared
+memory, files; a memory verdict names the kind that grew) and the GPUs' used memory (NVML; none without). The run
 is cut into windows of `window_s` by send time, after `settle_s` of settling (a window of its own that no bound
 judges: a fresh server's allocator arenas, pinned host buffers and queues fill to their working size under the
 first minutes of a new load; a leak goes on growing after it); the verdict compares the last window with the first
@@ -45,6 +47,7 @@ from autotune.bench.workload import Workload, resolve_workload
 from autotune.base_models import ClosedModel
 from autotune.observe.cpu import ProcessIdentity, Role, resolve_roles
 from autotune.observe.gpu import gpu_memory_used_mib
+from autotune.observe.memory_maps import MappingKind, add_kinds, pss_by_mapping_kind
 
 _MIB = 2**20
 _MAX_ERRORS_KEPT = 20
@@ -98,6 +101,11 @@ class ResourceSample(ClosedModel):
     )
     pss_mib: float | None = Field(default=None, description="The tree's PSS: its shared pages counted once")
     pss_by_role_mib: dict[Role, float] | None = Field(default=None, description="The PSS of the tree by vLLM process role")
+    pss_by_role_and_mapping_mib: dict[Role, dict[MappingKind, float]] | None = Field(
+        default=None,
+        description="The PSS of each role by the kind of mapping that holds it (autotune.observe.memory_maps: pinned "
+        "host buffers of the GPU driver, C heap, anonymous, shared memory, files); read once a progress line",
+    )
     open_fds: int | None = None
     processes: int | None = None
     gpu_memory_used_mib: float | None = None
@@ -169,9 +177,10 @@ class ResourceSampler:
         self._stop.set()
         self._thread.join(timeout=10)
 
-    def sample_once(self) -> tuple[float, ResourceSample]:
+    def sample_once(self, *, with_mappings: bool = False) -> tuple[float, ResourceSample]:
+        """`with_mappings`: also each role's PSS by mapping kind (slow: it walks every mapping of every process)."""
         started = time.perf_counter()
-        usage = _tree_usage(self.server_pid) if self.server_pid is not None else None
+        usage = _tree_usage(self.server_pid, with_mappings=with_mappings) if self.server_pid is not None else None
         gpu_memory = _gpu_memory_used_mib()
         return time.time(), ResourceSample(
             t_s=0.0,
@@ -179,6 +188,7 @@ class ResourceSampler:
             rss_by_role_mib=None if usage is None else usage.rss_by_role_mib,
             pss_mib=None if usage is None else usage.pss_mib,
             pss_by_role_mib=None if usage is None else usage.pss_by_role_mib,
+            pss_by_role_and_mapping_mib=None if usage is None else usage.pss_by_role_and_mapping_mib,
             open_fds=None if usage is None else usage.open_fds,
             processes=None if usage is None else usage.processes,
             gpu_memory_used_mib=gpu_memory,
@@ -192,10 +202,12 @@ class ResourceSampler:
     def _loop(self) -> None:
         started = next_report = time.monotonic()
         while not self._stop.is_set():
-            self.samples.append(self.sample_once())
-            if self.report is not None and time.monotonic() >= next_report:
+            due = time.monotonic() >= next_report  # a progress line, and the memory by mapping kind with it
+            self.samples.append(self.sample_once(with_mappings=due))
+            if due:
                 next_report += self.report_every_s
-                self.report(progress_line(time.monotonic() - started, self.samples[-1][1]))
+                if self.report is not None:
+                    self.report(progress_line(time.monotonic() - started, self.samples[-1][1]))
             self._stop.wait(self.interval_s)
 
 
@@ -212,7 +224,18 @@ def progress_line(elapsed_s: float, sample: ResourceSample) -> str:
         (sample.open_fds, f"{sample.open_fds} open fds"), (sample.processes, f"{sample.processes} processes"),
         (sample.gpu_memory_used_mib, f"GPU memory {sample.gpu_memory_used_mib} MiB"),
     ) if value is not None]
-    return f"soak: {elapsed_s:.0f} s in: " + (", ".join(parts) or "no server process sampled")
+    mappings = "".join(
+        f"; {role} by mapping: " + ", ".join(f"{kind} {mib}" for kind, mib in _largest(kinds, MAPPING_KINDS_SHOWN))
+        for role, kinds in sorted((sample.pss_by_role_and_mapping_mib or {}).items())
+    )
+    return f"soak: {elapsed_s:.0f} s in: " + (", ".join(parts) or "no server process sampled") + mappings
+
+
+MAPPING_KINDS_SHOWN = 3  # a progress line names each role's largest mapping kinds
+
+
+def _largest(kinds: dict[MappingKind, float], count: int) -> list[tuple[MappingKind, float]]:
+    return sorted(kinds.items(), key=lambda item: -item[1])[:count]
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +244,7 @@ class TreeUsage:
     rss_by_role_mib: dict[Role, float]
     pss_mib: float | None  # None when a process's smaps could not be read
     pss_by_role_mib: dict[Role, float] | None
+    pss_by_role_and_mapping_mib: dict[Role, dict[MappingKind, float]] | None  # None unless asked for, or unreadable
     open_fds: int
     processes: int
 
@@ -234,9 +258,9 @@ def _memory(process: psutil.Process) -> tuple[int, int | None]:
     return full.rss, getattr(full, "pss", None)
 
 
-def _tree_usage(pid: int) -> TreeUsage | None:
-    """RSS and PSS (in all and by vLLM role), open fds and processes of `pid` and its descendants; None when it is
-    gone."""
+def _tree_usage(pid: int, *, with_mappings: bool = False) -> TreeUsage | None:
+    """RSS and PSS (in all and by vLLM role; `with_mappings`: each role's PSS by mapping kind too), open fds and
+    processes of `pid` and its descendants; None when it is gone."""
     try:
         root = psutil.Process(pid)
         processes = [root, *root.children(recursive=True)]
@@ -245,6 +269,7 @@ def _tree_usage(pid: int) -> TreeUsage | None:
     identities: list[ProcessIdentity] = []
     rss: dict[int, int] = {}
     pss: dict[int, int | None] = {}
+    kinds: dict[int, dict[MappingKind, float] | None] = {}
     fds = 0
     for process in processes:
         try:
@@ -252,6 +277,8 @@ def _tree_usage(pid: int) -> TreeUsage | None:
                 memory, process_fds, identity = _memory(process), process.num_fds(), ProcessIdentity.of(process)
         except psutil.Error:
             continue  # a child that exited between the listing and the read: none of its figures counted
+        if with_mappings:
+            kinds[process.pid] = pss_by_mapping_kind(process)
         rss[process.pid], pss[process.pid] = memory
         fds += process_fds
         identities.append(identity)
@@ -263,9 +290,22 @@ def _tree_usage(pid: int) -> TreeUsage | None:
         rss_by_role_mib=_by_role(rss, roles),
         pss_mib=round(sum(complete_pss.values()) / _MIB, 2) if has_pss else None,
         pss_by_role_mib=_by_role(complete_pss, roles) if has_pss else None,
+        pss_by_role_and_mapping_mib=_kinds_by_role(kinds, roles) if with_mappings else None,
         open_fds=fds,
         processes=len(processes),
     )
+
+
+def _kinds_by_role(
+    kinds_by_pid: dict[int, dict[MappingKind, float] | None], roles: dict[int, Role],
+) -> dict[Role, dict[MappingKind, float]] | None:
+    """Each role's PSS by mapping kind; None when one process's maps could not be read (a partial sum would mislead)."""
+    if any(kinds_by_pid.get(process_pid) is None for process_pid in roles):
+        return None
+    by_role: dict[Role, dict[MappingKind, float]] = {}
+    for process_pid, role in roles.items():
+        by_role[role] = add_kinds(by_role.get(role, {}), kinds_by_pid[process_pid] or {})
+    return dict(sorted(by_role.items()))
 
 
 def _by_role(bytes_by_pid: dict[int, int], roles: dict[int, Role]) -> dict[Role, float]:
@@ -306,13 +346,31 @@ def _max_by_role(by_role_series: Sequence[dict[Role, float] | None]) -> dict[Rol
     return by_role or None
 
 
-def _growth_by_role(first: dict[Role, float] | None, last: dict[Role, float] | None) -> str:
-    """', most in engine_core processes (+X MiB)' when both windows have roles, else ''."""
+def _largest_growth_role(first: dict[Role, float] | None, last: dict[Role, float] | None) -> tuple[Role, float] | None:
+    """The role that grew most from `first` to `last` and by how much (MiB); None unless both have roles."""
     if not first or not last:
-        return ""
+        return None
     growth = {role: value - first.get(role, 0.0) for role, value in last.items()}
     role = max(growth, key=lambda name: growth[name])
-    return f"; most in {role} processes (+{growth[role]:.1f} MiB)"
+    return role, growth[role]
+
+
+def _growth_by_mapping(record: SoakRecord, first: SoakWindow, last: SoakWindow, role: Role) -> str:
+    """' (of which gpu_driver mappings +X MiB, heap +Y MiB)': the role's growth by mapping kind, from the last sample
+    of the first judged window that has it to the last of the last window (mappings are read once a progress line;
+    the last of a window is the nearest to its max under growth); '' without two such samples."""
+    def kinds_in(window: SoakWindow) -> list[dict[MappingKind, float]]:
+        return [s.pss_by_role_and_mapping_mib[role] for s in record.samples
+                if window.start_s <= s.t_s <= window.end_s and s.pss_by_role_and_mapping_mib
+                and role in s.pss_by_role_and_mapping_mib]
+    before, after = kinds_in(first), kinds_in(last)
+    if not before or not after or before[-1] is after[-1]:
+        return ""
+    growth = {kind: after[-1].get(kind, 0.0) - before[-1].get(kind, 0.0) for kind in {*before[-1], *after[-1]}}
+    grown = [(kind, mib) for kind, mib in sorted(growth.items(), key=lambda item: -item[1])[:2] if mib > 0]
+    if not grown:
+        return ""
+    return " (of which " + ", ".join(f"{kind} mappings +{mib:.1f} MiB" for kind, mib in grown) + ")"
 
 
 def windows_of(
@@ -358,15 +416,19 @@ def windows_of(
     return windows
 
 
-def _memory_growth(first: SoakWindow, last: SoakWindow) -> tuple[str, float, str] | None:
-    """(measure, growth MiB from the first window's max to the last's, its largest role): PSS where both windows
-    have it (shared pages counted once), else RSS; None without memory samples."""
+def _memory_growth(record: SoakRecord, first: SoakWindow, last: SoakWindow) -> tuple[str, float, str] | None:
+    """(measure, growth MiB from the first window's max to the last's, the role that grew most and, for PSS, its
+    mapping kinds): PSS where both windows have it (shared pages counted once), else RSS; None without memory
+    samples."""
     if first.pss_max_mib is not None and last.pss_max_mib is not None:
-        return ("PSS", last.pss_max_mib - first.pss_max_mib,
-                _growth_by_role(first.pss_max_by_role_mib, last.pss_max_by_role_mib))
+        largest = _largest_growth_role(first.pss_max_by_role_mib, last.pss_max_by_role_mib)
+        where = "" if largest is None else (f"; most in {largest[0]} processes (+{largest[1]:.1f} MiB)"
+                                             + _growth_by_mapping(record, first, last, largest[0]))
+        return "PSS", last.pss_max_mib - first.pss_max_mib, where
     if first.rss_max_mib is not None and last.rss_max_mib is not None:
-        return ("RSS", last.rss_max_mib - first.rss_max_mib,
-                _growth_by_role(first.rss_max_by_role_mib, last.rss_max_by_role_mib))
+        largest = _largest_growth_role(first.rss_max_by_role_mib, last.rss_max_by_role_mib)
+        where = "" if largest is None else f"; most in {largest[0]} processes (+{largest[1]:.1f} MiB)"
+        return "RSS", last.rss_max_mib - first.rss_max_mib, where
     return None
 
 
@@ -406,7 +468,7 @@ def judge(record: SoakRecord, bounds: SoakBounds | None = None) -> list[str]:
         problems.append(f"{len(judged)} judged window(s): a soak needs at least two to compare")
         return problems
     first, last = judged[0], judged[-1]
-    memory = _memory_growth(first, last)
+    memory = _memory_growth(record, first, last)
     if memory is not None and memory[1] > bounds.memory_growth_mib:
         name, growth, by_role = memory
         problems.append(

@@ -17,6 +17,7 @@ from autotune.bench.soak import (
     ResourceSample, ResourceSampler, SoakBounds, SoakRecord, SoakSettings, judge, progress_line, windows_of,
 )
 from autotune.bench.soak_plot import memory_series, plot_soak
+from autotune.observe.memory_maps import mapping_kind
 
 DURATION_S = 180.0
 
@@ -173,9 +174,17 @@ def test_the_sampler_counts_pages_shared_by_a_fork_once_in_pss(tmp_path: Path) -
             assert time.monotonic() < deadline, "the forked stand-in never started"
             time.sleep(0.02)
         _at, sample = ResourceSampler(parent.pid, interval_s=1).sample_once()
+        _at, mapped = ResourceSampler(parent.pid, interval_s=1).sample_once(with_mappings=True)
     finally:
         os.killpg(parent.pid, signal.SIGKILL)
         parent.wait()
+    assert sample.pss_by_role_and_mapping_mib is None  # only when asked for: it walks every mapping
+    # by mapping kind: the block is anonymous memory (a large bytearray is mmapped), the interpreter's code a file
+    assert mapped.pss_by_role_and_mapping_mib is not None and mapped.pss_by_role_mib is not None
+    for role, kinds in mapped.pss_by_role_and_mapping_mib.items():
+        assert sum(kinds.values()) == pytest.approx(mapped.pss_by_role_mib[role], rel=0.05)
+    kinds = [kinds for kinds in mapped.pss_by_role_and_mapping_mib.values()]
+    assert sum(k.get("anonymous", 0.0) + k.get("heap", 0.0) for k in kinds) > 60 and all(k.get("file", 0) > 0 for k in kinds)
     assert sample.processes == 2 and sample.rss_mib is not None and sample.pss_mib is not None
     assert sample.rss_mib - sample.pss_mib > 48  # the 64 MiB block: twice in the RSS sum, once in the PSS sum
     assert sample.pss_by_role_mib is not None and sum(sample.pss_by_role_mib.values()) == pytest.approx(sample.pss_mib, abs=0.05)
@@ -230,6 +239,36 @@ def test_a_progress_line_names_each_roles_memory_so_a_run_cut_off_before_its_rec
     line = progress_line(120.0, sample)
     assert line == ("soak: 120 s in: server RSS 900.0 MiB, PSS 700.0 MiB (api_server 420.0, engine_core 280.0), "
                     "16 open fds, 3 processes")
+    mapped = sample.model_copy(update={"pss_by_role_and_mapping_mib": {
+        "engine_core": {"anonymous": 30.0, "file": 200.0, "heap": 50.0, "shared_memory": 0.5}}})
+    assert progress_line(120.0, mapped) == line + "; engine_core by mapping: file 200.0, heap 50.0, anonymous 30.0"
     without_pss = sample.model_copy(update={"pss_mib": None, "pss_by_role_mib": None})
     assert progress_line(60.0, without_pss) == (
         "soak: 60 s in: server RSS 900.0 MiB (api_server 500.0, engine_core 400.0), 16 open fds, 3 processes")
+
+
+@pytest.mark.parametrize(("path", "kind"), [
+    ("/dev/nvidiactl", "gpu_driver"), ("/dev/nvidia0", "gpu_driver"), ("/dev/nvidia-uvm", "gpu_driver"),
+    ("[heap]", "heap"), ("[anon]", "anonymous"), ("", "anonymous"), ("[anon:glibc malloc]", "anonymous"),
+    ("/dev/shm/psm_3f2a (deleted)", "shared_memory"), ("/memfd:cuda (deleted)", "shared_memory"),
+    ("/usr/lib/libc.so.6", "file"), ("[stack]", "stack"), ("[vdso]", "other"),
+])
+def test_each_mapping_has_the_kind_its_path_names(path: str, kind: str) -> None:
+    assert mapping_kind(path) == kind
+
+
+def test_a_memory_verdict_names_the_mapping_kind_that_grew_in_the_role_that_grew_most() -> None:
+    """Pinned host buffers (mapped from the GPU driver) growing in the GPU workers, read once a minute as the sampler
+    reads them; the heap flat: the verdict says where the growth lies."""
+    def with_maps(sample: ResourceSample) -> ResourceSample:
+        pinned = 100.0 + 2.0 * max(sample.t_s, 0.0)
+        update: dict = {"pss_mib": 300.0 + pinned, "pss_by_role_mib": {"api_server": 300.0, "gpu_worker": pinned}}
+        if sample.t_s % 60 == 0 or sample.t_s == 181:
+            update["pss_by_role_and_mapping_mib"] = {
+                "api_server": {"heap": 300.0}, "gpu_worker": {"gpu_driver": pinned - 20.0, "heap": 20.0}}
+        return sample.model_copy(update=update)
+    record = _record(_requests(), [with_maps(s) for s in _samples()])
+    [problem] = record.problems
+    # the role: window max to window max (+244 MiB); its mappings: the last read in each window (t = 60 and 180: +240)
+    assert "most in gpu_worker processes (+244.0 MiB) (of which gpu_driver mappings +240.0 MiB)" in problem
+    assert "heap mappings" not in problem

@@ -47,7 +47,7 @@ from autotune.bench.workload import Workload, resolve_workload
 from autotune.base_models import ClosedModel
 from autotune.observe.cpu import ProcessIdentity, Role, resolve_roles
 from autotune.observe.gpu import gpu_memory_used_mib
-from autotune.observe.memory_maps import MappingKind, add_kinds, pss_by_mapping_kind
+from autotune.observe.memory_maps import MappingKind, pss_by_mapping_kind
 
 _MIB = 2**20
 _MAX_ERRORS_KEPT = 20
@@ -304,8 +304,10 @@ def _kinds_by_role(
         return None
     by_role: dict[Role, dict[MappingKind, float]] = {}
     for process_pid, role in roles.items():
-        by_role[role] = add_kinds(by_role.get(role, {}), kinds_by_pid[process_pid] or {})
-    return dict(sorted(by_role.items()))
+        totals = by_role.setdefault(role, {})
+        for kind, mib in (kinds_by_pid[process_pid] or {}).items():
+            totals[kind] = totals.get(kind, 0.0) + mib
+    return {role: {kind: round(mib, 2) for kind, mib in sorted(totals.items())} for role, totals in sorted(by_role.items())}
 
 
 def _by_role(bytes_by_pid: dict[int, int], roles: dict[int, Role]) -> dict[Role, float]:

@@ -50,10 +50,3 @@ def pss_by_mapping_kind(process: psutil.Process) -> dict[MappingKind, float] | N
         by_kind[kind] = by_kind.get(kind, 0.0) + getattr(entry, "pss", entry.rss)
     return {kind: round(value / _MIB, 2) for kind, value in sorted(by_kind.items()) if value > 0}
 
-
-def add_kinds(total: dict[MappingKind, float], part: dict[MappingKind, float]) -> dict[MappingKind, float]:
-    """`total` plus `part`, kind by kind (a role's processes summed)."""
-    summed = dict(total)
-    for kind, value in part.items():
-        summed[kind] = round(summed.get(kind, 0.0) + value, 2)
-    return dict(sorted(summed.items()))

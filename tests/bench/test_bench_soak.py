@@ -263,7 +263,7 @@ def test_a_memory_verdict_names_the_mapping_kind_that_grew_in_the_role_that_grew
     def with_maps(sample: ResourceSample) -> ResourceSample:
         pinned = 100.0 + 2.0 * max(sample.t_s, 0.0)
         update: dict = {"pss_mib": 300.0 + pinned, "pss_by_role_mib": {"api_server": 300.0, "gpu_worker": pinned}}
-        if sample.t_s % 60 == 0 or sample.t_s == 181:
+        if sample.t_s % 60 == 0:
             update["pss_by_role_and_mapping_mib"] = {
                 "api_server": {"heap": 300.0}, "gpu_worker": {"gpu_driver": pinned - 20.0, "heap": 20.0}}
         return sample.model_copy(update=update)

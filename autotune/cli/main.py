@@ -27,6 +27,7 @@ COMMAND_MODULES: dict[str, str] = {
     "report": "report",
     "serve": "serve",
     "soak": "soak",
+    "soak-progress": "soak",
     "summarize": "summarize",
     "tune": "tune",
     "best": "tune",

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from autotune.bench.soak import SoakBounds, SoakSettings, first_judged_label, judged_windows, run_soak
 from autotune.bench.soak_plot import plot_soak
+from autotune.bench.soak_progress import growth_since, plot_progress, progress_table, read_progress
 from autotune.cli._app import app
 from autotune.errors import AutotuneError, config_error_from
 from autotune.tune.server_process import ServerProcess
@@ -96,3 +97,28 @@ def soak(
     typer.echo(f"{out / 'soak.json'}, {out / 'soak.png'}")
     if record.problems:
         raise typer.Exit(1)
+
+
+@app.command("soak-progress")
+def soak_progress(
+    log: Annotated[Path, typer.Argument(help="A soak's output (soak.log): its progress lines are read, others skipped")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for progress.md (the table) and memory.png")],
+    settle_s: Annotated[float, typer.Option("--settle-s", help="The soak's settling span, shaded in the plot")] = 0.0,
+) -> None:
+    """Rebuild a cut-off soak's memory series from its progress lines: a table and a plot (no latencies: those are
+    in soak.json, which a cut-off run never wrote)."""
+    try:
+        text = log.read_text()
+    except OSError as exc:
+        raise AutotuneError(f"cannot read {log}: {exc.strerror or exc}") from None
+    samples = read_progress(text)
+    if not samples:
+        raise AutotuneError(f"{log} has no soak progress line ('soak: N s in: ...')")
+    out.mkdir(parents=True, exist_ok=True)
+    table = progress_table(samples)
+    (out / "progress.md").write_text(table + "\n")
+    plot_progress(samples, out / "memory.png", settle_s=settle_s)
+    typer.echo(table)
+    if growth := growth_since(samples, settle_s):
+        typer.echo(growth)
+    typer.echo(f"{len(samples)} progress lines, {samples[0].t_s:g} to {samples[-1].t_s:g} s: {out / 'progress.md'}, {out / 'memory.png'}")

@@ -2,7 +2,7 @@
 
 Protocol with spawned processes (multiprocessing "spawn", kept for a whole run by `ClientProcesses`): for each
 window a child receives its plan, warms up, reports "ready", waits for the parent's go with a shared wall-clock
-start instant, runs its window, reports progress every `_PROGRESS_EVERY_S` and finally its WorkerReport, then waits
+start instant, runs its window, reports the requests finished since its last report (`DoneRequest`s) every `_PROGRESS_EVERY_S` and finally its WorkerReport, then waits
 for the next plan. A child that dies is an error of the benchmark itself (AutotuneError), not of the server.
 """
 
@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from autotune.bench.progress import DoneRequest
 from autotune.bench.worker import Worker, WorkerPlan, WorkerReport
 from autotune.errors import AutotuneError
 
@@ -52,6 +53,7 @@ def raise_open_files_limit() -> None:
 
 
 BeforeWindow = Callable[[], Awaitable[None]]
+OnDone = Callable[[DoneRequest | None], None]  # each finished request of a window, as it finishes
 
 
 async def _nothing() -> None:
@@ -75,7 +77,7 @@ def _settled_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
-async def _run_in_process(plan: WorkerPlan, on_done: Callable[[], None], before_window: BeforeWindow) -> PhaseRun:
+async def _run_in_process(plan: WorkerPlan, on_done: OnDone, before_window: BeforeWindow) -> PhaseRun:
     raise_open_files_limit()
     async with Worker(plan, on_done) as worker:
         warmup = await worker.run_warmup()
@@ -112,17 +114,15 @@ def _child_main(worker_id: int, inbox: Any, messages: Any, go: Any, start_wall: 
 
 async def _child_async(plan: WorkerPlan, messages: Any, go: Any, start_wall: Any) -> None:
     loop = asyncio.get_running_loop()
-    done = sent = 0
+    finished: list[DoneRequest | None] = []
 
-    def count() -> None:
-        nonlocal done
-        done += 1
+    def count(done: DoneRequest | None) -> None:
+        finished.append(done)
 
     def flush_progress() -> None:
-        nonlocal sent
-        if done > sent:
-            messages.put(("progress", plan.worker_id, done - sent))
-            sent = done
+        if finished:
+            messages.put(("progress", plan.worker_id, finished.copy()))
+            finished.clear()
 
     async def report_progress() -> None:
         while True:
@@ -220,7 +220,7 @@ class ClientProcesses:
             if kind in ("ready", "done"):
                 waiting.discard(worker_id)
 
-    async def run(self, plans: list[WorkerPlan], on_done: Callable[[], None], before_window: BeforeWindow) -> PhaseRun:
+    async def run(self, plans: list[WorkerPlan], on_done: OnDone, before_window: BeforeWindow) -> PhaseRun:
         if self._broken:
             raise ClientProcessError("the client processes failed in an earlier window; start new ones")
         if [plan.worker_id for plan in plans] != list(range(len(plans))):
@@ -240,8 +240,8 @@ class ClientProcesses:
 
         def on_message(kind: str, worker_id: int, payload: Any) -> None:
             if kind == "progress":
-                for _ in range(payload):
-                    on_done()
+                for done in payload:
+                    on_done(done)
             elif kind == "done":
                 reports[worker_id] = payload
 
@@ -256,7 +256,7 @@ async def run_plans(
     plans: list[WorkerPlan],
     *,
     spawn: bool,
-    on_done: Callable[[], None] | None = None,
+    on_done: OnDone | None = None,
     before_window: BeforeWindow | None = None,
     processes: ClientProcesses | None = None,
 ) -> PhaseRun:
@@ -265,7 +265,7 @@ async def run_plans(
     `spawn`: in client processes (`processes`, kept by the caller across windows; without it, ones started for this
     call and stopped after it); else in this event loop (exactly one plan).
     """
-    callback = on_done or (lambda: None)
+    callback: OnDone = on_done or (lambda _: None)
     hook = before_window or _nothing
     if not spawn:
         if len(plans) != 1:

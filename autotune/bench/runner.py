@@ -482,12 +482,13 @@ async def run_benchmark(
     model: str | None = None,
     api_key: str | None = None,
     telemetry: bool = True,
-    progress: bool = False,
+    progress: bool | ProgressReporter = False,
     server_pid: int | None = None,
     stack_profile_dir: Path | None = None,
 ) -> BenchResult:
     """Benchmark the OpenAI-compatible server at `url`; `model=None` asks /v1/models.
 
+    `progress`: a progress bar on stderr, or a `ProgressReporter` told of each phase and of each request as it finishes.
     `server_pid`: the server's root process on this host; its process tree's CPU use by role
     (API server, engine core, ...) is profiled over each measured window (`summary.server_cpu`).
     `stack_profile_dir`: the server was started with `autotune.observe.stacks.profiler` writing there; each measured window
@@ -503,7 +504,9 @@ async def run_benchmark(
         log.warning("the server runs the SIMULATED engine: results are not GPU measurements")
     sampler = make_gpu_sampler(telemetry)
     cpu_sampler = make_process_sampler(server_pid)
-    reporter: ProgressReporter = RichProgress() if progress else NoProgress()
+    reporter: ProgressReporter = (
+        progress if not isinstance(progress, bool) else RichProgress() if progress else NoProgress()
+    )
     if load.reset_caches:  # before anything is sent: a server without the routes fails the run here
         async with httpx.AsyncClient(headers=auth_headers(api_key)) as client:
             await reset_server_caches(client, server.base_url)

@@ -43,6 +43,8 @@ from pydantic import AliasChoices, Field, model_validator
 
 from autotune.bench.runner import run_benchmark
 from autotune.bench.schemas import SLO, LoadSpec, RequestRecord
+from autotune.bench.soak_live import LiveWindows
+from autotune.bench.soak_windows import SoakWindow, p99_of, window_spans
 from autotune.bench.workload import Workload, resolve_workload
 from autotune.base_models import ClosedModel
 from autotune.observe.cpu import ProcessIdentity, Role, resolve_roles
@@ -112,23 +114,6 @@ class ResourceSample(ClosedModel):
     read_ms: float | None = Field(
         default=None, description="Time this sample took to read (PSS walks each process's page tables under its memory map lock)"
     )
-
-
-class SoakWindow(ClosedModel):
-    start_s: float
-    end_s: float
-    settling: bool = Field(default=False, description="The settling span before the judged windows (no bound judges it)")
-    sent: int
-    failed: int
-    ttft_p99_ms: float | None = None
-    e2el_p99_ms: float | None = None
-    rss_max_mib: float | None = None
-    rss_max_by_role_mib: dict[Role, float] | None = Field(default=None, description="The largest RSS of each role")
-    pss_max_mib: float | None = None
-    pss_max_by_role_mib: dict[Role, float] | None = Field(default=None, description="The largest PSS of each role")
-    fds_max: int | None = None
-    fds_min: int | None = Field(default=None, description="The fewest open fds sampled in the window (the floor a leak raises)")
-    gpu_memory_max_mib: float | None = None
 
 
 class SoakRecord(ClosedModel):
@@ -327,14 +312,6 @@ def _rounded_ms(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def _p99(values: Sequence[float]) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return float(values[0])
-    return round(statistics.quantiles(values, n=100, method="inclusive")[98], 3)
-
-
 def _max(values: Sequence[float | int | None]) -> float | None:
     present = [v for v in values if v is not None]
     return max(present) if present else None
@@ -381,17 +358,10 @@ def windows_of(
 ) -> list[SoakWindow]:
     """Cut the run into windows of `window_s` by send time (the last one may be shorter, but not under half), after
     a settling window [0, settle_s) when `settle_s` > 0."""
-    edges: list[float] = [0.0] if settle_s > 0 else []
-    start = settle_s
-    while start < duration_s - 1e-9:
-        edges.append(start)
-        start += window_s
-    if len(edges) > (2 if settle_s > 0 else 1) and duration_s - edges[-1] < window_s / 2:
-        edges.pop()  # a short tail joins the window before it (never the settling one)
+    spans = window_spans(duration_s=duration_s, window_s=window_s, settle_s=settle_s)
     windows: list[SoakWindow] = []
-    for index, begin in enumerate(edges):
-        end = edges[index + 1] if index + 1 < len(edges) else duration_s
-        last = index + 1 == len(edges)
+    for index, (begin, end) in enumerate(spans):
+        last = index + 1 == len(spans)
         inside = [r for r in requests if begin <= r.send_time_s < end or (last and r.send_time_s >= end)]
         ok = [r for r in inside if r.success]
         sampled = [s for s in samples if begin <= s.t_s < end or (last and s.t_s >= end)]
@@ -404,8 +374,8 @@ def windows_of(
                 settling=settle_s > 0 and index == 0,
                 sent=len(inside),
                 failed=len(inside) - len(ok),
-                ttft_p99_ms=_p99([r.ttft_ms for r in ok if r.ttft_ms is not None]),
-                e2el_p99_ms=_p99([r.e2el_ms for r in ok if r.e2el_ms is not None]),
+                ttft_p99_ms=p99_of([r.ttft_ms for r in ok if r.ttft_ms is not None]),
+                e2el_p99_ms=p99_of([r.e2el_ms for r in ok if r.e2el_ms is not None]),
                 rss_max_mib=_max([s.rss_mib for s in sampled]),
                 rss_max_by_role_mib=_max_by_role([s.rss_by_role_mib for s in sampled]),
                 pss_max_mib=_max([s.pss_mib for s in sampled]),
@@ -497,17 +467,23 @@ async def soak_async(
     model: str | None = None, api_key: str | None = None, report: Callable[[str], None] | None = None,
 ) -> SoakRecord:
     """`report`: called once a window, or every PROGRESS_EVERY_S when windows are longer, with a line on the server's
-    latest sample (the soak's progress)."""
+    latest sample (the soak's progress), and with a line on each window but the last once its requests are done
+    (autotune.bench.soak_live)."""
     load = LoadSpec(
         mode="rate", rate_rps=settings.rate_rps, arrival="constant", num_requests=None, duration_s=settings.duration_s,
         warmup_requests=settings.warmup_requests, seed=settings.seed, client_processes=settings.client_processes,
     )
     sampler = ResourceSampler(server_pid, settings.sample_interval_s, report=report,
                               report_every_s=min(settings.window_s, PROGRESS_EVERY_S))
+    live = None
+    if report is not None:  # each window told once its requests are done: a run cut off later keeps its latencies
+        live = LiveWindows(duration_s=settings.duration_s, window_s=settings.window_s, settle_s=settings.settle_s,
+                           report=report)
     sampler.start()
     try:
         bench = await run_benchmark(
             url, workload or resolve_workload(settings.workload), load, SLO(), model=model, api_key=api_key, telemetry=False,
+            progress=live or False,
         )
     finally:
         sampler.stop()

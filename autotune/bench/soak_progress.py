@@ -8,9 +8,11 @@ until the run ends), so this module reads them back into `ResourceSample`s, tabu
     samples = read_progress(Path("soak.log").read_text())
     print(progress_table(samples))
     plot_progress(samples, Path("memory.png"), settle_s=300)
+    windows = read_windows(Path("soak.log").read_text())  # the windows told as they closed (autotune.bench.soak_live)
+    print(windows_table(windows), latency_verdict(windows))
 
-What the lines do not carry stays missing: per-request latencies and errors, the samples between two lines, and all
-but each role's three largest mapping kinds.
+What the lines do not carry stays missing: per-request records, the samples between two lines, all but each role's
+three largest mapping kinds, and the last window (told only in the record; soaks before 2026-12-07c told none).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import re
 from pathlib import Path
 from typing import cast, get_args
 
-from autotune.bench.soak import ResourceSample
+from autotune.bench.soak import ResourceSample, SoakBounds
+from autotune.bench.soak_live import parse_window_line
+from autotune.bench.soak_windows import SoakWindow
 from autotune.observe.cpu import ROLES, Role
 from autotune.observe.memory_maps import MappingKind
 
@@ -74,6 +78,44 @@ def parse_progress_line(line: str) -> ResourceSample | None:
 def read_progress(text: str) -> list[ResourceSample]:
     """Every progress line's sample, in the order printed (other lines are skipped)."""
     return [sample for line in text.splitlines() if (sample := parse_progress_line(line)) is not None]
+
+
+def read_windows(text: str) -> list[SoakWindow]:
+    """Every window line's window (latencies and errors, without memory), in the order told."""
+    return [window for line in text.splitlines() if (window := parse_window_line(line)) is not None]
+
+
+def windows_table(windows: list[SoakWindow]) -> str:
+    """A markdown table of the windows told: span, sent, failed, p99 TTFT and E2E latency."""
+    rows = ["| window (s) | sent | failed | p99 TTFT (ms) | p99 E2E (ms) |", "|---|---:|---:|---:|---:|"]
+    for window in windows:
+        rows.append(f"| {window.start_s:g}-{window.end_s:g}{' (settling)' if window.settling else ''} | {window.sent:,} | "
+                    f"{window.failed:,} | {_cell_ms(window.ttft_p99_ms)} | {_cell_ms(window.e2el_p99_ms)} |")
+    return "\n".join(rows)
+
+
+def latency_verdict(windows: list[SoakWindow], bounds: SoakBounds | None = None) -> str:
+    """The soak's latency and error bounds over the windows told (the first judged one against the last told), in
+    words; '' with fewer than two judged windows."""
+    bounds = bounds or SoakBounds()
+    judged = [window for window in windows if not window.settling]
+    if len(judged) < 2:
+        return ""
+    first, last = judged[0], judged[-1]
+    failed = sum(window.failed for window in windows)
+    parts = [f"{failed} failed of {sum(window.sent for window in windows):,} in the windows told"]
+    for name, label in (("ttft_p99_ms", "p99 TTFT"), ("e2el_p99_ms", "p99 E2E")):
+        before, after = getattr(first, name), getattr(last, name)
+        if before is None or after is None:
+            parts.append(f"{label}: no successful request in the first or the last window told")
+            continue
+        limit = bounds.p99_ratio * before + bounds.p99_slack_ms
+        parts.append(f"{label} {before:,.1f} -> {after:,.1f} ms (bound {limit:,.0f} ms: {'held' if after <= limit else 'broken'})")
+    return (f"windows {first.start_s:g}-{first.end_s:g} s to {last.start_s:g}-{last.end_s:g} s: " + "; ".join(parts))
+
+
+def _cell_ms(value: float | None) -> str:
+    return "" if value is None else f"{value:,.1f}"
 
 
 def _memory(sample: ResourceSample) -> tuple[float | None, dict[Role, float]]:

@@ -22,6 +22,7 @@ import aiohttp
 
 from autotune.bench.client import Outcome, PreparedRequest, stream_chat
 from autotune.bench.health import CpuMeter, LoopLagMonitor, ProcessHealth, percentile
+from autotune.bench.progress import DoneRequest
 
 BURN_ENV = "AUTOTUNE_BENCH_TEST_BURN_MS"
 """Test hook: busy-wait this many ms per received chunk, to starve the client deliberately."""
@@ -67,8 +68,13 @@ class WorkerReport:
     warmup_outcomes: list[Outcome] = field(default_factory=list)
 
 
+def done_request(outcome: Outcome) -> DoneRequest:
+    return DoneRequest(outcome.send_time_s, outcome.success, outcome.ttft_ms, outcome.e2el_ms)
+
+
 class Worker:
-    def __init__(self, plan: WorkerPlan, on_done: Callable[[], None] | None = None) -> None:
+    def __init__(self, plan: WorkerPlan, on_done: Callable[[DoneRequest | None], None] | None = None) -> None:
+        """`on_done`: called as each request of the window finishes (None for one cut off while streaming)."""
         self.plan = plan
         self.on_done = on_done
         self.burn_s = float(os.environ.get(BURN_ENV, "0") or 0) / 1000.0
@@ -160,9 +166,10 @@ class Worker:
                 request = next(pending, None)
                 if request is None:
                     return
-                outcomes.append(await self._send(request, t0))
+                outcome = await self._send(request, t0)
+                outcomes.append(outcome)
                 if self.on_done is not None:
-                    self.on_done()
+                    self.on_done(done_request(outcome))
 
         await asyncio.gather(*(user() for _ in range(self.plan.concurrency or 1)))
         return outcomes
@@ -175,9 +182,10 @@ class Worker:
         wait_for = math.inf if plan.wait_for_s is None else plan.wait_for_s
         all_awaited_sent = asyncio.Event()
 
-        def done(_: asyncio.Task[Outcome]) -> None:
+        def done(task: asyncio.Task[Outcome]) -> None:
             if self.on_done is not None:
-                self.on_done()
+                finished = not task.cancelled() and task.exception() is None
+                self.on_done(done_request(task.result()) if finished else None)
 
         async def send_schedule() -> None:
             for request, offset in zip(plan.requests, plan.offsets_s, strict=True):

@@ -27,7 +27,9 @@ from pydantic import ValidationError
 
 from autotune.bench.soak import SoakBounds, SoakSettings, first_judged_label, judged_windows, run_soak
 from autotune.bench.soak_plot import plot_soak
-from autotune.bench.soak_progress import growth_since, plot_progress, progress_table, read_progress
+from autotune.bench.soak_progress import (
+    growth_since, latency_verdict, plot_progress, progress_table, read_progress, read_windows, windows_table,
+)
 from autotune.cli._app import app
 from autotune.errors import AutotuneError, config_error_from
 from autotune.tune.server_process import ServerProcess
@@ -105,8 +107,8 @@ def soak_progress(
     out: Annotated[Path, typer.Option("--out", help="Folder for progress.md (the table) and memory.png")],
     settle_s: Annotated[float, typer.Option("--settle-s", help="The soak's settling span, shaded in the plot")] = 0.0,
 ) -> None:
-    """Rebuild a cut-off soak's memory series from its progress lines: a table and a plot (no latencies: those are
-    in soak.json, which a cut-off run never wrote)."""
+    """Rebuild a cut-off soak's memory series from its progress lines (a table, the growth after settling, a plot),
+    and its windows' latencies and errors from the lines that told each window as it closed."""
     try:
         text = log.read_text()
     except OSError as exc:
@@ -116,6 +118,11 @@ def soak_progress(
         raise AutotuneError(f"{log} has no soak progress line ('soak: N s in: ...')")
     out.mkdir(parents=True, exist_ok=True)
     table = progress_table(samples)
+    windows = read_windows(text)
+    if windows:  # told as they closed (soaks since 2026-12-07c)
+        table += "\n\n" + windows_table(windows)
+        if verdict := latency_verdict(windows):
+            table += "\n\n" + verdict
     (out / "progress.md").write_text(table + "\n")
     plot_progress(samples, out / "memory.png", settle_s=settle_s)
     typer.echo(table)

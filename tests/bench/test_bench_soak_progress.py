@@ -68,10 +68,18 @@ def test_the_table_and_the_growth_name_the_role_and_mapping_kind_that_grew_after
 
 def test_soak_progress_writes_the_table_and_plot_and_refuses_a_log_without_progress_lines(tmp_path: Path) -> None:
     log = tmp_path / "soak.log"
-    log.write_text(_log([_sample(1, 2753.0), _sample(302, 7770.0), _sample(962, 8097.0)]))
+    windows = ["soak: window 0-300 s (settling): 17880 sent, 0 failed, p99 TTFT 230.0 ms, p99 E2E 3800.5 ms; 18000 done so far, 0 failed",
+               "soak: window 300-506 s: 12278 sent, 0 failed, p99 TTFT 210.0 ms, p99 E2E 3777.0 ms; 31000 done so far, 0 failed",
+               "soak: window 506-712 s: 12278 sent, 2 failed, p99 TTFT 420.0 ms, p99 E2E 3720.0 ms; 43000 done so far, 2 failed"]
+    log.write_text(_log([_sample(1, 2753.0), _sample(302, 7770.0), _sample(962, 8097.0)]) + "\n".join(windows) + "\n")
     done = CliRunner().invoke(app, ["soak-progress", str(log), "--out", str(tmp_path / "out"), "--settle-s", "300"])
     assert done.exit_code == 0, done.output
-    assert (tmp_path / "out" / "progress.md").read_text().startswith("| s in | PSS total |")
+    written = (tmp_path / "out" / "progress.md").read_text()
+    assert written.startswith("| s in | PSS total |")
+    assert "| 300-506 | 12,278 | 0 | 210.0 | 3,777.0 |" in written and "| 0-300 (settling) | 17,880 |" in written
+    assert written.rstrip().endswith(  # the first judged window against the last told; 1.5 x 210 + 100 = 415 < 420
+        "windows 300-506 s to 506-712 s: 2 failed of 42,436 in the windows told; p99 TTFT 210.0 -> 420.0 ms (bound 415 ms: "
+        "broken); p99 E2E 3,777.0 -> 3,720.0 ms (bound 5,766 ms: held)")
     assert (tmp_path / "out" / "memory.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "from 302 to 962 s: PSS +327 MiB" in done.output
     empty = tmp_path / "empty.log"

@@ -19,6 +19,8 @@ from autotune.redact import expand_env
 from serving.backends import SimulatedBackend
 from serving.engines.base import ServingBackend
 from serving.engines.vllm_launcher import VllmBackend
+from serving.start_env import reexecute_if_needed
+from serving.vllm_middleware import API_KEY_ENV
 
 log = logging.getLogger("autotune.serve")
 
@@ -37,6 +39,13 @@ class ServeOptions(BaseModel):
     port: int | None = None
     api_key: str | None = None
     profile: Path | None = None
+
+    def to_argv(self) -> list[str]:
+        """The `autotune serve` options that give these again, less the API key (AUTOTUNE_API_KEY carries it)."""
+        engine = None if self.engine is None else self.engine.value
+        pairs = (("--config", self.config_path), ("--model", self.model), ("--engine", engine), ("--host", self.host),
+                 ("--port", self.port), ("--profile", self.profile))
+        return [text for flag, value in pairs if value is not None for text in (flag, str(value))]
 
 
 def resolve_tuned_config(options: ServeOptions) -> TunedConfig:
@@ -113,7 +122,10 @@ def serve(options: ServeOptions) -> None:
     tuned = resolve_tuned_config(options)
     configure_logging(tuned.serving.log_level)
     require_model_files([tuned.engine_config.model])  # a hub id: its configs cached or fetched now, or one clear error
-    describe(tuned)
     # `${VAR}` env values (secrets) are expanded here only, from this process's environment; files keep them.
-    os.environ.update(expand_env(tuned.engine_config.env, os.environ))
+    env = expand_env(tuned.engine_config.env, os.environ)
+    api_key = {API_KEY_ENV: options.api_key} if options.api_key is not None else {}
+    reexecute_if_needed({**env, **api_key}, options.to_argv())  # LD_PRELOAD, MALLOC_*, ...: serving.start_env
+    describe(tuned)
+    os.environ.update(env)
     backend_for(tuned).run(tuned)

@@ -46,6 +46,7 @@ PRELOAD: dict[EngineKind, tuple[str, ...]] = {
 IMPORT_TIME_ENV_PREFIXES = (
     "PYTHON", "VLLM_LOGGING", "VLLM_CONFIGURE_LOGGING", "TORCH", "PYTORCH", "OMP_", "MKL_", "HF_", "TRANSFORMERS_",
     "TOKENIZERS_",
+    "LD_", "MALLOC_", "GLIBC_TUNABLES",  # read by the loader and glibc's allocator when a process starts: a fork keeps the parent's
 )
 AUTOSTART_DIR = str(Path(autostart_init).parent)
 """The stack profiler's folder (`--stack-profile-hz` puts it first on a server's PYTHONPATH): a forked server starts

@@ -132,6 +132,9 @@ def test_what_is_read_at_import_makes_a_trial_start_cold(parent: WarmParent, tmp
     reason = parent.cold_start_reason(server_environment({"PYTHONPATH": "/elsewhere", "OMP_NUM_THREADS": "3"}))
     assert reason is not None and "PYTHONPATH" in reason and "OMP_NUM_THREADS" in reason
     assert import_time_env_differs({"OMP_NUM_THREADS": "4", "X": "1"}, {"X": "2"}) == ["OMP_NUM_THREADS"]
+    # read by the loader and glibc's allocator at exec: a fork of the parent would run without them
+    assert import_time_env_differs({}, {"MALLOC_MMAP_THRESHOLD_": "131072", "LD_PRELOAD": "/j.so", "GLIBC_TUNABLES": "x"}) == [
+        "GLIBC_TUNABLES", "LD_PRELOAD", "MALLOC_MMAP_THRESHOLD_"]
 
 
 def test_a_parent_whose_import_fails_is_not_used_and_says_why(tmp_path: Path) -> None:

@@ -6,9 +6,9 @@
 #      `autotune tune` trial, then the next trial on the same GPU (record: engine-death/engine-death.json);
 #   2. scripts/gpu/sustained.py with SOAK_CONFIG: the best config soaked at SOAK_RATE for the time left
 #      (best/soak/soak.json and soak.png). NEXT lists what follows instead, in order: `soak`, `soak-mmap` (the same
-#      soak with the server tree under glibc's MALLOC_MMAP_THRESHOLD_=MMAP_THRESHOLD, default 131072: blocks from that
-#      size up are mmapped and returned on free instead of kept in the C heap; best-mmap/soak/; give SOAK_MAX_S to
-#      leave time for both), `limits` (issue 19's
+#      soak of CONFIG with `env: {MALLOC_MMAP_THRESHOLD_: MMAP_THRESHOLD}` added (default 131072: glibc mmaps blocks
+#      from that size up and unmaps them on free instead of keeping them in the C heap; best-mmap.yaml,
+#      best-mmap/soak/; give SOAK_MAX_S to leave time for both), `limits` (issue 19's
 #      tests/gpu/test_gpu_limits.py: limits/limits.json, limits.md), `trial-cost` (issue 17's study,
 #      scripts/gpu/trial_cost_study.sh: TRIALS, WARM_START, FORK_ENGINE_CORES as for trial_cost.sh).
 # Then `bash scripts/gpu/wait_pack.sh /root/sustained S` in this and each following command brings back what it has.
@@ -42,9 +42,11 @@ setsid nohup bash -c '
     case $step in
       soak) SERVER_CPUS=0-9 CLIENT_CPUS=10-15 RUN_DIR=$RUN SOAK_CONFIG=best ENGINE_KILL=0 MIN_LEFT_TO_START_S=400 MARK_DONE=0 \
               python3 scripts/gpu/sustained.py "best=$CONFIG:0:0" >> "$RUN/run.log" 2>&1 ;;
-      soak-mmap) MALLOC_MMAP_THRESHOLD_=$MMAP_THRESHOLD SERVER_CPUS=0-9 CLIENT_CPUS=10-15 RUN_DIR=$RUN SOAK_CONFIG=best-mmap \
-              ENGINE_KILL=0 MIN_LEFT_TO_START_S=400 MARK_DONE=0 \
-              python3 scripts/gpu/sustained.py "best-mmap=$CONFIG:0:0" >> "$RUN/run.log" 2>&1 ;;
+      soak-mmap)  # the setting in the config: `autotune serve` applies it to the whole tree (serving/start_env.py)
+        python3 -c "import sys; from autotune.config import load_tuned_config as load; t = load(sys.argv[1]); \
+t.engine_config.env[\"MALLOC_MMAP_THRESHOLD_\"] = sys.argv[3]; t.write(sys.argv[2])" "$CONFIG" "$RUN/best-mmap.yaml" "$MMAP_THRESHOLD"
+        SERVER_CPUS=0-9 CLIENT_CPUS=10-15 RUN_DIR=$RUN SOAK_CONFIG=best-mmap ENGINE_KILL=0 MIN_LEFT_TO_START_S=400 MARK_DONE=0 \
+          python3 scripts/gpu/sustained.py "best-mmap=$RUN/best-mmap.yaml:0:0" >> "$RUN/run.log" 2>&1 ;;
       trial-cost) bash scripts/gpu/trial_cost_study.sh ;;
       limits)
         say "limit table test: starting"

@@ -2,8 +2,8 @@
 
 Protocol with spawned processes (multiprocessing "spawn", kept for a whole run by `ClientProcesses`): for each
 window a child receives its plan, warms up, reports "ready", waits for the parent's go with a shared wall-clock
-start instant, runs its window, reports the requests finished since its last report (`DoneRequest`s) every `_PROGRESS_EVERY_S` and finally its WorkerReport, then waits
-for the next plan. A child that dies is an error of the benchmark itself (AutotuneError), not of the server.
+start instant, runs its window, reports the requests finished since its last report (`DoneRequest`s) every
+`_PROGRESS_EVERY_S` and finally its WorkerReport, then waits for the next plan. A child that dies is an error of the benchmark itself (AutotuneError), not of the server.
 """
 
 from __future__ import annotations

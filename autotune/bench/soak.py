@@ -25,6 +25,9 @@ judged one:
   raises the floor; the sockets of requests in flight come and go with the latency, and a slower host holds more);
 - latency: p99 TTFT and p99 E2E latency of the last window <= `p99_ratio` x those of the first + `p99_slack_ms`;
 - the client kept up (a saturated load generator measures itself, not the server).
+While it runs, the soak prints a progress line at least once a minute (memory by role and mapping kind, descriptors,
+GPU memory) and a line per window but the last once its requests have finished (autotune.bench.soak_live): a run
+cut off before its record keeps both, and `autotune soak-progress` reads them back (autotune.bench.soak_progress).
 """
 
 from __future__ import annotations

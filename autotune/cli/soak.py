@@ -128,4 +128,5 @@ def soak_progress(
     typer.echo(table)
     if growth := growth_since(samples, settle_s):
         typer.echo(growth)
-    typer.echo(f"{len(samples)} progress lines, {samples[0].t_s:g} to {samples[-1].t_s:g} s: {out / 'progress.md'}, {out / 'memory.png'}")
+    typer.echo(f"{len(samples)} progress lines, {samples[0].t_s:g} to {samples[-1].t_s:g} s: "
+               f"{out / 'progress.md'}, {out / 'memory.png'}")

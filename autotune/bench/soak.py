@@ -139,6 +139,9 @@ class SoakRecord(ClosedModel):
         description="(send time s to 1 ms, TTFT ms and E2E latency ms to 0.1 ms, success) per measured request",
     )
     problems: list[str] = Field(default_factory=list, description="The verdict: empty when every bound held")
+    packed: str | None = Field(
+        default=None, description="How `autotune pack` rounded the per-request times after the windows were computed",
+    )
 
 
 class ResourceSampler:

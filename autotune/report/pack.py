@@ -16,6 +16,9 @@ What it does (experiments/README.md says why; `autotune.report.recorded` reads e
 - keeps each `vllm bench serve --save-detailed` result (`vllm-bench-*.json`) without its generated texts and with its
   per-request times (`ttfts`, `itls`, `start_times`, seconds) rounded to 10 us, as `.json.gz`: the combined verdict
   (`autotune.bench.vllm_bench`) read from the packed file stays within 0.01 ms of the written one;
+- keeps each `autotune soak` record (`soak.json`) with its per-request send times rounded to 10 ms and latencies to
+  1 ms (its windows, their percentiles and its verdict were computed before, and must come out unchanged), as
+  `.json.gz`;
 - gzips `*.log`, `stack_profile.json` and `soak.json` (`autotune soak`'s series); stores each PNG plot in 256
   colours (a palette image; the plots are lines and flat colours); packs each `stack-profile/` folder as
   `stack-profile.tar.xz`, its folded stacks uncompressed inside so that xz compresses them together.
@@ -38,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune.bench.schemas import BenchResult
+from autotune.bench.soak import SoakRecord, judge
 from autotune.bench.vllm_bench import VllmBenchCombined, VllmBenchFile, combine_results
 from autotune.errors import AutotuneError
 from autotune.report import recorded
@@ -188,6 +192,46 @@ def pack_vllm_bench(run: Path) -> None:
             path.unlink()
 
 
+SOAK_SEND_DECIMALS = 2  # seconds: 10 ms; the soak's windows (30 s and more) and its scatter plot need no finer
+SOAK_PACKED = "per-request send times to 10 ms and latencies to 1 ms by `autotune pack`, after the windows were computed"
+
+
+def _soak_request(request: list[Any]) -> list[Any]:
+    send, ttft, e2el, success = request
+    return [round(send, SOAK_SEND_DECIMALS), None if ttft is None else round(ttft),
+            None if e2el is None else round(e2el), success]
+
+
+def slim_soak_record(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The soak record with its per-request send times rounded to 10 ms and latencies to 1 ms (its windows, the
+    percentiles they hold and its verdict were computed before and stay as written); None when nothing changes.
+    Refuses a change of its windows or verdict, as the schema reads them."""
+    requests = data.get("requests") or []
+    slim_requests = [_soak_request(r) for r in requests]
+    if slim_requests == requests:
+        return None
+    written = {k: v for k, v in data.items() if k != "rounded"}  # a note the first GPU soak's record carried by hand
+    slim = {**written, "requests": slim_requests, "packed": SOAK_PACKED}
+    before, after = SoakRecord.model_validate(written), SoakRecord.model_validate(slim)
+    if after.windows != before.windows or judge(after) != judge(before) or len(after.requests) != len(before.requests):
+        raise AutotuneError("rounding the soak's per-request times changed its windows or verdict")
+    return slim
+
+
+def pack_soaks(run: Path) -> None:
+    """Each `autotune soak` record with per-request times as `soak.json.gz`, slimmed (`slim_soak_record`)."""
+    for path in sorted([*run.rglob("soak.json"), *run.rglob("soak.json.gz")]):
+        data = json.loads(recorded.read_bytes(path))
+        if not isinstance(data, dict) or data.get("kind") != "autotune-soak" or not data.get("requests"):
+            continue  # gzipped as it is (gzip_files)
+        slim = slim_soak_record(data)
+        target = path if path.suffix == ".gz" else path.with_name(path.name + ".gz")
+        if slim is not None or target != path:
+            target.write_bytes(gzip_bytes(json.dumps(slim or data, separators=(",", ":")).encode()))
+        if target != path:
+            path.unlink()
+
+
 def gzip_files(run: Path) -> None:
     for path in sorted([*run.rglob("*.log"), *run.rglob("stack_profile.json"), *run.rglob("soak.json")]):
         path.with_name(path.name + ".gz").write_bytes(gzip_bytes(path.read_bytes()))
@@ -243,6 +287,7 @@ def pack_folder(folder: Path, export: set[str]) -> tuple[tuple[int, int], tuple[
     drop_report_html(folder)
     pack_results(folder)
     pack_vllm_bench(folder)
+    pack_soaks(folder)
     gzip_files(folder)
     quantize_plots(folder)
     archive_profiles(folder)

@@ -15,11 +15,12 @@ from typer.testing import CliRunner
 
 from autotune.bench.result import load_result, save_result
 from autotune.bench.schemas import BenchResult, LoadSpec, RequestRecord, Stats, Summary
+from autotune.bench.soak import ResourceSample, SoakBounds, SoakRecord, SoakSettings, judge, windows_of
 from autotune.bench.vllm_bench import combine
 from autotune.cli.main import app
 from autotune.errors import AutotuneError
 from autotune.report import recorded
-from autotune.report.pack import pack_folder
+from autotune.report.pack import pack_folder, slim_soak_record
 
 
 def _result() -> BenchResult:
@@ -171,3 +172,33 @@ def test_a_vllm_bench_result_packs_without_texts_and_keeps_its_verdict(tmp_path:
     before = packed.read_bytes()
     pack_folder(run, set())
     assert packed.read_bytes() == before  # idempotent
+
+
+def _soak_record() -> SoakRecord:
+    settings = SoakSettings(rate_rps=2.0, duration_s=180.0, window_s=60.0, bounds=SoakBounds(memory_growth_mib=32))
+    requests = [RequestRecord(index=i, send_time_s=i / 2 + 0.0123, success=i % 50 != 7, ttft_ms=20.0 + (i % 13) * 0.37,
+                              e2el_ms=500.0 + (i % 17) * 1.11) for i in range(360)]
+    samples = [ResourceSample(t_s=float(t), rss_mib=100.0 + (0.4 * t if t > 120 else 0.0)) for t in range(180)]
+    record = SoakRecord(
+        url="http://127.0.0.1:1", settings=settings, simulated=True, sent=360, failed=sum(not r.success for r in requests),
+        windows=windows_of(requests, samples, duration_s=180.0, window_s=60.0), samples=samples,
+        requests=[(round(r.send_time_s, 3), round(r.ttft_ms or 0, 1), round(r.e2el_ms or 0, 1), r.success) for r in requests],
+    )
+    record.problems = judge(record)
+    return record
+
+
+def test_a_soak_record_packs_with_coarser_request_times_and_the_same_windows_and_verdict(tmp_path: Path) -> None:
+    record = _soak_record()
+    assert record.problems  # failures and a late memory rise: a verdict with something to keep
+    (tmp_path / "soak").mkdir()
+    (tmp_path / "soak" / "soak.json").write_text(record.model_dump_json(indent=1))
+    pack_folder(tmp_path, set())
+    packed = SoakRecord.model_validate_json(recorded.read_text(tmp_path / "soak" / "soak.json"))
+    assert (packed.windows, packed.problems, packed.sent, packed.failed) == (record.windows, record.problems, 360, 8)
+    assert packed.packed is not None and len(packed.requests) == 360
+    assert packed.requests[1] == (0.51, 20.0, 501.0, True)  # from (0.512, 20.4, 501.1): 10 ms and 1 ms
+    once = (tmp_path / "soak" / "soak.json.gz").read_bytes()
+    pack_folder(tmp_path, set())
+    assert (tmp_path / "soak" / "soak.json.gz").read_bytes() == once
+    assert slim_soak_record(json.loads(recorded.read_text(tmp_path / "soak" / "soak.json"))) is None

@@ -73,6 +73,10 @@ class SoakBounds(ClosedModel):
     )
     max_errors: Annotated[int, Field(ge=0)] = 0
 
+    def p99_limit_ms(self, first_ms: float) -> float:
+        """The highest p99 the last window may have, given the first judged window's."""
+        return self.p99_ratio * first_ms + self.p99_slack_ms
+
 
 class SoakSettings(ClosedModel):
     rate_rps: Annotated[float, Field(gt=0)]
@@ -117,6 +121,12 @@ class ResourceSample(ClosedModel):
     read_ms: float | None = Field(
         default=None, description="Time this sample took to read (PSS walks each process's page tables under its memory map lock)"
     )
+
+    def memory_mib(self) -> tuple[float | None, dict[Role, float] | None]:
+        """(tree total, by role) of the measure the verdict judges: the PSS where sampled, else the RSS."""
+        if self.pss_mib is not None:
+            return self.pss_mib, self.pss_by_role_mib
+        return self.rss_mib, self.rss_by_role_mib
 
 
 class SoakRecord(ClosedModel):
@@ -206,7 +216,7 @@ def progress_line(elapsed_s: float, sample: ResourceSample) -> str:
     """'soak: 120 s in: server RSS 812.3 MiB, PSS 640.1 MiB (api_server 400.0, engine_core 240.1), 16 open fds,
     3 processes, GPU memory 70284 MiB': the memory by role too, so that a run cut off before its record is written
     still says which process grew."""
-    by_role = sample.pss_by_role_mib if sample.pss_mib is not None else sample.rss_by_role_mib
+    by_role = sample.memory_mib()[1]
     roles = f" ({', '.join(f'{role} {mib}' for role, mib in sorted(by_role.items()))})" if by_role else ""
     memory_text = f"PSS {sample.pss_mib} MiB{roles}" if sample.pss_mib is not None else None
     parts = [text for value, text in (
@@ -462,7 +472,7 @@ def judge(record: SoakRecord, bounds: SoakBounds | None = None) -> list[str]:
         if before is None or after is None:
             problems.append(f"{name}: no successful request in the first or the last window")
             continue
-        limit = bounds.p99_ratio * before + bounds.p99_slack_ms
+        limit = bounds.p99_limit_ms(before)
         if after > limit:
             problems.append(f"{name} rose from {before:.0f} to {after:.0f} ms (bound {limit:.0f} ms)")
     return problems

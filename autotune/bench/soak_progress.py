@@ -109,7 +109,7 @@ def latency_verdict(windows: list[SoakWindow], bounds: SoakBounds | None = None)
         if before is None or after is None:
             parts.append(f"{label}: no successful request in the first or the last window told")
             continue
-        limit = bounds.p99_ratio * before + bounds.p99_slack_ms
+        limit = bounds.p99_limit_ms(before)
         parts.append(f"{label} {before:,.1f} -> {after:,.1f} ms (bound {limit:,.0f} ms: {'held' if after <= limit else 'broken'})")
     return (f"windows {first.start_s:g}-{first.end_s:g} s to {last.start_s:g}-{last.end_s:g} s: " + "; ".join(parts))
 
@@ -119,10 +119,9 @@ def _cell_ms(value: float | None) -> str:
 
 
 def _memory(sample: ResourceSample) -> tuple[float | None, dict[Role, float]]:
-    """(tree total, by role): PSS where the line had it, else RSS."""
-    if sample.pss_mib is not None:
-        return sample.pss_mib, dict(sample.pss_by_role_mib or {})
-    return sample.rss_mib, dict(sample.rss_by_role_mib or {})
+    """(tree total, by role): PSS where the line had it, else RSS (`ResourceSample.memory_mib`, roles never None)."""
+    total, by_role = sample.memory_mib()
+    return total, by_role or {}
 
 
 def grown_most(samples: list[ResourceSample]) -> Role | None:

@@ -133,6 +133,18 @@ def slim_bench_result(data: dict[str, Any]) -> dict[str, Any] | None:
     return slim
 
 
+def store_gzipped(path: Path, raw: bytes, rewritten: bytes | None) -> None:
+    """Keep `path` (read as `raw`) as `.gz`: `rewritten` when given, else its own bytes (left as they are when the file
+    is gzipped already)."""
+    target = path if path.suffix == ".gz" else path.with_name(path.name + ".gz")
+    if rewritten is not None:
+        target.write_bytes(gzip_bytes(rewritten))
+    elif target != path:
+        target.write_bytes(gzip_bytes(raw))
+    if target != path:
+        path.unlink()
+
+
 def pack_results(run: Path) -> None:
     for path in sorted([*run.rglob("*.json"), *run.rglob("*.json.gz")]):
         if path.name == "stack_profile.json" or not path.is_file():
@@ -142,13 +154,7 @@ def pack_results(run: Path) -> None:
         if not isinstance(data, dict) or data.get("kind") != "autotune-bench-result":
             continue
         stripped = slim_bench_result(data)
-        target = path if path.suffix == ".gz" else path.with_name(path.name + ".gz")
-        if stripped is not None:
-            target.write_bytes(gzip_bytes(json.dumps(stripped, indent=1).encode()))
-        elif target != path:
-            target.write_bytes(gzip_bytes(raw))
-        if target != path:
-            path.unlink()
+        store_gzipped(path, raw, None if stripped is None else json.dumps(stripped, indent=1).encode())
 
 
 VLLM_BENCH_GLOB = "vllm-bench-*.json*"
@@ -221,15 +227,13 @@ def slim_soak_record(data: dict[str, Any]) -> dict[str, Any] | None:
 def pack_soaks(run: Path) -> None:
     """Each `autotune soak` record with per-request times as `soak.json.gz`, slimmed (`slim_soak_record`)."""
     for path in sorted([*run.rglob("soak.json"), *run.rglob("soak.json.gz")]):
-        data = json.loads(recorded.read_bytes(path))
+        raw = recorded.read_bytes(path)
+        data = json.loads(raw)
         if not isinstance(data, dict) or data.get("kind") != "autotune-soak" or not data.get("requests"):
             continue  # gzipped as it is (gzip_files)
         slim = slim_soak_record(data)
-        target = path if path.suffix == ".gz" else path.with_name(path.name + ".gz")
-        if slim is not None or target != path:
-            target.write_bytes(gzip_bytes(json.dumps(slim or data, separators=(",", ":")).encode()))
-        if target != path:
-            path.unlink()
+        compact = slim is not None or path.suffix != ".gz"  # a plain record is stored compact even when already slim
+        store_gzipped(path, raw, json.dumps(slim or data, separators=(",", ":")).encode() if compact else None)
 
 
 def gzip_files(run: Path) -> None:

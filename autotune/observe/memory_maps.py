@@ -2,8 +2,9 @@
 /proc/PID/smaps).
 
 A soak that sees a vLLM GPU worker grow needs to know what grows: the CUDA driver's pinned host buffers (torch's
-caching host allocator takes them with cudaHostAlloc, which maps them through the driver's device files,
-/dev/nvidia*; the first device soak that reads this confirms it), the C heap (glibc's main
+caching host allocator takes them with cudaHostAlloc, which is expected to map them through the driver's device
+files, /dev/nvidia*; the device soak of 2026-12-07c never had them among a role's three largest kinds, so this is
+not yet seen in a record), the C heap (glibc's main
 arena `[heap]` and its other arenas, which are anonymous mappings), shared memory (/dev/shm, memfd: vLLM's message
 queues) or mapped files (libraries, the model's weights when mmapped). Reading smaps walks every mapping under the
 process's memory-map lock (a CUDA process has thousands), so callers read this seldom: once a progress line.

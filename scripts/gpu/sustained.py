@@ -69,7 +69,7 @@ MIN_SOAK_S = float(os.environ.get("MIN_SOAK_S", "120"))
 # engine's one process.
 SOAK_MEMORY_GROWTH_MIB = float(os.environ.get("SOAK_MEMORY_GROWTH_MIB", "256"))
 # The soak's settling span (recorded, not judged): on 2026-12-06 the best config's tree grew +6 GiB of RSS under its
-# first load, at a rate that fell from 3,503 to 261 MiB/min within 200 s (a fill of pinned buffers and allocator arenas
+# first load, at a rate that fell from 3,503 to 261 MiB/min within 200 s (a fill of allocator arenas and buffers
 # of 8 processes); on 2026-12-07 its two GPU workers' PSS still grew +277 MiB/min 120-150 s in (from +2,712 in the first
 # 30 s). The bounds compare the windows after it: 300 s, at most a third of the soak (a leak goes on for the other two).
 SOAK_SETTLE_S = float(os.environ.get("SOAK_SETTLE_S", "300"))

@@ -19,7 +19,7 @@ from autotune.redact import expand_env
 from serving.backends import SimulatedBackend
 from serving.engines.base import ServingBackend
 from serving.engines.vllm_launcher import VllmBackend
-from serving.start_env import reexecute_if_needed
+from serving.start_env import engine_start_env, reexecute_if_needed
 from serving.vllm_middleware import API_KEY_ENV
 
 log = logging.getLogger("autotune.serve")
@@ -118,12 +118,17 @@ def backend_for(tuned: TunedConfig) -> ServingBackend:
     return SimulatedBackend()
 
 
+def serve_environment(tuned: TunedConfig) -> dict[str, str]:
+    """What `autotune serve` adds to its environment: the engine's start-time defaults, then the config's `env`, whose
+    `${VAR}` values (secrets) are expanded here only, from this process's environment (files keep the placeholders)."""
+    return {**engine_start_env(tuned.engine), **expand_env(tuned.engine_config.env, os.environ)}
+
+
 def serve(options: ServeOptions) -> None:
     tuned = resolve_tuned_config(options)
     configure_logging(tuned.serving.log_level)
     require_model_files([tuned.engine_config.model])  # a hub id: its configs cached or fetched now, or one clear error
-    # `${VAR}` env values (secrets) are expanded here only, from this process's environment; files keep them.
-    env = expand_env(tuned.engine_config.env, os.environ)
+    env = serve_environment(tuned)
     api_key = {API_KEY_ENV: options.api_key} if options.api_key is not None else {}
     reexecute_if_needed({**env, **api_key}, options.to_argv())  # LD_PRELOAD, MALLOC_*, ...: serving.start_env
     describe(tuned)

@@ -33,6 +33,7 @@ import traceback
 from typing import Any
 
 from autotune.tune.server_process import die_with_parent
+from serving.start_env import remember_start_environment
 
 
 def preload(modules: list[str]) -> dict[str, Any]:
@@ -155,6 +156,7 @@ def serve_requests(channel: socket.socket) -> None:
 
 
 def main() -> None:
+    remember_start_environment()  # before setproctitle overwrites /proc/self/environ, which every fork inherits
     channel = socket.socket(fileno=int(sys.argv[1]))
     try:
         info = preload(sys.argv[2:])

@@ -45,6 +45,7 @@ from autotune.tune.start_phases import start_phases_of_file
 from autotune.tune.stops import check_free_space, out_of_space, out_of_space_error
 from autotune.tune.trial_result import NullObserver, TrialObserver, TrialOutcome, TrialResult
 from autotune.tune.warm_start import WarmParent
+from serving.start_env import engine_start_env
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,10 @@ class TrialRunner:
         if busy is not None:
             result.state, result.reason = TrialOutcome.FAILED, busy
             return
-        server_env = {**secret_env, **stack_profile_env(folder, self.stack_profile_hz), **self._compile_cache_env(engine, result)}
+        server_env = {
+            **engine_start_env(self.engine_kind),  # as `autotune serve` would set them, so it needs no second exec
+            **secret_env, **stack_profile_env(folder, self.stack_profile_hz), **self._compile_cache_env(engine, result),
+        }
         before_mib = used_mib()
         factory = self._server_factory or ServerProcess
         launcher = self._warm_launcher(server_env, result)

@@ -33,6 +33,7 @@ from typing import IO, Any
 from autotune.config import EngineKind
 from autotune.tune.server_process import LaunchError, die_with_parent, server_environment
 from serving.autostart import __file__ as autostart_init
+from serving.start_env import engine_start_env
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class WarmParent:
     ) -> None:
         self.modules = tuple(modules) if modules is not None else PRELOAD[engine]
         self.log_path = log_path
-        self.env = server_environment()
+        self.env = server_environment(engine_start_env(engine))  # its forks start as a cold server would
         self.info: dict[str, Any] = {}
         self.unusable: str | None = None
         self._lock = threading.Lock()

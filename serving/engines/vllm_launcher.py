@@ -26,6 +26,7 @@ from autotune.model_files import usable_model_dir
 from autotune.redact import expand_env
 from serving.engines.colocation import colocation_env, kv_cache_bytes_per_engine, place_engines_on_shared_gpus
 from serving.announce import announce_listening
+from serving.start_env import engine_start_env
 from serving.state import config_document
 from serving.vllm_middleware import API_KEY_ENV, CONFIG_ENV
 
@@ -75,6 +76,7 @@ def serving_flags(settings: ServingSettings) -> list[str]:
 def vllm_serving_environment(settings: ServingSettings) -> dict[str, str]:
     """The environment autotune serves vLLM with, before the config's own `env` (which wins)."""
     return {
+        **engine_start_env(EngineKind.VLLM),  # read when a process starts: set before `vllm serve` in an export
         "VLLM_USE_FLASHINFER_SAMPLER": "0",
         # Our middleware checks image URLs once; vLLM must not follow redirects to somewhere unchecked.
         "VLLM_MEDIA_URL_ALLOW_REDIRECTS": "0",

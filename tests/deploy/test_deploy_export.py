@@ -105,6 +105,7 @@ def test_serve_sh_runs_vllm_with_the_flags_and_environment_and_writes_no_secret(
     ran = json.loads(record.read_text())
     assert ran["argv"] == exported.argv[1:]
     assert ran["env"]["HF_TOKEN"] == SECRET and ran["env"]["VLLM_MEDIA_URL_ALLOW_REDIRECTS"] == "0"
+    assert ran["env"]["MALLOC_MMAP_THRESHOLD_"] == "131072"  # exported before vllm starts: glibc reads it at start
     config = yaml.safe_load((tmp_path / "out" / CONFIG_FILE).read_text())
     assert config == exported.config and config["allowed-media-domains"] == "example.com"  # read back as --allowed-media-domains example.com
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 from helpers.serving_testlib import write_simulated_config
 from helpers.servers import MODEL_DIR, running_server_process
 
-from autotune.config import EngineConfig
-from serving.launch import ServeOptions
+from autotune.config import EngineConfig, EngineKind, TunedConfig
+from serving.engines.vllm_launcher import vllm_environment
+from serving.launch import ServeOptions, serve_environment
 from serving.start_env import REEXECUTED_ENV, start_environment, start_time_values_missing
 
 
@@ -65,3 +67,16 @@ def test_a_config_without_start_time_values_is_served_without_executing_again(tm
     with running_server_process(["--config", str(config)], log_path=tmp_path / "serve.log") as server:
         assert REEXECUTED_ENV not in _environ_of(server.pid)
     assert "executing again" not in (tmp_path / "serve.log").read_text()
+
+
+def test_vllm_is_served_with_a_fixed_mmap_threshold_unless_the_config_sets_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTOTUNE_TEST_TOKEN", "t-1")
+    engine = EngineConfig(model=MODEL_DIR, env={"HF_TOKEN": "${AUTOTUNE_TEST_TOKEN}"})
+    served = TunedConfig(engine=EngineKind.VLLM, engine_config=engine)
+    env = serve_environment(served)  # what `autotune serve` starts (or executes itself again) with
+    assert env == {"MALLOC_MMAP_THRESHOLD_": "131072", "HF_TOKEN": "t-1"}
+    assert vllm_environment(served, "/tmp/c.json")["MALLOC_MMAP_THRESHOLD_"] == "131072"
+    own = served.model_copy(update={"engine_config": engine.model_copy(update={"env": {"MALLOC_MMAP_THRESHOLD_": "65536"}})})
+    assert serve_environment(own)["MALLOC_MMAP_THRESHOLD_"] == "65536"
+    simulated = served.model_copy(update={"engine": EngineKind.SIMULATED})
+    assert "MALLOC_MMAP_THRESHOLD_" not in serve_environment(simulated)  # the simulated engine is no vLLM

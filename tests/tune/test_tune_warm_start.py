@@ -21,12 +21,13 @@ import pandas as pd
 import psutil
 import pytest
 from helpers.servers import MODEL_DIR as MODEL
+from helpers.serving_testlib import write_simulated_config
 from helpers.tune import space_from
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from autotune.cli.main import app
-from autotune.config import EngineKind
+from autotune.config import EngineConfig, EngineKind
 from autotune.observe.stacks.profiler import DIR_ENV
 from autotune.report.trial_cost import summarize_trial_cost
 from autotune.tune import attrs
@@ -37,10 +38,12 @@ from autotune.tune.settings import TuneSettings
 from autotune.tune.study import run_tuning
 from autotune.tune.warm_start import (
     AUTOSTART_DIR,
+    PRELOAD,
     WARM_PARENT_LOG,
     WarmParent,
     import_time_env_differs,
 )
+from serving.start_env import engine_start_env
 
 SERVE = ["--model", MODEL, "--engine", "simulated", "--port", "0"]
 
@@ -135,6 +138,31 @@ def test_what_is_read_at_import_makes_a_trial_start_cold(parent: WarmParent, tmp
     # read by the loader and glibc's allocator at exec: a fork of the parent would run without them
     assert import_time_env_differs({}, {"MALLOC_MMAP_THRESHOLD_": "131072", "LD_PRELOAD": "/j.so", "GLIBC_TUNABLES": "x"}) == [
         "GLIBC_TUNABLES", "LD_PRELOAD", "MALLOC_MMAP_THRESHOLD_"]
+
+
+
+def test_a_vllm_warm_parent_starts_with_the_engines_start_time_defaults_and_its_forks_need_no_second_exec(
+    tmp_path: Path,
+) -> None:
+    # the vLLM parent's environment, with the simulated engine's modules (no vLLM here)
+    warm = WarmParent(EngineKind.VLLM, tmp_path / WARM_PARENT_LOG, modules=PRELOAD[EngineKind.SIMULATED])
+    try:
+        assert warm.unusable is None, warm.unusable
+        trial_env = server_environment(engine_start_env(EngineKind.VLLM))
+        assert trial_env["MALLOC_MMAP_THRESHOLD_"] == "131072" and warm.cold_start_reason(trial_env) is None
+        reason = warm.cold_start_reason(server_environment({}))
+        assert reason is not None and "MALLOC_MMAP_THRESHOLD_" in reason
+        # a served config that sets it as the parent started: the fork keeps the parent's allocator, so it serves
+        # as forked, although setproctitle has overwritten the /proc/PID/environ it inherited
+        config = write_simulated_config(tmp_path / "tuned.yaml", engine_config=EngineConfig(
+            model=MODEL, max_model_len=4096, env=engine_start_env(EngineKind.VLLM)))
+        args = ["--config", str(config), "--port", "0"]
+        with ServerProcess.from_serve_args(args, log_path=tmp_path / "server.log", env=trial_env, launcher=warm) as server:
+            assert httpx.get(f"{server.base_url}/health", timeout=5).status_code == 200
+            assert psutil.Process(server.pid).ppid() == warm.pid
+        assert "executing again" not in (tmp_path / "server.log").read_text()
+    finally:
+        warm.close()
 
 
 def test_a_parent_whose_import_fails_is_not_used_and_says_why(tmp_path: Path) -> None:

@@ -6,9 +6,10 @@
 #      `autotune tune` trial, then the next trial on the same GPU (record: engine-death/engine-death.json);
 #   2. scripts/gpu/sustained.py with SOAK_CONFIG: the best config soaked at SOAK_RATE for the time left
 #      (best/soak/soak.json and soak.png). NEXT lists what follows instead, in order: `soak`, `soak-mmap` (the same
-#      soak of CONFIG with `env: {MALLOC_MMAP_THRESHOLD_: MMAP_THRESHOLD}` added (default 131072: glibc mmaps blocks
-#      from that size up and unmaps them on free instead of keeping them in the C heap; best-mmap.yaml,
-#      best-mmap/soak/; give SOAK_MAX_S to leave time for both), `limits` (issue 19's
+#      soak of CONFIG with `env: {MALLOC_MMAP_THRESHOLD_: MMAP_THRESHOLD}` added: glibc mmaps blocks from that size up
+#      and unmaps them on free instead of keeping them in the C heap; `autotune serve` sets 131072 for vLLM by default
+#      (serving.start_env), so this step is for another value; best-mmap.yaml, best-mmap/soak/; give SOAK_MAX_S to
+#      leave time for both), `limits` (issue 19's
 #      tests/gpu/test_gpu_limits.py: limits/limits.json, limits.md), `trial-cost` (issue 17's study,
 #      scripts/gpu/trial_cost_study.sh: TRIALS, WARM_START, FORK_ENGINE_CORES as for trial_cost.sh).
 # Then `bash scripts/gpu/wait_pack.sh /root/sustained S` in this and each following command brings back what it has.

@@ -47,7 +47,7 @@ from pydantic import AliasChoices, Field, model_validator
 from autotune.bench.runner import run_benchmark
 from autotune.bench.schemas import SLO, LoadSpec, RequestRecord
 from autotune.bench.soak_live import LiveWindows
-from autotune.bench.soak_windows import SoakWindow, p99_of, window_spans
+from autotune.bench.soak_windows import SoakWindow, request_figures, window_spans
 from autotune.bench.workload import Workload, resolve_workload
 from autotune.base_models import ClosedModel
 from autotune.observe.cpu import ProcessIdentity, Role, resolve_roles
@@ -379,7 +379,6 @@ def windows_of(
     for index, (begin, end) in enumerate(spans):
         last = index + 1 == len(spans)
         inside = [r for r in requests if begin <= r.send_time_s < end or (last and r.send_time_s >= end)]
-        ok = [r for r in inside if r.success]
         sampled = [s for s in samples if begin <= s.t_s < end or (last and s.t_s >= end)]
         fds = _max([s.open_fds for s in sampled])
         fds_floor = min((s.open_fds for s in sampled if s.open_fds is not None), default=None)
@@ -388,10 +387,7 @@ def windows_of(
                 start_s=round(begin, 3),
                 end_s=round(end, 3),
                 settling=settle_s > 0 and index == 0,
-                sent=len(inside),
-                failed=len(inside) - len(ok),
-                ttft_p99_ms=p99_of([r.ttft_ms for r in ok if r.ttft_ms is not None]),
-                e2el_p99_ms=p99_of([r.e2el_ms for r in ok if r.e2el_ms is not None]),
+                **request_figures(inside),
                 rss_max_mib=_max([s.rss_mib for s in sampled]),
                 rss_max_by_role_mib=_max_by_role([s.rss_by_role_mib for s in sampled]),
                 pss_max_mib=_max([s.pss_mib for s in sampled]),

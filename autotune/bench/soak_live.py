@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 
 from autotune.bench.progress import DoneRequest
-from autotune.bench.soak_windows import SoakWindow, p99_of, window_spans
+from autotune.bench.soak_windows import SoakWindow, request_figures, window_spans
 
 CLOSE_AFTER_S = 30.0
 _WINDOW_LINE = re.compile(
@@ -81,11 +81,7 @@ class LiveWindows:
     def _line(self, index: int) -> str:
         begin, end = self.spans[index]
         inside = [d for d in self.done if begin <= d.send_time_s < end]
-        ok = [d for d in inside if d.success]
-        window = SoakWindow(
-            start_s=round(begin, 3), end_s=round(end, 3), settling=self.settling and index == 0, sent=len(inside),
-            failed=len(inside) - len(ok), ttft_p99_ms=p99_of([d.ttft_ms for d in ok if d.ttft_ms is not None]),
-            e2el_p99_ms=p99_of([d.e2el_ms for d in ok if d.e2el_ms is not None]),
-        )
+        window = SoakWindow(start_s=round(begin, 3), end_s=round(end, 3), settling=self.settling and index == 0,
+                            **request_figures(inside))
         failed = sum(not d.success for d in self.done) + self.cut_off
         return window_line(window, len(self.done) + self.cut_off, failed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from typing import Protocol, TypedDict
 
 from pydantic import Field
 
@@ -35,6 +36,34 @@ def p99_of(values: Sequence[float]) -> float | None:
     if len(values) == 1:
         return float(values[0])
     return round(statistics.quantiles(values, n=100, method="inclusive")[98], 3)
+
+
+class FinishedRequest(Protocol):
+    """What a window's latency figures read of a request: a record's (`RequestRecord`) or a live one (`DoneRequest`)."""
+
+    @property
+    def success(self) -> bool: ...
+    @property
+    def ttft_ms(self) -> float | None: ...
+    @property
+    def e2el_ms(self) -> float | None: ...
+
+
+class RequestFigures(TypedDict):
+    sent: int
+    failed: int
+    ttft_p99_ms: float | None
+    e2el_p99_ms: float | None
+
+
+def request_figures(sent: Sequence[FinishedRequest]) -> RequestFigures:
+    """A window's `SoakWindow` fields from the requests sent in it: the record's and the live lines' alike."""
+    ok = [r for r in sent if r.success]
+    return RequestFigures(
+        sent=len(sent), failed=len(sent) - len(ok),
+        ttft_p99_ms=p99_of([r.ttft_ms for r in ok if r.ttft_ms is not None]),
+        e2el_p99_ms=p99_of([r.e2el_ms for r in ok if r.e2el_ms is not None]),
+    )
 
 
 def window_spans(*, duration_s: float, window_s: float, settle_s: float = 0.0) -> list[tuple[float, float]]:

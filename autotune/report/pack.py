@@ -189,13 +189,11 @@ def pack_vllm_bench(run: Path) -> None:
     for path in sorted(run.rglob(VLLM_BENCH_GLOB)):
         if path.suffix not in (".json", ".gz") or not path.is_file():
             continue
-        data = json.loads(recorded.read_bytes(path))
+        raw = recorded.read_bytes(path)
+        data = json.loads(raw)
         if not isinstance(data, dict) or "itls" not in data:  # e.g. vllm-bench-combined.json: a verdict, kept as is
             continue
-        target = path if path.suffix == ".gz" else path.with_name(path.name + ".gz")
-        target.write_bytes(gzip_bytes(json.dumps(slim_vllm_bench(data), separators=(",", ":")).encode()))
-        if target != path:
-            path.unlink()
+        store_gzipped(path, raw, json.dumps(slim_vllm_bench(data), separators=(",", ":")).encode())
 
 
 SOAK_SEND_DECIMALS = 2  # seconds: 10 ms; the soak's windows (30 s and more) and its scatter plot need no finer

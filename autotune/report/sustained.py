@@ -2,7 +2,8 @@
 
 Each config's folder holds `objective.json` (the tuner's objective measured on the served config: `autotune bench
 --space`), `sustained.json` (`autotune bench --slo-rate --window-s 120`), `vllm-bench-p*.json` (independent `vllm
-bench serve` processes sharing the sustained rate) and `record.json` (what the script decided and when). Every figure
+bench serve` processes sharing the sustained rate; where they missed the SLO, `vllm-bench-lower/` the same a step
+below) and `record.json` (what the script decided and when). Every figure
 here is computed from those files, stored plain or compressed (autotune.report.recorded).
 """
 
@@ -30,6 +31,11 @@ class SustainedConfig(BaseModel):
     objective_vs_sustained: float | None = Field(default=None, description="objective_rps / rate_rps")
     vllm_bench_rate_rps: float | None = None
     vllm_bench: VllmBenchCombined | None = None
+    vllm_bench_lower_rate_rps: float | None = Field(
+        default=None, description="The independent client's second rate, a step below, run when it missed at the first")
+    vllm_bench_lower: VllmBenchCombined | None = None
+    vllm_bench_confirmed_rps: float | None = Field(
+        default=None, description="The highest rate at which the independent client met the SLO (None: none it tried)")
     sm_active_pct: float | None = Field(default=None, description="NVML GPM SM activity in the sustained window")
     tensor_active_pct: float | None = None
     nvml_util_pct: float | None = Field(default=None, description="NVML's busy flag in the same window")
@@ -60,6 +66,15 @@ def _passing_window(result: BenchResult) -> Summary | None:
                  and w.steady is not None and w.steady.met), None)
 
 
+def _vllm_bench(folder: Path, slo: dict[str, float]) -> VllmBenchCombined | None:
+    """The combined verdict of the `vllm bench serve` files in `folder` (None: none there)."""
+    parts = sorted(recorded.glob(folder, "vllm-bench-p*.json")) if folder.is_dir() else []
+    if not parts:
+        return None
+    files = [VllmBenchFile.model_validate_json(recorded.read_bytes(part)) for part in parts]
+    return combine_results(files, slo, [str(p) for p in parts])
+
+
 def summarize_config(folder: Path, slo: dict[str, float]) -> SustainedConfig:
     record = json.loads(recorded.read_text(folder / "record.json")) if recorded.exists(folder / "record.json") else {}
     out = SustainedConfig(config=str(record.get("config", folder.name)), startup_s=record.get("startup_s"))
@@ -82,11 +97,15 @@ def summarize_config(folder: Path, slo: dict[str, float]) -> SustainedConfig:
             out.nvml_util_pct = passing.gpu.util_mean
     if out.objective_rps and out.rate_rps:
         out.objective_vs_sustained = round(out.objective_rps / out.rate_rps, 4)
-    parts = sorted(recorded.glob(folder, "vllm-bench-p*.json"))
-    if parts:
-        files = [VllmBenchFile.model_validate_json(recorded.read_bytes(part)) for part in parts]
-        out.vllm_bench = combine_results(files, slo, [str(p) for p in parts])
+    out.vllm_bench = _vllm_bench(folder, slo)
+    if out.vllm_bench is not None:
         out.vllm_bench_rate_rps = record.get("vllm_bench_rate_rps")
+    out.vllm_bench_lower = _vllm_bench(folder / "vllm-bench-lower", slo)
+    if out.vllm_bench_lower is not None:
+        out.vllm_bench_lower_rate_rps = record.get("vllm_bench_lower_rate_rps")
+    out.vllm_bench_confirmed_rps = next(
+        (rate for rate, verdict in ((out.vllm_bench_rate_rps, out.vllm_bench), (out.vllm_bench_lower_rate_rps, out.vllm_bench_lower))
+         if verdict is not None and verdict.meets_slo), None)
     out.windows = len(windows)
     out.client_processes_max = max((w.client.processes for w in windows), default=None)
     out.client_saturated_windows = sum(1 for w in windows if w.client.saturated)

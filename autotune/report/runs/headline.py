@@ -37,8 +37,8 @@ from autotune.report.runs.reference import serving_overhead
 from autotune.report.runs.study_run import confirmed_trials, slo_rate_censored
 from autotune.report.sustained import summarize_sustained
 
-SUSTAINED_FIELDS = ("rate_rps", "failed_rps", "vllm_bench_rate_rps", "objective_rps", "objective_vs_sustained",
-                    "sm_active_pct", "nvml_util_pct", "note")
+SUSTAINED_FIELDS = ("rate_rps", "failed_rps", "vllm_bench_rate_rps", "vllm_bench_confirmed_rps", "objective_rps",
+                    "objective_vs_sustained", "sm_active_pct", "nvml_util_pct", "note")
 
 
 def _measured(run: Path, name: str) -> bool:

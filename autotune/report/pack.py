@@ -19,7 +19,9 @@ What it does (experiments/README.md says why; `autotune.report.recorded` reads e
 - keeps each `autotune soak` record (`soak.json`) with its per-request send times rounded to 10 ms and latencies to
   1 ms (its windows, their percentiles and its verdict were computed before, and must come out unchanged), as
   `.json.gz`;
-- gzips `*.log`, `stack_profile.json` and `soak.json` (`autotune soak`'s series); stores each PNG plot in 256
+- gzips `*.log`, `stack_profile.json` and `soak.json` (`autotune soak`'s series), a log without the HTTP server's
+  access lines of successful responses (`"POST /v1/chat/completions HTTP/1.1" 200 OK`: one a request, 90% of a
+  served log's compressed bytes, and nothing the results do not hold), counted in a last line; stores each PNG plot in 256
   colours (a palette image; the plots are lines and flat colours); packs each `stack-profile/` folder as
   `stack-profile.tar.xz`, its folded stacks uncompressed inside so that xz compresses them together.
 
@@ -33,6 +35,7 @@ import hashlib
 import io
 import json
 import lzma
+import re
 import shutil
 import sqlite3
 import tarfile
@@ -234,9 +237,25 @@ def pack_soaks(run: Path) -> None:
         store_gzipped(path, raw, json.dumps(slim or data, separators=(",", ":")).encode() if compact else None)
 
 
+SUCCESS_ACCESS_LINE = re.compile(rb'"[A-Z]+ \S+ HTTP/[\d.]+" 200 OK\s*$')
+
+
+def without_success_access_lines(log: bytes) -> bytes:
+    """A log without its successful-response access lines, and a last line that counts them (unchanged without any)."""
+    lines = log.splitlines(keepends=True)
+    kept = [line for line in lines if not SUCCESS_ACCESS_LINE.search(line)]
+    left_out = len(lines) - len(kept)
+    if not left_out:
+        return log
+    if kept and not kept[-1].endswith(b"\n"):
+        kept[-1] += b"\n"
+    return b"".join(kept) + f"[autotune pack: {left_out} access line(s) of 200 responses left out]\n".encode()
+
+
 def gzip_files(run: Path) -> None:
     for path in sorted([*run.rglob("*.log"), *run.rglob("stack_profile.json"), *run.rglob("soak.json")]):
-        path.with_name(path.name + ".gz").write_bytes(gzip_bytes(path.read_bytes()))
+        data = path.read_bytes()
+        path.with_name(path.name + ".gz").write_bytes(gzip_bytes(without_success_access_lines(data) if path.suffix == ".log" else data))
         path.unlink()
 
 

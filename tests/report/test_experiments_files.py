@@ -17,7 +17,7 @@ from autotune.report import recorded
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
-BUDGET_BYTES = 15_000_000
+BUDGET_BYTES = 16_000_000
 
 _LINK = re.compile(r"\]\(([^)\s]+)\)")  # [text](target)
 _CODE = re.compile(r"`([^`\s]+)`")  # `token`
@@ -101,4 +101,4 @@ def test_experiments_stay_within_the_size_budget() -> None:
     listed = subprocess.run(["git", "ls-files", "-z", "experiments"], cwd=REPO, capture_output=True, check=True).stdout
     files = [REPO / name for name in listed.decode().split("\0") if name]
     size = sum(p.stat().st_size for p in files if p.is_file())
-    assert size <= BUDGET_BYTES, f"experiments/ tracks {size / 1e6:.1f} MB in {len(files)} files (budget 15 MB)"
+    assert size <= BUDGET_BYTES, f"experiments/ tracks {size / 1e6:.1f} MB in {len(files)} files (budget 16 MB)"

@@ -34,6 +34,13 @@ def _result() -> BenchResult:
                        summary=summary, sweep=[summary], requests=requests, gpu_timeseries=[{"t_s": 0.0, "util_pct": 50.0}])
 
 
+ACCESS = '(APIServer pid=1) INFO:     127.0.0.1:{port} - "{method} {path} HTTP/1.1" {status}\n'
+SERVER_LOG = ("INFO starting\n" + ACCESS.format(port=4, method="GET", path="/health", status="200 OK")
+              + ACCESS.format(port=5, method="POST", path="/v1/chat/completions", status="200 OK")
+              + ACCESS.format(port=6, method="POST", path="/v1/chat/completions", status="400 Bad Request")
+              + "ERROR ValueError: boom\n")
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """An Optuna SQLite store of one finished trial (made once: creating the schema takes seconds)."""
@@ -52,7 +59,7 @@ def run(tmp_path: Path, store: bytes) -> Path:
         trial = root / "study" / name / "trials" / "0"
         trial.mkdir(parents=True)
         save_result(_result(), trial / "result.json.gz")
-        (trial / "server.log").write_text("INFO starting\nERROR ValueError: boom\n")
+        (trial / "server.log").write_text(SERVER_LOG)
         (trial / "trial.json").write_text(json.dumps({"number": 0, "state": "complete"}))
         (root / "study" / name / "optuna.db").write_bytes(store)
         (root / "study" / name / "mlflow.db").write_bytes(b"SQLite format 3\x00")
@@ -99,7 +106,10 @@ def test_a_run_folder_packs_to_what_the_reader_reads_back(run: Path) -> None:
     assert not (run / "measurements" / "bench-c2.json").exists()
     # logs and stack profiles are compressed but read as written
     assert (kept / "trials" / "0" / "server.log.gz").is_file()
-    assert recorded.read_text(kept / "trials" / "0" / "server.log").endswith("ValueError: boom\n")
+    # a log without its successful-response access lines, counted; every other line kept
+    assert recorded.read_text(kept / "trials" / "0" / "server.log") == (
+        "INFO starting\n" + ACCESS.format(port=6, method="POST", path="/v1/chat/completions", status="400 Bad Request")
+        + "ERROR ValueError: boom\n[autotune pack: 2 access line(s) of 200 responses left out]\n")
     assert recorded.read_text(run / "measurements" / "worker-gpu0.log") == "worker\n"
     assert recorded.read_bytes(kept / "trials" / "0" / "stack_profile.json") == b'{"windows": []}'
     assert (kept / "trials" / "0" / "stack-profile.tar.xz").is_file()

@@ -83,18 +83,31 @@ def test_the_command_says_what_it_wrote_and_a_missing_confirmation_is_an_error(t
 SUSTAINED_ROOT = Path(__file__).resolve().parents[2] / "experiments" / "sustained"
 
 
-def test_each_config_comes_from_its_latest_run_and_gpus_apart_give_no_ratio() -> None:
-    figures = headline.sustained(None, SUSTAINED_ROOT)
+def test_each_config_comes_from_its_latest_run_and_gpus_apart_give_no_ratio(tmp_path: Path) -> None:
+    for name in ("2026-12-04-h200", "2026-12-05-h100"):
+        shutil.copytree(SUSTAINED_ROOT / name, tmp_path / name)
+    figures = headline.sustained(None, tmp_path)
     assert figures is not None and figures["window_s"] == 120
     assert figures["defaults"]["source"].endswith("2026-12-04-h200") and figures["best"]["source"].endswith("2026-12-05-h100")
     assert "H200" in figures["defaults"]["gpus"][0] and "H100" in figures["best"]["gpus"][0]
     assert figures["same_gpu"] is False and figures["best_vs_defaults"] is None
+    assert figures["best_vs_defaults_across_runs"] is None
 
 
-def test_both_configs_on_one_gpu_model_give_their_ratio(tmp_path: Path) -> None:
+def test_two_runs_on_one_gpu_model_give_a_ratio_labeled_across_runs(tmp_path: Path) -> None:
+    for name in ("2026-12-04-h200", "2026-12-05-h100", "2026-12-07-h100"):
+        shutil.copytree(SUSTAINED_ROOT / name, tmp_path / name)
+    figures = headline.sustained(None, tmp_path)
+    assert figures is not None and figures["defaults"]["source"].endswith("2026-12-07-h100")  # the latest defaults
+    assert figures["same_gpu"] is True and figures["same_run"] is False and figures["best_vs_defaults"] is None
+    assert figures["best_vs_defaults_across_runs"] == round(figures["best"]["rate_rps"] / figures["defaults"]["rate_rps"], 3)
+
+
+def test_both_configs_in_one_run_give_their_ratio(tmp_path: Path) -> None:
     run = tmp_path / "2026-12-06-h200"
     shutil.copytree(SUSTAINED_ROOT / "2026-12-04-h200", run)
     shutil.copytree(SUSTAINED_ROOT / "2026-12-05-h100" / "best", run / "best")  # measured beside the defaults
     figures = headline.sustained(run, tmp_path)
-    assert figures is not None and figures["same_gpu"] is True
+    assert figures is not None and figures["same_gpu"] is True and figures["same_run"] is True
     assert figures["best_vs_defaults"] == round(figures["best"]["rate_rps"] / figures["defaults"]["rate_rps"], 3)
+    assert figures["best_vs_defaults_across_runs"] is None

@@ -18,7 +18,7 @@ from autotune.bench.result import load_result, result_to_dataframe
 from autotune.bench.runner import run_benchmark_sync
 from autotune.bench.schemas import SLO, LoadSpec
 from autotune.bench.workload import resolve_workload
-from autotune.cli._app import app
+from autotune.cli.main import app  # every command registered (the _app module alone has those imported so far)
 from autotune.errors import ConfigError
 
 from helpers.servers import MODEL_DIR, running_server

@@ -15,7 +15,7 @@ import pytest
 import typer
 import yaml
 
-from autotune.cli._app import app
+from autotune.cli.main import app  # every command registered (the _app module alone has those imported so far)
 from autotune.deploy.manifests import collect, describe, main, render_kustomization, validate_manifests
 from autotune.errors import ConfigError
 

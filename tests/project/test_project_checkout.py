@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer.main
 
-from autotune.cli._app import app
+from autotune.cli.main import app  # every command registered (the _app module alone has those imported so far)
 
 ROOT = Path(__file__).resolve().parents[2]
 # Ways of reaching the folder that lies beside the developers' checkouts (and CI's), never beside a user's.

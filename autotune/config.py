@@ -243,6 +243,13 @@ class ServingSettings(StrictModel):
         default=False, description="Allow image URLs that resolve to private, loopback or link-local addresses"
     )
     max_queued_requests: Annotated[int, Field(ge=1)] = 4096
+    http_keep_alive_s: Annotated[int, Field(ge=1, le=3600)] = Field(
+        default=75,
+        description="How long the server keeps an idle client connection open (uvicorn's keep-alive; vLLM's "
+        "VLLM_HTTP_TIMEOUT_KEEP_ALIVE, 5 s by default). Longer than clients and load balancers keep theirs (aiohttp "
+        "15 s, `vllm bench serve` 60 s, cloud load balancers 60 s), so that none sends a request on a connection the "
+        "server is closing ('Connection reset by peer'); 75 s is nginx's default",
+    )
     web_ui: bool = Field(
         default=True, description="Serve the chat page at /ui (its data comes from the API, with the API key when set)"
     )

@@ -52,6 +52,7 @@ class SimulatedBackend:
             access_log=settings.log_level == "debug",
             lifespan="on",
             timeout_graceful_shutdown=2,
+            timeout_keep_alive=settings.http_keep_alive_s,
             log_config=None,
         )
         server = uvicorn.Server(config)

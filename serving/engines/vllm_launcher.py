@@ -81,6 +81,7 @@ def vllm_serving_environment(settings: ServingSettings) -> dict[str, str]:
         # Our middleware checks image URLs once; vLLM must not follow redirects to somewhere unchecked.
         "VLLM_MEDIA_URL_ALLOW_REDIRECTS": "0",
         "VLLM_IMAGE_FETCH_TIMEOUT": str(max(1, math.ceil(settings.image_fetch_timeout_s))),
+        "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": str(settings.http_keep_alive_s),  # read by each API server's uvicorn
     }
 
 

@@ -12,7 +12,9 @@ For every config, in order, on one server started by `autotune serve --engine vl
      that rate in `vllm-bench-lower/`, so that the independent client's own rate is bracketed, not only refuted.
 Every step checks the time left (DEADLINE_EPOCH) and is skipped, saying so, when it cannot finish.
 With SUSTAINED_ONLY=1 step 1 is left out and LOW:HIGH bracket the 120 s windows themselves (a pair of configs whose
-objectives were measured before fits one lease: on an H100 each config's objective took ~270 s of ~800).
+objectives were measured before fits one lease: on an H100 each config's objective took ~270 s of ~800). With
+CONFIRM_ONLY=1 steps 1 and 2 are left out and step 3 runs at LOW (a serving change checked against a rate measured
+before, in the few minutes a lease has left).
 
 For the config named by SOAK_CONFIG (issue 20's device items), on the same server afterwards:
   4. soak: `autotune soak` at SOAK_FRACTION (0.8) of the sustained rate for the time left (less KILL_RESERVE_S):
@@ -86,6 +88,7 @@ ENGINE_KILL = os.environ.get("ENGINE_KILL", "1") == "1"
 KILL_RESERVE_S = float(os.environ.get("KILL_RESERVE_S", str(100 + RESTART_NEEDS_S) if ENGINE_KILL else "0"))
 SOAK_RATE = float(os.environ["SOAK_RATE"]) if os.environ.get("SOAK_RATE") else None
 SUSTAINED_ONLY = os.environ.get("SUSTAINED_ONLY", "0") == "1"
+CONFIRM_ONLY = os.environ.get("CONFIRM_ONLY", "0") == "1"
 
 
 def cpu_list(text: str) -> list[int]:
@@ -379,7 +382,7 @@ def measure(name: str, config: str, low: float, high: float) -> None:
             return
         model = json.loads(subprocess.run(["curl", "-s", f"{server.base_url}/v1/models"], capture_output=True,
                                           text=True).stdout)["data"][0]["id"]
-        if SUSTAINED_ONLY:
+        if SUSTAINED_ONLY or CONFIRM_ONLY:
             rate, bracket = low, f"{low:.3f}:{high:.3f}"
         else:
             objective = bench(server.base_url, folder / "objective.json", "--space", SPACE, "--rate-range",
@@ -387,7 +390,9 @@ def measure(name: str, config: str, low: float, high: float) -> None:
             rate = (objective.get("summary") or {}).get("slo_rate_rps") or low
             record["objective_rps"] = rate
             bracket = f"{rate:.3f}:{rate * 1.0495:.3f}"
-        if left_s() > 2.5 * WINDOW_S + 60:
+        if CONFIRM_ONLY:
+            say(f"{name}: 120 s windows left out (CONFIRM_ONLY): vllm bench at {rate:g} req/s")
+        elif left_s() > 2.5 * WINDOW_S + 60:
             sustained = bench(server.base_url, folder / "sustained.json", "--slo-rate", "--workload", "vlm-chat", *SLO,
                               "--window-s", str(WINDOW_S), "--rate-range", bracket,
                               "--seed", "7", "--server-pid", str(server.pid))

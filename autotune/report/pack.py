@@ -255,7 +255,9 @@ def without_success_access_lines(log: bytes) -> bytes:
 def gzip_files(run: Path) -> None:
     for path in sorted([*run.rglob("*.log"), *run.rglob("stack_profile.json"), *run.rglob("soak.json")]):
         data = path.read_bytes()
-        path.with_name(path.name + ".gz").write_bytes(gzip_bytes(without_success_access_lines(data) if path.suffix == ".log" else data))
+        if path.suffix == ".log":
+            data = without_success_access_lines(data)
+        path.with_name(path.name + ".gz").write_bytes(gzip_bytes(data))
         path.unlink()
 
 

@@ -103,9 +103,8 @@ def summarize_config(folder: Path, slo: dict[str, float]) -> SustainedConfig:
     out.vllm_bench_lower = _vllm_bench(folder / "vllm-bench-lower", slo)
     if out.vllm_bench_lower is not None:
         out.vllm_bench_lower_rate_rps = record.get("vllm_bench_lower_rate_rps")
-    out.vllm_bench_confirmed_rps = next(
-        (rate for rate, verdict in ((out.vllm_bench_rate_rps, out.vllm_bench), (out.vllm_bench_lower_rate_rps, out.vllm_bench_lower))
-         if verdict is not None and verdict.meets_slo), None)
+    tried = ((out.vllm_bench_rate_rps, out.vllm_bench), (out.vllm_bench_lower_rate_rps, out.vllm_bench_lower))
+    out.vllm_bench_confirmed_rps = next((rate for rate, verdict in tried if verdict is not None and verdict.meets_slo), None)
     out.windows = len(windows)
     out.client_processes_max = max((w.client.processes for w in windows), default=None)
     out.client_saturated_windows = sum(1 for w in windows if w.client.saturated)

@@ -288,7 +288,6 @@ def test_a_gpu_held_by_another_process_fails_as_the_environments_fault_without_s
     assert simulated.run(2, EngineConfig(model=MODEL), Provenance()).state is TrialOutcome.COMPLETE and len(servers) == 2
 
 
-
 def test_a_vllm_trials_server_starts_with_the_engines_start_time_defaults(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -307,6 +306,7 @@ def test_a_vllm_trials_server_starts_with_the_engines_start_time_defaults(
     # set when the server's interpreter starts, as `autotune serve` would (else it executes itself again to set it)
     assert envs[0] is not None and envs[0]["MALLOC_MMAP_THRESHOLD_"] == "131072"
     assert "MALLOC_MMAP_THRESHOLD_" not in (envs[1] or {})  # the simulated engine gets no allocator setting
+
 
 # An engine core SIGKILLed while serving, as vLLM 0.24's API server logged it on an H100 (2026-12-07; the monitor's
 # warning is vllm/v1/engine/core_client.py's; every request after it fails with the generic EngineDeadError). The

@@ -140,7 +140,6 @@ def test_what_is_read_at_import_makes_a_trial_start_cold(parent: WarmParent, tmp
         "GLIBC_TUNABLES", "LD_PRELOAD", "MALLOC_MMAP_THRESHOLD_"]
 
 
-
 def test_a_vllm_warm_parent_starts_with_the_engines_start_time_defaults_and_its_forks_need_no_second_exec(
     tmp_path: Path,
 ) -> None:

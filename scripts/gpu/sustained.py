@@ -8,7 +8,7 @@ For every config, in order, on one server started by `autotune serve --engine vl
      120 s window at the objective's rate, the next 5% above it (a pass and a fail bound the sustained rate to 5%);
   3. confirmation: VLLM_BENCH_PROCS `vllm bench serve` processes sharing the sustained rate for VLLM_BENCH_S (random-mm,
      the same image size and token lengths as the workload), their per-request p99s combined
-     (`scripts/gpu/combine_vllm_bench.py`); when they miss the SLO, the same again at VLLM_BENCH_STEP_DOWN (0.95) x
+     (`autotune.bench.vllm_bench.combine`); when they miss the SLO, the same again at VLLM_BENCH_STEP_DOWN (0.95) x
      that rate in `vllm-bench-lower/`, so that the independent client's own rate is bracketed, not only refuted.
 Every step checks the time left (DEADLINE_EPOCH) and is skipped, saying so, when it cannot finish.
 With SUSTAINED_ONLY=1 step 1 is left out and LOW:HIGH bracket the 120 s windows themselves (a pair of configs whose
@@ -45,14 +45,17 @@ from pathlib import Path
 
 import psutil
 
+from autotune.bench.vllm_bench import VllmBenchCombined, combine
 from autotune.config import EngineKind
+from autotune.errors import ConfigError
 from autotune.observe.cpu import classify_process
 from autotune.tune.server_process import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]  # run with PYTHONPATH=$PWD (scripts/gpu/env.sh)
 
 SPACE = os.environ.get("SPACE", "search_spaces/qwen3-vl-4b.yaml")
-SLO = ["--slo", "ttft_ms=2000", "--slo", "tpot_ms=50"]
+SLO_MS = {"ttft_ms": 2000.0, "tpot_ms": 50.0}  # p99 bounds
+SLO = [arg for name, bound in SLO_MS.items() for arg in ("--slo", f"{name}={bound:g}")]
 WINDOW_S = float(os.environ.get("WINDOW_S", "120"))
 SERVER_CPUS = os.environ.get("SERVER_CPUS", "0-9")
 CLIENT_CPUS = os.environ.get("CLIENT_CPUS", "10-15")
@@ -144,8 +147,8 @@ def wait_gpu_released(limit_s: float = 90.0) -> float | None:
     return used
 
 
-def vllm_bench(url: str, model: str, rate: float, folder: Path) -> dict:
-    """The independent client at `rate`, its files in `folder`; returns their combined verdict ({} when unreadable)."""
+def vllm_bench(url: str, model: str, rate: float, folder: Path) -> VllmBenchCombined | None:
+    """The independent client at `rate`, its files in `folder`; returns their combined verdict (None when unreadable)."""
     folder.mkdir(parents=True, exist_ok=True)
     per_process = rate / VLLM_BENCH_PROCS
     prompts = max(1, round(per_process * VLLM_BENCH_S))
@@ -167,17 +170,15 @@ def vllm_bench(url: str, model: str, rate: float, folder: Path) -> dict:
         except subprocess.TimeoutExpired:
             proc.kill()
             say("  vllm bench cut by the lease")
-    combined = subprocess.run(
-        [sys.executable, str(ROOT / "scripts/gpu/combine_vllm_bench.py"), *SLO[1::2],
-         *[str(folder / f"vllm-bench-p{k}.json") for k in range(VLLM_BENCH_PROCS)]],
-        capture_output=True, text=True,
-    )
-    (folder / "vllm-bench-combined.json").write_text(combined.stdout)
-    say(f"  vllm bench combined: {combined.stdout.strip()[:400]} {combined.stderr.strip()[-400:]}")
+    files = [folder / f"vllm-bench-p{k}.json" for k in range(VLLM_BENCH_PROCS)]
     try:
-        return json.loads(combined.stdout)
-    except ValueError:
-        return {}
+        combined = combine([f for f in files if f.exists()], SLO_MS)
+    except ConfigError as exc:  # a process cut by the lease left no file, or an unreadable one
+        say(f"  vllm bench not combined: {exc}")
+        return None
+    (folder / "vllm-bench-combined.json").write_text(combined.model_dump_json())
+    say(f"  vllm bench combined: {combined.model_dump_json()[:400]}")
+    return combined
 
 
 def soak(server: ServerProcess, folder: Path, rate: float) -> None:
@@ -405,7 +406,8 @@ def measure(name: str, config: str, low: float, high: float) -> None:
         elif left_s() > VLLM_BENCH_S + 60:
             confirmation = vllm_bench(server.base_url, model, confirm_rate, folder)
             record["vllm_bench_rate_rps"] = confirm_rate
-            if confirmation.get("meets_slo") is False and VLLM_BENCH_STEP_DOWN < 1 and left_s() > VLLM_BENCH_S + 60:
+            if confirmation is not None and not confirmation.meets_slo and VLLM_BENCH_STEP_DOWN < 1 \
+                    and left_s() > VLLM_BENCH_S + 60:
                 lower = confirm_rate * VLLM_BENCH_STEP_DOWN
                 vllm_bench(server.base_url, model, lower, folder / "vllm-bench-lower")
                 record["vllm_bench_lower_rate_rps"] = lower

@@ -8,6 +8,11 @@ window of its own). A high end that meets the SLO moves up by twice the bracket'
 down by twice its width (at most halving it), at most MAX_EXPANSIONS times each way: a wide bracket grows as fast as
 doubling, and a narrow one (a measurement repeated from a known rate) steps past its end by a few percent instead of
 trying twice the rate, which costs a long window on an overloaded server.
+From a bracket, a window that fell behind also says how far off the bracket is: its steady throughput T (what the
+server completed while its queue grew) estimates the capacity. When no rate has met the SLO yet and T lies below the
+low end, the bracket was set on another host or for another config: the search tries T next (at most the missed rate
+less the tolerance), then steps of one tolerance above it until one misses, instead of stepping down by the bracket's width window after window (on
+an H100 whose defaults sustained ~30 req/s, a 45.9:48.1 bracket spent its lease stepping down 120 s at a time).
 Bisection: the midpoint of the highest passing and the lowest failing rate, until the failing one is within
 `tolerance` above the passing one (failing <= (1 + tolerance) x passing), or after `max_bisections` midpoints.
 """
@@ -19,6 +24,10 @@ from typing import Literal
 
 MAX_EXPANSIONS = 4
 """A bracket end that turns out wrong moves (by twice the bracket's width), at most this many times."""
+
+THROUGHPUT_STEPS_UP = 3
+"""After a throughput's estimate met the SLO, this many steps of one tolerance above it (below the missed rate): a
+window's steady throughput lags its capacity by about the latency over the window (~5% for 5 s over 110 s)."""
 
 _Kind = Literal["listed", "high end", "low end", "midpoint"]
 
@@ -42,6 +51,8 @@ class RateSearch:
     _pending: tuple[float, _Kind] | None = None
     _width: float = 0.0
     """A bracket's width as given, doubled at each expansion: how far a wrong end moves."""
+    _follows_throughput: bool = False
+    """From a bracket: a missed window's throughput far below the low end re-aims the search (a probe measured it)."""
 
     @classmethod
     def from_probe(
@@ -59,7 +70,8 @@ class RateSearch:
         if not 0 < low_rps < high_rps:
             raise ValueError(f"a bracket needs 0 < low < high (got {low_rps:g}:{high_rps:g})")
         return cls(
-            tolerance=tolerance, max_bisections=max_bisections, passing=low_rps, failing=high_rps, _width=high_rps - low_rps
+            tolerance=tolerance, max_bisections=max_bisections, passing=low_rps, failing=high_rps, _width=high_rps - low_rps,
+            _follows_throughput=True,
         )
 
     @property
@@ -111,24 +123,32 @@ class RateSearch:
             return None
         return (self.passing + self.failing) / 2, "midpoint"
 
-    def record(self, rate_rps: float, met: bool) -> None:
-        """The verdict of the window at `rate_rps` (the rate `next_rate` returned)."""
+    def record(self, rate_rps: float, met: bool, *, behind_throughput_rps: float | None = None) -> None:
+        """The verdict of the window at `rate_rps` (the rate `next_rate` returned).
+
+        `behind_throughput_rps`: the window fell behind (its backlog grew) while completing this many requests per
+        second in its steady part; a search from a bracket re-aims at it when it lies below the bracket.
+        """
         if self._pending is None or self._pending[0] != rate_rps:
             raise ValueError(f"record({rate_rps:g}): the search asked for {self._pending}")
+        if not met and behind_throughput_rps and self._aim_at_throughput(rate_rps, behind_throughput_rps):
+            return
         _, kind = self._pending
         self._pending = None
         if kind == "listed":
             self._queue.pop(0)
             if met:
                 self.passing, self.passing_tried = rate_rps, True
-                if self._stage == "descend" and self.failing is not None:
-                    self._stage = "bisect"
-                elif self._stage == "descend":  # the highest fraction met the SLO: the probe may be low, go above it
-                    self._stage, self._queue = "ascend", list(self._above)
+                if self._stage == "descend":  # above it next: the probe's multiples (or T x (1 + tolerance)) below a miss
+                    self._above = [rate for rate in self._above if self.failing is None or rate < self.failing]
+                    self._stage, self._queue = ("ascend", list(self._above)) if self._above else ("bisect", [])
             else:
                 self.failing, self.failing_tried = rate_rps, True
                 if self._stage == "ascend":
                     self._stage = "bisect"
+                elif self._follows_throughput:  # the throughput's estimate missed on its p99s: step down from it
+                    self._stage = "bisect"
+                    self._step_down(rate_rps)
             return
         if kind == "midpoint":
             self.bisections += 1
@@ -153,12 +173,32 @@ class RateSearch:
             self.passing_tried = True
             return
         self.failing, self.failing_tried = rate_rps, True
+        self._step_down(rate_rps)
+
+    def _step_down(self, missed_rps: float) -> None:
+        """A low end missed: the next one twice the bracket's width below it (at most half of it)."""
         if self.expansions_down >= MAX_EXPANSIONS:
             self.passing, self._stage = None, "done"  # nothing met the SLO
             return
         self.expansions_down += 1
-        self.passing, self.passing_tried = max(rate_rps - 2 * self._width, rate_rps / 2), False
+        self.passing, self.passing_tried = max(missed_rps - 2 * self._width, missed_rps / 2), False
         self._width *= 2
+
+    def _aim_at_throughput(self, rate_rps: float, throughput_rps: float) -> bool:
+        """A missed window's throughput far below the low end: try it, then one tolerance above it (module doc)."""
+        estimate = min(throughput_rps, rate_rps / (1 + self.tolerance))
+        low_end = self.passing if self.passing is not None else rate_rps
+        if not self._follows_throughput or self.passing_tried or estimate >= low_end / (1 + self.tolerance):
+            return False
+        if self.expansions_down >= MAX_EXPANSIONS:
+            return False
+        self.expansions_down += 1
+        self._pending = None
+        self.failing, self.failing_tried = rate_rps, True
+        self.passing, self.passing_tried = None, False
+        above = [estimate * (1 + self.tolerance) ** k for k in range(1, THROUGHPUT_STEPS_UP + 1)]
+        self._stage, self._queue, self._above = "descend", [estimate], above
+        return True
 
     def stop(self) -> None:
         """End the search where it stands (e.g. the client saturated)."""

@@ -108,3 +108,42 @@ def test_a_narrow_bracket_steps_past_its_end_by_its_own_width_not_to_twice_the_r
     down = RateSearch.from_bracket(33.0, 34.634, tolerance=0.05)
     tried = _run(down, 31.0)
     assert min(tried) > 0.85 * 33.0 and down.rate_rps <= 31.0 < down.failed_rps
+
+
+def _run_with_throughput(search: RateSearch, capacity: float, lag: float = 0.95) -> list[float]:
+    """Windows above `capacity` fall behind while completing `lag` x capacity per second (a window's steady part
+    counts the completions of requests sent a latency earlier); those at or below it meet the SLO."""
+    tried: list[float] = []
+    while (rate := search.next_rate()) is not None:
+        tried.append(rate)
+        met = rate <= capacity
+        search.record(rate, met, behind_throughput_rps=None if met else lag * capacity)
+        assert len(tried) <= 60, f"the search does not end: {tried}"
+    return tried
+
+
+def test_a_bracket_from_another_host_is_re_aimed_at_the_throughput_of_the_window_that_fell_behind() -> None:
+    """The defaults' 45.92:48.08 from one H100 on an H100 that sustains ~30: not six 120 s windows stepping down."""
+    search = RateSearch.from_bracket(45.92, 48.08, tolerance=0.05)
+    tried = _run_with_throughput(search, 30.0)
+    # the miss, its throughput (5% under the capacity), then 5% steps up until one misses
+    assert tried == pytest.approx([48.08, 28.5, 28.5 * 1.05, 28.5 * 1.05**2])
+    assert search.rate_rps == pytest.approx(29.925) and search.failed_rps == pytest.approx(31.42125)
+    assert search.expansions_down == 1 and not search.censored
+    plain = RateSearch.from_bracket(45.92, 48.08, tolerance=0.05)
+    assert len(_run(plain, 30.0)) > len(tried) + 2  # without the throughput: stepping down by the width
+
+
+def test_a_right_bracket_is_not_re_aimed_and_a_latency_miss_carries_no_estimate() -> None:
+    right = RateSearch.from_bracket(71.0, 74.5, tolerance=0.05)
+    assert _run_with_throughput(right, 72.0, lag=0.99) == pytest.approx([74.5, 71.0])  # 71.28 >= 71: the low end
+    probe = RateSearch.from_probe(100.0, FRACTIONS, [1.05], tolerance=0.05)  # a probe measured capacity already
+    assert _run_with_throughput(probe, 30.0)[:5] == pytest.approx([95.0, 85.0, 70.0, 55.0, 40.0])
+    estimate_missed = RateSearch.from_bracket(45.92, 48.08, tolerance=0.05)
+    assert estimate_missed.next_rate() == pytest.approx(48.08)
+    estimate_missed.record(48.08, False, behind_throughput_rps=30.0)
+    assert estimate_missed.next_rate() == pytest.approx(30.0)
+    estimate_missed.record(30.0, False)  # missed on a p99, not behind: step down from it by the bracket's width
+    tried = _run(estimate_missed, 25.0)
+    assert estimate_missed.rate_rps <= 25.0 < estimate_missed.failed_rps <= 1.05 * estimate_missed.rate_rps
+    assert min(tried) >= 30.0 - 2 * 2.16 * 2  # no halving of the rate

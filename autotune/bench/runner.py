@@ -28,6 +28,7 @@ import asyncio
 import dataclasses
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -142,6 +143,8 @@ class _Benchmark:
         self.client_processes: ClientProcesses | None = None
         """Spawned client processes, kept across windows (closed by run_benchmark)."""
         self.first_window_wall: float | None = None
+        self.on_window: Callable[[Summary], None] | None = None
+        """Told each measured window's summary as the window ends (autotune.bench.window_log)."""
 
     def _build(self, count: int, what: str = "window") -> list[PreparedRequest]:
         first = self.next_index
@@ -341,6 +344,8 @@ class _Benchmark:
             log.warning("%s is cache-flattered: %s", phase.label, summary.cache.reason)
         if summary.client.saturated:
             log.warning("client saturated during %s: %s", phase.label, summary.client.reason)
+        if self.on_window is not None:
+            self.on_window(summary)
         return PhaseResult(summary, records)
 
     async def run(self) -> tuple[Summary, list[Summary], list[RequestRecord]]:
@@ -404,7 +409,8 @@ class _Benchmark:
                 break
             unusable = window_unusable_reason(step.summary)  # e.g. cache-flattered: never an objective value
             met = steady.met and unusable is None
-            search.record(rate, met)
+            fell_behind = steady.backlog_growth > steady.backlog_growth_limit
+            search.record(rate, met, behind_throughput_rps=step.summary.throughput_rps if fell_behind else None)
             by_rate[rate] = step.summary
             log.info("slo_rate: %.2f req/s %s", rate, "meets the SLO" if met else f"misses: {unusable or steady.verdict}")
             if met and source != "probe" and rate >= search.rate_rps:
@@ -485,6 +491,7 @@ async def run_benchmark(
     progress: bool | ProgressReporter = False,
     server_pid: int | None = None,
     stack_profile_dir: Path | None = None,
+    on_window: Callable[[Summary], None] | None = None,
 ) -> BenchResult:
     """Benchmark the OpenAI-compatible server at `url`; `model=None` asks /v1/models.
 
@@ -493,6 +500,8 @@ async def run_benchmark(
     (API server, engine core, ...) is profiled over each measured window (`summary.server_cpu`).
     `stack_profile_dir`: the server was started with `autotune.observe.stacks.profiler` writing there; each measured window
     opens its gate (`autotune.observe.stacks.gate`), so the server's processes sample their stacks in it.
+    `on_window`: called with each measured window's summary (its verdict included) as soon as the window ends, so a
+    caller keeps the finished windows of a run that is cut short (`autotune.bench.window_log`).
 
     Raises ServerUnreachableError when the server cannot be asked anything; request failures
     during the run are data (records with `error`). With more than one client process (or
@@ -515,6 +524,7 @@ async def run_benchmark(
     try:
         gate = StackProfileGate(stack_profile_dir) if stack_profile_dir is not None else None
         bench = _Benchmark(server, workload, load, slo, api_key, sampler, reporter, cpu_sampler, gate)
+        bench.on_window = on_window
         try:
             summary, sweep, records = await bench.run()
         finally:

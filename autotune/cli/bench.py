@@ -15,6 +15,7 @@ from autotune.bench.result import save_result
 from autotune.bench.runner import run_benchmark_sync
 from autotune.bench.schemas import LoadSpec
 from autotune.bench.trace import check_trace_workload
+from autotune.bench.window_log import WindowLog, windows_path
 from autotune.bench.workload import resolve_workload
 from autotune.cli._app import app
 from autotune.cli.console import make_console
@@ -104,7 +105,10 @@ def bench(
             "would (only --rate-range, --client-cpus, --seed and --server-pid may be added)",
         ),
     ] = None,
-    output: Annotated[Path | None, typer.Option(help="Write the result JSON here")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Write the result JSON here (and each window, as it ends, to its .windows.jsonl beside it)"),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
 ) -> None:
     """Benchmark an OpenAI-compatible chat server (throughput, TTFT/TPOT/ITL, goodput, GPU)."""
@@ -174,9 +178,11 @@ def bench(
     chosen = resolve_workload(workload)
     check_trace_workload(load, chosen)  # a bad trace, or --replay without one, before any request
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    window_log = WindowLog(windows_path(output) if output is not None else None, make_console(stderr=True))
     result = run_benchmark_sync(
         url, chosen, load, parse_slo(slo or []),
         model=model, api_key=api_key, telemetry=telemetry, progress=not quiet, server_pid=server_pid,
+        on_window=window_log,
     )
     print_report(result, make_console())
     if output is not None:

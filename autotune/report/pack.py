@@ -14,7 +14,7 @@ What it does (experiments/README.md says why; `autotune.report.recorded` reads e
 - removes the per-token gaps (`itl_ms` lists) from the requests of every bench result (the ITL statistics stay in
   each summary and sweep window), rounds their send times to 1 us, and stores it as `.json.gz`;
 - keeps each `vllm bench serve --save-detailed` result (`vllm-bench-*.json`) without its generated texts and with its
-  per-request times (`ttfts`, `itls`, `start_times`, seconds) rounded to 10 us, as `.json.gz`: the combined verdict
+  per-request times rounded (`ttfts`, `start_times` to 10 us, `itls` to 100 us), as `.json.gz`: the combined verdict
   (`autotune.bench.vllm_bench`) read from the packed file stays within 0.01 ms of the written one;
 - keeps each `autotune soak` record (`soak.json`) with its per-request send times rounded to 10 ms and latencies to
   1 ms (its windows, their percentiles and its verdict were computed before, and must come out unchanged), as
@@ -161,16 +161,18 @@ def pack_results(run: Path) -> None:
 
 
 VLLM_BENCH_GLOB = "vllm-bench-*.json*"
-VLLM_BENCH_TIME_DECIMALS = 5  # seconds: 10 us, far below what a request's time varies by
-VLLM_BENCH_TIMES = ("ttfts", "itls", "start_times")
+# Seconds, per field: 10 us for TTFTs and send times (their percentiles are read as they are); 100 us for the per-token
+# gaps, 350x below a decode step (~35 ms), which enter the verdict only as each request's mean of ~128 (TPOT moves
+# ~0.001 ms) and are most of the file (rounded to 10 us they left the best config's H100 files at 400 KB, not 240).
+VLLM_BENCH_TIME_DECIMALS = {"ttfts": 5, "itls": 4, "start_times": 5}
 _VERDICT_SLO = {"ttft_ms": 1.0, "tpot_ms": 1.0}  # any bounds: only the percentiles are compared
 
 
-def _rounded(value: Any) -> Any:
+def _rounded(value: Any, decimals: int) -> Any:
     if isinstance(value, float):
-        return round(value, VLLM_BENCH_TIME_DECIMALS)
+        return round(value, decimals)
     if isinstance(value, list):
-        return [_rounded(v) for v in value]
+        return [_rounded(v, decimals) for v in value]
     return value
 
 
@@ -180,7 +182,10 @@ def _percentiles(result: VllmBenchCombined) -> list[float]:
 
 def slim_vllm_bench(data: dict[str, Any]) -> dict[str, Any]:
     """A vllm bench result without generated texts and with its times rounded; refuses a change of its verdict."""
-    slim = {k: (_rounded(v) if k in VLLM_BENCH_TIMES else v) for k, v in data.items() if k != "generated_texts"}
+    slim = {
+        k: (_rounded(v, VLLM_BENCH_TIME_DECIMALS[k]) if k in VLLM_BENCH_TIME_DECIMALS else v)
+        for k, v in data.items() if k != "generated_texts"
+    }
     before = combine_results([VllmBenchFile.model_validate(data)], _VERDICT_SLO)
     after = combine_results([VllmBenchFile.model_validate(slim)], _VERDICT_SLO)
     if any(abs(a - b) > 0.01 for a, b in zip(_percentiles(before), _percentiles(after), strict=True)):

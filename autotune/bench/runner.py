@@ -143,8 +143,9 @@ class _Benchmark:
         self.client_processes: ClientProcesses | None = None
         """Spawned client processes, kept across windows (closed by run_benchmark)."""
         self.first_window_wall: float | None = None
-        self.on_window: Callable[[Summary], None] | None = None
-        """Told each measured window's summary as the window ends (autotune.bench.window_log)."""
+        self.on_window: Callable[[Summary, bool], None] | None = None
+        """Told each measured window's summary as the window ends, and whether the engine is simulated
+        (autotune.bench.window_log)."""
 
     def _build(self, count: int, what: str = "window") -> list[PreparedRequest]:
         first = self.next_index
@@ -345,7 +346,7 @@ class _Benchmark:
         if summary.client.saturated:
             log.warning("client saturated during %s: %s", phase.label, summary.client.reason)
         if self.on_window is not None:
-            self.on_window(summary)
+            self.on_window(summary, self.server.simulated)
         return PhaseResult(summary, records)
 
     async def run(self) -> tuple[Summary, list[Summary], list[RequestRecord]]:
@@ -491,7 +492,7 @@ async def run_benchmark(
     progress: bool | ProgressReporter = False,
     server_pid: int | None = None,
     stack_profile_dir: Path | None = None,
-    on_window: Callable[[Summary], None] | None = None,
+    on_window: Callable[[Summary, bool], None] | None = None,
 ) -> BenchResult:
     """Benchmark the OpenAI-compatible server at `url`; `model=None` asks /v1/models.
 
@@ -500,8 +501,9 @@ async def run_benchmark(
     (API server, engine core, ...) is profiled over each measured window (`summary.server_cpu`).
     `stack_profile_dir`: the server was started with `autotune.observe.stacks.profiler` writing there; each measured window
     opens its gate (`autotune.observe.stacks.gate`), so the server's processes sample their stacks in it.
-    `on_window`: called with each measured window's summary (its verdict included) as soon as the window ends, so a
-    caller keeps the finished windows of a run that is cut short (`autotune.bench.window_log`).
+    `on_window`: called with each measured window's summary (its verdict included) and whether the server's engine is
+    simulated, as soon as the window ends, so a caller keeps the finished windows of a run that is cut short
+    (`autotune.bench.window_log`).
 
     Raises ServerUnreachableError when the server cannot be asked anything; request failures
     during the run are data (records with `error`). With more than one client process (or

@@ -9,11 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import BaseModel
 from rich.console import Console
 
 from autotune.bench.schemas import Summary
 
 SUFFIX = ".windows.jsonl"
+
+
+class LoggedWindow(BaseModel):
+    """One line of the log: a window's summary and whether the server's engine was simulated."""
+
+    simulated: bool
+    window: Summary
 
 
 def windows_path(output: Path) -> Path:
@@ -22,14 +30,14 @@ def windows_path(output: Path) -> Path:
     return output.with_name(name + SUFFIX)
 
 
-def describe_window(number: int, summary: Summary) -> str:
+def describe_window(number: int, summary: Summary, simulated: bool = False) -> str:
     load = (
         f"{summary.offered_rate_rps:.2f} req/s offered" if summary.offered_rate_rps is not None
         else f"concurrency {summary.concurrency}" if summary.concurrency is not None else "load"
     )
     verdict = summary.steady.verdict if summary.steady is not None else "no SLO verdict (not a steady window)"
     return (
-        f"window {number}: {load}, {summary.throughput_rps:.2f} completed/s, {summary.failed} failed, "
+        ("SIMULATED engine (not a GPU measurement): " if simulated else "") + f"window {number}: {load}, {summary.throughput_rps:.2f} completed/s, {summary.failed} failed, "
         f"p99 TTFT {_ms(summary.ttft_ms.p99, 0)} / TPOT {_ms(summary.tpot_ms.p99, 1)}: {verdict}"
     )
 
@@ -49,14 +57,14 @@ class WindowLog:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("")  # this run's windows only
 
-    def __call__(self, summary: Summary) -> None:
+    def __call__(self, summary: Summary, simulated: bool) -> None:
         self.count += 1
         if self.path is not None:
             with self.path.open("a") as stream:
-                stream.write(summary.model_dump_json() + "\n")
-        self.console.print(describe_window(self.count, summary), highlight=False, soft_wrap=True)
+                stream.write(LoggedWindow(simulated=simulated, window=summary).model_dump_json() + "\n")
+        self.console.print(describe_window(self.count, summary, simulated), highlight=False, soft_wrap=True)
 
 
-def read_windows(path: Path) -> list[Summary]:
+def read_windows(path: Path) -> list[LoggedWindow]:
     """The windows a run logged, in order (a run cut short: those it finished)."""
-    return [Summary.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
+    return [LoggedWindow.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]

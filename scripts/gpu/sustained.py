@@ -46,6 +46,7 @@ from pathlib import Path
 import psutil
 
 from autotune.bench.vllm_bench import VllmBenchCombined, combine
+from autotune.bench.window_log import describe_window, read_windows, windows_path
 from autotune.config import EngineKind
 from autotune.errors import ConfigError
 from autotune.observe.cpu import classify_process
@@ -114,7 +115,8 @@ def left_s() -> float:
 
 
 def bench(url: str, out: Path, *args: str) -> dict:
-    """One `autotune bench` run, cut when the lease would end (then it wrote nothing, and says so)."""
+    """One `autotune bench` run, cut when the lease would end (then its result file is missing: the windows it
+    finished are in its .windows.jsonl, and said in the progress log)."""
     argv = [sys.executable, "-m", "autotune.cli", "bench", "--url", url, "--client-cpus", CLIENT_CPUS, "--quiet",
             "--output", str(out), *args]
     say("$ " + " ".join(argv[2:]))
@@ -125,6 +127,9 @@ def bench(url: str, out: Path, *args: str) -> dict:
         except subprocess.TimeoutExpired:
             code = "cut by the lease"
     say(f"  exit {code} after {time.time() - started:.0f} s")
+    if not out.exists() and (log_path := windows_path(out)).exists():  # cut: the windows it finished, from its log
+        for number, logged in enumerate(read_windows(log_path), 1):
+            say("  " + describe_window(number, logged.window, logged.simulated))
     return json.loads(out.read_text()) if out.exists() else {}
 
 

@@ -42,7 +42,7 @@ def test_a_bracket_far_above_the_server_is_re_aimed_at_the_throughput_it_fell_be
     told: list[Summary] = []
     result = run_benchmark_sync(
         url, resolve_workload(str(_short_workload(tmp_path))), load, SLO(ttft_ms=2000), telemetry=False,
-        on_window=told.append,
+        on_window=lambda summary, simulated: told.append(summary),
     )
     first, second = told[0], told[1]
     assert first.offered_rate_rps == 99.0  # a narrow bracket: its high end first
@@ -77,8 +77,24 @@ def test_a_run_cut_short_keeps_the_windows_it_finished(tmp_path: Path, start_fak
         if bench.poll() is None:
             bench.kill()
     assert not out.exists()  # the result is written at the end only
-    windows = read_windows(log)
+    logged = read_windows(log)
+    windows = [entry.window for entry in logged]
     assert len(windows) >= 2 and windows[0].offered_rate_rps == pytest.approx(22.5)  # the bracket's midpoint first
     assert all(w.steady is not None and w.completed > 0 for w in windows)
     assert "window 1: 22.50 req/s offered" in stderr and windows[0].steady.verdict in stderr
+    assert not any(entry.simulated for entry in logged) and "SIMULATED" not in stderr
+
+
+def test_a_simulated_engine_s_windows_say_so(tmp_path: Path, start_fake_server) -> None:
+    url = start_fake_server("--ttft-ms", "5", "--itl-ms", "2", "--simulated")
+    out = tmp_path / "run.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "autotune.cli", "bench", "--url", url, "--workload", str(_short_workload(tmp_path)),
+         "--rate", "20", "--num-requests", "20", "--output", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=DEADLINE_S,
+    )
+    assert done.returncode == 0, done.stderr
+    (logged,) = read_windows(windows_path(out))
+    assert logged.simulated and logged.window.completed == 20
+    assert "SIMULATED engine (not a GPU measurement): window 1: 20.00 req/s offered" in done.stderr
 

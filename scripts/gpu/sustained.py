@@ -12,7 +12,8 @@ For every config, in order, on one server started by `autotune serve --engine vl
      that rate in `vllm-bench-lower/`, so that the independent client's own rate is bracketed, not only refuted.
 Every step checks the time left (DEADLINE_EPOCH) and is skipped, saying so, when it cannot finish.
 With SUSTAINED_ONLY=1 step 1 is left out and LOW:HIGH bracket the 120 s windows themselves (a pair of configs whose
-objectives were measured before fits one lease: on an H100 each config's objective took ~270 s of ~800). With
+objectives were measured before fits one lease: on an H100 each config's objective took ~270 s of ~800; with
+VLLM_BENCH_PROCS=0 the vllm bench step is left out too, for a pair whose confirmations were recorded before). With
 CONFIRM_ONLY=1 steps 1 and 2 are left out and step 3 runs at LOW (a serving change checked against a rate measured
 before, in the few minutes a lease has left).
 
@@ -408,6 +409,8 @@ def measure(name: str, config: str, low: float, high: float) -> None:
         confirm_rate = record.get("sustained_rps") or rate
         if ENGINE is EngineKind.SIMULATED:
             say(f"{name}: vllm bench skipped (simulated engine)")
+        elif VLLM_BENCH_PROCS == 0:
+            say(f"{name}: vllm bench left out (VLLM_BENCH_PROCS=0)")
         elif left_s() > VLLM_BENCH_S + 60:
             confirmation = vllm_bench(server.base_url, model, confirm_rate, folder)
             record["vllm_bench_rate_rps"] = confirm_rate

@@ -9,10 +9,11 @@ down by twice its width (at most halving it), at most MAX_EXPANSIONS times each 
 doubling, and a narrow one (a measurement repeated from a known rate) steps past its end by a few percent instead of
 trying twice the rate, which costs a long window on an overloaded server.
 From a bracket, a window that fell behind also says how far off the bracket is: its steady throughput T (what the
-server completed while its queue grew) estimates the capacity. When no rate has met the SLO yet and T lies below the
-low end, the bracket was set on another host or for another config: the search tries T next (at most the missed rate
-less the tolerance), then steps of one tolerance above it until one misses, instead of stepping down by the bracket's width window after window (on
-an H100 whose defaults sustained ~30 req/s, a 45.9:48.1 bracket spent its lease stepping down 120 s at a time).
+server completed while its queue grew) estimates the capacity. When no rate has met the SLO yet and T lies more than
+the tolerance below the low end, the bracket was set on another host or for another config: the search tries T next
+(at most the missed rate less the tolerance), then steps of one tolerance above it until one misses, instead of
+stepping down by the bracket's width window after window (on an H100 whose defaults processed ~26 req/s, a
+45.92:48.08 bracket spent the rest of its lease stepping down, 120 s a window).
 Bisection: the midpoint of the highest passing and the lowest failing rate, until the failing one is within
 `tolerance` above the passing one (failing <= (1 + tolerance) x passing), or after `max_bisections` midpoints.
 """
@@ -139,7 +140,7 @@ class RateSearch:
             self._queue.pop(0)
             if met:
                 self.passing, self.passing_tried = rate_rps, True
-                if self._stage == "descend":  # above it next: the probe's multiples (or T x (1 + tolerance)) below a miss
+                if self._stage == "descend":  # above it next: the probe's multiples (or T's steps) below any miss
                     self._above = [rate for rate in self._above if self.failing is None or rate < self.failing]
                     self._stage, self._queue = ("ascend", list(self._above)) if self._above else ("bisect", [])
             else:
@@ -185,7 +186,8 @@ class RateSearch:
         self._width *= 2
 
     def _aim_at_throughput(self, rate_rps: float, throughput_rps: float) -> bool:
-        """A missed window's throughput far below the low end: try it, then one tolerance above it (module doc)."""
+        """A missed window's throughput far below the low end: try it, then steps of one tolerance above it (module
+        doc); False when it does not apply."""
         estimate = min(throughput_rps, rate_rps / (1 + self.tolerance))
         low_end = self.passing if self.passing is not None else rate_rps
         if not self._follows_throughput or self.passing_tried or estimate >= low_end / (1 + self.tolerance):

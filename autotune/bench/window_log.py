@@ -36,8 +36,9 @@ def describe_window(number: int, summary: Summary, simulated: bool = False) -> s
         else f"concurrency {summary.concurrency}" if summary.concurrency is not None else "load"
     )
     verdict = summary.steady.verdict if summary.steady is not None else "no SLO verdict (not a steady window)"
+    label = "SIMULATED engine (not a GPU measurement): " if simulated else ""
     return (
-        ("SIMULATED engine (not a GPU measurement): " if simulated else "") + f"window {number}: {load}, {summary.throughput_rps:.2f} completed/s, {summary.failed} failed, "
+        f"{label}window {number}: {load}, {summary.throughput_rps:.2f} completed/s, {summary.failed} failed, "
         f"p99 TTFT {_ms(summary.ttft_ms.p99, 0)} / TPOT {_ms(summary.tpot_ms.p99, 1)}: {verdict}"
     )
 

@@ -190,9 +190,8 @@ class RateSearch:
         doc); False when it does not apply."""
         estimate = min(throughput_rps, rate_rps / (1 + self.tolerance))
         low_end = self.passing if self.passing is not None else rate_rps
-        if not self._follows_throughput or self.passing_tried or estimate >= low_end / (1 + self.tolerance):
-            return False
-        if self.expansions_down >= MAX_EXPANSIONS:
+        far_below = estimate < low_end / (1 + self.tolerance)
+        if not (self._follows_throughput and far_below and not self.passing_tried and self.expansions_down < MAX_EXPANSIONS):
             return False
         self.expansions_down += 1
         self._pending = None

@@ -410,8 +410,7 @@ class _Benchmark:
                 break
             unusable = window_unusable_reason(step.summary)  # e.g. cache-flattered: never an objective value
             met = steady.met and unusable is None
-            fell_behind = steady.backlog_growth > steady.backlog_growth_limit
-            search.record(rate, met, behind_throughput_rps=step.summary.throughput_rps if fell_behind else None)
+            search.record(rate, met, behind_throughput_rps=step.summary.throughput_rps if steady.fell_behind else None)
             by_rate[rate] = step.summary
             log.info("slo_rate: %.2f req/s %s", rate, "meets the SLO" if met else f"misses: {unusable or steady.verdict}")
             if met and source != "probe" and rate >= search.rate_rps:

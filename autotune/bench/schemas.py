@@ -231,6 +231,9 @@ class SteadyWindow(ClosedModel):
     backlog_end: float = Field(description="Requests in flight at the steady part's end (the same line)")
     backlog_growth: float = Field(description="backlog_end - backlog_start: > 0 means the queue grew")
     backlog_growth_limit: float = Field(description="The growth above which the window falls behind")
+    fell_behind: bool = Field(
+        default=False, description="The backlog grew above its limit (False in results written before this field)"
+    )
     met: bool = Field(description="The window met the SLO's p99s and kept pace with its rate")
     verdict: str = Field(description="Why it missed the SLO, or 'met'")
 

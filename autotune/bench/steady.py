@@ -163,9 +163,10 @@ def judge_window(
     last_end = max(before_send, default=plan.send_s)
     drain = plan.drain_limit_s if math.isinf(last_end) else max(0.0, last_end - plan.send_s)
     verdict: str | None
+    fell_behind = growth > limit
     if summary.completed == 0:
         verdict = "no steady request completed"
-    elif growth > limit:
+    elif fell_behind:
         verdict = (
             f"falls behind: the backlog grew by {growth:.0f} requests over the {plan.send_s - cut.ramp_s:.1f} s steady "
             f"part (limit {limit:.0f}: {load.slo_rate_max_backlog_growth_s:g} s of arrivals or "
@@ -190,6 +191,7 @@ def judge_window(
         backlog_end=round(backlog_end, 2),
         backlog_growth=round(growth, 2),
         backlog_growth_limit=round(limit, 2),
+        fell_behind=fell_behind,
         met=verdict is None,
         verdict=verdict or "met",
     )

@@ -46,7 +46,7 @@ def test_a_bracket_far_above_the_server_is_re_aimed_at_the_throughput_it_fell_be
     )
     first, second = told[0], told[1]
     assert first.offered_rate_rps == 99.0  # a narrow bracket: its high end first
-    assert first.steady is not None and first.steady.verdict.startswith("falls behind")
+    assert first.steady is not None and first.steady.verdict.startswith("falls behind") and first.steady.fell_behind
     assert first.throughput_rps < 40
     # not 90 (the low end) nor 90 - 2 x 9: the rate the server completed while falling behind
     assert second.offered_rate_rps == pytest.approx(min(first.throughput_rps, 99.0 / 1.5))

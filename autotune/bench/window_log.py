@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
 from autotune.bench.schemas import Summary
@@ -67,5 +67,14 @@ class WindowLog:
 
 
 def read_windows(path: Path) -> list[LoggedWindow]:
-    """The windows a run logged, in order (a run cut short: those it finished)."""
-    return [LoggedWindow.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
+    """The windows a run logged, in order (a run cut short: those it finished). A last line cut off mid-write (the
+    run killed while appending it) is left out; an unreadable line before it is an error."""
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    windows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            windows.append(LoggedWindow.model_validate_json(line))
+        except ValidationError:
+            if number < len(lines):
+                raise
+    return windows

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from autotune.bench.runner import run_benchmark_sync
 from autotune.bench.schemas import SLO, LoadSpec, Summary
@@ -83,6 +84,12 @@ def test_a_run_cut_short_keeps_the_windows_it_finished(tmp_path: Path, start_fak
     assert all(w.steady is not None and w.completed > 0 for w in windows)
     assert "window 1: 22.50 req/s offered" in stderr and windows[0].steady.verdict in stderr
     assert not any(entry.simulated for entry in logged) and "SIMULATED" not in stderr
+    cut_mid_write = log.read_text() + log.read_text().splitlines()[0][:200]  # a kill during the next append
+    log.write_text(cut_mid_write)
+    assert [entry.window for entry in read_windows(log)] == windows
+    log.write_text("not json\n" + cut_mid_write)
+    with pytest.raises(ValidationError):
+        read_windows(log)
 
 
 def test_a_simulated_engine_s_windows_say_so(tmp_path: Path, start_fake_server) -> None:
